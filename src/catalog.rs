@@ -1,0 +1,197 @@
+//! `discover`: one stream per Convex table, root tables exactly as the Python connector listed
+//! them, component tables as their own namespaced streams.
+
+use serde_json::{json, Map, Value};
+
+use crate::convex::{DeploymentSchemas, TableRef};
+use crate::protocol::{AirbyteStream, StreamDescriptor, SyncMode};
+
+/// Stream identity of a table. Root tables keep their bare name and no namespace, as before.
+/// Component tables are named `<component path>/<table>` *and* carry the component path as
+/// namespace: callers that ignore namespaces (PyAirbyte, the platform's "destination default")
+/// still see distinct names, and `/` cannot occur in a Convex table name, so names never clash.
+pub fn stream_for(table: &TableRef) -> StreamDescriptor {
+    if table.component.is_empty() {
+        StreamDescriptor {
+            name: table.table.clone(),
+            namespace: None,
+        }
+    } else {
+        StreamDescriptor {
+            name: format!("{}/{}", table.component, table.table),
+            namespace: Some(table.component.clone()),
+        }
+    }
+}
+
+/// The table a configured stream reads. The name alone decides (see `stream_for`); a namespace
+/// that contradicts it is reported rather than guessed around.
+pub fn table_for(stream: &StreamDescriptor) -> Result<TableRef, String> {
+    let table = match stream.name.rsplit_once('/') {
+        Some((component, table)) if !component.is_empty() && !table.is_empty() => TableRef {
+            component: component.to_owned(),
+            table: table.to_owned(),
+        },
+        Some(_) => return Err(format!("stream name {:?} is not a Convex table", stream.name)),
+        None => TableRef::root(stream.name.clone()),
+    };
+    match stream.namespace.as_deref() {
+        None | Some("") => Ok(table),
+        Some(ns) if ns == table.component => Ok(table),
+        // A namespace on a root table name: the stream of that table inside the component.
+        Some(ns) if table.component.is_empty() => Ok(TableRef {
+            component: ns.to_owned(),
+            table: table.table,
+        }),
+        Some(ns) => Err(format!(
+            "stream {:?} has namespace {ns:?}, which does not match its component {:?}",
+            stream.name, table.component
+        )),
+    }
+}
+
+pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
+    let mut streams = Vec::new();
+    for (component, tables) in schemas.components {
+        for (table, schema) in tables {
+            let desc = stream_for(&TableRef {
+                component: component.clone(),
+                table,
+            });
+            streams.push(AirbyteStream {
+                name: desc.name,
+                namespace: desc.namespace,
+                json_schema: stream_schema(schema),
+                supported_sync_modes: [SyncMode::FullRefresh, SyncMode::Incremental],
+                source_defined_cursor: true,
+                default_cursor_field: ["_ts"],
+                source_defined_primary_key: [["_id"]],
+                is_resumable: true,
+            });
+        }
+    }
+    streams
+}
+
+/// Convex's inferred schema, made to accept every record the connector emits:
+/// - the CDC fields are declared, as the Python connector did (same keys, same order);
+/// - `additionalProperties` becomes `true` everywhere, at the top in place as before, and in
+///   nested objects too: Convex infers schemas from today's documents, so tomorrow's document
+///   with one more nested field must not be invalid (and airbyte-cdk's tests reject `false`);
+/// - top-level `required` keeps only `_id`, because a delete carries nothing but `_id` and
+///   metadata (the Python connector's deletes violated its own schema).
+///
+/// Both changes only make the schema more permissive.
+pub fn stream_schema(schema: Value) -> Value {
+    let Value::Object(mut top) = schema else {
+        return json!({});
+    };
+    if top.is_empty() {
+        return Value::Object(top);
+    }
+    if let Some(props) = top.get_mut("properties").and_then(Value::as_object_mut) {
+        for v in props.values_mut() {
+            open_nested_objects(v);
+        }
+    }
+    top.insert("additionalProperties".into(), Value::Bool(true));
+    if let Some(Value::Array(req)) = top.get_mut("required") {
+        req.retain(|r| r == "_id");
+    }
+    let props = top
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(props) = props {
+        props.insert("_ab_cdc_lsn".into(), json!({"type": "number"}));
+        props.insert("_ab_cdc_updated_at".into(), json!({"type": "string"}));
+        props.insert(
+            "_ab_cdc_deleted_at".into(),
+            json!({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+        );
+    }
+    Value::Object(top)
+}
+
+fn open_nested_objects(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if let Some(ap) = o.get_mut("additionalProperties") {
+                if *ap == Value::Bool(false) {
+                    *ap = Value::Bool(true);
+                }
+            }
+            for child in o.values_mut() {
+                open_nested_objects(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(open_nested_objects),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convex::parse_json_schemas;
+
+    #[test]
+    fn root_schema_is_the_python_connectors_plus_relaxations() {
+        let convex = json!({"type":"object",
+            "properties":{"_creationTime":{"type":"number"},"_id":{"$description":"Id(users)","type":"string"},
+                          "age":{"type":"number"},"name":{"type":"string"},
+                          "addr":{"type":"object","properties":{"city":{"type":"string"}},"additionalProperties":false,"required":["city"]},
+                          "_table":{"type":"string"},"_component":{"type":"string"},"_ts":{"type":"integer"},"_deleted":{"type":"boolean"}},
+            "additionalProperties":false,
+            "required":["_creationTime","_id","name"],
+            "$schema":"http://json-schema.org/draft-07/schema#"});
+        let s = stream_schema(convex);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"type":"object","properties":{"_creationTime":{"type":"number"},"_id":{"$description":"Id(users)","type":"string"},"age":{"type":"number"},"name":{"type":"string"},"#,
+                r#""addr":{"type":"object","properties":{"city":{"type":"string"}},"additionalProperties":true,"required":["city"]},"#,
+                r#""_table":{"type":"string"},"_component":{"type":"string"},"_ts":{"type":"integer"},"_deleted":{"type":"boolean"},"#,
+                r#""_ab_cdc_lsn":{"type":"number"},"_ab_cdc_updated_at":{"type":"string"},"_ab_cdc_deleted_at":{"anyOf":[{"type":"string"},{"type":"null"}]}},"#,
+                r#""additionalProperties":true,"required":["_id"],"$schema":"http://json-schema.org/draft-07/schema#"}"#
+            )
+        );
+        assert_eq!(stream_schema(json!({})), json!({}));
+    }
+
+    #[test]
+    fn delete_records_satisfy_the_schema() {
+        let s = stream_schema(json!({"type":"object","properties":{"_id":{"type":"string"},"_creationTime":{"type":"number"},"name":{"type":"string"}},
+            "additionalProperties":false,"required":["_creationTime","_id","name"]}));
+        let v = jsonschema::draft7::new(&s).unwrap();
+        let delete = json!({"_id":"x","_ts":5,"_table":"users","_component":"","_deleted":true,
+            "_ab_cdc_lsn":5,"_ab_cdc_updated_at":"1970-01-01T00:00:00","_ab_cdc_deleted_at":"1970-01-01T00:00:00"});
+        assert!(v.is_valid(&delete));
+    }
+
+    #[test]
+    fn components_become_namespaced_streams_and_map_back() {
+        let schemas = parse_json_schemas(json!({
+            "": {"users": {"type":"object"}},
+            "betterAuth": {"users": {"type":"object"}, "sessions": {"type":"object"}},
+            "a/b": {"t": {"type":"object"}},
+        }))
+        .unwrap();
+        let catalog = build_catalog(schemas);
+        let names: Vec<_> = catalog.iter().map(|s| (s.name.as_str(), s.namespace.as_deref())).collect();
+        assert_eq!(
+            names,
+            vec![("users", None), ("betterAuth/users", Some("betterAuth")), ("betterAuth/sessions", Some("betterAuth")), ("a/b/t", Some("a/b"))]
+        );
+        for s in &catalog {
+            let d = StreamDescriptor { name: s.name.clone(), namespace: s.namespace.clone() };
+            assert_eq!(stream_for(&table_for(&d).unwrap()), d);
+            // Callers that drop the namespace still reach the same table.
+            let bare = StreamDescriptor { name: s.name.clone(), namespace: None };
+            assert_eq!(table_for(&bare).unwrap(), table_for(&d).unwrap());
+        }
+        let bad = StreamDescriptor { name: "x/users".into(), namespace: Some("y".into()) };
+        assert!(table_for(&bad).is_err());
+        assert!(table_for(&StreamDescriptor { name: "/users".into(), namespace: None }).is_err());
+    }
+}

@@ -1,0 +1,486 @@
+//! The Convex streaming export API over HTTP: one client for the whole process, timeouts on
+//! every wait, retries with backoff, and pages streamed to the sink as they arrive.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use serde::Deserialize;
+
+use super::page::{FeedError, PageParser, PageSyntaxError};
+use super::{
+    parse_json_schemas, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd, DeploymentSchemas,
+    NetworkFailure, PageSink, SnapshotCursor, SnapshotPageEnd, SnapshotTs, TableRef,
+};
+use crate::config::{Config, DeploymentUrl};
+use crate::output::Output;
+use crate::protocol::{LogLevel, Message};
+
+/// Convex tells Airbyte's syncs apart by this prefix; the suffix must be a semver.
+pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
+
+const JSON_SCHEMAS: &str = "/api/json_schemas";
+const LIST_SNAPSHOT: &str = "/api/list_snapshot";
+const DOCUMENT_DELTAS: &str = "/api/document_deltas";
+
+/// Bounded retries: exponential backoff with jitter, or the server's `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A `Retry-After` longer than this is cut to it, so one answer cannot park a sync for hours.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1` (attempts count from 1).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(ra) = retry_after {
+            return ra.min(self.max_retry_after);
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.max_delay);
+        // "Equal jitter": at least half the exponential delay, so retries still back off, and
+        // spread over the other half so concurrent streams do not retry in lockstep.
+        let half = exp / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+pub struct HttpConvex {
+    http: reqwest::Client,
+    base: DeploymentUrl,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    log: Option<Output>,
+}
+
+impl std::fmt::Display for HttpConvex {
+    /// Only the URL: the key must never reach a message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.base.as_str())
+    }
+}
+
+enum AttemptError {
+    Convex(ConvexError, Option<Duration>),
+    Sink(anyhow::Error),
+}
+
+impl From<ConvexError> for AttemptError {
+    fn from(e: ConvexError) -> Self {
+        AttemptError::Convex(e, None)
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl HttpConvex {
+    pub fn new(config: &Config, log: Option<Output>) -> anyhow::Result<Self> {
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Convex {}", config.access_key.expose()))
+            .map_err(|_| {
+                crate::error::UserError::config(
+                    "access_key contains characters that cannot be sent in an HTTP header; paste the deploy key exactly as the Convex dashboard shows it",
+                )
+            })?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert("Convex-Client", HeaderValue::from_static(CONVEX_CLIENT));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("source-convex/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(HttpConvex {
+            http,
+            base: config.deployment_url.clone(),
+            request_timeout: config.request_timeout,
+            retry: RetryPolicy::default(),
+            log,
+        })
+    }
+
+    fn url(&self, endpoint: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}{endpoint}", self.base.as_str());
+        let mut sep = '?';
+        for (k, v) in query {
+            url.push(sep);
+            sep = '&';
+            url.push_str(k);
+            url.push('=');
+            url.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
+        }
+        url
+    }
+
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+    ) -> Result<reqwest::Response, AttemptError> {
+        let resp = tokio::time::timeout(self.request_timeout, self.http.get(url).send())
+            .await
+            .map_err(|_| self.timeout(endpoint, "waiting for the response"))?
+            .map_err(|e| network(endpoint, &e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = tokio::time::timeout(self.request_timeout, resp.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let err = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(b) => ConvexError::Api {
+                endpoint,
+                status: status.as_u16(),
+                code: b.code,
+                message: b.message,
+            },
+            Err(_) => ConvexError::Status {
+                endpoint,
+                status: status.as_u16(),
+                body: snippet(&body),
+            },
+        };
+        Err(AttemptError::Convex(err, retry_after))
+    }
+
+    fn timeout(&self, endpoint: &'static str, what: &str) -> ConvexError {
+        ConvexError::Network {
+            endpoint,
+            kind: NetworkFailure::Timeout,
+            detail: format!(
+                "no data from Convex for {} s while {what} (request_timeout_seconds)",
+                self.request_timeout.as_secs()
+            ),
+        }
+    }
+
+    /// One attempt at one page. `delivered` counts the values the sink has already taken from
+    /// earlier attempts at the same page; Convex answers a repeated request with the same
+    /// documents in the same order, so those are skipped instead of emitted twice.
+    async fn attempt_page<S: PageSink>(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        sink: &mut S,
+        delivered: &mut usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
+        let mut resp = self.send(endpoint, url).await?;
+        let mut parser = PageParser::new();
+        let mut seen = 0usize;
+        loop {
+            let chunk = tokio::time::timeout(self.request_timeout, resp.chunk())
+                .await
+                .map_err(|_| self.timeout(endpoint, "reading the page"))?
+                .map_err(|e| ConvexError::Network {
+                    endpoint,
+                    kind: NetworkFailure::Body,
+                    detail: format!("the connection broke while reading the page: {e}"),
+                })?;
+            let Some(chunk) = chunk else { break };
+            parser
+                .feed(&chunk, |raw| {
+                    seen += 1;
+                    if seen <= *delivered {
+                        return Ok(());
+                    }
+                    sink.value(raw)?;
+                    *delivered += 1;
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    FeedError::Sink(e) => AttemptError::Sink(e),
+                    FeedError::Syntax(e) => AttemptError::Convex(syntax(endpoint, e), None),
+                })?;
+            sink.flush().await.map_err(AttemptError::Sink)?;
+        }
+        parser.finish().map_err(|e| syntax(endpoint, e).into())
+    }
+
+    async fn page<S: PageSink>(
+        &self,
+        endpoint: &'static str,
+        what: &str,
+        query: &[(&str, &str)],
+        sink: &mut S,
+    ) -> anyhow::Result<(Vec<(String, Vec<u8>)>, usize)> {
+        let url = self.url(endpoint, query);
+        let mut delivered = 0usize;
+        let mut attempt = 1;
+        loop {
+            match self.attempt_page(endpoint, &url, sink, &mut delivered).await {
+                Ok(fields) => return Ok((fields, delivered)),
+                Err(AttemptError::Sink(e)) => return Err(e),
+                Err(AttemptError::Convex(e, retry_after)) => {
+                    self.retry_or_fail(e, retry_after, &mut attempt, what).await?;
+                }
+            }
+        }
+    }
+
+    /// Sleeps before the next attempt, or gives up with the error.
+    async fn retry_or_fail(
+        &self,
+        err: ConvexError,
+        retry_after: Option<Duration>,
+        attempt: &mut u32,
+        what: &str,
+    ) -> Result<(), ConvexError> {
+        if !err.is_retryable() || *attempt >= self.retry.max_attempts {
+            return Err(err);
+        }
+        let delay = self.retry.delay(*attempt, retry_after);
+        if let Some(log) = &self.log {
+            let msg = format!(
+                "{what}: {err}; retrying in {:.1} s (attempt {} of {})",
+                delay.as_secs_f64(),
+                *attempt + 1,
+                self.retry.max_attempts
+            );
+            // A closed output will surface on the next record write; a log line can't fail a sync.
+            let _ = log.send(Message::log(LogLevel::Warn, &msg).to_line()).await;
+        }
+        tokio::time::sleep(delay).await;
+        *attempt += 1;
+        Ok(())
+    }
+}
+
+fn table_query<'a>(table: &'a TableRef, query: &mut Vec<(&'static str, &'a str)>) {
+    query.push(("tableName", &table.table));
+    // Root tables are requested exactly as the Python connector did; component tables need
+    // `component`, without which Convex reads the root table of that name (usually empty).
+    if !table.component.is_empty() {
+        query.push(("component", &table.component));
+    }
+    query.push(("format", "json"));
+}
+
+fn network(endpoint: &'static str, e: &reqwest::Error) -> ConvexError {
+    let kind = if e.is_connect() {
+        NetworkFailure::Connect
+    } else if e.is_timeout() {
+        NetworkFailure::Timeout
+    } else {
+        NetworkFailure::Other
+    };
+    // reqwest's chain names the cause (DNS, refused, TLS); the URL it includes has no key.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    ConvexError::Network {
+        endpoint,
+        kind,
+        detail,
+    }
+}
+
+fn syntax(endpoint: &'static str, e: PageSyntaxError) -> ConvexError {
+    match e {
+        PageSyntaxError::Truncated => ConvexError::Network {
+            endpoint,
+            kind: NetworkFailure::Body,
+            detail: e.to_string(),
+        },
+        other => ConvexError::InvalidResponse {
+            endpoint,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// The start of an unexpected body, on one line, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn field<'a, T: Deserialize<'a>>(
+    endpoint: &'static str,
+    fields: &'a [(String, Vec<u8>)],
+    name: &str,
+) -> Result<T, ConvexError> {
+    let raw = fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+        .ok_or_else(|| ConvexError::InvalidResponse {
+            endpoint,
+            detail: format!("the page has no `{name}` field"),
+        })?;
+    serde_json::from_slice(raw).map_err(|e| ConvexError::InvalidResponse {
+        endpoint,
+        detail: format!("the page's `{name}` field is not what the API documents: {e}"),
+    })
+}
+
+impl ConvexApi for HttpConvex {
+    async fn json_schemas(&self) -> Result<DeploymentSchemas, ConvexError> {
+        let url = self.url(
+            JSON_SCHEMAS,
+            &[
+                ("deltaSchema", "true"),
+                ("format", "json"),
+                ("byComponent", "true"),
+            ],
+        );
+        let mut attempt = 1;
+        loop {
+            let result: Result<serde_json::Value, AttemptError> = async {
+                let resp = self.send(JSON_SCHEMAS, &url).await?;
+                let body = tokio::time::timeout(self.request_timeout, resp.bytes())
+                    .await
+                    .map_err(|_| self.timeout(JSON_SCHEMAS, "reading the table schemas"))?
+                    .map_err(|e| ConvexError::Network {
+                        endpoint: JSON_SCHEMAS,
+                        kind: NetworkFailure::Body,
+                        detail: format!("the connection broke while reading the schemas: {e}"),
+                    })?;
+                serde_json::from_slice(&body).map_err(|e| {
+                    // A cut-off body fails to parse at its end: treat it as the network's fault.
+                    if e.is_eof() {
+                        ConvexError::Network {
+                            endpoint: JSON_SCHEMAS,
+                            kind: NetworkFailure::Body,
+                            detail: "the response ended early (truncated)".into(),
+                        }
+                    } else {
+                        ConvexError::InvalidResponse {
+                            endpoint: JSON_SCHEMAS,
+                            detail: format!("{e}: {}", snippet(&body)),
+                        }
+                    }
+                    .into()
+                })
+            }
+            .await;
+            match result {
+                Ok(v) => {
+                    return parse_json_schemas(v).map_err(|detail| {
+                        ConvexError::InvalidResponse {
+                            endpoint: JSON_SCHEMAS,
+                            detail,
+                        }
+                    })
+                }
+                Err(AttemptError::Sink(_)) => unreachable!("json_schemas has no sink"),
+                Err(AttemptError::Convex(e, ra)) => {
+                    self.retry_or_fail(e, ra, &mut attempt, "reading table schemas")
+                        .await?
+                }
+            }
+        }
+    }
+
+    async fn list_snapshot<S: PageSink>(
+        &self,
+        table: &TableRef,
+        snapshot: Option<SnapshotTs>,
+        cursor: Option<&SnapshotCursor>,
+        sink: &mut S,
+    ) -> anyhow::Result<SnapshotPageEnd> {
+        let snapshot_s = snapshot.map(|s| s.0.to_string());
+        let mut query = Vec::with_capacity(5);
+        table_query(table, &mut query);
+        if let Some(c) = cursor {
+            query.push(("cursor", &c.0));
+        }
+        if let Some(s) = &snapshot_s {
+            query.push(("snapshot", s));
+        }
+        let what = format!("list_snapshot of {table}");
+        let (fields, values) = self.page(LIST_SNAPSHOT, &what, &query, sink).await?;
+        Ok(SnapshotPageEnd {
+            snapshot: SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?),
+            cursor: field::<Option<String>>(LIST_SNAPSHOT, &fields, "cursor")?.map(SnapshotCursor),
+            has_more: field(LIST_SNAPSHOT, &fields, "hasMore")?,
+            values,
+        })
+    }
+
+    async fn document_deltas<S: PageSink>(
+        &self,
+        table: &TableRef,
+        cursor: DeltaCursor,
+        sink: &mut S,
+    ) -> anyhow::Result<DeltasPageEnd> {
+        let cursor_s = cursor.0.to_string();
+        let mut query = Vec::with_capacity(4);
+        table_query(table, &mut query);
+        query.push(("cursor", &cursor_s));
+        let what = format!("document_deltas of {table}");
+        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &query, sink).await?;
+        Ok(DeltasPageEnd {
+            cursor: DeltaCursor(field(DOCUMENT_DELTAS, &fields, "cursor")?),
+            has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,
+            values,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        for attempt in 1..10 {
+            let d = p.delay(attempt, None);
+            let exp = (p.base_delay * (1 << (attempt - 1))).min(p.max_delay);
+            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(p.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
+        assert_eq!(p.delay(1, Some(Duration::from_secs(7200))), p.max_retry_after);
+    }
+
+    #[test]
+    fn the_client_header_is_a_valid_convex_client_version() {
+        let version = CONVEX_CLIENT.strip_prefix("airbyte-export-").unwrap();
+        let parts: Vec<_> = version.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.parse::<u32>().is_ok()));
+    }
+
+    #[test]
+    fn snippets_are_one_short_line() {
+        let s = snippet(b"<html>\n  <body>502 Bad Gateway</body>\n</html>");
+        assert_eq!(s, "<html> <body>502 Bad Gateway</body> </html>");
+        assert!(snippet(&[b'x'; 10_000]).len() <= 300);
+    }
+}

@@ -1,0 +1,382 @@
+//! Convex's streaming export API as the read engine sees it: a narrow trait, the positions it
+//! deals in (each its own type), and the errors Convex can answer with.
+//!
+//! `http` implements the trait over the legacy `list_snapshot` / `document_deltas` endpoints;
+//! a second backend (Convex's `POST /api/v1/data/sync`) can implement the same trait, and tests
+//! implement it in memory.
+
+pub mod http;
+pub mod page;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::protocol::FailureType;
+
+/// A database timestamp a snapshot walk reads at (ns since epoch; above 2^53, never f64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotTs(pub i64);
+
+/// Convex's opaque `list_snapshot` cursor (a JSON document serialised into a string).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SnapshotCursor(pub String);
+
+/// Exclusive lower bound of a `document_deltas` read (ns since epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeltaCursor(pub i64);
+
+/// The one legal conversion: deltas continue exactly where a finished snapshot walk read.
+impl From<SnapshotTs> for DeltaCursor {
+    fn from(s: SnapshotTs) -> Self {
+        DeltaCursor(s.0)
+    }
+}
+
+impl std::fmt::Display for SnapshotTs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for DeltaCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A table of a deployment: component path (`""` = the app itself) and table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableRef {
+    pub component: String,
+    pub table: String,
+}
+
+impl TableRef {
+    pub fn root(table: impl Into<String>) -> Self {
+        TableRef {
+            component: String::new(),
+            table: table.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.component.is_empty() {
+            f.write_str(&self.table)
+        } else {
+            write!(f, "{}/{}", self.component, self.table)
+        }
+    }
+}
+
+/// What a finished `list_snapshot` page tells about the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPageEnd {
+    pub snapshot: SnapshotTs,
+    pub cursor: Option<SnapshotCursor>,
+    pub has_more: bool,
+    pub values: usize,
+}
+
+/// What a finished `document_deltas` page tells about the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltasPageEnd {
+    pub cursor: DeltaCursor,
+    pub has_more: bool,
+    pub values: usize,
+}
+
+/// The tables of a deployment with Convex's JSON Schema of each, per component, in the order
+/// Convex listed them (root component first).
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentSchemas {
+    pub components: Vec<(String, Vec<(String, Value)>)>,
+}
+
+impl DeploymentSchemas {
+    pub fn contains(&self, t: &TableRef) -> bool {
+        self.components
+            .iter()
+            .any(|(c, tables)| *c == t.component && tables.iter().any(|(n, _)| *n == t.table))
+    }
+}
+
+/// Receives a page's documents one by one, as Convex's exact bytes, while the page streams in.
+pub trait PageSink: Send {
+    fn value(&mut self, raw: &[u8]) -> anyhow::Result<()>;
+    /// Called between network chunks: where a sink hands finished output on (and waits if the
+    /// consumer is slower than the network, which is what bounds memory).
+    fn flush(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The read engine's whole view of Convex. Implementations deliver each page's values to the
+/// sink exactly once, in order, even when they retry a request internally.
+pub trait ConvexApi: Send + Sync + 'static {
+    fn json_schemas(&self) -> impl Future<Output = Result<DeploymentSchemas, ConvexError>> + Send;
+
+    fn list_snapshot<S: PageSink>(
+        &self,
+        table: &TableRef,
+        snapshot: Option<SnapshotTs>,
+        cursor: Option<&SnapshotCursor>,
+        sink: &mut S,
+    ) -> impl Future<Output = anyhow::Result<SnapshotPageEnd>> + Send;
+
+    fn document_deltas<S: PageSink>(
+        &self,
+        table: &TableRef,
+        cursor: DeltaCursor,
+        sink: &mut S,
+    ) -> impl Future<Output = anyhow::Result<DeltasPageEnd>> + Send;
+}
+
+/// Convex error codes the engine reacts to.
+pub mod codes {
+    pub const SNAPSHOT_TOO_OLD: &str = "SnapshotTooOld";
+    pub const INVALID_WINDOW: &str = "InvalidWindowToReadDocuments";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkFailure {
+    Connect,
+    Timeout,
+    /// The connection broke or the body ended early.
+    Body,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConvexError {
+    /// Convex answered with its JSON error envelope.
+    Api {
+        endpoint: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A status without Convex's envelope (a proxy's HTML page, a bare 408…).
+    Status {
+        endpoint: &'static str,
+        status: u16,
+        body: String,
+    },
+    Network {
+        endpoint: &'static str,
+        kind: NetworkFailure,
+        detail: String,
+    },
+    /// A 200 whose body is not what the API documents.
+    InvalidResponse {
+        endpoint: &'static str,
+        detail: String,
+    },
+}
+
+impl std::error::Error for ConvexError {}
+
+impl std::fmt::Display for ConvexError {
+    /// `{endpoint}: {status}: {code}: {message}`, the shape Airbyte users know.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.endpoint(), self.detail())
+    }
+}
+
+impl ConvexError {
+    pub fn endpoint(&self) -> &'static str {
+        match self {
+            ConvexError::Api { endpoint, .. }
+            | ConvexError::Status { endpoint, .. }
+            | ConvexError::Network { endpoint, .. }
+            | ConvexError::InvalidResponse { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// The error without the endpoint: `401: BadAdminKey: message`.
+    pub fn detail(&self) -> String {
+        match self {
+            ConvexError::Api {
+                status,
+                code,
+                message,
+                ..
+            } => format!("{status}: {code}: {message}"),
+            ConvexError::Status { status, body, .. } if body.is_empty() => format!("HTTP {status}"),
+            ConvexError::Status { status, body, .. } => format!("HTTP {status}: {body}"),
+            ConvexError::Network { detail, .. } => detail.clone(),
+            ConvexError::InvalidResponse { detail, .. } => format!("unexpected response: {detail}"),
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ConvexError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ConvexError::Api { status, .. } | ConvexError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth another attempt: the network, timeouts, overload and rate limits.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConvexError::Network { .. } => true,
+            ConvexError::Api { status, .. } | ConvexError::Status { status, .. } => {
+                matches!(status, 408 | 425 | 429) || *status >= 500
+            }
+            ConvexError::InvalidResponse { .. } => false,
+        }
+    }
+
+    pub fn failure_type(&self) -> FailureType {
+        match self {
+            ConvexError::Network {
+                kind: NetworkFailure::Connect,
+                ..
+            } => FailureType::TransientError,
+            ConvexError::Network { .. } => FailureType::TransientError,
+            e if e.is_retryable() => FailureType::TransientError,
+            ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
+                (401 | 403 | 404, _) => FailureType::ConfigError,
+                (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
+                _ => FailureType::SystemError,
+            },
+            ConvexError::Status { status, .. } => match status {
+                401 | 403 | 404 => FailureType::ConfigError,
+                _ => FailureType::SystemError,
+            },
+            ConvexError::InvalidResponse { .. } => FailureType::SystemError,
+        }
+    }
+
+    /// What to tell a person, with what to do about it.
+    pub fn user_message(&self) -> String {
+        format!("{}: {}", self.endpoint(), self.detail_with_hint())
+    }
+
+    /// `detail()` followed by what to do about it.
+    pub fn detail_with_hint(&self) -> String {
+        let hint = match (self.status(), self.code()) {
+            (_, Some("BadAdminKey" | "BadDeployKey")) => {
+                " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
+            }
+            (_, Some("StreamingExportNotEnabled")) => {
+                " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
+            }
+            (_, Some("OperationNotPermitted")) => {
+                " — this key may not read data; use a deploy key with full access to the deployment."
+            }
+            (_, Some(codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW)) => {
+                " — the saved position is older than Convex keeps history; reset the stream to resync it."
+            }
+            (Some(404), _) => {
+                " — no Convex API answered at this path: check deployment_url (it looks like https://<name>.convex.cloud)."
+            }
+            (Some(401 | 403), _) => " — check access_key and the deployment's permissions.",
+            (Some(429), _) => " — Convex kept rate-limiting the export after several retries; try again later.",
+            (Some(s), _) if s >= 500 => {
+                " — Convex kept failing after several retries; this is usually temporary, try again later."
+            }
+            _ => match self {
+                ConvexError::Network {
+                    kind: NetworkFailure::Connect,
+                    ..
+                } => {
+                    " — could not connect after several retries: check deployment_url and that this machine can reach it."
+                }
+                ConvexError::Network {
+                    kind: NetworkFailure::Timeout,
+                    ..
+                } => {
+                    " — Convex did not answer in time after several retries; raise request_timeout_seconds if the deployment is slow."
+                }
+                ConvexError::Network { .. } => " — the connection kept failing after several retries; try again later.",
+                _ => "",
+            },
+        };
+        format!("{}{hint}", self.detail())
+    }
+}
+
+/// Parses Convex's `json_schemas?byComponent=true` answer, or the flat answer of a backend
+/// that ignores `byComponent` (a flat map's values are table schemas, recognisable by `type`).
+pub fn parse_json_schemas(body: Value) -> Result<DeploymentSchemas, String> {
+    let Value::Object(top) = body else {
+        return Err("json_schemas did not return a JSON object".into());
+    };
+    let looks_flat = top
+        .values()
+        .any(|v| v.get("type").is_some_and(Value::is_string) || v.get("$schema").is_some());
+    if looks_flat {
+        return Ok(DeploymentSchemas {
+            components: vec![(String::new(), top.into_iter().collect())],
+        });
+    }
+    let mut components = Vec::with_capacity(top.len());
+    for (component, tables) in top {
+        let Value::Object(tables) = tables else {
+            return Err(format!(
+                "json_schemas: component {component:?} is not an object of table schemas"
+            ));
+        };
+        components.push((component, tables.into_iter().collect()));
+    }
+    // Root first, as Convex lists it; the rest in the order Convex gave.
+    components.sort_by_key(|(c, _)| !c.is_empty());
+    Ok(DeploymentSchemas { components })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn by_component_and_flat_answers_both_parse() {
+        let nested = parse_json_schemas(json!({
+            "betterAuth": {"users": {"type": "object"}},
+            "": {"users": {"type": "object"}, "posts": {"type": "object"}},
+        }))
+        .unwrap();
+        assert_eq!(nested.components[0].0, "");
+        assert_eq!(nested.components[0].1.len(), 2);
+        assert!(nested.contains(&TableRef {
+            component: "betterAuth".into(),
+            table: "users".into()
+        }));
+        let flat = parse_json_schemas(json!({"users": {"type": "object", "properties": {}}})).unwrap();
+        assert_eq!(flat.components.len(), 1);
+        assert!(flat.contains(&TableRef::root("users")));
+        assert!(parse_json_schemas(json!([1])).is_err());
+    }
+
+    #[test]
+    fn errors_are_classified_for_airbyte() {
+        let e = |status, code: &str| ConvexError::Api {
+            endpoint: "/api/list_snapshot",
+            status,
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert_eq!(e(401, "BadAdminKey").failure_type(), FailureType::ConfigError);
+        assert!(e(401, "BadAdminKey").user_message().contains("generate a deploy key"));
+        assert_eq!(e(503, "Overloaded").failure_type(), FailureType::TransientError);
+        assert!(e(429, "RateLimited").is_retryable());
+        assert!(!e(400, "BadQueryArgs").is_retryable());
+        assert_eq!(e(400, "BadQueryArgs").failure_type(), FailureType::SystemError);
+        assert_eq!(
+            e(401, "BadAdminKey").to_string(),
+            "/api/list_snapshot: 401: BadAdminKey: m"
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Incremental parser for Convex's paged responses (`{"values":[…], "cursor":…, …}`).
+//!
+//! A `list_snapshot` page holds up to 1,024 documents of up to 1 MiB each, so a page can be
+//! far larger than what we want in memory. The parser is fed body chunks as they arrive and
+//! hands out each element of `values` as the exact bytes Convex sent, as soon as it is complete;
+//! the other top-level fields (`cursor`, `snapshot`, `hasMore`) are kept as raw JSON.
+//! Memory is one document plus one network chunk, whatever the page size.
+
+use memchr::memchr2;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageSyntaxError {
+    #[error("response body is not a JSON object of the expected shape (unexpected {found:?} at byte {offset})")]
+    Unexpected { found: char, offset: u64 },
+    #[error("response body ended before the page was complete (truncated)")]
+    Truncated,
+    #[error("response body has a malformed key: {0}")]
+    BadKey(String),
+}
+
+#[derive(Debug)]
+pub enum FeedError<E> {
+    Syntax(PageSyntaxError),
+    Sink(E),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Start,
+    KeyOrEnd { first: bool },
+    Key,
+    Colon,
+    FieldStart,
+    FieldValue,
+    ValuesStart,
+    ElemOrEnd { first: bool },
+    Elem,
+    AfterElem,
+    AfterField,
+    End,
+}
+
+/// Resumable scan of one JSON value starting at `start` in the buffer.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    start: usize,
+    at: usize,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    scalar: bool,
+}
+
+impl Scan {
+    fn new(start: usize) -> Self {
+        Scan {
+            start,
+            at: start,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            scalar: false,
+        }
+    }
+
+    /// Advances over `buf`; returns the end offset (exclusive) once the value is complete.
+    /// The input is trusted to be JSON only so far as the parser checks structure here and
+    /// serde checks each element later; this just finds boundaries.
+    fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, PageSyntaxError> {
+        while self.at < buf.len() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    self.at += 1;
+                    continue;
+                }
+                match memchr2(b'"', b'\\', &buf[self.at..]) {
+                    None => {
+                        self.at = buf.len();
+                        return Ok(None);
+                    }
+                    Some(i) => {
+                        let at = self.at + i;
+                        if buf[at] == b'\\' {
+                            self.escaped = true;
+                            self.at = at + 1;
+                        } else {
+                            self.in_string = false;
+                            self.at = at + 1;
+                            if self.depth == 0 {
+                                return Ok(Some(self.at));
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let b = buf[self.at];
+            match b {
+                b'"' if !self.scalar => self.in_string = true,
+                b'{' | b'[' if !self.scalar => self.depth += 1,
+                b'}' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' if self.depth == 0 => {
+                    if self.scalar {
+                        return Ok(Some(self.at));
+                    }
+                    return Err(unexpected(b, self.at));
+                }
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        self.at += 1;
+                        return Ok(Some(self.at));
+                    }
+                }
+                _ if self.depth == 0 => self.scalar = true,
+                _ => {}
+            }
+            self.at += 1;
+        }
+        Ok(None)
+    }
+}
+
+fn unexpected(b: u8, offset: usize) -> PageSyntaxError {
+    PageSyntaxError::Unexpected {
+        found: b as char,
+        offset: offset as u64,
+    }
+}
+
+pub struct PageParser {
+    buf: Vec<u8>,
+    /// Bytes of the body dropped from the front of `buf` so far (for error offsets).
+    dropped: u64,
+    pos: usize,
+    state: State,
+    scan: Scan,
+    key: String,
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Default for PageParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PageParser {
+    pub fn new() -> Self {
+        PageParser {
+            buf: Vec::new(),
+            dropped: 0,
+            pos: 0,
+            state: State::Start,
+            scan: Scan::new(0),
+            key: String::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Feeds the next body chunk; calls `on_value` with each complete element of `values`.
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        mut on_value: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), FeedError<E>> {
+        self.buf.extend_from_slice(chunk);
+        let result = self.run(&mut on_value);
+        self.compact();
+        result
+    }
+
+    /// Declares the body complete; returns the top-level fields other than `values`, as raw JSON.
+    pub fn finish(self) -> Result<Vec<(String, Vec<u8>)>, PageSyntaxError> {
+        if self.state != State::End {
+            return Err(PageSyntaxError::Truncated);
+        }
+        Ok(self.fields)
+    }
+
+    fn skip_ws(&mut self) -> Option<u8> {
+        while self.pos < self.buf.len() {
+            let b = self.buf[self.pos];
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    fn err(&self, b: u8) -> PageSyntaxError {
+        PageSyntaxError::Unexpected {
+            found: b as char,
+            offset: self.dropped + self.pos as u64,
+        }
+    }
+
+    fn run<E>(
+        &mut self,
+        on_value: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), FeedError<E>> {
+        use FeedError::Syntax;
+        loop {
+            match self.state {
+                State::Key | State::FieldValue | State::Elem => {
+                    let Some(end) = self.scan.advance(&self.buf).map_err(|e| {
+                        Syntax(match e {
+                            PageSyntaxError::Unexpected { found, offset } => {
+                                PageSyntaxError::Unexpected {
+                                    found,
+                                    offset: offset + self.dropped,
+                                }
+                            }
+                            other => other,
+                        })
+                    })?
+                    else {
+                        return Ok(());
+                    };
+                    let raw = &self.buf[self.scan.start..end];
+                    self.pos = end;
+                    match self.state {
+                        State::Key => {
+                            self.key = serde_json::from_slice(raw)
+                                .map_err(|e| Syntax(PageSyntaxError::BadKey(e.to_string())))?;
+                            self.state = State::Colon;
+                        }
+                        State::FieldValue => {
+                            self.fields
+                                .push((std::mem::take(&mut self.key), raw.to_vec()));
+                            self.state = State::AfterField;
+                        }
+                        _ => {
+                            on_value(raw).map_err(FeedError::Sink)?;
+                            self.state = State::AfterElem;
+                        }
+                    }
+                }
+                _ => {
+                    let Some(b) = self.skip_ws() else {
+                        return Ok(());
+                    };
+                    let pos = self.pos;
+                    let next = match (self.state, b) {
+                        (State::Start, b'{') => State::KeyOrEnd { first: true },
+                        (State::KeyOrEnd { first: true }, b'}') => State::End,
+                        (State::KeyOrEnd { .. }, b'"') => {
+                            self.scan = Scan::new(pos);
+                            self.state = State::Key;
+                            continue;
+                        }
+                        (State::Colon, b':') if self.key == "values" => State::ValuesStart,
+                        (State::Colon, b':') => State::FieldStart,
+                        (State::ElemOrEnd { first: true }, b']') => State::AfterField,
+                        (State::FieldStart, _) | (State::ElemOrEnd { .. }, _) => {
+                            self.scan = Scan::new(pos);
+                            self.state = if self.state == State::FieldStart {
+                                State::FieldValue
+                            } else {
+                                State::Elem
+                            };
+                            continue;
+                        }
+                        (State::ValuesStart, b'[') => State::ElemOrEnd { first: true },
+                        (State::AfterElem, b',') => State::ElemOrEnd { first: false },
+                        (State::AfterElem, b']') => State::AfterField,
+                        (State::AfterField, b',') => State::KeyOrEnd { first: false },
+                        (State::AfterField, b'}') => State::End,
+                        _ => return Err(Syntax(self.err(b))),
+                    };
+                    self.pos += 1;
+                    self.state = next;
+                }
+            }
+        }
+    }
+
+    /// Drops consumed bytes so the buffer holds at most the value being scanned.
+    fn compact(&mut self) {
+        let keep_from = match self.state {
+            State::Key | State::FieldValue | State::Elem => self.scan.start,
+            _ => self.pos,
+        };
+        if keep_from == 0 {
+            return;
+        }
+        self.buf.drain(..keep_from);
+        self.dropped += keep_from as u64;
+        self.pos -= keep_from;
+        if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
+            self.scan.start -= keep_from;
+            self.scan.at -= keep_from;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in_chunks(body: &[u8], chunk: usize) -> Result<(Vec<String>, Vec<(String, String)>), PageSyntaxError> {
+        let mut p = PageParser::new();
+        let mut values = Vec::new();
+        for part in body.chunks(chunk.max(1)) {
+            p.feed(part, |v| {
+                values.push(String::from_utf8(v.to_vec()).unwrap());
+                Ok::<(), ()>(())
+            })
+            .map_err(|e| match e {
+                FeedError::Syntax(s) => s,
+                FeedError::Sink(()) => unreachable!(),
+            })?;
+        }
+        let fields = p
+            .finish()?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect();
+        Ok((values, fields))
+    }
+
+    const PAGE: &str = r#"{"values":[{"_component":"","_table":"users","_ts":1770335566197682000,"_id":"j57","s":"a \"quoted\" }] \\ back\\","n":[1,{"x":[]}],"u":"é✓"},{}, {"e":{}}],"snapshot":1770335566197682922,"cursor":"{\"tablet\":\"X0yj\",\"id\":\"j5\"}","hasMore":true}"#;
+
+    #[test]
+    fn elements_are_exact_bytes_whatever_the_chunking() {
+        let whole = parse_in_chunks(PAGE.as_bytes(), PAGE.len()).unwrap();
+        assert_eq!(whole.0.len(), 3);
+        assert!(whole.0[0].starts_with(r#"{"_component":"","#) && whole.0[0].ends_with(r#""u":"é✓"}"#));
+        assert_eq!(whole.0[1], "{}");
+        assert_eq!(whole.0[2], r#"{"e":{}}"#);
+        assert_eq!(
+            whole.1,
+            vec![
+                ("snapshot".to_owned(), "1770335566197682922".to_owned()),
+                ("cursor".to_owned(), r#""{\"tablet\":\"X0yj\",\"id\":\"j5\"}""#.to_owned()),
+                ("hasMore".to_owned(), "true".to_owned()),
+            ]
+        );
+        for chunk in 1..40 {
+            assert_eq!(parse_in_chunks(PAGE.as_bytes(), chunk).unwrap(), whole, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn whitespace_key_order_and_empty_pages() {
+        let body = " {\n \"hasMore\" : false , \"cursor\" : null,\"values\" : [ ] , \"snapshot\":5 } \n";
+        for chunk in 1..body.len() {
+            let (values, fields) = parse_in_chunks(body.as_bytes(), chunk).unwrap();
+            assert!(values.is_empty());
+            assert_eq!(fields.len(), 3);
+            assert_eq!(fields[1], ("cursor".to_owned(), "null".to_owned()));
+            assert_eq!(fields[2], ("snapshot".to_owned(), "5".to_owned()));
+        }
+    }
+
+    #[test]
+    fn truncation_and_garbage_are_errors() {
+        for cut in 0..PAGE.len() {
+            assert!(parse_in_chunks(&PAGE.as_bytes()[..cut], 7).is_err(), "cut at {cut}");
+        }
+        for bad in ["<html>502</html>", "[1,2]", r#"{"values":[1,,2]}"#, r#"{"values":[{}]}x"#, r#"{"a" 1}"#] {
+            assert!(parse_in_chunks(bad.as_bytes(), 3).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_holds_one_element_not_the_page() {
+        let doc = format!(r#"{{"pad":"{}"}}"#, "x".repeat(10_000));
+        let body = format!(r#"{{"values":[{}],"cursor":null,"hasMore":false}}"#, vec![doc; 200].join(","));
+        let mut p = PageParser::new();
+        let mut max_buf = 0;
+        let mut n = 0;
+        for part in body.as_bytes().chunks(4096) {
+            p.feed(part, |_| {
+                n += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            max_buf = max_buf.max(p.buf.capacity());
+        }
+        assert_eq!(n, 200);
+        assert!(max_buf < 64 * 1024, "parser buffer grew to {max_buf}");
+        p.finish().unwrap();
+    }
+}

@@ -1,0 +1,235 @@
+//! `source-convex`: an Airbyte source for Convex deployments.
+//!
+//! `main` → `run` → exit code. stdout carries only Airbyte messages, all through one writer
+//! (`output`); failures become TRACE ERROR messages classified for users (`error`).
+
+mod catalog;
+mod config;
+mod convex;
+mod error;
+mod output;
+mod protocol;
+mod read;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::value::RawValue;
+
+use crate::config::{parse_config, read_json_file, Config};
+use crate::convex::http::HttpConvex;
+use crate::convex::ConvexApi;
+use crate::error::{classify, UserError};
+use crate::output::{Output, OutputClosed};
+use crate::protocol::{
+    CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message,
+};
+use crate::state::InputState;
+
+#[derive(Parser)]
+#[command(name = "source-convex", version, about = "Airbyte source for Convex deployments")]
+struct Cli {
+    /// More log messages (also enabled by LOG_LEVEL=debug).
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the connector's config specification.
+    Spec,
+    /// Check that the config can reach the deployment and read its data.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List the deployment's tables as streams.
+    Discover {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read the configured streams.
+    Read {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_panic_hook();
+    let (out, writer) = Output::start(std::io::stdout());
+    let result = run(cli, &out);
+    let code = match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            if e.downcast_ref::<OutputClosed>().is_none() {
+                let c = classify(&e);
+                let _ = out.send_blocking(
+                    Message::error(&c.message, &c.internal, c.failure_type, None).to_line(),
+                );
+            }
+            ExitCode::FAILURE
+        }
+    };
+    drop(out);
+    match writer.finish() {
+        Ok(_) => code,
+        // A reader that went away (broken pipe) is not worth a message: nobody would see it.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("source-convex: writing to stdout failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Any panic still ends as a TRACE ERROR on stdout, so callers see why the sync failed.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let internal = format!("panic{location}: {payload}");
+        let line = Message::error(
+            "source-convex hit an internal error (a bug); please report it with this message",
+            &internal,
+            FailureType::SystemError,
+            None,
+        )
+        .to_line();
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(&line);
+        let _ = stdout.flush();
+    }));
+}
+
+/// Runs a command. `Ok(false)` = a failure already reported on stdout.
+fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
+    let debug = cli.debug
+        || std::env::var("LOG_LEVEL").is_ok_and(|v| v.eq_ignore_ascii_case("debug"));
+    match cli.command {
+        Command::Spec => {
+            let spec: &RawValue = serde_json::from_str(config::SPEC_JSON)?;
+            // Compact it: stdout takes one message per line.
+            let compact: Box<RawValue> = serde_json::value::to_raw_value(&serde_json::from_str::<
+                serde_json::Value,
+            >(spec.get())?)?;
+            out.send_blocking(Message::Spec { spec: &compact }.to_line())?;
+            Ok(true)
+        }
+        Command::Check { config } => check(&config, out),
+        Command::Discover { config } => {
+            let config = load_config(&config)?;
+            let api = HttpConvex::new(&config, None)?;
+            let schemas = runtime()?
+                .block_on(api.json_schemas())
+                .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
+            let streams = catalog::build_catalog(schemas);
+            out.send_blocking(Message::Catalog { catalog: protocol::Catalog { streams: &streams } }.to_line())?;
+            Ok(true)
+        }
+        Command::Read {
+            config,
+            catalog,
+            state,
+        } => {
+            let config = load_config(&config)?;
+            let catalog = load_catalog(&catalog)?;
+            let state = load_state(state.as_deref())?;
+            let api = Arc::new(HttpConvex::new(&config, Some(out.clone()))?);
+            let options = read::ReadOptions {
+                concurrency: config.concurrency,
+                debug,
+            };
+            let out = out.clone();
+            runtime()?.block_on(read::read(api, out, catalog, state, options))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let value = read_json_file(path, "config")?;
+    Ok(parse_config(&value)?)
+}
+
+fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
+    let value = read_json_file(path, "catalog")?;
+    serde_json::from_value(value).map_err(|e| {
+        UserError::config(format!(
+            "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental"
+        ))
+        .into()
+    })
+}
+
+fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
+    let Some(path) = path else {
+        return Ok(InputState::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::config(format!("cannot read the state file {}: {e}", path.display()))
+    })?;
+    Ok(InputState::parse(&text)?)
+}
+
+/// `check`: a config or credential problem is an answer (FAILED, exit 0), not a crash.
+fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
+    let status = |status, message: Option<&str>| {
+        Message::ConnectionStatus {
+            connection_status: ConnectionStatus { status, message },
+        }
+        .to_line()
+    };
+    let config = match read_json_file(path, "config")
+        .and_then(|v| parse_config(&v).map_err(anyhow::Error::from))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let c = classify(&e);
+            if c.failure_type != FailureType::ConfigError {
+                return Err(e);
+            }
+            out.send_blocking(status(CheckStatus::Failed, Some(&c.message)))?;
+            return Ok(true);
+        }
+    };
+    let api = HttpConvex::new(&config, None)?;
+    // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
+    // export is on the plan: the same request the Python connector made, so a complete check.
+    match runtime()?.block_on(api.json_schemas()) {
+        Ok(_) => out.send_blocking(status(CheckStatus::Succeeded, None))?,
+        Err(e) => {
+            let message = format!(
+                "Connection to Convex via json_schemas endpoint failed: {}",
+                e.detail_with_hint()
+            );
+            out.send_blocking(status(CheckStatus::Failed, Some(&message)))?
+        }
+    }
+    Ok(true)
+}

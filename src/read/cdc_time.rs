@@ -1,0 +1,121 @@
+//! `_ab_cdc_updated_at`, computed exactly as the Python connector did, so destinations see the
+//! same strings after the image swap: `datetime.utcfromtimestamp(_ts / 1e9).isoformat()`.
+//!
+//! That is a float division (so it is not the exact instant: ~18% of real timestamps differ from
+//! an integer conversion in the last microsecond), CPython's round-half-even of the fraction to
+//! microseconds, and `isoformat`'s habit of omitting the fraction when it is zero.
+
+/// Writes the timestamp into `buf` and returns the written part (19 or 26 bytes).
+pub fn updated_at(ts_ns: i64, buf: &mut [u8; 26]) -> &[u8] {
+    let (secs, micros) = python_timeval(ts_ns as f64 / 1e9);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (hh, mm, ss) = (sod / 3600, sod / 60 % 60, sod % 60);
+    write_digits(&mut buf[0..4], y);
+    buf[4] = b'-';
+    write_digits(&mut buf[5..7], m);
+    buf[7] = b'-';
+    write_digits(&mut buf[8..10], d);
+    buf[10] = b'T';
+    write_digits(&mut buf[11..13], hh);
+    buf[13] = b':';
+    write_digits(&mut buf[14..16], mm);
+    buf[16] = b':';
+    write_digits(&mut buf[17..19], ss);
+    if micros == 0 {
+        return &buf[..19];
+    }
+    buf[19] = b'.';
+    write_digits(&mut buf[20..26], micros);
+    &buf[..26]
+}
+
+/// CPython's `_PyTime_ObjectToTimeval(…, _PyTime_ROUND_HALF_EVEN)` for a float timestamp:
+/// split into integer and fractional parts, scale the fraction to microseconds, round half to
+/// even, and carry.
+fn python_timeval(t: f64) -> (i64, i64) {
+    let int_part = t.trunc();
+    let mut frac = round_half_even((t - int_part) * 1e6);
+    let mut secs = int_part;
+    if frac >= 1e6 {
+        frac -= 1e6;
+        secs += 1.0;
+    } else if frac < 0.0 {
+        frac += 1e6;
+        secs -= 1.0;
+    }
+    (secs as i64, frac as i64)
+}
+
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - r).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        r
+    }
+}
+
+/// Days since 1970-01-01 → proleptic Gregorian (year, month, day).
+/// The era-based method: shift to a March-based year so leap days fall at the end.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn write_digits(out: &mut [u8], mut v: i64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(ts: i64) -> String {
+        let mut buf = [0u8; 26];
+        String::from_utf8(updated_at(ts, &mut buf).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn examples_from_the_python_connector() {
+        assert_eq!(fmt(0), "1970-01-01T00:00:00");
+        assert_eq!(fmt(1_700_000_000_000_000_123), "2023-11-14T22:13:20");
+        assert_eq!(fmt(1_500), "1970-01-01T00:00:00.000002");
+        assert_eq!(fmt(2_500), "1970-01-01T00:00:00.000002");
+    }
+
+    /// All 4,017 reference vectors, computed by CPython from the Python connector's expression.
+    #[test]
+    fn every_reference_vector_matches() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cdc-updated-at-vectors.json");
+        let text = std::fs::read_to_string(path).expect("../shared/data/cdc-updated-at-vectors.json beside the repo");
+        let vectors: Vec<(i64, String)> = serde_json::from_str(&text).unwrap();
+        assert_eq!(vectors.len(), 4017);
+        let wrong: Vec<_> = vectors
+            .iter()
+            .filter(|(ts, want)| fmt(*ts) != *want)
+            .map(|(ts, want)| format!("{ts}: want {want}, got {}", fmt(*ts)))
+            .collect();
+        assert!(wrong.is_empty(), "{} mismatches, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    }
+
+    #[test]
+    fn calendar_edges() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(fmt(i64::MAX), "2262-04-11T23:47:16.854776");
+    }
+}

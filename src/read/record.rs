@@ -1,0 +1,213 @@
+//! Turning one Convex document into one RECORD line, without re-serialising the document:
+//! Convex's bytes are copied through and the CDC fields spliced in before its closing brace.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::convex::TableRef;
+use crate::error::UserError;
+use crate::protocol::StreamDescriptor;
+
+/// The metadata fields the connector reads from a value; everything else is passed through.
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, rename = "_table")]
+    table: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "_component")]
+    component: Option<Cow<'a, str>>,
+    #[serde(rename = "_ts")]
+    ts: i64,
+    #[serde(rename = "_deleted")]
+    deleted: Option<bool>,
+}
+
+/// What one written record was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub ts: i64,
+    pub deleted: bool,
+}
+
+/// Writes the records of one stream.
+pub struct RecordWriter {
+    /// `{"type":"RECORD","record":{"stream":…[,"namespace":…],"data":`
+    prefix: Vec<u8>,
+    table: TableRef,
+}
+
+impl RecordWriter {
+    pub fn new(stream: &StreamDescriptor, table: TableRef) -> Self {
+        let mut prefix = br#"{"type":"RECORD","record":{"stream":"#.to_vec();
+        serde_json::to_writer(&mut prefix, &stream.name).expect("string serialises");
+        if let Some(ns) = &stream.namespace {
+            prefix.extend_from_slice(br#","namespace":"#);
+            serde_json::to_writer(&mut prefix, ns).expect("string serialises");
+        }
+        prefix.extend_from_slice(br#","data":"#);
+        RecordWriter { prefix, table }
+    }
+
+    /// Appends the RECORD line for `raw` (one element of a page's `values`) to `out`.
+    ///
+    /// Checks that the value belongs to this stream's table: a backend that ignores the table
+    /// filter (convex-backend issue #302) must fail the stream, not mix tables silently.
+    pub fn write(&self, raw: &[u8], emitted_at: i64, out: &mut Vec<u8>) -> Result<Written, UserError> {
+        let meta: Meta<'_> = serde_json::from_slice(raw).map_err(|e| {
+            UserError::system(format!(
+                "Convex sent a value of {} that is not a document with an integer `_ts`: {e}",
+                self.table
+            ))
+        })?;
+        let table_ok = meta.table.as_deref() == Some(self.table.table.as_str());
+        let component_ok = meta.component.as_deref().unwrap_or("") == self.table.component;
+        if !table_ok || !component_ok {
+            return Err(UserError::system(format!(
+                "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The stream was stopped instead of mixing tables; upgrade or contact Convex support.",
+                meta.table.as_deref().unwrap_or("<none>"),
+                meta.component.as_deref().unwrap_or(""),
+                self.table
+            )));
+        }
+        // serde accepted it, so it is an object whose last non-whitespace byte is `}`.
+        let close = raw
+            .iter()
+            .rposition(|&b| b == b'}')
+            .filter(|_| raw.first() == Some(&b'{'))
+            .ok_or_else(|| UserError::system(format!("Convex sent a value of {} that is not a JSON object", self.table)))?;
+        let body = &raw[..close];
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(body);
+        if body[1..].iter().any(|b| !b.is_ascii_whitespace()) {
+            out.push(b',');
+        }
+        let mut ts_buf = itoa::Buffer::new();
+        let ts = ts_buf.format(meta.ts);
+        out.extend_from_slice(br#""_ab_cdc_lsn":"#);
+        out.extend_from_slice(ts.as_bytes());
+        out.extend_from_slice(br#","_ab_cdc_updated_at":""#);
+        let mut when = [0u8; 26];
+        let when = super::cdc_time::updated_at(meta.ts, &mut when);
+        out.extend_from_slice(when);
+        out.push(b'"');
+        let deleted = meta.deleted.unwrap_or(false);
+        if meta.deleted.is_none() {
+            // Snapshot values have no `_deleted`; deltas carry it and keep their own.
+            out.extend_from_slice(br#","_deleted":false"#);
+        }
+        if deleted {
+            out.extend_from_slice(br#","_ab_cdc_deleted_at":""#);
+            out.extend_from_slice(when);
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(br#","_ab_cdc_deleted_at":null"#);
+        }
+        out.extend_from_slice(br#"},"emitted_at":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
+        out.extend_from_slice(b"}}\n");
+        Ok(Written {
+            ts: meta.ts,
+            deleted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn users() -> RecordWriter {
+        RecordWriter::new(
+            &StreamDescriptor {
+                name: "users".into(),
+                namespace: None,
+            },
+            TableRef::root("users"),
+        )
+    }
+
+    #[test]
+    fn snapshot_values_pass_through_byte_for_byte() {
+        let raw = r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_creationTime":1699999000000.0,"_id":"j0","name":"us\u00e9rs-é","balance":"-5000000000","note":null}"#.as_bytes();
+        let mut out = Vec::new();
+        let w = users().write(raw, 1795500651484, &mut out).unwrap();
+        assert_eq!(w, Written { ts: 1700000000000000123, deleted: false });
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"type":"RECORD","record":{"stream":"users","data":{"_component":"","_table":"users","_ts":1700000000000000123,"_creationTime":1699999000000.0,"_id":"j0","name":"us\u00e9rs-é","balance":"-5000000000","note":null,"#,
+                r#""_ab_cdc_lsn":1700000000000000123,"_ab_cdc_updated_at":"2023-11-14T22:13:20","_deleted":false,"_ab_cdc_deleted_at":null},"emitted_at":1795500651484}}"#,
+                "\n"
+            )
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["record"]["data"]["_ab_cdc_lsn"].as_i64(), Some(1700000000000000123));
+    }
+
+    #[test]
+    fn deletes_keep_their_deleted_flag_and_get_a_deleted_at() {
+        let raw = br#"{"_component":"","_table":"users","_ts":1700000000000000500,"_deleted":true,"_id":"j1"}"#;
+        let mut out = Vec::new();
+        let w = users().write(raw, 1, &mut out).unwrap();
+        assert!(w.deleted);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["record"]["data"],
+            json!({"_component":"","_table":"users","_ts":1700000000000000500u64,"_deleted":true,"_id":"j1",
+                   "_ab_cdc_lsn":1700000000000000500u64,"_ab_cdc_updated_at":"2023-11-14T22:13:20",
+                   "_ab_cdc_deleted_at":"2023-11-14T22:13:20"})
+        );
+        // No duplicate `_deleted` key.
+        assert_eq!(String::from_utf8(out).unwrap().matches("\"_deleted\"").count(), 1);
+    }
+
+    #[test]
+    fn component_streams_carry_their_namespace() {
+        let w = RecordWriter::new(
+            &StreamDescriptor {
+                name: "betterAuth/users".into(),
+                namespace: Some("betterAuth".into()),
+            },
+            TableRef {
+                component: "betterAuth".into(),
+                table: "users".into(),
+            },
+        );
+        let mut out = Vec::new();
+        w.write(br#"{"_component":"betterAuth","_table":"users","_ts":5}"#, 1, &mut out)
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["record"]["namespace"], "betterAuth");
+        assert_eq!(v["record"]["stream"], "betterAuth/users");
+        // The root table of the same name is a different stream.
+        let err = users()
+            .write(br#"{"_component":"betterAuth","_table":"users","_ts":5}"#, 1, &mut out)
+            .unwrap_err();
+        assert!(err.message.contains("#302"), "{}", err.message);
+    }
+
+    #[test]
+    fn foreign_tables_and_garbage_are_refused() {
+        let mut out = Vec::new();
+        let err = users()
+            .write(br#"{"_component":"","_table":"messages","_ts":5,"_id":"x"}"#, 1, &mut out)
+            .unwrap_err();
+        assert!(err.message.contains("ignored the table filter"));
+        for bad in [&br#"{"_table":"users","_ts":"5"}"#[..], b"[1]", br#"{"_table":"users"}"#, b"12"] {
+            assert!(users().write(bad, 1, &mut out).is_err());
+        }
+        assert!(out.is_empty(), "nothing is written for a refused value");
+    }
+
+    #[test]
+    fn whitespace_inside_values_is_tolerated() {
+        let mut out = Vec::new();
+        users()
+            .write(b"{ \"_table\" : \"users\" , \"_ts\" : 7 }", 1, &mut out)
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["record"]["data"]["_ab_cdc_lsn"], 7);
+    }
+}

@@ -1,0 +1,287 @@
+//! Per-stream state: where a stream's export stands, in the shape Airbyte's Python
+//! `source-convex` 0.4.51 saved (so existing connections resume after the image swap), and the
+//! many shapes callers hand state back in.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
+use crate::error::UserError;
+use crate::protocol::StreamDescriptor;
+
+/// Where a stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// Nothing read yet: start a snapshot walk.
+    Fresh,
+    /// A snapshot walk at `snapshot`, continuing after `cursor` (`None` = from its start).
+    Snapshot {
+        snapshot: SnapshotTs,
+        cursor: Option<SnapshotCursor>,
+    },
+    /// The walk finished; the log continues after `cursor`.
+    Deltas(DeltaCursor),
+}
+
+/// The saved form. Key names and meanings are the Python connector's: `delta_cursor` holds the
+/// snapshot timestamp during the walk and the deltas cursor after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConvexStreamState {
+    pub snapshot_cursor: Option<String>,
+    pub snapshot_has_more: bool,
+    pub delta_cursor: Option<i64>,
+}
+
+impl Position {
+    pub fn to_state(&self) -> ConvexStreamState {
+        match self {
+            Position::Fresh => ConvexStreamState {
+                snapshot_cursor: None,
+                snapshot_has_more: false,
+                delta_cursor: None,
+            },
+            Position::Snapshot { snapshot, cursor } => ConvexStreamState {
+                snapshot_cursor: cursor.as_ref().map(|c| c.0.clone()),
+                snapshot_has_more: true,
+                delta_cursor: Some(snapshot.0),
+            },
+            Position::Deltas(c) => ConvexStreamState {
+                snapshot_cursor: None,
+                snapshot_has_more: false,
+                delta_cursor: Some(c.0),
+            },
+        }
+    }
+
+    /// Reads a saved `stream_state`. Missing keys and nulls are normal (the Python connector
+    /// crashed on them); `delta_cursor: 0` meant "none" there and means it here.
+    pub fn from_state(state: &Value) -> Result<Position, String> {
+        let obj = match state {
+            Value::Null => return Ok(Position::Fresh),
+            Value::Object(o) => o,
+            other => return Err(format!("stream_state is not an object: {other}")),
+        };
+        let delta = match obj.get("delta_cursor") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(0) => None,
+                Some(v) if v > 0 => Some(v),
+                _ => return Err(format!("delta_cursor {n} is not a positive 64-bit integer timestamp")),
+            },
+            // Some tools stringify big integers to protect them from JavaScript.
+            Some(Value::String(s)) => match s.trim().parse::<i64>() {
+                Ok(0) => None,
+                Ok(v) if v > 0 => Some(v),
+                _ => return Err(format!("delta_cursor {s:?} is not an integer timestamp")),
+            },
+            Some(other) => return Err(format!("delta_cursor {other} is not an integer timestamp")),
+        };
+        let has_more = match obj.get("snapshot_has_more") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(format!("snapshot_has_more {other} is not a boolean")),
+        };
+        let cursor = match obj.get("snapshot_cursor") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(SnapshotCursor(s.clone())),
+            Some(other) => return Err(format!("snapshot_cursor {other} is not a string")),
+        };
+        Ok(match (delta, has_more) {
+            (None, _) => Position::Fresh,
+            (Some(s), true) => Position::Snapshot {
+                snapshot: SnapshotTs(s),
+                cursor,
+            },
+            (Some(d), false) => Position::Deltas(DeltaCursor(d)),
+        })
+    }
+}
+
+/// The state a caller passed with `--state`, by stream.
+#[derive(Debug, Default)]
+pub struct InputState {
+    by_stream: HashMap<(String, Option<String>), Value>,
+}
+
+impl InputState {
+    /// Accepts what real callers send: a JSON array of state messages (PyAirbyte spreads it over
+    /// lines, with nulls, unknown keys and even duplicate keys), `[]`, an empty file, a single
+    /// message, a GLOBAL message, or a legacy `{stream name: state}` object.
+    pub fn parse(text: &str) -> Result<InputState, UserError> {
+        let mut state = InputState::default();
+        if text.trim().is_empty() {
+            return Ok(state);
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            UserError::config(format!("the state file is not valid JSON ({e}); pass the state this connector saved, or none to start over"))
+        })?;
+        match value {
+            Value::Array(items) => {
+                for item in items {
+                    state.add_message(item);
+                }
+            }
+            Value::Object(ref o) if o.contains_key("type") || o.contains_key("stream") => {
+                state.add_message(value)
+            }
+            Value::Object(o) => {
+                let data = match o.get("data") {
+                    Some(Value::Object(d)) => d.clone(),
+                    _ => o,
+                };
+                state.add_legacy(data);
+            }
+            Value::Null => {}
+            other => {
+                return Err(UserError::config(format!(
+                    "the state file holds {}, not a list of state messages",
+                    match other {
+                        Value::Bool(_) => "a boolean",
+                        Value::Number(_) => "a number",
+                        _ => "a string",
+                    }
+                )))
+            }
+        }
+        Ok(state)
+    }
+
+    fn add_message(&mut self, msg: Value) {
+        let Value::Object(msg) = msg else { return };
+        let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "GLOBAL" => {
+                if let Some(Value::Array(states)) = msg.get("global").and_then(|g| g.get("stream_states")) {
+                    for s in states {
+                        self.add_stream(s);
+                    }
+                }
+            }
+            "LEGACY" => {
+                if let Some(Value::Object(d)) = msg.get("data") {
+                    self.add_legacy(d.clone());
+                }
+            }
+            _ => {
+                if let Some(s) = msg.get("stream") {
+                    self.add_stream(s);
+                } else if let Some(Value::Object(d)) = msg.get("data") {
+                    self.add_legacy(d.clone());
+                }
+            }
+        }
+    }
+
+    fn add_stream(&mut self, s: &Value) {
+        let Some(desc) = s.get("stream_descriptor") else { return };
+        let Some(name) = desc.get("name").and_then(Value::as_str) else { return };
+        let namespace = desc
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let st = s.get("stream_state").cloned().unwrap_or(Value::Null);
+        self.by_stream.insert((name.to_owned(), namespace), st);
+    }
+
+    fn add_legacy(&mut self, data: serde_json::Map<String, Value>) {
+        for (name, st) in data {
+            self.by_stream.insert((name, None), st);
+        }
+    }
+
+    /// The saved state of a stream: by name and namespace, else by name alone (callers such as
+    /// PyAirbyte key state by name only).
+    pub fn get(&self, stream: &StreamDescriptor) -> Option<&Value> {
+        self.by_stream
+            .get(&(stream.name.clone(), stream.namespace.clone()))
+            .or_else(|| self.by_stream.get(&(stream.name.clone(), None)))
+            .or_else(|| {
+                self.by_stream
+                    .iter()
+                    .find(|((n, _), _)| *n == stream.name)
+                    .map(|(_, v)| v)
+            })
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.by_stream.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn users() -> StreamDescriptor {
+        StreamDescriptor {
+            name: "users".into(),
+            namespace: None,
+        }
+    }
+
+    #[test]
+    fn python_connector_states_resume_exactly() {
+        let done = json!({"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": 1700000799995400102i64});
+        assert_eq!(
+            Position::from_state(&done).unwrap(),
+            Position::Deltas(DeltaCursor(1700000799995400102))
+        );
+        let mid = json!({"snapshot_cursor": "{\"tablet\":\"a\",\"id\":\"b\"}", "snapshot_has_more": true, "delta_cursor": 1700000799995400102i64});
+        assert_eq!(
+            Position::from_state(&mid).unwrap(),
+            Position::Snapshot {
+                snapshot: SnapshotTs(1700000799995400102),
+                cursor: Some(SnapshotCursor("{\"tablet\":\"a\",\"id\":\"b\"}".into()))
+            }
+        );
+        for fresh in [json!({}), json!(null), json!({"delta_cursor": 0}), json!({"snapshot_has_more": true})] {
+            assert_eq!(Position::from_state(&fresh).unwrap(), Position::Fresh, "{fresh}");
+        }
+        assert!(Position::from_state(&json!({"delta_cursor": 1.5})).is_err());
+        assert!(Position::from_state(&json!({"delta_cursor": -3})).is_err());
+        assert!(Position::from_state(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn positions_round_trip_through_the_saved_shape() {
+        for p in [
+            Position::Snapshot { snapshot: SnapshotTs(1770335566197682922), cursor: None },
+            Position::Snapshot { snapshot: SnapshotTs(1770335566197682922), cursor: Some(SnapshotCursor("c".into())) },
+            Position::Deltas(DeltaCursor(i64::MAX)),
+        ] {
+            let saved = serde_json::to_value(p.to_state()).unwrap();
+            assert_eq!(Position::from_state(&saved).unwrap(), p);
+            // Big integers stay integers on the wire.
+            assert!(serde_json::to_string(&p.to_state()).unwrap().contains(&format!("{}", p.to_state().delta_cursor.unwrap())));
+        }
+    }
+
+    #[test]
+    fn pyairbyte_multiline_state_with_nulls_and_duplicate_keys() {
+        let text = "[{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":null},\"stream_state\":{\"snapshot_cursor\":null,\"snapshot_has_more\":false,\"delta_cursor\":1700000799995400102}},\"global_\":null,\"global_\":null,\"data\":null,\"sourceStats\":{\"recordCount\":5.0,\"rejectedRecordCount\":null},\"destinationStats\":null}\n, null\n, {\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":\"betterAuth\"},\"stream_state\":{\"delta_cursor\":7}}}]";
+        let s = InputState::parse(text).unwrap();
+        assert_eq!(s.get(&users()).unwrap()["delta_cursor"], json!(1700000799995400102i64));
+        let ns = StreamDescriptor { name: "users".into(), namespace: Some("betterAuth".into()) };
+        assert_eq!(s.get(&ns).unwrap()["delta_cursor"], 7);
+    }
+
+    #[test]
+    fn other_shapes_callers_send() {
+        assert!(InputState::parse("").unwrap().is_empty());
+        assert!(InputState::parse(" \n").unwrap().is_empty());
+        assert!(InputState::parse("[]").unwrap().is_empty());
+        let legacy = InputState::parse(r#"{"users": {"delta_cursor": 9}}"#).unwrap();
+        assert_eq!(legacy.get(&users()).unwrap()["delta_cursor"], 9);
+        let legacy_msg = InputState::parse(r#"[{"type":"LEGACY","data":{"users":{"delta_cursor":9}}}]"#).unwrap();
+        assert_eq!(legacy_msg.get(&users()).unwrap()["delta_cursor"], 9);
+        let global = InputState::parse(r#"{"type":"GLOBAL","global":{"shared_state":{},"stream_states":[{"stream_descriptor":{"name":"users"},"stream_state":{"delta_cursor":3}}]}}"#).unwrap();
+        assert_eq!(global.get(&users()).unwrap()["delta_cursor"], 3);
+        assert!(InputState::parse("{not json").is_err());
+        assert!(InputState::parse("42").is_err());
+    }
+}
