@@ -460,3 +460,6 @@ async fn debug_page<A>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
