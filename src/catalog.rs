@@ -32,7 +32,12 @@ pub fn table_for(stream: &StreamDescriptor) -> Result<TableRef, String> {
             component: component.to_owned(),
             table: table.to_owned(),
         },
-        Some(_) => return Err(format!("stream name {:?} is not a Convex table", stream.name)),
+        Some(_) => {
+            return Err(format!(
+                "stream name {:?} is not a Convex table",
+                stream.name
+            ))
+        }
         None => TableRef::root(stream.name.clone()),
     };
     match stream.namespace.as_deref() {
@@ -161,8 +166,10 @@ mod tests {
 
     #[test]
     fn delete_records_satisfy_the_schema() {
-        let s = stream_schema(json!({"type":"object","properties":{"_id":{"type":"string"},"_creationTime":{"type":"number"},"name":{"type":"string"}},
-            "additionalProperties":false,"required":["_creationTime","_id","name"]}));
+        let s = stream_schema(
+            json!({"type":"object","properties":{"_id":{"type":"string"},"_creationTime":{"type":"number"},"name":{"type":"string"}},
+            "additionalProperties":false,"required":["_creationTime","_id","name"]}),
+        );
         let v = jsonschema::draft7::new(&s).unwrap();
         let delete = json!({"_id":"x","_ts":5,"_table":"users","_component":"","_deleted":true,
             "_ab_cdc_lsn":5,"_ab_cdc_updated_at":"1970-01-01T00:00:00","_ab_cdc_deleted_at":"1970-01-01T00:00:00"});
@@ -178,20 +185,41 @@ mod tests {
         }))
         .unwrap();
         let catalog = build_catalog(schemas);
-        let names: Vec<_> = catalog.iter().map(|s| (s.name.as_str(), s.namespace.as_deref())).collect();
+        let names: Vec<_> = catalog
+            .iter()
+            .map(|s| (s.name.as_str(), s.namespace.as_deref()))
+            .collect();
         assert_eq!(
             names,
-            vec![("users", None), ("betterAuth/users", Some("betterAuth")), ("betterAuth/sessions", Some("betterAuth")), ("a/b/t", Some("a/b"))]
+            vec![
+                ("users", None),
+                ("betterAuth/users", Some("betterAuth")),
+                ("betterAuth/sessions", Some("betterAuth")),
+                ("a/b/t", Some("a/b"))
+            ]
         );
         for s in &catalog {
-            let d = StreamDescriptor { name: s.name.clone(), namespace: s.namespace.clone() };
+            let d = StreamDescriptor {
+                name: s.name.clone(),
+                namespace: s.namespace.clone(),
+            };
             assert_eq!(stream_for(&table_for(&d).unwrap()), d);
             // Callers that drop the namespace still reach the same table.
-            let bare = StreamDescriptor { name: s.name.clone(), namespace: None };
+            let bare = StreamDescriptor {
+                name: s.name.clone(),
+                namespace: None,
+            };
             assert_eq!(table_for(&bare).unwrap(), table_for(&d).unwrap());
         }
-        let bad = StreamDescriptor { name: "x/users".into(), namespace: Some("y".into()) };
+        let bad = StreamDescriptor {
+            name: "x/users".into(),
+            namespace: Some("y".into()),
+        };
         assert!(table_for(&bad).is_err());
-        assert!(table_for(&StreamDescriptor { name: "/users".into(), namespace: None }).is_err());
+        assert!(table_for(&StreamDescriptor {
+            name: "/users".into(),
+            namespace: None
+        })
+        .is_err());
     }
 }

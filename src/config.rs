@@ -151,7 +151,10 @@ fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value
     let field = at.trim_start_matches('/');
     match err.kind() {
         K::Required { property } => {
-            format!("'{}' is a required property", property.as_str().unwrap_or("?"))
+            format!(
+                "'{}' is a required property",
+                property.as_str().unwrap_or("?")
+            )
         }
         K::Type { .. } => {
             let expected = spec["connectionSpecification"]["properties"][field]["type"]
@@ -168,7 +171,10 @@ fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value
 /// Reads and parses a JSON file given on the command line.
 pub fn read_json_file(path: &std::path::Path, what: &str) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        UserError::config(format!("cannot read the {what} file {}: {e}", path.display()))
+        UserError::config(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
     })?;
     serde_json::from_str(&text)
         .map_err(|e| {
@@ -215,14 +221,17 @@ mod tests {
 
     #[test]
     fn optional_properties_have_defaults_and_are_validated() {
-        let c = parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "unknown": 1}))
-            .unwrap();
+        let c = parse_config(
+            &json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "unknown": 1}),
+        )
+        .unwrap();
         assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(c.request_timeout, Duration::from_secs(120));
         assert!(parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "concurrency": 0})).is_err());
-        let err = parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": 5}))
-            .err()
-            .unwrap();
+        let err =
+            parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": 5}))
+                .err()
+                .unwrap();
         assert!(err.message.contains("access_key"), "{}", err.message);
     }
 

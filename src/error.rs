@@ -54,7 +54,10 @@ pub fn classify(err: &anyhow::Error) -> Classified {
                 internal,
             };
         }
-        if cause.downcast_ref::<crate::output::OutputClosed>().is_some() {
+        if cause
+            .downcast_ref::<crate::output::OutputClosed>()
+            .is_some()
+        {
             return Classified {
                 failure_type: FailureType::SystemError,
                 message: cause.to_string(),

@@ -20,17 +20,19 @@ use clap::{Parser, Subcommand};
 use serde_json::value::RawValue;
 
 use crate::config::{parse_config, read_json_file, Config};
-use crate::convex::http::HttpConvex;
+use crate::convex::http::{HttpConvex, RetryPolicy};
 use crate::convex::ConvexApi;
 use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed};
-use crate::protocol::{
-    CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message,
-};
+use crate::protocol::{CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message};
 use crate::state::InputState;
 
 #[derive(Parser)]
-#[command(name = "source-convex", version, about = "Airbyte source for Convex deployments")]
+#[command(
+    name = "source-convex",
+    version,
+    about = "Airbyte source for Convex deployments"
+)]
 struct Cli {
     /// More log messages (also enabled by LOG_LEVEL=debug).
     #[arg(long, global = true)]
@@ -124,27 +126,33 @@ fn install_panic_hook() {
 
 /// Runs a command. `Ok(false)` = a failure already reported on stdout.
 fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
-    let debug = cli.debug
-        || std::env::var("LOG_LEVEL").is_ok_and(|v| v.eq_ignore_ascii_case("debug"));
+    let debug =
+        cli.debug || std::env::var("LOG_LEVEL").is_ok_and(|v| v.eq_ignore_ascii_case("debug"));
     match cli.command {
         Command::Spec => {
             let spec: &RawValue = serde_json::from_str(config::SPEC_JSON)?;
             // Compact it: stdout takes one message per line.
-            let compact: Box<RawValue> = serde_json::value::to_raw_value(&serde_json::from_str::<
-                serde_json::Value,
-            >(spec.get())?)?;
+            let compact: Box<RawValue> =
+                serde_json::value::to_raw_value(&serde_json::from_str::<serde_json::Value>(
+                    spec.get(),
+                )?)?;
             out.send_blocking(Message::Spec { spec: &compact }.to_line())?;
             Ok(true)
         }
         Command::Check { config } => check(&config, out),
         Command::Discover { config } => {
             let config = load_config(&config)?;
-            let api = HttpConvex::new(&config, None)?;
+            let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
             let schemas = runtime()?
                 .block_on(api.json_schemas())
                 .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
             let streams = catalog::build_catalog(schemas);
-            out.send_blocking(Message::Catalog { catalog: protocol::Catalog { streams: &streams } }.to_line())?;
+            out.send_blocking(
+                Message::Catalog {
+                    catalog: protocol::Catalog { streams: &streams },
+                }
+                .to_line(),
+            )?;
             Ok(true)
         }
         Command::Read {
@@ -192,7 +200,10 @@ fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
         return Ok(InputState::default());
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        UserError::config(format!("cannot read the state file {}: {e}", path.display()))
+        UserError::config(format!(
+            "cannot read the state file {}: {e}",
+            path.display()
+        ))
     })?;
     Ok(InputState::parse(&text)?)
 }
@@ -218,7 +229,7 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
             return Ok(true);
         }
     };
-    let api = HttpConvex::new(&config, None)?;
+    let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.
     match runtime()?.block_on(api.json_schemas()) {

@@ -160,6 +160,8 @@ pub struct TraceError<'a> {
     pub stream_descriptor: Option<&'a StreamDescriptor>,
 }
 
+// The variant names are the wire values (`config_error`, …).
+#[allow(clippy::enum_variant_names)]
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureType {
@@ -269,11 +271,12 @@ mod tests {
             name: "users".into(),
             namespace: None,
         };
-        let line = String::from_utf8(
-            Message::stream_status(&d, StreamStatusKind::Complete).to_line(),
-        )
-        .unwrap();
-        assert!(line.starts_with(r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":"#));
+        let line =
+            String::from_utf8(Message::stream_status(&d, StreamStatusKind::Complete).to_line())
+                .unwrap();
+        assert!(
+            line.starts_with(r#"{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":"#)
+        );
         assert!(line.ends_with(
             "\"stream_status\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":null},\"status\":\"COMPLETE\"}}}\n"
         ));

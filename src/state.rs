@@ -68,7 +68,11 @@ impl Position {
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(0) => None,
                 Some(v) if v > 0 => Some(v),
-                _ => return Err(format!("delta_cursor {n} is not a positive 64-bit integer timestamp")),
+                _ => {
+                    return Err(format!(
+                        "delta_cursor {n} is not a positive 64-bit integer timestamp"
+                    ))
+                }
             },
             // Some tools stringify big integers to protect them from JavaScript.
             Some(Value::String(s)) => match s.trim().parse::<i64>() {
@@ -154,7 +158,9 @@ impl InputState {
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
             "GLOBAL" => {
-                if let Some(Value::Array(states)) = msg.get("global").and_then(|g| g.get("stream_states")) {
+                if let Some(Value::Array(states)) =
+                    msg.get("global").and_then(|g| g.get("stream_states"))
+                {
                     for s in states {
                         self.add_stream(s);
                     }
@@ -176,8 +182,12 @@ impl InputState {
     }
 
     fn add_stream(&mut self, s: &Value) {
-        let Some(desc) = s.get("stream_descriptor") else { return };
-        let Some(name) = desc.get("name").and_then(Value::as_str) else { return };
+        let Some(desc) = s.get("stream_descriptor") else {
+            return;
+        };
+        let Some(name) = desc.get("name").and_then(Value::as_str) else {
+            return;
+        };
         let namespace = desc
             .get("namespace")
             .and_then(Value::as_str)
@@ -239,8 +249,17 @@ mod tests {
                 cursor: Some(SnapshotCursor("{\"tablet\":\"a\",\"id\":\"b\"}".into()))
             }
         );
-        for fresh in [json!({}), json!(null), json!({"delta_cursor": 0}), json!({"snapshot_has_more": true})] {
-            assert_eq!(Position::from_state(&fresh).unwrap(), Position::Fresh, "{fresh}");
+        for fresh in [
+            json!({}),
+            json!(null),
+            json!({"delta_cursor": 0}),
+            json!({"snapshot_has_more": true}),
+        ] {
+            assert_eq!(
+                Position::from_state(&fresh).unwrap(),
+                Position::Fresh,
+                "{fresh}"
+            );
         }
         assert!(Position::from_state(&json!({"delta_cursor": 1.5})).is_err());
         assert!(Position::from_state(&json!({"delta_cursor": -3})).is_err());
@@ -250,14 +269,22 @@ mod tests {
     #[test]
     fn positions_round_trip_through_the_saved_shape() {
         for p in [
-            Position::Snapshot { snapshot: SnapshotTs(1770335566197682922), cursor: None },
-            Position::Snapshot { snapshot: SnapshotTs(1770335566197682922), cursor: Some(SnapshotCursor("c".into())) },
+            Position::Snapshot {
+                snapshot: SnapshotTs(1770335566197682922),
+                cursor: None,
+            },
+            Position::Snapshot {
+                snapshot: SnapshotTs(1770335566197682922),
+                cursor: Some(SnapshotCursor("c".into())),
+            },
             Position::Deltas(DeltaCursor(i64::MAX)),
         ] {
             let saved = serde_json::to_value(p.to_state()).unwrap();
             assert_eq!(Position::from_state(&saved).unwrap(), p);
             // Big integers stay integers on the wire.
-            assert!(serde_json::to_string(&p.to_state()).unwrap().contains(&format!("{}", p.to_state().delta_cursor.unwrap())));
+            assert!(serde_json::to_string(&p.to_state())
+                .unwrap()
+                .contains(&format!("{}", p.to_state().delta_cursor.unwrap())));
         }
     }
 
@@ -265,8 +292,14 @@ mod tests {
     fn pyairbyte_multiline_state_with_nulls_and_duplicate_keys() {
         let text = "[{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":null},\"stream_state\":{\"snapshot_cursor\":null,\"snapshot_has_more\":false,\"delta_cursor\":1700000799995400102}},\"global_\":null,\"global_\":null,\"data\":null,\"sourceStats\":{\"recordCount\":5.0,\"rejectedRecordCount\":null},\"destinationStats\":null}\n, null\n, {\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":\"betterAuth\"},\"stream_state\":{\"delta_cursor\":7}}}]";
         let s = InputState::parse(text).unwrap();
-        assert_eq!(s.get(&users()).unwrap()["delta_cursor"], json!(1700000799995400102i64));
-        let ns = StreamDescriptor { name: "users".into(), namespace: Some("betterAuth".into()) };
+        assert_eq!(
+            s.get(&users()).unwrap()["delta_cursor"],
+            json!(1700000799995400102i64)
+        );
+        let ns = StreamDescriptor {
+            name: "users".into(),
+            namespace: Some("betterAuth".into()),
+        };
         assert_eq!(s.get(&ns).unwrap()["delta_cursor"], 7);
     }
 
@@ -277,7 +310,9 @@ mod tests {
         assert!(InputState::parse("[]").unwrap().is_empty());
         let legacy = InputState::parse(r#"{"users": {"delta_cursor": 9}}"#).unwrap();
         assert_eq!(legacy.get(&users()).unwrap()["delta_cursor"], 9);
-        let legacy_msg = InputState::parse(r#"[{"type":"LEGACY","data":{"users":{"delta_cursor":9}}}]"#).unwrap();
+        let legacy_msg =
+            InputState::parse(r#"[{"type":"LEGACY","data":{"users":{"delta_cursor":9}}}]"#)
+                .unwrap();
         assert_eq!(legacy_msg.get(&users()).unwrap()["delta_cursor"], 9);
         let global = InputState::parse(r#"{"type":"GLOBAL","global":{"shared_state":{},"stream_states":[{"stream_descriptor":{"name":"users"},"stream_state":{"delta_cursor":3}}]}}"#).unwrap();
         assert_eq!(global.get(&users()).unwrap()["delta_cursor"], 3);

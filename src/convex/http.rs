@@ -44,6 +44,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For commands a person waits on (check, discover): fail within seconds.
+    pub fn interactive() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        }
+    }
+
     /// Delay before attempt `attempt + 1` (attempts count from 1).
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(ra) = retry_after {
@@ -119,6 +127,11 @@ impl HttpConvex {
             retry: RetryPolicy::default(),
             log,
         })
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     fn url(&self, endpoint: &str, query: &[(&str, &str)]) -> String {
@@ -238,11 +251,15 @@ impl HttpConvex {
         let mut delivered = 0usize;
         let mut attempt = 1;
         loop {
-            match self.attempt_page(endpoint, &url, sink, &mut delivered).await {
+            match self
+                .attempt_page(endpoint, &url, sink, &mut delivered)
+                .await
+            {
                 Ok(fields) => return Ok((fields, delivered)),
                 Err(AttemptError::Sink(e)) => return Err(e),
                 Err(AttemptError::Convex(e, retry_after)) => {
-                    self.retry_or_fail(e, retry_after, &mut attempt, what).await?;
+                    self.retry_or_fail(e, retry_after, &mut attempt, what)
+                        .await?;
                 }
             }
         }
@@ -391,11 +408,9 @@ impl ConvexApi for HttpConvex {
             .await;
             match result {
                 Ok(v) => {
-                    return parse_json_schemas(v).map_err(|detail| {
-                        ConvexError::InvalidResponse {
-                            endpoint: JSON_SCHEMAS,
-                            detail,
-                        }
+                    return parse_json_schemas(v).map_err(|detail| ConvexError::InvalidResponse {
+                        endpoint: JSON_SCHEMAS,
+                        detail,
                     })
                 }
                 Err(AttemptError::Sink(_)) => unreachable!("json_schemas has no sink"),
@@ -465,8 +480,14 @@ mod tests {
             let exp = (p.base_delay * (1 << (attempt - 1))).min(p.max_delay);
             assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
         }
-        assert_eq!(p.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(7200))), p.max_retry_after);
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7200))),
+            p.max_retry_after
+        );
     }
 
     #[test]

@@ -354,7 +354,8 @@ mod tests {
             component: "betterAuth".into(),
             table: "users".into()
         }));
-        let flat = parse_json_schemas(json!({"users": {"type": "object", "properties": {}}})).unwrap();
+        let flat =
+            parse_json_schemas(json!({"users": {"type": "object", "properties": {}}})).unwrap();
         assert_eq!(flat.components.len(), 1);
         assert!(flat.contains(&TableRef::root("users")));
         assert!(parse_json_schemas(json!([1])).is_err());
@@ -368,12 +369,23 @@ mod tests {
             code: code.into(),
             message: "m".into(),
         };
-        assert_eq!(e(401, "BadAdminKey").failure_type(), FailureType::ConfigError);
-        assert!(e(401, "BadAdminKey").user_message().contains("generate a deploy key"));
-        assert_eq!(e(503, "Overloaded").failure_type(), FailureType::TransientError);
+        assert_eq!(
+            e(401, "BadAdminKey").failure_type(),
+            FailureType::ConfigError
+        );
+        assert!(e(401, "BadAdminKey")
+            .user_message()
+            .contains("generate a deploy key"));
+        assert_eq!(
+            e(503, "Overloaded").failure_type(),
+            FailureType::TransientError
+        );
         assert!(e(429, "RateLimited").is_retryable());
         assert!(!e(400, "BadQueryArgs").is_retryable());
-        assert_eq!(e(400, "BadQueryArgs").failure_type(), FailureType::SystemError);
+        assert_eq!(
+            e(400, "BadQueryArgs").failure_type(),
+            FailureType::SystemError
+        );
         assert_eq!(
             e(401, "BadAdminKey").to_string(),
             "/api/list_snapshot: 401: BadAdminKey: m"

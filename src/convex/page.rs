@@ -299,7 +299,10 @@ impl PageParser {
 mod tests {
     use super::*;
 
-    fn parse_in_chunks(body: &[u8], chunk: usize) -> Result<(Vec<String>, Vec<(String, String)>), PageSyntaxError> {
+    fn parse_in_chunks(
+        body: &[u8],
+        chunk: usize,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), PageSyntaxError> {
         let mut p = PageParser::new();
         let mut values = Vec::new();
         for part in body.chunks(chunk.max(1)) {
@@ -326,25 +329,35 @@ mod tests {
     fn elements_are_exact_bytes_whatever_the_chunking() {
         let whole = parse_in_chunks(PAGE.as_bytes(), PAGE.len()).unwrap();
         assert_eq!(whole.0.len(), 3);
-        assert!(whole.0[0].starts_with(r#"{"_component":"","#) && whole.0[0].ends_with(r#""u":"é✓"}"#));
+        assert!(
+            whole.0[0].starts_with(r#"{"_component":"","#) && whole.0[0].ends_with(r#""u":"é✓"}"#)
+        );
         assert_eq!(whole.0[1], "{}");
         assert_eq!(whole.0[2], r#"{"e":{}}"#);
         assert_eq!(
             whole.1,
             vec![
                 ("snapshot".to_owned(), "1770335566197682922".to_owned()),
-                ("cursor".to_owned(), r#""{\"tablet\":\"X0yj\",\"id\":\"j5\"}""#.to_owned()),
+                (
+                    "cursor".to_owned(),
+                    r#""{\"tablet\":\"X0yj\",\"id\":\"j5\"}""#.to_owned()
+                ),
                 ("hasMore".to_owned(), "true".to_owned()),
             ]
         );
         for chunk in 1..40 {
-            assert_eq!(parse_in_chunks(PAGE.as_bytes(), chunk).unwrap(), whole, "chunk {chunk}");
+            assert_eq!(
+                parse_in_chunks(PAGE.as_bytes(), chunk).unwrap(),
+                whole,
+                "chunk {chunk}"
+            );
         }
     }
 
     #[test]
     fn whitespace_key_order_and_empty_pages() {
-        let body = " {\n \"hasMore\" : false , \"cursor\" : null,\"values\" : [ ] , \"snapshot\":5 } \n";
+        let body =
+            " {\n \"hasMore\" : false , \"cursor\" : null,\"values\" : [ ] , \"snapshot\":5 } \n";
         for chunk in 1..body.len() {
             let (values, fields) = parse_in_chunks(body.as_bytes(), chunk).unwrap();
             assert!(values.is_empty());
@@ -357,9 +370,18 @@ mod tests {
     #[test]
     fn truncation_and_garbage_are_errors() {
         for cut in 0..PAGE.len() {
-            assert!(parse_in_chunks(&PAGE.as_bytes()[..cut], 7).is_err(), "cut at {cut}");
+            assert!(
+                parse_in_chunks(&PAGE.as_bytes()[..cut], 7).is_err(),
+                "cut at {cut}"
+            );
         }
-        for bad in ["<html>502</html>", "[1,2]", r#"{"values":[1,,2]}"#, r#"{"values":[{}]}x"#, r#"{"a" 1}"#] {
+        for bad in [
+            "<html>502</html>",
+            "[1,2]",
+            r#"{"values":[1,,2]}"#,
+            r#"{"values":[{}]}x"#,
+            r#"{"a" 1}"#,
+        ] {
             assert!(parse_in_chunks(bad.as_bytes(), 3).is_err(), "{bad}");
         }
     }
@@ -367,7 +389,10 @@ mod tests {
     #[test]
     fn memory_holds_one_element_not_the_page() {
         let doc = format!(r#"{{"pad":"{}"}}"#, "x".repeat(10_000));
-        let body = format!(r#"{{"values":[{}],"cursor":null,"hasMore":false}}"#, vec![doc; 200].join(","));
+        let body = format!(
+            r#"{{"values":[{}],"cursor":null,"hasMore":false}}"#,
+            vec![doc; 200].join(",")
+        );
         let mut p = PageParser::new();
         let mut max_buf = 0;
         let mut n = 0;

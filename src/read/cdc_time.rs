@@ -99,8 +99,12 @@ mod tests {
     /// All 4,017 reference vectors, computed by CPython from the Python connector's expression.
     #[test]
     fn every_reference_vector_matches() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cdc-updated-at-vectors.json");
-        let text = std::fs::read_to_string(path).expect("../shared/data/cdc-updated-at-vectors.json beside the repo");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/cdc-updated-at-vectors.json"
+        );
+        let text = std::fs::read_to_string(path)
+            .expect("../shared/data/cdc-updated-at-vectors.json beside the repo");
         let vectors: Vec<(i64, String)> = serde_json::from_str(&text).unwrap();
         assert_eq!(vectors.len(), 4017);
         let wrong: Vec<_> = vectors
@@ -108,7 +112,12 @@ mod tests {
             .filter(|(ts, want)| fmt(*ts) != *want)
             .map(|(ts, want)| format!("{ts}: want {want}, got {}", fmt(*ts)))
             .collect();
-        assert!(wrong.is_empty(), "{} mismatches, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+        assert!(
+            wrong.is_empty(),
+            "{} mismatches, e.g. {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
     }
 
     #[test]

@@ -199,7 +199,8 @@ impl PageSink for StreamSink<'_> {
     async fn flush(&mut self) -> anyhow::Result<()> {
         self.emitted_at = now_ms();
         if self.buf.len() >= CHUNK_BYTES {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+            let chunk =
+                std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
             self.out.send(chunk).await?;
         }
         Ok(())
@@ -241,7 +242,8 @@ async fn run_stream<A: ConvexApi>(shared: &Shared<A>, p: Planned) -> anyhow::Res
         Ok(s) => s,
         Err(e) => {
             let mut buf = Message::stream_status(&p.desc, StreamStatusKind::Incomplete).to_line();
-            Message::error(&e.message, &e.message, e.failure_type, Some(&p.desc)).write_line(&mut buf);
+            Message::error(&e.message, &e.message, e.failure_type, Some(&p.desc))
+                .write_line(&mut buf);
             shared.out.send(buf).await?;
             return Ok(false);
         }
@@ -284,8 +286,16 @@ async fn run_stream<A: ConvexApi>(shared: &Shared<A>, p: Planned) -> anyhow::Res
             let e = e.context(format!("stream {}", p.desc));
             let c = classify(&e);
             let message = format!("Stream {}: {}", p.desc, c.message);
-            sink.line(Message::stream_status(&p.desc, StreamStatusKind::Incomplete));
-            sink.line(Message::error(&message, &c.internal, c.failure_type, Some(&p.desc)));
+            sink.line(Message::stream_status(
+                &p.desc,
+                StreamStatusKind::Incomplete,
+            ));
+            sink.line(Message::error(
+                &message,
+                &c.internal,
+                c.failure_type,
+                Some(&p.desc),
+            ));
             false
         }
     };
@@ -340,12 +350,19 @@ async fn sync_stream<A: ConvexApi>(
                 };
                 let end = end.expect("a first page was read");
                 let snapshot = end.snapshot;
-                after_snapshot_page(shared, table, snapshot, end, sink).await.map(Some)
+                after_snapshot_page(shared, table, snapshot, end, sink)
+                    .await
+                    .map(Some)
             }
             Position::Snapshot { snapshot, cursor } => {
                 let snapshot = *snapshot;
-                match api.list_snapshot(table, Some(snapshot), cursor.as_ref(), sink).await {
-                    Ok(end) => after_snapshot_page(shared, table, snapshot, end, sink).await.map(Some),
+                match api
+                    .list_snapshot(table, Some(snapshot), cursor.as_ref(), sink)
+                    .await
+                {
+                    Ok(end) => after_snapshot_page(shared, table, snapshot, end, sink)
+                        .await
+                        .map(Some),
                     Err(e) => Err(e),
                 }
             }
@@ -365,7 +382,15 @@ async fn sync_stream<A: ConvexApi>(
                         }
                         let next = Position::Deltas(end.cursor);
                         sink.checkpoint(&next).await?;
-                        debug_page(shared, sink, "document_deltas", table, end.values, end.has_more).await?;
+                        debug_page(
+                            shared,
+                            sink,
+                            "document_deltas",
+                            table,
+                            end.values,
+                            end.has_more,
+                        )
+                        .await?;
                         Ok(end.has_more.then_some(next))
                     }
                     Err(e) => Err(e),
@@ -439,7 +464,15 @@ async fn after_snapshot_page<A: ConvexApi>(
         (false, _) => Position::Deltas(DeltaCursor::from(snapshot)),
     };
     sink.checkpoint(&next).await?;
-    debug_page(shared, sink, "list_snapshot", table, end.values, end.has_more).await?;
+    debug_page(
+        shared,
+        sink,
+        "list_snapshot",
+        table,
+        end.values,
+        end.has_more,
+    )
+    .await?;
     Ok(next)
 }
 

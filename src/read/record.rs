@@ -52,7 +52,12 @@ impl RecordWriter {
     ///
     /// Checks that the value belongs to this stream's table: a backend that ignores the table
     /// filter (convex-backend issue #302) must fail the stream, not mix tables silently.
-    pub fn write(&self, raw: &[u8], emitted_at: i64, out: &mut Vec<u8>) -> Result<Written, UserError> {
+    pub fn write(
+        &self,
+        raw: &[u8],
+        emitted_at: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<Written, UserError> {
         let meta: Meta<'_> = serde_json::from_slice(raw).map_err(|e| {
             UserError::system(format!(
                 "Convex sent a value of {} that is not a document with an integer `_ts`: {e}",
@@ -74,7 +79,12 @@ impl RecordWriter {
             .iter()
             .rposition(|&b| b == b'}')
             .filter(|_| raw.first() == Some(&b'{'))
-            .ok_or_else(|| UserError::system(format!("Convex sent a value of {} that is not a JSON object", self.table)))?;
+            .ok_or_else(|| {
+                UserError::system(format!(
+                    "Convex sent a value of {} that is not a JSON object",
+                    self.table
+                ))
+            })?;
         let body = &raw[..close];
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(body);
@@ -132,7 +142,13 @@ mod tests {
         let raw = r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_creationTime":1699999000000.0,"_id":"j0","name":"us\u00e9rs-é","balance":"-5000000000","note":null}"#.as_bytes();
         let mut out = Vec::new();
         let w = users().write(raw, 1795500651484, &mut out).unwrap();
-        assert_eq!(w, Written { ts: 1700000000000000123, deleted: false });
+        assert_eq!(
+            w,
+            Written {
+                ts: 1700000000000000123,
+                deleted: false
+            }
+        );
         let line = String::from_utf8(out).unwrap();
         assert_eq!(
             line,
@@ -143,7 +159,10 @@ mod tests {
             )
         );
         let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["record"]["data"]["_ab_cdc_lsn"].as_i64(), Some(1700000000000000123));
+        assert_eq!(
+            v["record"]["data"]["_ab_cdc_lsn"].as_i64(),
+            Some(1700000000000000123)
+        );
     }
 
     #[test]
@@ -160,7 +179,13 @@ mod tests {
                    "_ab_cdc_deleted_at":"2023-11-14T22:13:20"})
         );
         // No duplicate `_deleted` key.
-        assert_eq!(String::from_utf8(out).unwrap().matches("\"_deleted\"").count(), 1);
+        assert_eq!(
+            String::from_utf8(out)
+                .unwrap()
+                .matches("\"_deleted\"")
+                .count(),
+            1
+        );
     }
 
     #[test]
@@ -176,14 +201,22 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        w.write(br#"{"_component":"betterAuth","_table":"users","_ts":5}"#, 1, &mut out)
-            .unwrap();
+        w.write(
+            br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
+            1,
+            &mut out,
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["record"]["namespace"], "betterAuth");
         assert_eq!(v["record"]["stream"], "betterAuth/users");
         // The root table of the same name is a different stream.
         let err = users()
-            .write(br#"{"_component":"betterAuth","_table":"users","_ts":5}"#, 1, &mut out)
+            .write(
+                br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
+                1,
+                &mut out,
+            )
             .unwrap_err();
         assert!(err.message.contains("#302"), "{}", err.message);
     }
@@ -192,10 +225,19 @@ mod tests {
     fn foreign_tables_and_garbage_are_refused() {
         let mut out = Vec::new();
         let err = users()
-            .write(br#"{"_component":"","_table":"messages","_ts":5,"_id":"x"}"#, 1, &mut out)
+            .write(
+                br#"{"_component":"","_table":"messages","_ts":5,"_id":"x"}"#,
+                1,
+                &mut out,
+            )
             .unwrap_err();
         assert!(err.message.contains("ignored the table filter"));
-        for bad in [&br#"{"_table":"users","_ts":"5"}"#[..], b"[1]", br#"{"_table":"users"}"#, b"12"] {
+        for bad in [
+            &br#"{"_table":"users","_ts":"5"}"#[..],
+            b"[1]",
+            br#"{"_table":"users"}"#,
+            b"12",
+        ] {
             assert!(users().write(bad, 1, &mut out).is_err());
         }
         assert!(out.is_empty(), "nothing is written for a refused value");

@@ -102,7 +102,11 @@ impl ConvexApi for Fake {
         let docs: Vec<&Value> = if self.ignore_filter {
             self.tables.values().flatten().collect()
         } else {
-            self.tables.get(&table.table).unwrap_or(&empty).iter().collect()
+            self.tables
+                .get(&table.table)
+                .unwrap_or(&empty)
+                .iter()
+                .collect()
         };
         let start: usize = cursor.map_or(0, |c| c.0.parse().unwrap());
         let end = (start + self.page).min(docs.len());
@@ -144,7 +148,12 @@ impl ConvexApi for Fake {
                 values += 1;
             }
         }
-        let has_more = self.log.iter().filter(|v| v["_ts"].as_i64().unwrap() > cursor.0).count() > 2;
+        let has_more = self
+            .log
+            .iter()
+            .filter(|v| v["_ts"].as_i64().unwrap() > cursor.0)
+            .count()
+            > 2;
         Ok(DeltasPageEnd {
             cursor: DeltaCursor(if has_more {
                 after.last().unwrap()["_ts"].as_i64().unwrap()
@@ -165,17 +174,29 @@ fn catalog(streams: &[(&str, &str)]) -> ConfiguredCatalog {
 }
 
 /// Runs a read against `fake` and returns (success, messages).
-fn run(fake: Arc<Fake>, streams: &[(&str, &str)], state: &str, concurrency: usize) -> (bool, Vec<Value>) {
+fn run(
+    fake: Arc<Fake>,
+    streams: &[(&str, &str)],
+    state: &str,
+    concurrency: usize,
+) -> (bool, Vec<Value>) {
     let buf = SharedBuffer::default();
     let (out, writer) = Output::start(buf.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let ok = rt
         .block_on(read(
             fake,
             out,
             catalog(streams),
             InputState::parse(state).unwrap(),
-            ReadOptions { concurrency, debug: false },
+            ReadOptions {
+                concurrency,
+                debug: false,
+            },
         ))
         .unwrap();
     writer.finish().unwrap();
@@ -203,7 +224,11 @@ fn kinds(messages: &[&Value]) -> Vec<String> {
     messages
         .iter()
         .map(|m| match m["type"].as_str().unwrap() {
-            "TRACE" if m["trace"]["type"] == "STREAM_STATUS" => m["trace"]["stream_status"]["status"].as_str().unwrap().to_owned(),
+            "TRACE" if m["trace"]["type"] == "STREAM_STATUS" => m["trace"]["stream_status"]
+                ["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
             "TRACE" => "ERROR".to_owned(),
             "STATE" => format!("STATE({})", m["state"]["sourceStats"]["recordCount"]),
             t => t.to_owned(),
@@ -223,17 +248,42 @@ fn last_state(messages: &[&Value]) -> Value {
 #[test]
 fn full_refresh_checkpoints_every_page_and_ends_complete() {
     let fake = Arc::new(Fake::new(&[("users", 7), ("posts", 0)]));
-    let (ok, messages) = run(fake.clone(), &[("users", "full_refresh"), ("posts", "full_refresh")], "", 2);
+    let (ok, messages) = run(
+        fake.clone(),
+        &[("users", "full_refresh"), ("posts", "full_refresh")],
+        "",
+        2,
+    );
     assert!(ok);
     let users = of_stream(&messages, "users");
     assert_eq!(
         kinds(&users),
-        ["STARTED", "RUNNING", "RECORD", "RECORD", "RECORD", "STATE(3.0)", "RECORD", "RECORD", "RECORD", "STATE(3.0)", "RECORD", "STATE(1.0)", "COMPLETE"]
+        [
+            "STARTED",
+            "RUNNING",
+            "RECORD",
+            "RECORD",
+            "RECORD",
+            "STATE(3.0)",
+            "RECORD",
+            "RECORD",
+            "RECORD",
+            "STATE(3.0)",
+            "RECORD",
+            "STATE(1.0)",
+            "COMPLETE"
+        ]
     );
     let s = last_state(&users);
-    assert_eq!(s, json!({"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": fake.head}));
+    assert_eq!(
+        s,
+        json!({"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": fake.head})
+    );
     // A stream with nothing in it still gets a final STATE.
-    assert_eq!(kinds(&of_stream(&messages, "posts")), ["STARTED", "STATE(0.0)", "COMPLETE"]);
+    assert_eq!(
+        kinds(&of_stream(&messages, "posts")),
+        ["STARTED", "STATE(0.0)", "COMPLETE"]
+    );
     // Records are the documents plus the CDC fields.
     let first = users.iter().find(|m| m["type"] == "RECORD").unwrap();
     assert_eq!(first["record"]["data"]["_id"], "users0");
@@ -244,16 +294,47 @@ fn full_refresh_checkpoints_every_page_and_ends_complete() {
 #[test]
 fn every_stream_that_starts_a_walk_reads_at_one_pinned_snapshot() {
     let fake = Arc::new(Fake::new(&[("a", 4), ("b", 4), ("c", 1)]));
-    let (ok, _) = run(fake.clone(), &[("a", "incremental"), ("b", "incremental"), ("c", "full_refresh")], "[]", 3);
+    let (ok, _) = run(
+        fake.clone(),
+        &[
+            ("a", "incremental"),
+            ("b", "incremental"),
+            ("c", "full_refresh"),
+        ],
+        "[]",
+        3,
+    );
     assert!(ok);
     let calls = fake.calls.lock().unwrap().clone();
-    let unpinned: Vec<_> = calls.iter().filter(|c| c.starts_with("list_snapshot") && c.contains(" None None")).collect();
-    assert_eq!(unpinned.len(), 1, "exactly one walk starts without a snapshot: {calls:?}");
+    let unpinned: Vec<_> = calls
+        .iter()
+        .filter(|c| c.starts_with("list_snapshot") && c.contains(" None None"))
+        .collect();
+    assert_eq!(
+        unpinned.len(),
+        1,
+        "exactly one walk starts without a snapshot: {calls:?}"
+    );
     let pinned = format!("Some({})", fake.head);
-    assert!(calls.iter().filter(|c| c.starts_with("list_snapshot")).all(|c| c.contains(" None None") || c.contains(&pinned)));
+    assert!(calls
+        .iter()
+        .filter(|c| c.starts_with("list_snapshot"))
+        .all(|c| c.contains(" None None") || c.contains(&pinned)));
     // No probe pages: 2 + 2 + 1 pages, and deltas only for the incremental streams.
-    assert_eq!(calls.iter().filter(|c| c.starts_with("list_snapshot")).count(), 5);
-    assert_eq!(calls.iter().filter(|c| c.starts_with("document_deltas")).count(), 2);
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("list_snapshot"))
+            .count(),
+        5
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("document_deltas"))
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -275,21 +356,42 @@ fn incremental_resumes_mid_snapshot_then_reads_deltas() {
     let users = of_stream(&messages, "users");
     assert_eq!(
         kinds(&users),
-        ["STARTED", "RUNNING", "RECORD", "STATE(1.0)", "RECORD", "STATE(1.0)", "RECORD", "STATE(1.0)", "COMPLETE"]
+        [
+            "STARTED",
+            "RUNNING",
+            "RECORD",
+            "STATE(1.0)",
+            "RECORD",
+            "STATE(1.0)",
+            "RECORD",
+            "STATE(1.0)",
+            "COMPLETE"
+        ]
     );
     let calls = fake.calls.lock().unwrap().clone();
-    assert_eq!(calls[0], format!("list_snapshot users Some({h}) Some(\"6\")"));
+    assert_eq!(
+        calls[0],
+        format!("list_snapshot users Some({h}) Some(\"6\")")
+    );
     assert_eq!(calls[1], format!("document_deltas users {h}"));
-    let delete = users.iter().filter(|m| m["type"] == "RECORD").last().unwrap();
+    let delete = users
+        .iter()
+        .filter(|m| m["type"] == "RECORD")
+        .last()
+        .unwrap();
     assert_eq!(delete["record"]["data"]["_deleted"], true);
-    assert_eq!(delete["record"]["data"]["_ab_cdc_deleted_at"], delete["record"]["data"]["_ab_cdc_updated_at"]);
+    assert_eq!(
+        delete["record"]["data"]["_ab_cdc_deleted_at"],
+        delete["record"]["data"]["_ab_cdc_updated_at"]
+    );
     assert_eq!(last_state(&users)["delta_cursor"], h + 3);
 }
 
 #[test]
 fn full_refresh_with_a_finished_state_walks_again() {
     let fake = Arc::new(Fake::new(&[("users", 2)]));
-    let state = r#"{"users": {"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": 5}}"#;
+    let state =
+        r#"{"users": {"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": 5}}"#;
     let (ok, messages) = run(fake, &[("users", "full_refresh")], state, 1);
     assert!(ok);
     assert_eq!(messages.iter().filter(|m| m["type"] == "RECORD").count(), 2);
@@ -302,8 +404,14 @@ fn expired_positions_heal_with_a_fresh_snapshot() {
     let state = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"delta_cursor":5}}}]"#;
     let (ok, messages) = run(fake.clone(), &[("users", "incremental")], state, 1);
     assert!(ok, "{messages:#?}");
-    let warn = messages.iter().find(|m| m["log"]["level"] == "WARN").unwrap();
-    assert!(warn["log"]["message"].as_str().unwrap().contains("InvalidWindowToReadDocuments"));
+    let warn = messages
+        .iter()
+        .find(|m| m["log"]["level"] == "WARN")
+        .unwrap();
+    assert!(warn["log"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("InvalidWindowToReadDocuments"));
     assert_eq!(messages.iter().filter(|m| m["type"] == "RECORD").count(), 2);
 
     let fake = Arc::new(Fake::new(&[("users", 2)]));
@@ -313,21 +421,38 @@ fn expired_positions_heal_with_a_fresh_snapshot() {
     assert!(ok);
     assert_eq!(messages.iter().filter(|m| m["type"] == "RECORD").count(), 2);
     let calls = fake.calls.lock().unwrap().clone();
-    assert!(calls[1].ends_with("None None"), "the new walk takes a fresh snapshot: {calls:?}");
+    assert!(
+        calls[1].ends_with("None None"),
+        "the new walk takes a fresh snapshot: {calls:?}"
+    );
 }
 
 #[test]
 fn a_failing_stream_ends_incomplete_and_the_others_finish() {
     let fake = Arc::new(Fake::new(&[("users", 2), ("posts", 2)]));
     fake.fail_next("/api/list_snapshot", "BadQueryArgs");
-    let (ok, messages) = run(fake, &[("users", "full_refresh"), ("posts", "full_refresh")], "", 1);
+    let (ok, messages) = run(
+        fake,
+        &[("users", "full_refresh"), ("posts", "full_refresh")],
+        "",
+        1,
+    );
     assert!(!ok);
     let users = kinds(&of_stream(&messages, "users"));
     assert_eq!(users, ["STARTED", "INCOMPLETE", "ERROR"]);
-    let err = messages.iter().find(|m| m["trace"]["type"] == "ERROR").unwrap();
+    let err = messages
+        .iter()
+        .find(|m| m["trace"]["type"] == "ERROR")
+        .unwrap();
     assert_eq!(err["trace"]["error"]["failure_type"], "system_error");
-    assert!(err["trace"]["error"]["message"].as_str().unwrap().starts_with("Stream users: /api/list_snapshot: 400: BadQueryArgs"));
-    assert_eq!(kinds(&of_stream(&messages, "posts")).last().unwrap(), "COMPLETE");
+    assert!(err["trace"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Stream users: /api/list_snapshot: 400: BadQueryArgs"));
+    assert_eq!(
+        kinds(&of_stream(&messages, "posts")).last().unwrap(),
+        "COMPLETE"
+    );
 }
 
 #[test]
@@ -336,31 +461,71 @@ fn a_backend_ignoring_the_table_filter_fails_the_stream_loudly() {
     fake.ignore_filter = true;
     let (ok, messages) = run(Arc::new(fake), &[("users", "full_refresh")], "", 1);
     assert!(!ok);
-    let err = messages.iter().find(|m| m["trace"]["type"] == "ERROR").unwrap();
-    assert!(err["trace"]["error"]["message"].as_str().unwrap().contains("#302"));
-    assert!(messages.iter().filter(|m| m["type"] == "RECORD").all(|m| m["record"]["data"]["_table"] == "users"));
+    let err = messages
+        .iter()
+        .find(|m| m["trace"]["type"] == "ERROR")
+        .unwrap();
+    assert!(err["trace"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("#302"));
+    assert!(messages
+        .iter()
+        .filter(|m| m["type"] == "RECORD")
+        .all(|m| m["record"]["data"]["_table"] == "users"));
 }
 
 #[test]
 fn a_failure_before_any_stream_ends_every_stream_incomplete() {
     let mut fake = Fake::new(&[("users", 2)]);
     fake.schemas_fail = true;
-    let (ok, messages) = run(Arc::new(fake), &[("users", "incremental"), ("gone", "incremental")], "", 1);
+    let (ok, messages) = run(
+        Arc::new(fake),
+        &[("users", "incremental"), ("gone", "incremental")],
+        "",
+        1,
+    );
     assert!(!ok);
-    let k: Vec<String> = kinds(&messages.iter().filter(|m| m["type"] != "LOG").collect::<Vec<_>>());
+    let k: Vec<String> = kinds(
+        &messages
+            .iter()
+            .filter(|m| m["type"] != "LOG")
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(k, ["INCOMPLETE", "INCOMPLETE", "ERROR"]);
     let err = &messages.last().unwrap()["trace"]["error"];
     assert_eq!(err["failure_type"], "config_error");
-    assert!(err["message"].as_str().unwrap().contains("generate a deploy key"));
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("generate a deploy key"));
 }
 
 #[test]
 fn unusable_state_or_stream_fails_only_that_stream() {
     let fake = Arc::new(Fake::new(&[("users", 1), ("posts", 1)]));
     let state = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"delta_cursor":"yesterday"}}}]"#;
-    let (ok, messages) = run(fake, &[("users", "incremental"), ("posts", "incremental"), ("/bad", "incremental")], state, 2);
+    let (ok, messages) = run(
+        fake,
+        &[
+            ("users", "incremental"),
+            ("posts", "incremental"),
+            ("/bad", "incremental"),
+        ],
+        state,
+        2,
+    );
     assert!(!ok);
-    assert_eq!(kinds(&of_stream(&messages, "users")), ["INCOMPLETE", "ERROR"]);
-    assert_eq!(kinds(&of_stream(&messages, "/bad")), ["INCOMPLETE", "ERROR"]);
-    assert_eq!(kinds(&of_stream(&messages, "posts")).last().unwrap(), "COMPLETE");
+    assert_eq!(
+        kinds(&of_stream(&messages, "users")),
+        ["INCOMPLETE", "ERROR"]
+    );
+    assert_eq!(
+        kinds(&of_stream(&messages, "/bad")),
+        ["INCOMPLETE", "ERROR"]
+    );
+    assert_eq!(
+        kinds(&of_stream(&messages, "posts")).last().unwrap(),
+        "COMPLETE"
+    );
 }

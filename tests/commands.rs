@@ -1,0 +1,252 @@
+//! spec, check and discover of the real binary, against the emulator.
+
+mod common;
+
+use common::Harness;
+use convex_emulator::{FaultKind, FaultRule};
+use serde_json::{json, Value};
+
+#[test]
+fn spec_prints_spec_json_and_keeps_the_python_connectors_contract() {
+    let h = Harness::with_tables(0, 0, false);
+    let run = h.run(&["spec"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.messages.len(), 1);
+    assert_eq!(run.stdout.lines().count(), 1);
+    let spec = &run.messages[0]["spec"];
+    let file: Value = serde_json::from_str(include_str!("../spec.json")).unwrap();
+    assert_eq!(*spec, file);
+    // The 0.4.51 contract, key by key.
+    let cs = &spec["connectionSpecification"];
+    assert_eq!(
+        spec["documentationUrl"],
+        "https://docs.airbyte.com/integrations/sources/convex"
+    );
+    assert_eq!(cs["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(cs["required"], json!(["deployment_url", "access_key"]));
+    assert_eq!(cs["additionalProperties"], true);
+    assert_eq!(cs["title"], "Convex Source Spec");
+    assert_eq!(
+        cs["properties"]["deployment_url"],
+        json!({"type": "string", "title": "Deployment Url", "examples": ["https://murky-swan-635.convex.cloud", "https://cluttered-owl-337.convex.cloud"]})
+    );
+    assert_eq!(
+        cs["properties"]["access_key"],
+        json!({"type": "string", "title": "Access Key", "description": "API access key used to retrieve data from Convex.", "airbyte_secret": true})
+    );
+    // Only access_key is secret; added properties are optional.
+    for (name, p) in cs["properties"].as_object().unwrap() {
+        assert_eq!(
+            p.get("airbyte_secret").is_some(),
+            name == "access_key",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_go_to_stderr_with_exit_2() {
+    let h = Harness::with_tables(0, 0, false);
+    for args in [&["bogus"][..], &["check"], &["read", "--config", "x"]] {
+        let run = h.run(args);
+        assert_eq!(run.code, 2, "{args:?}");
+        assert!(run.stdout.is_empty());
+        assert!(!run.stderr.is_empty());
+    }
+    // --debug is accepted before or after the subcommand.
+    assert_eq!(h.run(&["--debug", "spec"]).code, 0);
+    assert_eq!(h.run(&["spec", "--debug"]).code, 0);
+}
+
+fn check(h: &Harness, config: &std::path::Path) -> (i32, Value, String) {
+    let run = h.run(&["check", "--config", config.to_str().unwrap()]);
+    let statuses: Vec<_> = run
+        .of_type("CONNECTION_STATUS")
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(statuses.len(), 1, "{}", run.stdout);
+    (
+        run.code,
+        statuses[0]["connectionStatus"].clone(),
+        run.stdout + &run.stderr,
+    )
+}
+
+#[test]
+fn check_succeeds_with_one_json_schemas_request_and_the_client_header() {
+    let h = Harness::with_tables(2, 3, false);
+    let (code, status, _) = check(&h, &h.config());
+    assert_eq!(code, 0);
+    assert_eq!(status, json!({"status": "SUCCEEDED"}));
+    let log = h.dep().request_log();
+    assert_eq!(log.len(), 1);
+    assert!(
+        log[0]
+            .uri
+            .starts_with("/api/json_schemas?deltaSchema=true&format=json"),
+        "{}",
+        log[0].uri
+    );
+}
+
+#[test]
+fn check_failures_are_answers_a_person_can_act_on() {
+    let h = Harness::with_tables(1, 1, false);
+    let secret = "prod:wrong-key-0123456789abcdef";
+    let (code, status, all) = check(&h, &h.config_with_key(secret));
+    assert_eq!(code, 0);
+    assert_eq!(status["status"], "FAILED");
+    let msg = status["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Connection to Convex via json_schemas endpoint failed: 401: BadAdminKey:"),
+        "{msg}"
+    );
+    assert!(msg.contains("generate a deploy key"), "{msg}");
+    assert!(!all.contains(secret), "the key leaked");
+
+    let missing = h.write(
+        "missing.json",
+        &json!({"deployment_url": h.emu.url()}).to_string(),
+    );
+    let (code, status, _) = check(&h, &missing);
+    assert_eq!(code, 0);
+    assert_eq!(
+        status["message"],
+        "Config validation error: 'access_key' is a required property"
+    );
+
+    h.dep()
+        .update_settings(|s| s.streaming_export_enabled = false);
+    let (_, status, _) = check(&h, &h.config());
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("StreamingExportNotEnabled"));
+    h.dep()
+        .update_settings(|s| s.streaming_export_enabled = true);
+
+    // Nothing listening: a clear connection failure, quickly.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = h.write(
+        "dead.json",
+        &json!({"deployment_url": format!("http://127.0.0.1:{port}"), "access_key": "k"})
+            .to_string(),
+    );
+    let started = std::time::Instant::now();
+    let (code, status, _) = check(&h, &dead);
+    assert_eq!(code, 0);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{status}"
+    );
+    assert!(started.elapsed().as_secs() < 20);
+}
+
+#[test]
+fn check_survives_a_transient_failure() {
+    let h = Harness::with_tables(1, 1, false);
+    h.dep()
+        .add_fault(FaultRule::status("json_schemas", 503, "Overloaded", "busy").times(1))
+        .unwrap();
+    let (_, status, _) = check(&h, &h.config());
+    assert_eq!(status["status"], "SUCCEEDED");
+    h.dep()
+        .add_fault(
+            FaultRule {
+                status: Some(502),
+                ..FaultRule::new("json_schemas", FaultKind::Html)
+            }
+            .times(1),
+        )
+        .unwrap();
+    let (_, status, _) = check(&h, &h.config());
+    assert_eq!(status["status"], "SUCCEEDED");
+}
+
+#[test]
+fn a_deployment_under_a_path_prefix_and_a_trailing_slash_works() {
+    let h = Harness::with_tables(1, 1, false);
+    let cfg = h.write(
+        "slash.json",
+        &json!({"deployment_url": format!("{}/", h.emu.url()), "access_key": h.emu.access_key()})
+            .to_string(),
+    );
+    let (_, status, _) = check(&h, &cfg);
+    assert_eq!(status["status"], "SUCCEEDED");
+}
+
+#[test]
+fn discover_lists_root_tables_like_before_and_components_as_namespaced_streams() {
+    let h = Harness::with_tables(2, 5, true);
+    let streams = h.discover();
+    let names: Vec<(String, Option<String>)> = streams
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["namespace"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Option<String>)> = common::tables(h.dep())
+        .into_iter()
+        .map(|(c, _, name)| (name, (!c.is_empty()).then_some(c)))
+        .collect();
+    let mut a = names.clone();
+    let mut b = expected;
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    // The root `users` table and the component's `users` table are distinct streams.
+    assert!(names.contains(&("users".into(), None)));
+    assert!(names.contains(&("betterAuth/users".into(), Some("betterAuth".into()))));
+    for s in &streams {
+        assert_eq!(
+            s["supported_sync_modes"],
+            json!(["full_refresh", "incremental"])
+        );
+        assert_eq!(s["source_defined_cursor"], true);
+        assert_eq!(s["default_cursor_field"], json!(["_ts"]));
+        assert_eq!(s["source_defined_primary_key"], json!([["_id"]]));
+        let schema = &s["json_schema"];
+        assert_eq!(schema["additionalProperties"], true);
+        assert_eq!(
+            schema["properties"]["_ab_cdc_lsn"],
+            json!({"type": "number"})
+        );
+        assert_eq!(
+            schema["properties"]["_ab_cdc_updated_at"],
+            json!({"type": "string"})
+        );
+        assert_eq!(
+            schema["properties"]["_ab_cdc_deleted_at"],
+            json!({"anyOf": [{"type": "string"}, {"type": "null"}]})
+        );
+        assert_eq!(schema["properties"]["_ts"], json!({"type": "integer"}));
+        assert!(!schema
+            .to_string()
+            .contains("\"additionalProperties\":false"));
+        jsonschema::draft7::new(schema).expect("valid draft-07");
+    }
+}
+
+#[test]
+fn discover_with_a_bad_key_is_a_config_error_trace() {
+    let h = Harness::with_tables(1, 1, false);
+    let cfg = h.config_with_key("nope-nope-nope-nope");
+    let run = h.run(&["discover", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    assert!(run.of_type("CATALOG").is_empty());
+    let errs = run.errors();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0]["failure_type"], "config_error");
+    assert!(!run.stdout.contains("nope-nope-nope-nope"));
+}

@@ -1,0 +1,308 @@
+//! Runs the real `source-convex` binary against the Convex emulator and reads what it printed.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use convex_emulator::{Config, Deployment, EmulatorServer, GenerateSpec, Settings};
+use serde_json::{json, Value};
+
+pub struct Harness {
+    pub emu: EmulatorServer,
+    pub dir: tempfile::TempDir,
+    /// Extra config properties (timeouts, concurrency).
+    pub config_extra: Value,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub messages: Vec<Value>,
+}
+
+impl Harness {
+    pub fn new(generate: GenerateSpec, settings: Settings) -> Harness {
+        let emu = EmulatorServer::start(Config {
+            seed: 7,
+            generate,
+            settings,
+            ..Config::default()
+        })
+        .expect("emulator starts");
+        Harness {
+            emu,
+            dir: tempfile::tempdir().unwrap(),
+            config_extra: json!({}),
+        }
+    }
+
+    pub fn with_tables(tables: usize, docs: usize, components: bool) -> Harness {
+        Harness::new(
+            GenerateSpec {
+                tables,
+                docs,
+                components,
+                ..GenerateSpec::default()
+            },
+            Settings::default(),
+        )
+    }
+
+    pub fn config_extra_concurrency(&mut self, n: u32) {
+        self.config_extra["concurrency"] = json!(n);
+    }
+
+    pub fn config_extra_timeout(&mut self, secs: u64) {
+        self.config_extra["request_timeout_seconds"] = json!(secs);
+    }
+
+    pub fn dep(&self) -> &Deployment {
+        self.emu.deployment()
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn config_with_key(&self, key: &str) -> PathBuf {
+        let mut c = json!({"deployment_url": self.emu.url(), "access_key": key});
+        for (k, v) in self.config_extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        self.write("config.json", &c.to_string())
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.config_with_key(self.emu.access_key())
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_source-convex"))
+            .args(args)
+            .output()
+            .expect("run source-convex");
+        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+        let messages = stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("non-JSON stdout line {l:?}: {e}"))
+            })
+            .collect();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            messages,
+        }
+    }
+
+    pub fn discover(&self) -> Vec<Value> {
+        let config = self.config();
+        let run = self.run(&["discover", "--config", config.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stdout);
+        let catalogs: Vec<_> = run
+            .messages
+            .iter()
+            .filter(|m| m["type"] == "CATALOG")
+            .collect();
+        assert_eq!(catalogs.len(), 1);
+        catalogs[0]["catalog"]["streams"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// A configured catalog of every discovered stream in `mode`.
+    pub fn catalog_all(&self, mode: &str) -> PathBuf {
+        let streams: Vec<Value> = self
+            .discover()
+            .into_iter()
+            .map(|s| json!({"stream": s, "sync_mode": mode, "destination_sync_mode": "append"}))
+            .collect();
+        self.write("catalog.json", &json!({ "streams": streams }).to_string())
+    }
+
+    pub fn read(&self, catalog: &PathBuf, state: Option<&str>) -> Run {
+        let config = self.config();
+        let mut args = vec![
+            "read".to_owned(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--catalog".into(),
+            catalog.to_str().unwrap().into(),
+        ];
+        if let Some(s) = state {
+            let p = self.write("state.json", s);
+            args.push("--state".into());
+            args.push(p.to_str().unwrap().into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+}
+
+impl Run {
+    pub fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.messages.iter().filter(|m| m["type"] == t).collect()
+    }
+
+    /// Records' data by stream name, in output order.
+    pub fn records(&self) -> BTreeMap<String, Vec<Value>> {
+        let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for m in self.of_type("RECORD") {
+            by.entry(m["record"]["stream"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(m["record"]["data"].clone());
+        }
+        by
+    }
+
+    /// The state a platform would save after this run: the last STATE of each stream.
+    pub fn saved_state(&self) -> String {
+        let mut last: BTreeMap<String, Value> = BTreeMap::new();
+        for m in self.of_type("STATE") {
+            let d = &m["state"]["stream"]["stream_descriptor"];
+            last.insert(d.to_string(), (*m).clone());
+        }
+        Value::Array(last.into_values().map(|m| m["state"].clone()).collect()).to_string()
+    }
+
+    pub fn statuses(&self, stream: &str) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter(|m| {
+                m["trace"]["type"] == "STREAM_STATUS"
+                    && m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream
+            })
+            .map(|m| {
+                m["trace"]["stream_status"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    pub fn errors(&self) -> Vec<&Value> {
+        self.messages
+            .iter()
+            .filter(|m| m["trace"]["type"] == "ERROR")
+            .map(|m| &m["trace"]["error"])
+            .collect()
+    }
+
+    /// Protocol invariants every read must keep, whatever happened.
+    pub fn assert_well_formed(&self, key: &str) {
+        assert!(
+            !self.stdout.contains(key) && !self.stderr.contains(key),
+            "the access key leaked"
+        );
+        let mut since_state: BTreeMap<String, u64> = BTreeMap::new();
+        let mut terminal: BTreeMap<String, String> = BTreeMap::new();
+        for m in &self.messages {
+            match m["type"].as_str().unwrap() {
+                "RECORD" => {
+                    let s = m["record"]["stream"].as_str().unwrap().to_owned();
+                    assert!(
+                        !terminal.contains_key(&s),
+                        "record after terminal status of {s}"
+                    );
+                    assert!(m["record"]["emitted_at"].is_i64());
+                    *since_state.entry(s).or_default() += 1;
+                }
+                "STATE" => {
+                    assert_eq!(m["state"]["type"], "STREAM");
+                    let s = m["state"]["stream"]["stream_descriptor"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    let count = m["state"]["sourceStats"]["recordCount"].as_f64().unwrap();
+                    assert_eq!(
+                        count as u64,
+                        since_state.remove(&s).unwrap_or(0),
+                        "recordCount of {s}"
+                    );
+                }
+                "TRACE" if m["trace"]["type"] == "STREAM_STATUS" => {
+                    let s = m["trace"]["stream_status"]["stream_descriptor"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    let status = m["trace"]["stream_status"]["status"].as_str().unwrap();
+                    assert!(
+                        !terminal.contains_key(&s),
+                        "status after terminal status of {s}"
+                    );
+                    if status == "COMPLETE" || status == "INCOMPLETE" {
+                        terminal.insert(s, status.to_owned());
+                    }
+                }
+                "TRACE" => assert!(m["trace"]["error"]["failure_type"].is_string()),
+                "LOG" => {}
+                other => panic!("unexpected message type {other} in read"),
+            }
+        }
+        let failed = terminal.values().any(|s| s == "INCOMPLETE") || !self.errors().is_empty();
+        assert_eq!(
+            self.code != 0,
+            failed,
+            "exit code {} vs reported failure",
+            self.code
+        );
+    }
+}
+
+/// A document as the connector delivered it, minus what the connector added.
+pub fn without_cdc(mut data: Value) -> Value {
+    let o = data.as_object_mut().unwrap();
+    for k in [
+        "_ab_cdc_lsn",
+        "_ab_cdc_updated_at",
+        "_ab_cdc_deleted_at",
+        "_deleted",
+    ] {
+        o.remove(k);
+    }
+    data
+}
+
+/// Applies records in order to a table image keyed by `_id` (upsert, or delete), the way an
+/// `append_dedup` destination does.
+pub fn apply(image: &mut BTreeMap<String, Value>, records: &[Value]) {
+    for r in records {
+        let id = r["_id"].as_str().unwrap().to_owned();
+        if r["_deleted"] == true {
+            image.remove(&id);
+        } else {
+            image.insert(id, without_cdc(r.clone()));
+        }
+    }
+}
+
+/// The emulator's live documents of a table, keyed by `_id`.
+pub fn live(dep: &Deployment, component: &str, table: &str) -> BTreeMap<String, Value> {
+    dep.live_documents(component, table)
+        .into_iter()
+        .map(|d| (d["_id"].as_str().unwrap().to_owned(), d))
+        .collect()
+}
+
+/// (component, table, stream name) of every user table of the deployment.
+pub fn tables(dep: &Deployment) -> Vec<(String, String, String)> {
+    dep.tables()
+        .into_iter()
+        .map(|t| {
+            let name = if t.component.is_empty() {
+                t.table.clone()
+            } else {
+                format!("{}/{}", t.component, t.table)
+            };
+            (t.component, t.table, name)
+        })
+        .collect()
+}

@@ -1,0 +1,592 @@
+//! `read` of the real binary against the emulator: content equals the deployment's, state
+//! resumes exactly, failures heal or fail the right stream.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{apply, live, tables, without_cdc, Harness};
+use convex_emulator::{apply_changes, FaultKind, FaultRule, GenerateSpec, Settings};
+use serde_json::{json, Value};
+
+/// Image of every table after applying `runs`' records in order, keyed by stream name.
+fn images(runs: &[&common::Run]) -> BTreeMap<String, BTreeMap<String, Value>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for run in runs {
+        for (stream, records) in run.records() {
+            apply(out.entry(stream).or_default(), &records);
+        }
+    }
+    out
+}
+
+fn assert_matches_live(h: &Harness, runs: &[&common::Run]) {
+    let got = images(runs);
+    for (component, table, name) in tables(h.dep()) {
+        let want = live(h.dep(), &component, &table);
+        let have = got.get(&name).cloned().unwrap_or_default();
+        assert_eq!(have.len(), want.len(), "document count of {name}");
+        assert!(
+            have == want,
+            "content of {name} differs from the deployment"
+        );
+    }
+}
+
+#[test]
+fn full_refresh_of_tables_and_components_equals_the_deployment() {
+    let h = Harness::new(
+        GenerateSpec {
+            tables: 3,
+            docs: 1100,
+            components: true,
+            ..GenerateSpec::default()
+        },
+        Settings::default(),
+    );
+    let catalog = h.catalog_all("full_refresh");
+    let run = h.read(&catalog, None);
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_matches_live(&h, &[&run]);
+    // Each snapshot document exactly once, with `_deleted: false` and the CDC fields.
+    for (name, records) in run.records() {
+        let mut ids: Vec<_> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), records.len(), "duplicates in {name}");
+        for r in &records {
+            assert_eq!(r["_deleted"], false);
+            assert_eq!(r["_ab_cdc_lsn"], r["_ts"]);
+            assert!(r["_ab_cdc_deleted_at"].is_null());
+        }
+    }
+    // No probe pages and one json_schemas: pages of 1024, plus Convex's extra empty page
+    // when a table ends exactly at a page boundary.
+    let stats = h.dep().requests();
+    assert_eq!(
+        stats.by_endpoint.get("json_schemas").copied(),
+        Some(2),
+        "discover + read"
+    );
+    let streams = tables(h.dep()).len() as u64;
+    assert_eq!(
+        stats.by_endpoint.get("list_snapshot").copied(),
+        Some(streams * 2)
+    );
+    for name in run.records().keys() {
+        assert_eq!(run.statuses(name), ["STARTED", "RUNNING", "COMPLETE"]);
+    }
+}
+
+#[test]
+fn all_streams_read_at_one_snapshot_even_with_writes_during_the_sync() {
+    let mut h = Harness::new(
+        GenerateSpec {
+            tables: 3,
+            docs: 300,
+            ..GenerateSpec::default()
+        },
+        Settings {
+            snapshot_page_limit: 50,
+            ..Settings::default()
+        },
+    );
+    h.config_extra_concurrency(1);
+    let catalog = h.catalog_all("incremental");
+    // Slow pages, and a writer changing every table while the walks run.
+    h.dep()
+        .add_fault(FaultRule::new("list_snapshot", FaultKind::Latency).ms(40))
+        .unwrap();
+    let dep = h.dep().clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..20 {
+            apply_changes(&dep, 5, 100 + i).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    });
+    let first = h.read(&catalog, Some("[]"));
+    writer.join().unwrap();
+    first.assert_well_formed(h.emu.access_key());
+    assert_eq!(first.code, 0);
+    let snapshots: Vec<&str> = h
+        .dep()
+        .request_log()
+        .iter()
+        .filter(|r| r.endpoint == "list_snapshot")
+        .filter_map(|r| {
+            r.uri
+                .split("snapshot=")
+                .nth(1)
+                .map(|s| s.split('&').next().unwrap())
+        })
+        .map(|s| Box::leak(s.to_owned().into_boxed_str()) as &str)
+        .collect();
+    assert!(!snapshots.is_empty());
+    assert!(
+        snapshots.iter().all(|s| *s == snapshots[0]),
+        "one pinned snapshot: {snapshots:?}"
+    );
+    h.dep().clear_faults();
+    let second = h.read(&catalog, Some(&first.saved_state()));
+    second.assert_well_formed(h.emu.access_key());
+    assert_matches_live(&h, &[&first, &second]);
+}
+
+#[test]
+fn incremental_brings_only_changes_with_deletes_and_whole_transactions() {
+    let h = Harness::new(
+        GenerateSpec {
+            tables: 2,
+            docs: 400,
+            components: true,
+            ..GenerateSpec::default()
+        },
+        Settings::default(),
+    );
+    let catalog = h.catalog_all("incremental");
+    let first = h.read(&catalog, Some("[]"));
+    assert_eq!(first.code, 0);
+    let summary = apply_changes(h.dep(), 600, 42).unwrap();
+    assert!(summary.deleted > 0 && summary.updated > 0 && summary.inserted > 0);
+    // A multi-document transaction bigger than a deltas page.
+    h.dep()
+        .transaction(|tx| {
+            for i in 0..300 {
+                tx.insert("", "users", json!({"name": format!("bulk-{i}")}))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let second = h.read(&catalog, Some(&first.saved_state()));
+    second.assert_well_formed(h.emu.access_key());
+    assert_eq!(second.code, 0);
+    let changed: usize = second.records().values().map(Vec::len).sum();
+    assert!(
+        (850..1300).contains(&changed),
+        "only the changes: {changed}"
+    );
+    let deletes: Vec<Value> = second
+        .records()
+        .values()
+        .flatten()
+        .filter(|r| r["_deleted"] == true)
+        .cloned()
+        .collect();
+    assert!(!deletes.is_empty());
+    for d in &deletes {
+        assert_eq!(d["_ab_cdc_deleted_at"], d["_ab_cdc_updated_at"]);
+        assert!(d.get("_creationTime").is_none());
+    }
+    assert_matches_live(&h, &[&first, &second]);
+    // Nothing new: nothing read, the cursor stays.
+    let third = h.read(&catalog, Some(&second.saved_state()));
+    assert!(third.of_type("RECORD").is_empty());
+    let cursors = |r: &common::Run| -> Vec<Value> {
+        serde_json::from_str::<Vec<Value>>(&r.saved_state())
+            .unwrap()
+            .into_iter()
+            .map(|s| s["stream"]["stream_state"].clone())
+            .collect()
+    };
+    assert_eq!(cursors(&third), cursors(&second));
+}
+
+/// Resumes from each STATE of `run` as if the sync had died right after it (the platform keeps
+/// the last state of each stream, on top of `prior_state`); returns, per resume, the records
+/// checkpointed before the crash and the resumed run.
+fn resume_everywhere(
+    h: &Harness,
+    catalog: &std::path::PathBuf,
+    run: &common::Run,
+    prior_state: &str,
+) -> Vec<(common::Run, common::Run)> {
+    let states = run.of_type("STATE");
+    let mut out = Vec::new();
+    for k in 0..states.len() {
+        let mut saved: BTreeMap<String, Value> = serde_json::from_str::<Vec<Value>>(prior_state)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s["stream"]["stream_descriptor"].to_string(), s))
+            .collect();
+        for s in &states[..=k] {
+            saved.insert(
+                s["state"]["stream"]["stream_descriptor"].to_string(),
+                s["state"].clone(),
+            );
+        }
+        let upto = run
+            .messages
+            .iter()
+            .position(|m| std::ptr::eq(m, states[k]))
+            .unwrap();
+        // Records after the last STATE of their stream were not checkpointed: drop them.
+        let last_state_of: BTreeMap<&str, usize> = run.messages[..=upto]
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m["type"] == "STATE")
+            .map(|(i, m)| {
+                (
+                    m["state"]["stream"]["stream_descriptor"]["name"]
+                        .as_str()
+                        .unwrap(),
+                    i,
+                )
+            })
+            .collect();
+        let checkpointed = run.messages[..=upto]
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                m["type"] == "RECORD"
+                    && last_state_of
+                        .get(m["record"]["stream"].as_str().unwrap())
+                        .is_some_and(|l| i < l)
+            })
+            .map(|(_, m)| m.clone())
+            .collect();
+        let prefix = common::Run {
+            code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            messages: checkpointed,
+        };
+        let state = Value::Array(saved.into_values().collect()).to_string();
+        let resumed = h.read(catalog, Some(&state));
+        resumed.assert_well_formed(h.emu.access_key());
+        assert_eq!(resumed.code, 0);
+        out.push((prefix, resumed));
+    }
+    out
+}
+
+#[test]
+fn resumes_from_every_checkpoint_of_an_interrupted_sync() {
+    let mut h = Harness::new(
+        GenerateSpec {
+            tables: 2,
+            docs: 23,
+            ..GenerateSpec::default()
+        },
+        Settings {
+            snapshot_page_limit: 5,
+            deltas_page_limit: 4,
+            ..Settings::default()
+        },
+    );
+    h.config_extra_concurrency(1);
+    let catalog = h.catalog_all("incremental");
+    let base = h.read(&catalog, Some("[]"));
+    let resumes = resume_everywhere(&h, &catalog, &base, "[]");
+    assert!(resumes.len() >= 10);
+    for (k, (prefix, resumed)) in resumes.iter().enumerate() {
+        // Snapshot phase: every document exactly once across the checkpointed part and the rest.
+        let total: usize = [prefix, resumed]
+            .iter()
+            .map(|r| r.records().values().map(Vec::len).sum::<usize>())
+            .sum();
+        assert_eq!(
+            total, 46,
+            "resume at state {k}: no document lost or repeated"
+        );
+        assert_matches_live(&h, &[prefix, resumed]);
+    }
+    apply_changes(h.dep(), 30, 9).unwrap();
+    let deltas = h.read(&catalog, Some(&base.saved_state()));
+    let resumes = resume_everywhere(&h, &catalog, &deltas, &base.saved_state());
+    assert!(resumes.len() >= 4);
+    for (prefix, resumed) in &resumes {
+        assert_matches_live(&h, &[&base, prefix, resumed]);
+    }
+}
+
+#[test]
+fn the_python_connectors_saved_state_continues_exactly() {
+    let h = Harness::with_tables(1, 50, false);
+    let head = h.dep().head();
+    apply_changes(h.dep(), 20, 3).unwrap();
+    let catalog = h.catalog_all("incremental");
+    let peer_state = format!(
+        r#"[{{"type": "STREAM", "stream": {{"stream_descriptor": {{"name": "users", "namespace": null}}, "stream_state": {{"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": {head}}}}}, "sourceStats": {{"recordCount": 50.0}}}}]"#
+    );
+    let run = h.read(&catalog, Some(&peer_state));
+    run.assert_well_formed(h.emu.access_key());
+    let records = &run.records()["users"];
+    assert!(!records.is_empty() && records.len() <= 20);
+    assert!(records.iter().all(|r| r["_ts"].as_i64().unwrap() > head));
+    assert_eq!(
+        h.dep().requests().by_endpoint.get("list_snapshot"),
+        None,
+        "no snapshot, no probe"
+    );
+}
+
+#[test]
+fn injected_failures_mid_sync_still_end_with_exact_content() {
+    let mut h = Harness::new(
+        GenerateSpec {
+            tables: 2,
+            docs: 700,
+            ..GenerateSpec::default()
+        },
+        Settings {
+            snapshot_page_limit: 100,
+            ..Settings::default()
+        },
+    );
+    h.config_extra_timeout(2);
+    let catalog = h.catalog_all("incremental");
+    let dep = h.dep();
+    dep.add_fault(
+        FaultRule::status("list_snapshot", 503, "Overloaded", "busy")
+            .after(1)
+            .times(2),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule {
+            retry_after_secs: Some(1),
+            ..FaultRule::new("list_snapshot", FaultKind::RateLimit)
+        }
+        .after(4)
+        .times(1),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule::new("list_snapshot", FaultKind::Reset)
+            .after(6)
+            .times(1),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule::new("list_snapshot", FaultKind::Truncate)
+            .after(8)
+            .times(1),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule {
+            status: Some(502),
+            ..FaultRule::new("list_snapshot", FaultKind::Html)
+        }
+        .after(10)
+        .times(1),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule::new("list_snapshot", FaultKind::Stall)
+            .ms(60_000)
+            .after(12)
+            .times(1),
+    )
+    .unwrap();
+    dep.add_fault(
+        FaultRule {
+            after_headers: true,
+            ..FaultRule::new("document_deltas", FaultKind::Stall).ms(60_000)
+        }
+        .times(1),
+    )
+    .unwrap();
+    let first = h.read(&catalog, Some("[]"));
+    first.assert_well_formed(h.emu.access_key());
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    // Exactly once, even across resets mid-page.
+    for (name, records) in first.records() {
+        let mut ids: Vec<_> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "duplicates in {name}");
+    }
+    assert_matches_live(&h, &[&first]);
+    let warns = first
+        .messages
+        .iter()
+        .filter(|m| m["log"]["level"] == "WARN")
+        .count();
+    assert!(warns >= 6, "each retry is logged");
+}
+
+#[test]
+fn a_backend_ignoring_the_table_filter_fails_the_stream() {
+    let h = Harness::with_tables(2, 10, false);
+    let catalog = h.catalog_all("full_refresh");
+    h.dep().update_settings(|s| s.ignore_table_filter = true);
+    let run = h.read(&catalog, None);
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 1);
+    let errors = run.errors();
+    assert!(!errors.is_empty());
+    assert!(errors
+        .iter()
+        .all(|e| e["message"].as_str().unwrap().contains("#302")));
+    for (name, records) in run.records() {
+        assert!(
+            records.iter().all(|r| r["_table"] == name.as_str()),
+            "no foreign rows emitted"
+        );
+    }
+}
+
+#[test]
+fn an_expired_delta_cursor_heals_with_a_fresh_snapshot() {
+    let h = Harness::new(
+        GenerateSpec {
+            tables: 1,
+            docs: 30,
+            ..GenerateSpec::default()
+        },
+        Settings {
+            retention_ms: 60_000,
+            ..Settings::default()
+        },
+    );
+    let catalog = h.catalog_all("incremental");
+    let first = h.read(&catalog, Some("[]"));
+    h.dep().advance_clock(std::time::Duration::from_secs(3600));
+    apply_changes(h.dep(), 5, 1).unwrap();
+    let second = h.read(&catalog, Some(&first.saved_state()));
+    second.assert_well_formed(h.emu.access_key());
+    assert_eq!(second.code, 0);
+    let warn = second
+        .messages
+        .iter()
+        .find(|m| m["log"]["level"] == "WARN")
+        .expect("a warning");
+    assert!(warn["log"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("InvalidWindowToReadDocuments"));
+    assert_matches_live(&h, &[&second]);
+}
+
+#[test]
+fn an_expired_snapshot_heals_with_a_fresh_snapshot() {
+    let h = Harness::new(
+        GenerateSpec {
+            tables: 1,
+            docs: 30,
+            ..GenerateSpec::default()
+        },
+        Settings {
+            snapshot_page_limit: 10,
+            ..Settings::default()
+        },
+    );
+    let catalog = h.catalog_all("incremental");
+    let first = h.read(&catalog, Some("[]"));
+    let mid = first.of_type("STATE")[0]["state"].clone();
+    assert_eq!(mid["stream"]["stream_state"]["snapshot_has_more"], true);
+    h.dep()
+        .advance_clock(std::time::Duration::from_secs(6 * 24 * 3600));
+    let second = h.read(&catalog, Some(&json!([mid]).to_string()));
+    second.assert_well_formed(h.emu.access_key());
+    assert_eq!(second.code, 0);
+    assert!(second.messages.iter().any(|m| m["log"]["message"]
+        .as_str()
+        .is_some_and(|s| s.contains("SnapshotTooOld"))));
+    assert_matches_live(&h, &[&second]);
+}
+
+#[test]
+fn a_bad_key_ends_every_stream_incomplete_with_a_config_error() {
+    let h = Harness::with_tables(2, 5, false);
+    let catalog = h.catalog_all("incremental");
+    let secret = "prod:definitely-not-the-key-42";
+    let cfg = h.config_with_key(secret);
+    let run = h.run(&[
+        "read",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ]);
+    run.assert_well_formed(secret);
+    assert_eq!(run.code, 1);
+    for (_, _, name) in tables(h.dep()) {
+        assert_eq!(run.statuses(&name), ["INCOMPLETE"]);
+    }
+    let errors = run.errors();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["failure_type"], "config_error");
+}
+
+#[test]
+fn an_invalid_catalog_is_a_config_error_not_a_crash() {
+    let h = Harness::with_tables(1, 1, false);
+    let bad = h.write("bad.json", r#"{"streams":[{"stream":{"name":"__AIRBYTE__stream_that_does_not_exist","json_schema":{}},"sync_mode":"INVALID","destination_sync_mode":"INVALID"}]}"#);
+    let cfg = h.config();
+    let run = h.run(&[
+        "read",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--catalog",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.errors().len(), 1);
+    assert_eq!(run.errors()[0]["failure_type"], "config_error");
+    for garbage in ["", "{", "[]", "{\"streams\": 5}"] {
+        let p = h.write("garbage.json", garbage);
+        let run = h.run(&[
+            "read",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--catalog",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 1, "{garbage:?}");
+        assert_eq!(run.errors().len(), 1);
+    }
+}
+
+#[test]
+fn records_validate_against_the_discovered_schemas_deletes_included() {
+    let h = Harness::new(
+        GenerateSpec {
+            tables: 3,
+            docs: 200,
+            components: true,
+            ..GenerateSpec::default()
+        },
+        Settings::default(),
+    );
+    let streams = h.discover();
+    let catalog = h.catalog_all("incremental");
+    let first = h.read(&catalog, Some("[]"));
+    apply_changes(h.dep(), 300, 5).unwrap();
+    let second = h.read(&catalog, Some(&first.saved_state()));
+    let validators: BTreeMap<String, jsonschema::Validator> = streams
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                jsonschema::draft7::new(&s["json_schema"]).unwrap(),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for run in [&first, &second] {
+        for (name, records) in run.records() {
+            for r in records {
+                let errors: Vec<String> = validators[&name]
+                    .iter_errors(&r)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{name}: {errors:?} in {}",
+                    without_cdc(r.clone())
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000);
+    assert!(second
+        .records()
+        .values()
+        .flatten()
+        .any(|r| r["_deleted"] == true));
+}
