@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::page::{FeedError, PageParser, PageSyntaxError};
 use super::{
     parse_json_schemas, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd, DeploymentSchemas,
-    NetworkFailure, PageSink, SnapshotCursor, SnapshotPageEnd, SnapshotTs, TableRef,
+    NetworkFailure, PageSink, SnapshotCursor, SnapshotPageEnd, SnapshotTs, TableRef, ValueMeta,
 };
 use crate::config::{Config, DeploymentUrl};
 use crate::output::Output;
@@ -222,17 +222,23 @@ impl HttpConvex {
                 })?;
             let Some(chunk) = chunk else { break };
             parser
-                .feed(&chunk, |raw| {
+                .feed(&chunk, |raw, raw_meta| {
                     seen += 1;
                     if seen <= *delivered {
                         return Ok(());
                     }
-                    sink.value(raw)?;
+                    let meta = ValueMeta::from_raw(raw_meta).map_err(|detail| {
+                        AttemptError::Convex(
+                            ConvexError::InvalidResponse { endpoint, detail },
+                            None,
+                        )
+                    })?;
+                    sink.value(raw, &meta).map_err(AttemptError::Sink)?;
                     *delivered += 1;
                     Ok(())
                 })
                 .map_err(|e| match e {
-                    FeedError::Sink(e) => AttemptError::Sink(e),
+                    FeedError::Sink(e) => e,
                     FeedError::Syntax(e) => AttemptError::Convex(syntax(endpoint, e), None),
                 })?;
             sink.flush().await.map_err(AttemptError::Sink)?;

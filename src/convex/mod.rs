@@ -8,12 +8,14 @@
 pub mod http;
 pub mod page;
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::protocol::FailureType;
+use page::RawMeta;
 
 /// A database timestamp a snapshot walk reads at (ns since epoch; above 2^53, never f64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -107,9 +109,93 @@ impl DeploymentSchemas {
     }
 }
 
+/// The metadata of one exported value: which table it belongs to, its commit timestamp, and
+/// (deltas only) whether it is a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueMeta<'a> {
+    pub table: Cow<'a, str>,
+    pub component: Cow<'a, str>,
+    pub ts: i64,
+    pub deleted: Option<bool>,
+}
+
+impl<'a> ValueMeta<'a> {
+    /// From the raw field values the page parser located.
+    pub fn from_raw(raw: RawMeta<'a>) -> Result<Self, String> {
+        let ts = raw.ts.ok_or("a value has no `_ts`")?;
+        let ts = std::str::from_utf8(ts.trim_ascii())
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| format!("`_ts` {} is not an integer", String::from_utf8_lossy(ts)))?;
+        let table = raw_string(raw.table.ok_or("a value has no `_table`")?)?;
+        let component = match raw.component {
+            Some(c) => raw_string(c)?,
+            None => Cow::Borrowed(""),
+        };
+        let deleted = match raw.deleted.map(<[u8]>::trim_ascii) {
+            None => None,
+            Some(b"true") => Some(true),
+            Some(b"false") => Some(false),
+            Some(other) => {
+                return Err(format!(
+                    "`_deleted` {} is not a boolean",
+                    String::from_utf8_lossy(other)
+                ))
+            }
+        };
+        Ok(ValueMeta {
+            table,
+            component,
+            ts,
+            deleted,
+        })
+    }
+
+    /// From a whole document, with serde (for in-memory sources; the HTTP path uses `from_raw`).
+    #[cfg(test)]
+    pub fn from_json(doc: &'a [u8]) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Meta<'a> {
+            #[serde(borrow, rename = "_table")]
+            table: Cow<'a, str>,
+            #[serde(borrow, rename = "_component", default)]
+            component: Cow<'a, str>,
+            #[serde(rename = "_ts")]
+            ts: i64,
+            #[serde(rename = "_deleted")]
+            deleted: Option<bool>,
+        }
+        let m: Meta<'a> = serde_json::from_slice(doc).map_err(|e| e.to_string())?;
+        Ok(ValueMeta {
+            table: m.table,
+            component: m.component,
+            ts: m.ts,
+            deleted: m.deleted,
+        })
+    }
+}
+
+/// A JSON string's content, borrowed when it has no escapes (table names never do).
+fn raw_string(json: &[u8]) -> Result<Cow<'_, str>, String> {
+    let json = json.trim_ascii();
+    let bad = || format!("{} is not a JSON string", String::from_utf8_lossy(json));
+    let inner = json
+        .strip_prefix(b"\"")
+        .and_then(|j| j.strip_suffix(b"\""))
+        .ok_or_else(bad)?;
+    if inner.contains(&b'\\') {
+        return serde_json::from_slice::<String>(json)
+            .map(Cow::Owned)
+            .map_err(|_| bad());
+    }
+    std::str::from_utf8(inner)
+        .map(Cow::Borrowed)
+        .map_err(|_| bad())
+}
+
 /// Receives a page's documents one by one, as Convex's exact bytes, while the page streams in.
 pub trait PageSink: Send {
-    fn value(&mut self, raw: &[u8]) -> anyhow::Result<()>;
+    fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()>;
     /// Called between network chunks: where a sink hands finished output on (and waits if the
     /// consumer is slower than the network, which is what bounds memory).
     fn flush(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;

@@ -40,7 +40,33 @@ enum State {
     End,
 }
 
+/// The metadata fields of a document the connector looks at, found while scanning it.
+const META_KEYS: [&[u8]; 4] = [b"_table", b"_component", b"_ts", b"_deleted"];
+
+/// Where the metadata fields' values are in the current element (offsets into the buffer).
+#[derive(Debug, Clone, Copy, Default)]
+struct MetaSpans {
+    spans: [Option<(usize, usize)>; 4],
+    expect_key: bool,
+    string_start: usize,
+    pending: Option<usize>,
+    value_start: usize,
+}
+
+/// The raw JSON of an element's metadata fields (`_table`, `_component`, `_ts`, `_deleted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawMeta<'a> {
+    pub table: Option<&'a [u8]>,
+    pub component: Option<&'a [u8]>,
+    pub ts: Option<&'a [u8]>,
+    pub deleted: Option<&'a [u8]>,
+}
+
 /// Resumable scan of one JSON value starting at `start` in the buffer.
+///
+/// For elements of `values` it also notes where the top-level metadata fields are, in the same
+/// pass: reading them with serde instead would scan every document a second time, which was
+/// a third of the connector's CPU time.
 #[derive(Debug, Clone, Copy)]
 struct Scan {
     start: usize,
@@ -49,6 +75,7 @@ struct Scan {
     in_string: bool,
     escaped: bool,
     scalar: bool,
+    meta: Option<MetaSpans>,
 }
 
 impl Scan {
@@ -60,6 +87,48 @@ impl Scan {
             in_string: false,
             escaped: false,
             scalar: false,
+            meta: None,
+        }
+    }
+
+    fn element(start: usize) -> Self {
+        Scan {
+            meta: Some(MetaSpans::default()),
+            ..Scan::new(start)
+        }
+    }
+
+    fn shift(&mut self, by: usize) {
+        self.start -= by;
+        self.at -= by;
+        if let Some(m) = &mut self.meta {
+            m.string_start = m.string_start.saturating_sub(by);
+            m.value_start = m.value_start.saturating_sub(by);
+            for (a, b) in m.spans.iter_mut().flatten() {
+                *a -= by;
+                *b -= by;
+            }
+        }
+    }
+
+    fn raw_meta<'a>(&self, buf: &'a [u8]) -> RawMeta<'a> {
+        let m = self.meta.unwrap_or_default();
+        let get = |i: usize| m.spans[i].map(|(a, b)| &buf[a..b]);
+        RawMeta {
+            table: get(0),
+            component: get(1),
+            ts: get(2),
+            deleted: get(3),
+        }
+    }
+
+    /// A top-level value of the element ends at `at`.
+    fn end_member(&mut self, at: usize) {
+        if let Some(m) = &mut self.meta {
+            if let Some(k) = m.pending.take() {
+                m.spans[k] = Some((m.value_start, at));
+            }
+            m.expect_key = true;
         }
     }
 
@@ -74,13 +143,12 @@ impl Scan {
                     self.at += 1;
                     continue;
                 }
-                match memchr2(b'"', b'\\', &buf[self.at..]) {
+                match find_quote_or_backslash(buf, self.at) {
                     None => {
                         self.at = buf.len();
                         return Ok(None);
                     }
-                    Some(i) => {
-                        let at = self.at + i;
+                    Some(at) => {
                         if buf[at] == b'\\' {
                             self.escaped = true;
                             self.at = at + 1;
@@ -90,15 +158,53 @@ impl Scan {
                             if self.depth == 0 {
                                 return Ok(Some(self.at));
                             }
+                            if self.depth == 1 {
+                                if let Some(m) = &mut self.meta {
+                                    if m.expect_key {
+                                        let key = &buf[m.string_start + 1..at];
+                                        m.pending = META_KEYS.iter().position(|k| *k == key);
+                                        m.expect_key = false;
+                                    }
+                                }
+                            }
                         }
                     }
                 }
                 continue;
             }
+            if self.depth > 0 {
+                // Inside a container only these bytes matter; skip the rest in a tight loop.
+                while self.at < buf.len() && !STRUCTURAL[buf[self.at] as usize] {
+                    self.at += 1;
+                }
+                if self.at == buf.len() {
+                    break;
+                }
+            }
             let b = buf[self.at];
             match b {
-                b'"' if !self.scalar => self.in_string = true,
-                b'{' | b'[' if !self.scalar => self.depth += 1,
+                b'"' if !self.scalar => {
+                    self.in_string = true;
+                    if self.depth == 1 {
+                        if let Some(m) = &mut self.meta {
+                            m.string_start = self.at;
+                        }
+                    }
+                }
+                b'{' | b'[' if !self.scalar => {
+                    self.depth += 1;
+                    if self.depth == 1 {
+                        if let Some(m) = &mut self.meta {
+                            m.expect_key = b == b'{';
+                        }
+                    }
+                }
+                b':' if self.depth == 1 => {
+                    if let Some(m) = &mut self.meta {
+                        m.value_start = self.at + 1;
+                    }
+                }
+                b',' if self.depth == 1 => self.end_member(self.at),
                 b'}' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' if self.depth == 0 => {
                     if self.scalar {
                         return Ok(Some(self.at));
@@ -108,6 +214,7 @@ impl Scan {
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
+                        self.end_member(self.at);
                         self.at += 1;
                         return Ok(Some(self.at));
                     }
@@ -119,6 +226,43 @@ impl Scan {
         }
         Ok(None)
     }
+}
+
+/// Bytes that change the scanner's state inside a container.
+static STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 7 {
+        t[b"\"{}[],:"[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The next `"` or `\\` at or after `from`. Eight bytes at a time: most strings in documents
+/// are short, where a SIMD search costs more to set up than it saves.
+fn find_quote_or_backslash(buf: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = from;
+    while i + 8 <= buf.len() {
+        let word = u64::from_le_bytes(buf[i..i + 8].try_into().expect("8 bytes"));
+        let hits = has_zero(word ^ (ONES * b'"' as u64)) | has_zero(word ^ (ONES * b'\\' as u64));
+        if hits != 0 {
+            // The lowest flagged byte is always a true match (borrows only run upwards).
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+        if buf.len() - i > 256 {
+            // A long string: hand over to memchr's vectorised search.
+            return memchr2(b'"', b'\\', &buf[i..]).map(|j| i + j);
+        }
+    }
+    buf[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|j| i + j)
 }
 
 fn unexpected(b: u8, offset: usize) -> PageSyntaxError {
@@ -162,7 +306,7 @@ impl PageParser {
     pub fn feed<E>(
         &mut self,
         chunk: &[u8],
-        mut on_value: impl FnMut(&[u8]) -> Result<(), E>,
+        mut on_value: impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
         self.buf.extend_from_slice(chunk);
         let result = self.run(&mut on_value);
@@ -198,7 +342,7 @@ impl PageParser {
 
     fn run<E>(
         &mut self,
-        on_value: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        on_value: &mut impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
         use FeedError::Syntax;
         loop {
@@ -232,7 +376,8 @@ impl PageParser {
                             self.state = State::AfterField;
                         }
                         _ => {
-                            on_value(raw).map_err(FeedError::Sink)?;
+                            on_value(raw, self.scan.raw_meta(&self.buf))
+                                .map_err(FeedError::Sink)?;
                             self.state = State::AfterElem;
                         }
                     }
@@ -254,11 +399,10 @@ impl PageParser {
                         (State::Colon, b':') => State::FieldStart,
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
                         (State::FieldStart, _) | (State::ElemOrEnd { .. }, _) => {
-                            self.scan = Scan::new(pos);
-                            self.state = if self.state == State::FieldStart {
-                                State::FieldValue
+                            (self.scan, self.state) = if self.state == State::FieldStart {
+                                (Scan::new(pos), State::FieldValue)
                             } else {
-                                State::Elem
+                                (Scan::element(pos), State::Elem)
                             };
                             continue;
                         }
@@ -289,8 +433,7 @@ impl PageParser {
         self.dropped += keep_from as u64;
         self.pos -= keep_from;
         if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
-            self.scan.start -= keep_from;
-            self.scan.at -= keep_from;
+            self.scan.shift(keep_from);
         }
     }
 }
@@ -306,7 +449,7 @@ mod tests {
         let mut p = PageParser::new();
         let mut values = Vec::new();
         for part in body.chunks(chunk.max(1)) {
-            p.feed(part, |v| {
+            p.feed(part, |v, _| {
                 values.push(String::from_utf8(v.to_vec()).unwrap());
                 Ok::<(), ()>(())
             })
@@ -354,6 +497,87 @@ mod tests {
         }
     }
 
+    /// The metadata found while scanning equals what a full JSON parse finds, wherever the
+    /// fields are and whatever surrounds them; nested look-alikes are not picked up.
+    #[test]
+    fn metadata_spans_agree_with_serde() {
+        use crate::convex::ValueMeta;
+        let docs = [
+            r#"{"_component":"","_table":"users","_ts":1770335566197682000,"_id":"j57","n":1}"#,
+            r#"{"a":{"_ts":1,"_table":"x"},"b":[{"_deleted":true}],"_id":"k","_deleted":false,"_ts":5,"_table":"t\u0061b","_component":"a/b"}"#,
+            r#"{ "_ts" : 42 , "s":"\"_ts\":7,", "_table" : "t" , "_deleted" : true }"#,
+            r#"{"_table":"t","x":"}{][,:","_ts":-3}"#,
+        ];
+        for doc in docs {
+            let want = ValueMeta::from_json(doc.as_bytes()).unwrap();
+            for chunk in 1..doc.len() {
+                let body = format!(r#"{{"values":[{doc},{doc}],"cursor":null,"hasMore":false}}"#);
+                let mut p = PageParser::new();
+                let mut got = Vec::new();
+                for part in body.as_bytes().chunks(chunk) {
+                    p.feed(part, |_, raw| {
+                        got.push(ValueMeta::from_raw(raw).map(|m| {
+                            (
+                                m.table.into_owned(),
+                                m.component.into_owned(),
+                                m.ts,
+                                m.deleted,
+                            )
+                        }));
+                        Ok::<(), ()>(())
+                    })
+                    .unwrap();
+                }
+                let want = (
+                    want.table.to_string(),
+                    want.component.to_string(),
+                    want.ts,
+                    want.deleted,
+                );
+                assert_eq!(
+                    got,
+                    vec![Ok(want.clone()), Ok(want)],
+                    "{doc} in chunks of {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quote_search_finds_the_first_match_at_every_position() {
+        for len in 0..300 {
+            for pos in 0..=len {
+                let mut buf = vec![b'x'; len];
+                if pos < len {
+                    buf[pos] = if pos % 2 == 0 { b'"' } else { b'\\' };
+                    if pos + 1 < len {
+                        buf[pos + 1] = b'"';
+                    }
+                }
+                let want = buf.iter().position(|&b| b == b'"' || b == b'\\');
+                for from in [0, pos.saturating_sub(1), pos] {
+                    let want = want.filter(|&w| w >= from).or_else(|| {
+                        buf[from.min(len)..]
+                            .iter()
+                            .position(|&b| b == b'"' || b == b'\\')
+                            .map(|j| from + j)
+                    });
+                    assert_eq!(
+                        find_quote_or_backslash(&buf, from.min(len)),
+                        want,
+                        "len {len} pos {pos} from {from}"
+                    );
+                }
+            }
+        }
+        // Bytes just above and below the targets, and high bytes (UTF-8), are not matches.
+        let tricky = "!#[]é✓\x01\x7f\u{80}\u{22}".as_bytes().to_vec();
+        assert_eq!(
+            find_quote_or_backslash(&tricky, 0),
+            tricky.iter().position(|&b| b == b'"' || b == b'\\')
+        );
+    }
+
     #[test]
     fn whitespace_key_order_and_empty_pages() {
         let body =
@@ -397,7 +621,7 @@ mod tests {
         let mut max_buf = 0;
         let mut n = 0;
         for part in body.as_bytes().chunks(4096) {
-            p.feed(part, |_| {
+            p.feed(part, |_, _| {
                 n += 1;
                 Ok::<(), ()>(())
             })

@@ -16,6 +16,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use crate::catalog::table_for;
 use crate::convex::{
     codes, ConvexApi, ConvexError, DeltaCursor, PageSink, SnapshotPageEnd, SnapshotTs, TableRef,
+    ValueMeta,
 };
 use crate::error::{classify, UserError};
 use crate::output::{Output, CHUNK_BYTES};
@@ -183,12 +184,14 @@ struct StreamSink<'a> {
 }
 
 impl PageSink for StreamSink<'_> {
-    fn value(&mut self, raw: &[u8]) -> anyhow::Result<()> {
+    fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
         if !self.running {
             self.running = true;
             Message::stream_status(self.desc, StreamStatusKind::Running).write_line(&mut self.buf);
         }
-        let w = self.writer.write(raw, self.emitted_at, &mut self.buf)?;
+        let w = self
+            .writer
+            .write(raw, meta, self.emitted_at, &mut self.buf)?;
         self.counts.records += 1;
         self.counts.since_state += 1;
         self.counts.deletes += u64::from(w.deleted);

@@ -1,26 +1,9 @@
 //! Turning one Convex document into one RECORD line, without re-serialising the document:
 //! Convex's bytes are copied through and the CDC fields spliced in before its closing brace.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
-
-use crate::convex::TableRef;
+use crate::convex::{TableRef, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::StreamDescriptor;
-
-/// The metadata fields the connector reads from a value; everything else is passed through.
-#[derive(Deserialize)]
-struct Meta<'a> {
-    #[serde(borrow, rename = "_table")]
-    table: Option<Cow<'a, str>>,
-    #[serde(borrow, rename = "_component")]
-    component: Option<Cow<'a, str>>,
-    #[serde(rename = "_ts")]
-    ts: i64,
-    #[serde(rename = "_deleted")]
-    deleted: Option<bool>,
-}
 
 /// What one written record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,26 +38,20 @@ impl RecordWriter {
     pub fn write(
         &self,
         raw: &[u8],
+        meta: &ValueMeta<'_>,
         emitted_at: i64,
         out: &mut Vec<u8>,
     ) -> Result<Written, UserError> {
-        let meta: Meta<'_> = serde_json::from_slice(raw).map_err(|e| {
-            UserError::system(format!(
-                "Convex sent a value of {} that is not a document with an integer `_ts`: {e}",
-                self.table
-            ))
-        })?;
-        let table_ok = meta.table.as_deref() == Some(self.table.table.as_str());
-        let component_ok = meta.component.as_deref().unwrap_or("") == self.table.component;
+        let table_ok = meta.table == self.table.table.as_str();
+        let component_ok = meta.component == self.table.component.as_str();
         if !table_ok || !component_ok {
             return Err(UserError::system(format!(
                 "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The stream was stopped instead of mixing tables; upgrade or contact Convex support.",
-                meta.table.as_deref().unwrap_or("<none>"),
-                meta.component.as_deref().unwrap_or(""),
+                meta.table, meta.component,
                 self.table
             )));
         }
-        // serde accepted it, so it is an object whose last non-whitespace byte is `}`.
+        // The page parser found it as a complete element; it must be an object.
         let close = raw
             .iter()
             .rposition(|&b| b == b'}')
@@ -127,6 +104,17 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
 
+    /// Writes with the metadata serde finds, as an in-memory source would.
+    fn write_json(
+        w: &RecordWriter,
+        raw: &[u8],
+        emitted_at: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<Written, UserError> {
+        let meta = ValueMeta::from_json(raw).map_err(UserError::system)?;
+        w.write(raw, &meta, emitted_at, out)
+    }
+
     fn users() -> RecordWriter {
         RecordWriter::new(
             &StreamDescriptor {
@@ -141,7 +129,7 @@ mod tests {
     fn snapshot_values_pass_through_byte_for_byte() {
         let raw = r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_creationTime":1699999000000.0,"_id":"j0","name":"us\u00e9rs-é","balance":"-5000000000","note":null}"#.as_bytes();
         let mut out = Vec::new();
-        let w = users().write(raw, 1795500651484, &mut out).unwrap();
+        let w = write_json(&users(), raw, 1795500651484, &mut out).unwrap();
         assert_eq!(
             w,
             Written {
@@ -169,7 +157,7 @@ mod tests {
     fn deletes_keep_their_deleted_flag_and_get_a_deleted_at() {
         let raw = br#"{"_component":"","_table":"users","_ts":1700000000000000500,"_deleted":true,"_id":"j1"}"#;
         let mut out = Vec::new();
-        let w = users().write(raw, 1, &mut out).unwrap();
+        let w = write_json(&users(), raw, 1, &mut out).unwrap();
         assert!(w.deleted);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
@@ -201,7 +189,8 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        w.write(
+        write_json(
+            &w,
             br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
             1,
             &mut out,
@@ -211,26 +200,26 @@ mod tests {
         assert_eq!(v["record"]["namespace"], "betterAuth");
         assert_eq!(v["record"]["stream"], "betterAuth/users");
         // The root table of the same name is a different stream.
-        let err = users()
-            .write(
-                br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
-                1,
-                &mut out,
-            )
-            .unwrap_err();
+        let err = write_json(
+            &users(),
+            br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
+            1,
+            &mut out,
+        )
+        .unwrap_err();
         assert!(err.message.contains("#302"), "{}", err.message);
     }
 
     #[test]
     fn foreign_tables_and_garbage_are_refused() {
         let mut out = Vec::new();
-        let err = users()
-            .write(
-                br#"{"_component":"","_table":"messages","_ts":5,"_id":"x"}"#,
-                1,
-                &mut out,
-            )
-            .unwrap_err();
+        let err = write_json(
+            &users(),
+            br#"{"_component":"","_table":"messages","_ts":5,"_id":"x"}"#,
+            1,
+            &mut out,
+        )
+        .unwrap_err();
         assert!(err.message.contains("ignored the table filter"));
         for bad in [
             &br#"{"_table":"users","_ts":"5"}"#[..],
@@ -238,7 +227,7 @@ mod tests {
             br#"{"_table":"users"}"#,
             b"12",
         ] {
-            assert!(users().write(bad, 1, &mut out).is_err());
+            assert!(write_json(&users(), bad, 1, &mut out).is_err());
         }
         assert!(out.is_empty(), "nothing is written for a refused value");
     }
@@ -246,9 +235,13 @@ mod tests {
     #[test]
     fn whitespace_inside_values_is_tolerated() {
         let mut out = Vec::new();
-        users()
-            .write(b"{ \"_table\" : \"users\" , \"_ts\" : 7 }", 1, &mut out)
-            .unwrap();
+        write_json(
+            &users(),
+            b"{ \"_table\" : \"users\" , \"_ts\" : 7 }",
+            1,
+            &mut out,
+        )
+        .unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["record"]["data"]["_ab_cdc_lsn"], 7);
     }

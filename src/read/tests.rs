@@ -111,7 +111,11 @@ impl ConvexApi for Fake {
         let start: usize = cursor.map_or(0, |c| c.0.parse().unwrap());
         let end = (start + self.page).min(docs.len());
         for d in &docs[start..end] {
-            sink.value(d.to_string().as_bytes())?;
+            let raw = d.to_string();
+            sink.value(
+                raw.as_bytes(),
+                &ValueMeta::from_json(raw.as_bytes()).unwrap(),
+            )?;
         }
         sink.flush().await?;
         let has_more = end < docs.len();
@@ -144,7 +148,11 @@ impl ConvexApi for Fake {
         let mut values = 0;
         for v in &after {
             if v["_table"] == table.table.as_str() {
-                sink.value(v.to_string().as_bytes())?;
+                let raw = v.to_string();
+                sink.value(
+                    raw.as_bytes(),
+                    &ValueMeta::from_json(raw.as_bytes()).unwrap(),
+                )?;
                 values += 1;
             }
         }
