@@ -8,16 +8,21 @@
 use std::io::{self, Write};
 use std::thread::JoinHandle;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
 
 /// Buffers this large are sent as soon as they fill; smaller ones at page and message ends.
 pub const CHUNK_BYTES: usize = 256 * 1024;
-/// Chunks queued for the writer before producers wait: bounds memory, gives backpressure.
-const QUEUE_CHUNKS: usize = 16;
+/// Bytes queued for the writer before producers wait: bounds memory whatever the record size,
+/// and is the backpressure that slows the network to the speed of stdout.
+const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Output {
-    tx: mpsc::Sender<Vec<u8>>,
+    /// Each chunk travels with the queue budget it holds, returned once it is written.
+    tx: mpsc::UnboundedSender<(Vec<u8>, u32)>,
+    budget: Arc<Semaphore>,
 }
 
 pub struct WriterThread {
@@ -32,39 +37,68 @@ pub struct OutputClosed;
 impl Output {
     /// Starts the writer thread over `sink` (stdout in production, a buffer in tests).
     pub fn start<W: Write + Send + 'static>(sink: W) -> (Output, WriterThread) {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE_CHUNKS);
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, u32)>();
+        let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+        let writer_budget = budget.clone();
         let handle = std::thread::Builder::new()
             .name("stdout-writer".into())
             .spawn(move || {
                 let mut sink = sink;
                 let mut written = 0u64;
-                while let Some(chunk) = rx.blocking_recv() {
-                    sink.write_all(&chunk)?;
+                let result = loop {
+                    let Some((chunk, permits)) = rx.blocking_recv() else {
+                        break Ok(written);
+                    };
                     // Flush per chunk: chunks end at message boundaries, and a STATE must reach
                     // the platform promptly after the records it covers.
-                    sink.flush()?;
+                    if let Err(e) = sink.write_all(&chunk).and_then(|()| sink.flush()) {
+                        break Err(e);
+                    }
                     written += chunk.len() as u64;
-                }
-                Ok(written)
+                    writer_budget.add_permits(permits as usize);
+                };
+                // Producers waiting for queue space must learn the writer is gone, not hang.
+                writer_budget.close();
+                result
             })
             .expect("spawn stdout writer thread");
-        (Output { tx }, WriterThread { handle })
+        (Output { tx, budget }, WriterThread { handle })
     }
 
     pub async fn send(&self, chunk: Vec<u8>) -> Result<(), OutputClosed> {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.tx.send(chunk).await.map_err(|_| OutputClosed)
+        let n = permits_for(chunk.len());
+        self.budget
+            .acquire_many(n)
+            .await
+            .map_err(|_| OutputClosed)?
+            .forget();
+        self.tx.send((chunk, n)).map_err(|_| OutputClosed)
     }
 
     /// For synchronous callers (spec, check, discover, error paths outside the runtime).
+    /// Small messages only: it does not wait for queue space.
     pub fn send_blocking(&self, chunk: Vec<u8>) -> Result<(), OutputClosed> {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.tx.blocking_send(chunk).map_err(|_| OutputClosed)
+        let n = match self.budget.try_acquire_many(permits_for(chunk.len())) {
+            Ok(p) => {
+                p.forget();
+                permits_for(chunk.len())
+            }
+            // Over budget: let it through without holding any.
+            Err(_) => 0,
+        };
+        self.tx.send((chunk, n)).map_err(|_| OutputClosed)
     }
+}
+
+/// A chunk larger than the whole budget takes all of it (and so waits for an empty queue).
+fn permits_for(len: usize) -> u32 {
+    len.min(QUEUE_BYTES) as u32
 }
 
 impl WriterThread {
@@ -137,5 +171,10 @@ mod tests {
         let err = thread.finish().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         assert!(out.send_blocking(b"y\n".to_vec()).is_err());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // A producer needing more queue space than is left does not hang either.
+        assert!(rt.block_on(out.send(vec![b'z'; QUEUE_BYTES + 1])).is_err());
     }
 }
