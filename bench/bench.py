@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""Benchmark driver for source-convex (run it through bench/run.sh).
+
+Starts convex-emulator with generated deployments and, in one run, measures three programs
+against the same pages:
+
+  transfer-only  bench's minimal Rust client: pages and discards (the wire's limit here)
+  ours           source-convex read --config C --catalog K [--state S] > file
+  peer           Airbyte's Python source-convex 0.4.51 (same config/catalog/state)
+
+Per scenario and program: wall s, records/s, CPU us/record (user+sys of the child from
+wait4), peak RSS (ru_maxrss of the child), requests (emulator counters), stdout bytes/record.
+Targets are ratios/limits checked in the same run and printed PASS/MISS; the exit status only
+reflects failures (a program failing, or record counts disagreeing), never a MISS.
+
+Standard library only (Python >= 3.8; Linux: os.wait4).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MIB = 1024 * 1024
+
+
+class Failure(Exception):
+    pass
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+class Emulator:
+    def __init__(self, binary, args, workdir, name):
+        self.args = [binary, "--port", "0"] + [str(a) for a in args]
+        self.name = name
+        self.stderr = open(os.path.join(workdir, f"emulator-{name}.stderr"), "wb")
+        log("starting", " ".join(self.args[1:]))
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr)
+        line = self._first_line(timeout=900)
+        info = json.loads(line)
+        self.url = info["url"].rstrip("/")
+        self.key = info.get("access_key") or ""
+        self.startup_s = time.perf_counter() - t0
+        log(f"emulator {name} up at {self.url} in {self.startup_s:.1f}s")
+        self.tables = self._tables()
+
+    def _first_line(self, timeout):
+        box = {}
+
+        def rd():
+            box["line"] = self.proc.stdout.readline()
+
+        t = threading.Thread(target=rd, daemon=True)
+        t.start()
+        t.join(timeout)
+        line = box.get("line")
+        if not line:
+            self.proc.kill()
+            raise Failure(f"emulator {self.name} did not print its URL (see emulator-{self.name}.stderr)")
+        return line
+
+    def call(self, method, path, body=None, timeout=600):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+        return json.loads(raw) if raw.strip() else None
+
+    def _tables(self):
+        t = self.call("GET", "/_emulator/tables")
+        # Accept a list of names, a list of objects with "name", or {"tables": [...]}.
+        if isinstance(t, dict) and "tables" in t:
+            t = t["tables"]
+        if isinstance(t, dict):
+            return list(t.keys())
+        names = []
+        for x in t:
+            if isinstance(x, str):
+                names.append(x)
+            elif isinstance(x, dict) and (x.get("table") or x.get("name")):
+                if x.get("component") in (None, ""):
+                    names.append(x.get("table") or x.get("name"))
+        return names
+
+    def reset_requests(self):
+        self.call("POST", "/_emulator/requests/reset", {})
+
+    def requests(self):
+        return self.call("GET", "/_emulator/requests")
+
+    def stop(self):
+        try:
+            self.call("POST", "/_emulator/shutdown", {}, timeout=10)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def run_measured(runner, cmd, stdout_path, stderr_path, timeout):
+    """Runs cmd through bench-run (stdout to a file); returns wall s, CPU s, peak RSS bytes.
+
+    bench-run, a small static binary, forks the child and calls wait4 itself: a child forked
+    straight from this Python process would inherit Python's RSS into its ru_maxrss."""
+    r = subprocess.run([runner, "--stdout", stdout_path, "--stderr", stderr_path,
+                        "--timeout", str(timeout), "--"] + cmd,
+                       capture_output=True, text=True, timeout=timeout + 60)
+    if r.returncode != 0:
+        raise Failure(f"bench-run failed: {r.stderr.strip()}")
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    rc = m["exit"] if m["exit"] is not None else -m["signal"]
+    return {
+        "wall": m["wall"],
+        "cpu": m["user"] + m["sys"],
+        "rss": m["maxrss_kib"] * 1024,
+        "rc": rc,
+        "timeout": m["timeout"],
+    }
+
+
+STREAM_RE = re.compile(rb'"stream"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def scan_airbyte_output(path):
+    """Counts RECORD messages per stream and keeps the last STATE per stream."""
+    records = {}
+    states = {}
+    errors = []
+    statuses = {}
+    with open(path, "rb") as f:
+        for line in f:
+            head = line[:64].replace(b" ", b"")
+            if head.startswith(b'{"type":"RECORD"') or (b'"type":"RECORD"' in head):
+                m = STREAM_RE.search(line, 0, 4096)
+                s = m.group(1).decode() if m else "?"
+                records[s] = records.get(s, 0) + 1
+                continue
+            if len(line) > 1_000_000:
+                # A record whose "type" key is not first; count it by its stream field.
+                m = STREAM_RE.search(line, 0, 4096)
+                if b'"RECORD"' in line[:4096] and m:
+                    s = m.group(1).decode()
+                    records[s] = records.get(s, 0) + 1
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            t = msg.get("type")
+            if t == "RECORD":
+                s = msg["record"]["stream"]
+                records[s] = records.get(s, 0) + 1
+            elif t == "STATE":
+                st = msg.get("state") or {}
+                if st.get("type") == "STREAM":
+                    name = st["stream"]["stream_descriptor"]["name"]
+                    states[name] = st["stream"].get("stream_state")
+            elif t == "TRACE":
+                tr = msg.get("trace") or {}
+                if tr.get("type") == "ERROR":
+                    errors.append((tr.get("error") or {}).get("message"))
+                elif tr.get("type") == "STREAM_STATUS":
+                    ss = tr.get("stream_status") or {}
+                    n = ((ss.get("stream_descriptor") or {}).get("name"))
+                    statuses[n] = ss.get("status")
+    return records, states, errors, statuses
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- programs
+
+
+class Bench:
+    def __init__(self, opts):
+        self.o = opts
+        self.work = opts.workdir
+        os.makedirs(self.work, exist_ok=True)
+        self.results = []  # rows: dict(scenario, program, ...)
+        self.notes = []
+        self.failures = []
+        self.targets = []
+        self.run_no = 0
+
+    # -- files
+    def write_json(self, name, obj):
+        p = os.path.join(self.work, name)
+        with open(p, "w") as f:
+            json.dump(obj, f)
+        return p
+
+    def config(self, emu):
+        return self.write_json("config.json", {"deployment_url": emu.url, "access_key": emu.key})
+
+    def catalog(self, tables, mode, name="catalog.json"):
+        streams = []
+        for t in tables:
+            streams.append({
+                "stream": {
+                    "name": t,
+                    "json_schema": {},
+                    "supported_sync_modes": ["full_refresh", "incremental"],
+                    "source_defined_cursor": True,
+                    "default_cursor_field": ["_ts"],
+                    "source_defined_primary_key": [["_id"]],
+                },
+                "sync_mode": mode,
+                "destination_sync_mode": "append" if mode == "incremental" else "overwrite",
+            })
+        return self.write_json(name, {"streams": streams})
+
+    def state(self, cursors):
+        st = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": t},
+                                             "stream_state": {"snapshot_cursor": None,
+                                                              "snapshot_has_more": False,
+                                                              "delta_cursor": c}}}
+              for t, c in cursors.items()]
+        return self.write_json("state.json", st)
+
+    # -- one measured run of one program
+    def measure(self, emu, scenario, program, tables, mode, cursors=None, parallel=False,
+                expect=None, timeout=None, keep_output=False):
+        """program: 'transfer-only' | 'ours' | 'peer'. Returns the row (also stored)."""
+        self.run_no += 1
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_no:03d}-{scenario}-{program}")
+        out = os.path.join(self.work, tag + ".stdout")
+        err = os.path.join(self.work, tag + ".stderr")
+        if program == "transfer-only":
+            cmd = [self.o.transfer_bin, "--url", emu.url, "--key", emu.key,
+                   "--tables", ",".join(tables), "--mode", mode]
+            if cursors:
+                cmd += ["--delta-cursors", ",".join(f"{t}={c}" for t, c in cursors.items())]
+            if parallel:
+                cmd.append("--parallel")
+        else:
+            binary = self.o.ours_bin if program == "ours" else self.o.peer_bin
+            cmd = [binary, "read", "--config", self.config(emu),
+                   "--catalog", self.catalog(tables, mode)]
+            if cursors:
+                cmd += ["--state", self.state(cursors)]
+        emu.reset_requests()
+        m = run_measured(self.o.runner_bin, cmd, out, err, timeout or self.o.timeout)
+        reqs = emu.requests()
+        row = {"scenario": scenario, "program": program, "tables": list(tables), **m,
+               "requests": reqs.get("total") if isinstance(reqs, dict) else None,
+               "by_endpoint": reqs.get("by_endpoint") if isinstance(reqs, dict) else None,
+               "stdout_bytes": os.path.getsize(out), "cmd": cmd}
+        problem = None
+        if m["timeout"]:
+            problem = f"timed out after {timeout or self.o.timeout}s"
+        elif m["rc"] != 0:
+            problem = f"exit code {m['rc']}"
+        if program == "transfer-only":
+            if not problem:
+                with open(out) as f:
+                    summary = json.loads(f.read().strip().splitlines()[-1])
+                row["records"] = summary["records"]
+                row["per_table"] = {t: v["records"] for t, v in summary["tables"].items()}
+                row["summary"] = summary
+        else:
+            recs, states, errors, statuses = scan_airbyte_output(out)
+            row["records"] = sum(recs.values())
+            row["per_table"] = recs
+            row["states"] = states
+            if errors and not problem:
+                problem = "TRACE ERROR: " + "; ".join(str(e)[:200] for e in errors)
+            bad = [t for t in tables if statuses.get(t) not in (None, "COMPLETE")]
+            if bad and not problem:
+                problem = "streams not COMPLETE: " + ", ".join(f"{t}={statuses.get(t)}" for t in bad)
+        if expect is not None and not problem:
+            got = row.get("records")
+            if got != expect:
+                problem = f"{got} records, expected {expect}"
+        row["problem"] = problem
+        if problem:
+            try:
+                with open(err, "rb") as f:
+                    tail = f.read()[-600:].decode(errors="replace")
+            except OSError:
+                tail = ""
+            self.failures.append(f"{scenario} / {program}: {problem}" + (f" (stderr: {tail.strip()})" if tail.strip() else ""))
+            log(f"FAIL {scenario} / {program}: {problem}")
+        else:
+            log(f"{scenario:28s} {program:22s} {m['wall']:8.3f}s {row.get('records', 0):>9} rec  "
+                f"cpu {m['cpu']:.3f}s  rss {m['rss'] / MIB:.1f} MiB  req {row['requests']}")
+        if not keep_output and row["stdout_bytes"] > 50 * MIB:
+            os.truncate(out, 0)
+        return row
+
+    def repeat(self, n, emu, scenario, variants, **kw):
+        """Runs each (program-label, kwargs) variant n times, interleaved; stores medians."""
+        runs = {label: [] for label, _ in variants}
+        for _ in range(n):
+            for label, vkw in variants:
+                a = dict(kw)
+                a.update(vkw)
+                runs[label].append(self.measure(emu, scenario, label.split(" ")[0], **a))
+        rows = {}
+        for label, rs in runs.items():
+            ok = [r for r in rs if not r["problem"]]
+            base = dict(rs[-1])
+            base["program"] = label
+            base["n"] = len(rs)
+            if ok:
+                for k in ("wall", "cpu"):
+                    base[k] = median([r[k] for r in ok])
+                base["rss"] = max(r["rss"] for r in ok)
+                base["walls"] = [r["wall"] for r in ok]
+                base["problem"] = None if len(ok) == len(rs) else rs[[r["problem"] is not None for r in rs].index(True)]["problem"]
+            rows[label] = base
+            self.results.append(base)
+        return rows
+
+    # -- consistency checks
+    def agree(self, scenario, rows, labels=None):
+        labels = labels or list(rows)
+        counts = {l: {t: n for t, n in (rows[l].get("per_table") or {}).items() if n}
+                  for l in labels if rows.get(l) and not rows[l]["problem"]}
+        vals = list(counts.values())
+        if len(vals) >= 2 and any(v != vals[0] for v in vals[1:]):
+            self.failures.append(f"{scenario}: record counts disagree: " + json.dumps(counts))
+            log(f"FAIL {scenario}: record counts disagree: {counts}")
+            return False
+        return True
+
+    def target(self, name, ok, measured, limit):
+        self.targets.append({"name": name, "ok": ok, "measured": measured, "limit": limit})
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def fmt_rate(r):
+    if not r.get("records") or not r.get("wall"):
+        return "-"
+    return f"{r['records'] / r['wall']:,.0f}"
+
+
+def rate(r):
+    if not r or r.get("problem") or not r.get("records") or not r.get("wall"):
+        return None
+    return r["records"] / r["wall"]
+
+
+def cpu_us(r):
+    if not r or r.get("problem") or not r.get("records"):
+        return None
+    return r["cpu"] / r["records"] * 1e6
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def head_cursors(b, emu, tables, scenario):
+    """delta_cursor = head for every table, by one transfer-only incremental walk."""
+    row = b.measure(emu, scenario + " (setup)", "transfer-only", tables, "incremental")
+    if row["problem"]:
+        raise Failure(f"could not read the head cursors: {row['problem']}")
+    return {t: v["delta_cursor"] for t, v in row["summary"]["tables"].items()}
+
+
+def scenarios(b, o):
+    smoke = o.smoke
+    peer = [] if (smoke or not o.peer_bin) else ["peer"]
+    N = o.repeat
+    emu_bin = o.emulator_bin
+    seed = 7
+
+    # ---- 1. full refresh 2 x 100k (~400 B), then incremental scenarios on the same deployment
+    docs = 2000 if smoke else 100_000
+    name = f"full refresh 2x{docs // 1000}k"
+    emu = Emulator(emu_bin, ["--tables", 2, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "full")
+    try:
+        tables = emu.tables[:2]
+        b.scn_tables = tables
+        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours", {})],
+                        tables=tables, mode="full_refresh", expect=2 * docs)
+        for p in peer:
+            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="full_refresh",
+                                 expect=2 * docs, timeout=o.peer_timeout))
+        b.agree(name, rows)
+        o_, t_, p_ = rows.get("ours"), rows.get("transfer-only"), rows.get("peer")
+        r = ratio(rate(o_), rate(t_))
+        b.target(f"{name}: ours ≥ 90 % of transfer-only records/s", r is not None and r >= 0.9,
+                 f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
+        if peer:
+            r = ratio(rate(o_), rate(p_))
+            b.target(f"{name}: ours ≥ 50× the peer's records/s", r is not None and r >= 50,
+                     f"{r:.1f}×" if r else "n/a", "≥ 50×")
+        c = cpu_us(o_)
+        b.target(f"{name}: ours CPU per record", c is not None and c <= 1.5,
+                 f"{c:.2f} µs" if c else "n/a", "≤ 1.5 µs")
+
+        # ---- 2. incremental, nothing new
+        name = "incremental, nothing new"
+        cursors = head_cursors(b, emu, tables, name)
+        rows = b.repeat(max(N, 5), emu, name, [("transfer-only", {}), ("ours", {})],
+                        tables=tables, mode="incremental", cursors=cursors, expect=0)
+        for p in peer:
+            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="incremental",
+                                 cursors=cursors, expect=0, timeout=o.peer_timeout))
+        w = rows["ours"]["wall"] if not rows["ours"]["problem"] else None
+        b.target(f"{name}: ours wall", w is not None and w <= 0.020,
+                 f"{w * 1000:.1f} ms" if w is not None else "n/a", "≤ 20 ms")
+        b.nothing_new_cursors = cursors
+
+        # ---- 3. incremental, 10k deltas (applied once; every program reads the same ones)
+        nd = 500 if smoke else 10_000
+        name = f"incremental, {nd // 1000 if nd >= 1000 else nd}{'k' if nd >= 1000 else ''} deltas"
+        emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 1})
+        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours", {})],
+                        tables=tables, mode="incremental", cursors=cursors)
+        for p in peer:
+            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="incremental",
+                                 cursors=cursors, timeout=o.peer_timeout))
+        b.agree(name, rows)
+        got = rows["transfer-only"].get("records")
+        if got is not None and got < nd * 0.5:
+            b.failures.append(f"{name}: only {got} delta records for {nd} changes")
+        r = ratio(rate(rows["ours"]), rate(rows["transfer-only"]))
+        b.target(f"{name}: ours ≥ 90 % of transfer-only records/s", r is not None and r >= 0.9,
+                 f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
+    finally:
+        emu.stop()
+
+    # ---- 4. full refresh 1M documents (memory)
+    docs = 5000 if smoke else 1_000_000
+    name = f"full refresh 1x{docs // 1000}k" if docs < 1_000_000 else "full refresh 1x1M"
+    emu = Emulator(emu_bin, ["--tables", 1, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "1m")
+    try:
+        tables = emu.tables[:1]
+        rows = b.repeat(1 if not smoke else N, emu, name, [("transfer-only", {}), ("ours", {})],
+                        tables=tables, mode="full_refresh", expect=docs)
+        b.agree(name, rows)
+        if not smoke:
+            b.notes.append(f"{name}: the peer is not run (at its 6–12k records/s it would take minutes).")
+        o_ = rows["ours"]
+        rss = o_["rss"] / MIB if not o_["problem"] else None
+        b.target(f"{name}: ours peak RSS", rss is not None and rss <= 32,
+                 f"{rss:.1f} MiB" if rss else "n/a", "≤ 32 MiB")
+        c = cpu_us(o_)
+        b.target(f"{name}: ours CPU per record", c is not None and c <= 1.5,
+                 f"{c:.2f} µs" if c else "n/a", "≤ 1.5 µs")
+        r = ratio(rate(o_), rate(rows["transfer-only"]))
+        b.target(f"{name}: ours ≥ 90 % of transfer-only records/s", r is not None and r >= 0.9,
+                 f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
+    finally:
+        emu.stop()
+
+    # ---- 5. 8 tables, 20 ms of server latency per page
+    docs = 1000 if smoke else o.latency_docs
+    lat = 5 if smoke else 20
+    name = f"8 tables x{docs // 1000}k, {lat} ms/page"
+    emu = Emulator(emu_bin, ["--tables", 8, "--docs", docs, "--doc-size", 400, "--seed", seed,
+                             "--latency-ms", lat], b.work, "latency")
+    try:
+        tables = emu.tables[:8]
+        rows = b.repeat(N, emu, name, [("transfer-only", {"parallel": True}), ("ours", {})],
+                        tables=tables, mode="full_refresh")
+        b.agree(name, rows)
+        per = rows["transfer-only"].get("per_table") or rows["ours"].get("per_table") or {}
+        largest = max(per, key=lambda t: per[t]) if per else tables[0]
+        alone = b.repeat(N, emu, f"{name}: largest table alone",
+                         [("transfer-only", {}), ("ours", {})], tables=[largest], mode="full_refresh",
+                         expect=per.get(largest))
+        if peer and not o.peer_skip_latency:
+            rows.update(b.repeat(1, emu, name, [(p, {}) for p in peer], tables=tables,
+                                 mode="full_refresh", expect=rows["transfer-only"].get("records"),
+                                 timeout=o.peer_timeout))
+        w8 = rows["ours"]["wall"] if not rows["ours"]["problem"] else None
+        w1 = alone["ours"]["wall"] if not alone["ours"]["problem"] else None
+        r = ratio(w8, w1)
+        b.target(f"{name}: ours wall(8 tables) ≤ 1.25 × wall(largest alone)",
+                 r is not None and r <= 1.25, f"{r:.2f}×" if r else "n/a", "≤ 1.25×")
+        b.latency_rows = (rows, alone, largest)
+    finally:
+        emu.stop()
+
+    # ---- 6. documents near the 1 MiB limit (memory bound), at two table sizes
+    size = 1_000_000
+    small, big = (2, 6) if smoke else (o.bigdoc_small, o.bigdoc_big)
+    rss = {}
+    for docs in (small, big):
+        name = f"~1 MiB docs x{docs}"
+        emu = Emulator(emu_bin, ["--tables", 1, "--docs", docs, "--doc-size", size, "--seed", seed],
+                       b.work, f"big{docs}")
+        try:
+            tables = emu.tables[:1]
+            rows = b.repeat(1, emu, name, [("transfer-only", {}), ("ours", {})],
+                            tables=tables, mode="full_refresh", expect=docs)
+            if peer and docs == small:
+                rows.update(b.repeat(1, emu, name, [(p, {}) for p in peer], tables=tables,
+                                     mode="full_refresh", expect=docs, timeout=o.peer_timeout))
+            b.agree(name, rows)
+            rss[docs] = rows["ours"]["rss"] / MIB if not rows["ours"]["problem"] else None
+        finally:
+            emu.stop()
+    ok = all(v is not None for v in rss.values())
+    bound = o.bigdoc_rss_bound
+    if ok:
+        grow = rss[big] - rss[small]
+        b.target(f"~1 MiB docs: ours peak RSS bounded (≤ {bound} MiB at x{small} and at x{big}, a full "
+                 f"1024-document page of ~1 GB; growth between them ≤ 16 MiB)", rss[big] <= bound and grow <= 16,
+                 f"{rss[small]:.0f} → {rss[big]:.0f} MiB", f"≤ {bound} MiB, growth ≤ 16 MiB")
+    else:
+        b.target("~1 MiB docs: ours peak RSS bounded", False, "n/a", f"≤ {bound} MiB")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def cmd_out(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return "?"
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except Exception:
+        pass
+    load = os.getloadavg()
+    return [
+        ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        ("nproc", str(os.cpu_count())),
+        ("CPU", cpu),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("rustc", cmd_out(["rustc", "--version"])),
+        ("python (peer)", "n/a"),
+        ("source tree", cmd_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) +
+         (" + uncommitted changes" if cmd_out(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]) else "")),
+        ("load average at start", f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"),
+    ]
+
+
+def table_md(b):
+    hdr = ("| scenario | program | n | wall s | records | records/s | CPU µs/rec | peak RSS MiB "
+           "| requests | stdout B/rec |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    lines = [hdr]
+    for r in b.results:
+        if r["problem"]:
+            lines.append(f"| {r['scenario']} | {r['program']} | {r.get('n', 1)} | FAILED: {r['problem']} "
+                         "| | | | | | |")
+            continue
+        recs = r.get("records") or 0
+        c = cpu_us(r)
+        bpr = (r["stdout_bytes"] / recs) if recs and r["program"] != "transfer-only" else None
+        lines.append(
+            f"| {r['scenario']} | {r['program']} | {r.get('n', 1)} | {r['wall']:.3f} | {recs:,} "
+            f"| {fmt_rate(r)} | {'-' if c is None else f'{c:.2f}'} | {r['rss'] / MIB:.1f} "
+            f"| {r['requests'] if r['requests'] is not None else '?'} | {'-' if bpr is None else f'{bpr:.0f}'} |")
+    return "\n".join(lines)
+
+
+def ratios_md(b):
+    by = {}
+    for r in b.results:
+        by.setdefault(r["scenario"], {})[r["program"]] = r
+    lines = ["| scenario | ours/transfer-only records/s | ours/peer records/s | CPU µs/rec ours vs peer "
+             "| peak RSS ours vs peer | requests ours / transfer-only / peer |",
+             "|---|--:|--:|--:|--:|--:|"]
+    for s, progs in by.items():
+        o, t, p = progs.get("ours"), progs.get("transfer-only"), progs.get("peer")
+        if not o:
+            continue
+        f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}×"
+        rt = ratio(rate(o), rate(t))
+        rp = ratio(rate(o), rate(p))
+        co, cp = cpu_us(o), cpu_us(p)
+        cpu = "-" if co is None else (f"{co:.2f} vs {cp:.1f} µs ({cp / co:.0f}× less)" if cp else f"{co:.2f} µs")
+        rss = "-" if o["problem"] else (f"{o['rss'] / MIB:.1f} vs {p['rss'] / MIB:.1f} MiB"
+                                        if p and not p["problem"] else f"{o['rss'] / MIB:.1f} MiB")
+        rq = " / ".join(str(x["requests"]) if x and not x["problem"] else "-" for x in (o, t, p))
+        lines.append(f"| {s} | {f(rt)} | {f(rp, 1)} | {cpu} | {rss} | {rq} |")
+    return "\n".join(lines)
+
+
+def targets_md(b):
+    lines = ["| target | measured | limit | result |", "|---|--:|--:|:-:|"]
+    for t in b.targets:
+        lines.append(f"| {t['name']} | {t['measured']} | {t['limit']} | {'PASS' if t['ok'] else 'MISS'} |")
+    return "\n".join(lines)
+
+
+def report(b, o, started, elapsed):
+    mach = machine()
+    if o.peer_bin:
+        mach[6] = ("python (peer)", o.peer_python_version or "?")
+    parts = []
+    parts.append("# Benchmarks\n")
+    parts.append("<!-- Generated by bench/run.sh: do not edit by hand. Hand-written analysis lives in "
+                 "bench/ANALYSIS.md and is copied in below. -->\n")
+    parts.append(
+        "Command: `bench/run.sh` (full run, ~10–20 min) or `bench/run.sh --smoke` (tiny data, "
+        "ours + transfer-only only; checks that the benchmark still works, not how fast). "
+        "Every figure below was measured by that command in the run described here; on a shared "
+        "2-core machine absolute times are noisy, so the targets are ratios between programs "
+        "measured in the same run (interleaved, median of `n` runs).\n")
+    parts.append("Programs: **transfer-only** = `bench/src/bin/transfer-only.rs`, pages through the "
+                 "same `list_snapshot`/`document_deltas` responses on one keep-alive connection per "
+                 "table and discards them (the wire's limit on this machine); **ours** = "
+                 "`source-convex read --config C --catalog K [--state S]` with stdout to a file; "
+                 "**peer** = Airbyte's Python `source-convex` 0.4.51 from PyPI in the benchmark's "
+                 "own venv, same config, catalog and state.\n")
+    parts.append("Columns: wall = median wall-clock seconds of the child; CPU µs/rec = user+sys of "
+                 "the child (wait4) per record; peak RSS = ru_maxrss of the child (max over runs); "
+                 "requests = emulator `GET /_emulator/requests` total for the run; stdout B/rec = "
+                 "bytes written to stdout per record (all messages).\n")
+    parts.append("## Machine\n")
+    parts.append("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in mach))
+    parts.append(f"\nRun {'(smoke)' if o.smoke else '(full)'} started {started} UTC, took {elapsed:.0f} s. "
+                 f"Binaries: ours `{o.ours_bin}`, emulator `{o.emulator_bin}`, transfer-only "
+                 f"`{o.transfer_bin}`, peer `{o.peer_bin or 'not run'}`.\n")
+    if o.peer_note:
+        parts.append(f"Peer: {o.peer_note}\n")
+    if o.smoke:
+        parts.append("**Smoke run**: tiny data, checks that every program runs and that record counts "
+                     "agree; the figures and PASS/MISS below say nothing about speed.\n")
+    parts.append("## Targets\n")
+    parts.append(targets_md(b) + "\n")
+    parts.append("## Ratios\n")
+    parts.append(ratios_md(b) + "\n")
+    parts.append("## Measurements\n")
+    parts.append(table_md(b) + "\n")
+    if b.notes or b.failures:
+        parts.append("## Notes from this run\n")
+        parts.append("\n".join(f"- {n}" for n in b.notes + [f"FAILURE: {f}" for f in b.failures]) + "\n")
+    analysis = os.path.join(HERE, "ANALYSIS.md")
+    if os.path.exists(analysis) and not o.smoke:
+        with open(analysis) as f:
+            parts.append(f.read().strip() + "\n")
+    return "\n".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--ours-bin", required=True)
+    ap.add_argument("--emulator-bin", required=True)
+    ap.add_argument("--transfer-bin", required=True)
+    ap.add_argument("--runner-bin", default="", help="bench-run (default: next to --transfer-bin)")
+    ap.add_argument("--peer-bin", default="")
+    ap.add_argument("--peer-note", default="")
+    ap.add_argument("--peer-python-version", default="")
+    ap.add_argument("--workdir", default=os.path.join(HERE, "out"))
+    ap.add_argument("--output", default="", help="markdown report path")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--peer-timeout", type=float, default=600)
+    ap.add_argument("--peer-skip-latency", action="store_true")
+    ap.add_argument("--latency-docs", type=int, default=20_000)
+    ap.add_argument("--bigdoc-small", type=int, default=64)
+    ap.add_argument("--bigdoc-big", type=int, default=1024)
+    ap.add_argument("--bigdoc-rss-bound", type=int, default=64)
+    o = ap.parse_args()
+    if not o.runner_bin:
+        o.runner_bin = os.path.join(os.path.dirname(os.path.abspath(o.transfer_bin)), "bench-run")
+    if o.smoke:
+        o.repeat = min(o.repeat, 1)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    t0 = time.time()
+    b = Bench(o)
+    try:
+        scenarios(b, o)
+    except Failure as e:
+        b.failures.append(str(e))
+        log("FAIL", e)
+    except Exception as e:  # keep a report of what was measured
+        b.failures.append(f"harness error: {type(e).__name__}: {e}")
+        log("FAIL harness error:", repr(e))
+        import traceback
+        traceback.print_exc()
+    md = report(b, o, started, time.time() - t0)
+    if o.output:
+        with open(o.output, "w") as f:
+            f.write(md)
+        log("wrote", o.output)
+    print(md)
+    if b.failures:
+        log(f"{len(b.failures)} failure(s):")
+        for f in b.failures:
+            log("  -", f)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
