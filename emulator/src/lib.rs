@@ -1,0 +1,59 @@
+//! An in-memory emulator of the Convex streaming export HTTP API (`/api/list_snapshot`,
+//! `/api/document_deltas`, `/api/json_schemas`, ...), for tests and benchmarks of
+//! `source-convex` where no real Convex deployment can be reached.
+//!
+//! ```no_run
+//! use convex_emulator::{Config, EmulatorServer};
+//! use serde_json::json;
+//!
+//! let emu = EmulatorServer::start(Config::default()).unwrap();
+//! let dep = emu.deployment().clone();
+//! let ts = dep
+//!     .transaction(|tx| {
+//!         tx.insert("", "users", json!({"name": "ada", "age": {"$integer": "JAAAAAAAAAA="}}))?;
+//!         Ok(())
+//!     })
+//!     .unwrap();
+//! assert_eq!(dep.head(), ts);
+//! println!("{} {}", emu.url(), emu.access_key());
+//! ```
+//!
+//! See README.md for the HTTP control API (`/_emulator/`), the CLI and the fault rules.
+
+mod api;
+mod control;
+mod deployment;
+mod export;
+mod faults;
+mod generator;
+mod http;
+mod ids;
+mod server;
+mod shape;
+mod store;
+mod value;
+
+pub use deployment::{
+    Deployment, Error, RequestRecord, RequestStats, Settings, TableInfo, Transaction,
+};
+pub use faults::{FaultKind, FaultRule};
+pub use generator::{table_names, ChangeSummary, GenerateSpec};
+pub use server::{serve, Config, EmulatorServer};
+pub use value::{Fields, Format, IntoFields, Value, ValueError};
+
+/// Generates data into a deployment (see [`GenerateSpec`]).
+pub fn generate(dep: &Deployment, spec: &GenerateSpec) -> Result<ChangeSummary, Error> {
+    generator::generate(dep, spec)
+}
+
+/// Applies `count` generated changes (inserts, updates, deletes; some multi-document
+/// transactions) over the deployment's user tables.
+pub fn apply_changes(dep: &Deployment, count: usize, seed: u64) -> Result<ChangeSummary, Error> {
+    generator::changes(dep, count, seed)
+}
+
+/// Builds a Convex document id string from a table number and a 16-byte internal id
+/// (exposed for tests that need well-formed ids of their own).
+pub fn document_id(table_number: u32, internal: &[u8; 16]) -> String {
+    ids::document_id(table_number, internal)
+}

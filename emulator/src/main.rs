@@ -1,0 +1,159 @@
+//! `convex-emulator`: serves an emulated Convex deployment until SIGTERM/SIGINT or
+//! `POST /_emulator/shutdown`. Prints one JSON line `{"url":..,"access_key":..}` on stdout once
+//! it is listening (callers read it to learn the port); logs go to stderr.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use convex_emulator::{Config, FaultRule, GenerateSpec, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "convex-emulator",
+    version,
+    about = "Emulated Convex streaming export API"
+)]
+struct Args {
+    /// Port to listen on (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value = "emulator-access-key")]
+    access_key: String,
+    /// Number of generated root tables (users, messages, orders, ..., table_N).
+    #[arg(long, default_value_t = 0)]
+    tables: usize,
+    /// Documents per generated table.
+    #[arg(long, default_value_t = 0)]
+    docs: usize,
+    /// Generated changes applied after the initial load.
+    #[arg(long, default_value_t = 0)]
+    deltas: usize,
+    /// Target document size in bytes (clean JSON, metadata included).
+    #[arg(long, default_value_t = 400)]
+    doc_size: usize,
+    /// Also generate betterAuth/users, betterAuth/sessions and rateLimiter/rateLimits.
+    #[arg(long)]
+    components: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Delay added to every /api/ response.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// A fault rule as JSON (repeatable), e.g. '{"endpoint":"*","kind":"rate_limit","times":2}'.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    #[arg(long)]
+    snapshot_max_age_ms: Option<u64>,
+    #[arg(long)]
+    retention_ms: Option<u64>,
+    #[arg(long)]
+    snapshot_page_limit: Option<usize>,
+    #[arg(long)]
+    deltas_page_limit: Option<usize>,
+    /// Reproduce convex-backend issue #302 (tableName filter ignored).
+    #[arg(long)]
+    ignore_table_filter: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("convex-emulator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut settings = Settings {
+        latency_ms: args.latency_ms,
+        ignore_table_filter: args.ignore_table_filter,
+        ..Settings::default()
+    };
+    if let Some(v) = args.snapshot_max_age_ms {
+        settings.snapshot_max_age_ms = v;
+    }
+    if let Some(v) = args.retention_ms {
+        settings.retention_ms = v;
+    }
+    if let Some(v) = args.snapshot_page_limit {
+        settings.snapshot_page_limit = v;
+    }
+    if let Some(v) = args.deltas_page_limit {
+        settings.deltas_page_limit = v;
+    }
+    let faults = args
+        .faults
+        .iter()
+        .map(|f| {
+            serde_json::from_str::<FaultRule>(f)
+                .map_err(|e| anyhow::anyhow!("invalid --fault {f:?}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = Config {
+        host: args.host.clone(),
+        port: args.port,
+        access_key: args.access_key.clone(),
+        seed: args.seed,
+        generate: GenerateSpec {
+            tables: args.tables,
+            docs: args.docs,
+            doc_size: args.doc_size,
+            components: args.components,
+            deltas: args.deltas,
+            seed: args.seed,
+        },
+        settings,
+        faults,
+    };
+    let started = Instant::now();
+    let dep = config.deployment()?;
+    let total: usize = dep.tables().iter().map(|t| t.documents).sum();
+    eprintln!(
+        "convex-emulator: generated {} tables, {total} documents in {:.2?}",
+        dep.tables().len(),
+        started.elapsed()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // Handlers are installed before the URL line is printed, so a caller that signals
+        // right after reading it still gets a clean shutdown.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
+        let addr = listener.local_addr()?;
+        let line = serde_json::json!({
+            "url": format!("http://{addr}"),
+            "access_key": args.access_key,
+        });
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        eprintln!("convex-emulator: listening on http://{addr}");
+        let signals = dep.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("convex-emulator: signal received, shutting down");
+            signals.request_shutdown();
+        });
+        convex_emulator::serve(listener, dep).await;
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_background();
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! The multi-version document store: components, tables (tablets), revisions, the document
+//! log and the commit clock.
+//!
+//! Every revision is encoded once when it is written (clean `json` and lossless encoded JSON),
+//! so the read endpoints only copy bytes. Old revisions are kept so a read at snapshot `S`
+//! sees each document's latest revision at or before `S`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::ids::{self, Rng};
+use crate::shape::{fingerprint_document, Shape, ShapeInterner};
+use crate::value::{write_fields, write_str, Fields, Format, Value};
+
+/// Head timestamp of a fresh deployment: mid-February 2026 in nanoseconds, 19 digits and far
+/// above 2^53, like a real deployment's, so clients that parse through f64 break visibly.
+pub const INITIAL_HEAD: i64 = 1_770_335_566_197_682_922;
+
+/// A document revision as stored and served.
+pub struct StoredDoc {
+    /// The whole document object (`{...}` with `_creationTime` and `_id`) in clean `json`.
+    pub clean: Box<[u8]>,
+    /// The same object in lossless `convex_encoded_json`; also the source of truth for
+    /// patches, column selection and `export_json`.
+    pub encoded: Box<[u8]>,
+    pub shape: u32,
+}
+
+impl StoredDoc {
+    pub fn bytes(&self, format: Format) -> Option<&[u8]> {
+        match format {
+            Format::Clean => Some(&self.clean),
+            Format::Encoded => Some(&self.encoded),
+            Format::Export => None,
+        }
+    }
+
+    /// All fields, system fields included, decoded from the lossless encoding.
+    pub fn fields(&self) -> Fields {
+        serde_json::from_slice::<serde_json::Value>(&self.encoded)
+            .ok()
+            .and_then(|j| Value::from_encoded_json(&j).ok())
+            .and_then(|v| match v {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The shape of a prepared document: already interned, or new (fingerprint and tree).
+pub enum ShapeSource {
+    Known(u32),
+    New(u64, Shape),
+}
+
+/// A document before it is committed: encoded, with its shape not yet interned.
+pub struct PreparedDoc {
+    pub clean: Box<[u8]>,
+    pub encoded: Box<[u8]>,
+    pub shape: ShapeSource,
+}
+
+/// Encodes a document; `fields` are the user fields (no `_`-prefixed names). The shape tree
+/// is only built when `known` does not already hold the document's fingerprint.
+pub fn prepare_doc(
+    table: &str,
+    id: &str,
+    creation_time: f64,
+    fields: &Fields,
+    known: &ShapeInterner,
+) -> PreparedDoc {
+    let key = fingerprint_document(table, fields);
+    let shape = match known.lookup(key) {
+        Some(id) => ShapeSource::Known(id),
+        None => ShapeSource::New(key, Shape::of_document(table, fields)),
+    };
+    let encode = |format: Format| {
+        let mut out = Vec::with_capacity(64 + fields.len() * 24);
+        out.push(b'{');
+        // User fields cannot start with '_', so the two system fields sit between the
+        // fields that sort before '_' (upper case) and those after it (lower case): this
+        // keeps the object in Convex's sorted field order without building a merged map.
+        use std::ops::Bound;
+        let before = fields.range::<str, _>((Bound::Unbounded, Bound::Excluded("_")));
+        let after = fields.range::<str, _>((Bound::Included("_"), Bound::Unbounded));
+        let n_before = before.clone().count();
+        write_fields(before, format, &mut out);
+        if n_before > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"_creationTime\":");
+        crate::value::write_finite(creation_time, &mut out);
+        out.extend_from_slice(b",\"_id\":");
+        write_str(id, &mut out);
+        let mut after = after.peekable();
+        if after.peek().is_some() {
+            out.push(b',');
+            write_fields(after, format, &mut out);
+        }
+        out.push(b'}');
+        out.into_boxed_slice()
+    };
+    PreparedDoc {
+        clean: encode(Format::Clean),
+        encoded: encode(Format::Encoded),
+        shape,
+    }
+}
+
+#[derive(Clone)]
+pub struct Revision {
+    pub ts: i64,
+    /// `None` = deleted at `ts`.
+    pub doc: Option<Arc<StoredDoc>>,
+}
+
+/// Revisions of one document; `older` stays unallocated for documents written once.
+pub struct DocEntry {
+    pub latest: Revision,
+    pub older: Vec<Revision>,
+}
+
+impl DocEntry {
+    /// The revision visible at snapshot `s`, if the document existed then.
+    pub fn at(&self, s: i64) -> Option<&Revision> {
+        if self.latest.ts <= s {
+            return Some(&self.latest);
+        }
+        self.older.iter().rev().find(|r| r.ts <= s)
+    }
+}
+
+pub struct TableData {
+    pub component: String,
+    pub name: String,
+    pub tablet: [u8; 16],
+    pub tablet_str: String,
+    pub number: u32,
+    pub created_ts: i64,
+    pub deleted_ts: Option<i64>,
+    /// Import in progress: exported by list_snapshot/document_deltas, not by json_schemas.
+    pub hidden: bool,
+    pub docs: BTreeMap<[u8; 16], DocEntry>,
+    /// Live-document count per interned shape at head, for json_schemas.
+    pub shape_counts: HashMap<u32, u64>,
+    pub live: usize,
+    /// `{"_component":"..","_table":"..","_ts":` — the constant start of every exported value.
+    pub prefix: Box<[u8]>,
+}
+
+impl TableData {
+    pub fn system(&self) -> bool {
+        self.name.starts_with('_')
+    }
+
+    pub fn exists_at(&self, s: i64) -> bool {
+        self.created_ts <= s && self.deleted_ts.is_none_or(|d| d > s)
+    }
+
+    pub fn active(&self) -> bool {
+        self.deleted_ts.is_none()
+    }
+
+    pub fn doc_id(&self, internal: &[u8; 16]) -> String {
+        ids::document_id(self.number, internal)
+    }
+
+    pub fn live_doc(&self, internal: &[u8; 16]) -> Option<&Arc<StoredDoc>> {
+        self.docs.get(internal)?.latest.doc.as_ref()
+    }
+}
+
+pub struct LogEntry {
+    pub ts: i64,
+    pub table: u32,
+    pub internal: [u8; 16],
+    pub doc: Option<Arc<StoredDoc>>,
+}
+
+pub struct Component {
+    pub path: String,
+    /// Random id: json_schemas visits child components in id order, like Convex.
+    pub id: [u8; 16],
+}
+
+/// A table to create in a commit.
+pub struct NewTable {
+    pub component: String,
+    pub name: String,
+    pub tablet: [u8; 16],
+    pub number: u32,
+    pub hidden: bool,
+}
+
+/// One document write of a commit; `doc: None` deletes.
+pub struct Write {
+    pub table: usize,
+    pub internal: [u8; 16],
+    pub doc: Option<PreparedDoc>,
+}
+
+pub struct Store {
+    pub head: i64,
+    pub rng: Rng,
+    pub components: Vec<Component>,
+    pub tables: Vec<TableData>,
+    pub log: Vec<LogEntry>,
+    pub shapes: ShapeInterner,
+    pub next_table_number: u32,
+    /// Document size target of generated changes (set by the last data generation).
+    pub doc_size: usize,
+}
+
+impl Store {
+    pub fn new(seed: u64) -> Store {
+        let mut rng = Rng::derive(seed, &[0xdeb1]);
+        let root = Component {
+            path: String::new(),
+            id: rng.bytes16(),
+        };
+        Store {
+            head: INITIAL_HEAD + (rng.below(1_000_000_000) as i64),
+            rng,
+            components: vec![root],
+            tables: Vec::new(),
+            log: Vec::new(),
+            shapes: ShapeInterner::default(),
+            // Convex numbers user tables from 10001.
+            next_table_number: 10_001,
+            doc_size: 400,
+        }
+    }
+
+    /// The timestamp the next commit gets: 1-3 ms after head with nanosecond jitter, so
+    /// timestamps look like a real deployment's (never round numbers).
+    pub fn next_ts(&mut self) -> i64 {
+        self.head + 1_000_000 + self.rng.below(2_000_000) as i64
+    }
+
+    /// The active (not deleted) table with this name, hidden import tables excluded.
+    pub fn find_table(&self, component: &str, name: &str) -> Option<usize> {
+        self.tables
+            .iter()
+            .position(|t| t.active() && !t.hidden && t.component == component && t.name == name)
+    }
+
+    pub fn new_table_spec(&mut self, component: &str, name: &str, hidden: bool) -> NewTable {
+        let t = NewTable {
+            component: component.to_owned(),
+            name: name.to_owned(),
+            tablet: self.rng.bytes16(),
+            number: self.next_table_number,
+            hidden,
+        };
+        self.next_table_number += 1;
+        t
+    }
+
+    fn ensure_component(&mut self, path: &str) {
+        if !self.components.iter().any(|c| c.path == path) {
+            let id = self.rng.bytes16();
+            self.components.push(Component {
+                path: path.to_owned(),
+                id,
+            });
+        }
+    }
+
+    /// Applies one transaction at `ts` (> head): creates tables, then writes documents.
+    pub fn apply(&mut self, ts: i64, new_tables: Vec<NewTable>, mut writes: Vec<Write>) -> i64 {
+        debug_assert!(ts > self.head);
+        for t in new_tables {
+            self.ensure_component(&t.component);
+            let mut prefix = Vec::new();
+            prefix.extend_from_slice(b"{\"_component\":");
+            write_str(&t.component, &mut prefix);
+            prefix.extend_from_slice(b",\"_table\":");
+            write_str(&t.name, &mut prefix);
+            prefix.extend_from_slice(b",\"_ts\":");
+            self.tables.push(TableData {
+                tablet_str: ids::tablet_string(&t.tablet),
+                component: t.component,
+                name: t.name,
+                tablet: t.tablet,
+                number: t.number,
+                created_ts: ts,
+                deleted_ts: None,
+                hidden: t.hidden,
+                docs: BTreeMap::new(),
+                shape_counts: HashMap::new(),
+                live: 0,
+                prefix: prefix.into_boxed_slice(),
+            });
+        }
+        // The document log is ordered by (ts, tablet id, document id) within a commit.
+        writes.sort_by(|a, b| {
+            (self.tables[a.table].tablet, a.internal)
+                .cmp(&(self.tables[b.table].tablet, b.internal))
+        });
+        self.log.reserve(writes.len());
+        for w in writes {
+            let doc = w.doc.map(|p| {
+                Arc::new(StoredDoc {
+                    clean: p.clean,
+                    encoded: p.encoded,
+                    shape: match p.shape {
+                        ShapeSource::Known(id) => id,
+                        ShapeSource::New(key, shape) => self.shapes.intern(key, shape),
+                    },
+                })
+            });
+            let table = &mut self.tables[w.table];
+            let new_rev = Revision {
+                ts,
+                doc: doc.clone(),
+            };
+            match table.docs.get_mut(&w.internal) {
+                Some(entry) => {
+                    if let Some(old) = &entry.latest.doc {
+                        dec(&mut table.shape_counts, old.shape);
+                        table.live -= 1;
+                    }
+                    let old = std::mem::replace(&mut entry.latest, new_rev);
+                    entry.older.push(old);
+                }
+                None => {
+                    table.docs.insert(
+                        w.internal,
+                        DocEntry {
+                            latest: new_rev,
+                            older: Vec::new(),
+                        },
+                    );
+                }
+            }
+            if let Some(d) = &doc {
+                *table.shape_counts.entry(d.shape).or_default() += 1;
+                table.live += 1;
+            }
+            self.log.push(LogEntry {
+                ts,
+                table: w.table as u32,
+                internal: w.internal,
+                doc,
+            });
+        }
+        self.head = ts;
+        ts
+    }
+
+    /// The union of the shapes of a table's live documents (`Never` when empty).
+    pub fn table_shape(&self, table: &TableData) -> Shape {
+        let mut ids: Vec<u32> = table
+            .shape_counts
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(&id, _)| id)
+            .collect();
+        // Sorted so the union (and so the schema's member order) is deterministic.
+        ids.sort_unstable();
+        ids.into_iter().fold(Shape::Never, |acc, id| {
+            acc.union(self.shapes.get(id).clone())
+        })
+    }
+}
+
+fn dec(counts: &mut HashMap<u32, u64>, shape: u32) {
+    if let Some(n) = counts.get_mut(&shape) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&shape);
+        }
+    }
+}
