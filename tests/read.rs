@@ -197,7 +197,7 @@ fn incremental_brings_only_changes_with_deletes_and_whole_transactions() {
 /// checkpointed before the crash and the resumed run.
 fn resume_everywhere(
     h: &Harness,
-    catalog: &std::path::PathBuf,
+    catalog: &std::path::Path,
     run: &common::Run,
     prior_state: &str,
 ) -> Vec<(common::Run, common::Run)> {

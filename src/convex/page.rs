@@ -442,10 +442,10 @@ impl PageParser {
 mod tests {
     use super::*;
 
-    fn parse_in_chunks(
-        body: &[u8],
-        chunk: usize,
-    ) -> Result<(Vec<String>, Vec<(String, String)>), PageSyntaxError> {
+    /// (values, other fields) of a parsed page, as strings.
+    type Parsed = (Vec<String>, Vec<(String, String)>);
+
+    fn parse_in_chunks(body: &[u8], chunk: usize) -> Result<Parsed, PageSyntaxError> {
         let mut p = PageParser::new();
         let mut values = Vec::new();
         for part in body.chunks(chunk.max(1)) {

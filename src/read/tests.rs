@@ -382,11 +382,7 @@ fn incremental_resumes_mid_snapshot_then_reads_deltas() {
         format!("list_snapshot users Some({h}) Some(\"6\")")
     );
     assert_eq!(calls[1], format!("document_deltas users {h}"));
-    let delete = users
-        .iter()
-        .filter(|m| m["type"] == "RECORD")
-        .last()
-        .unwrap();
+    let delete = users.iter().rfind(|m| m["type"] == "RECORD").unwrap();
     assert_eq!(delete["record"]["data"]["_deleted"], true);
     assert_eq!(
         delete["record"]["data"]["_ab_cdc_deleted_at"],

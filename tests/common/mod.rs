@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use convex_emulator::{Config, Deployment, EmulatorServer, GenerateSpec, Settings};
@@ -127,7 +127,7 @@ impl Harness {
         self.write("catalog.json", &json!({ "streams": streams }).to_string())
     }
 
-    pub fn read(&self, catalog: &PathBuf, state: Option<&str>) -> Run {
+    pub fn read(&self, catalog: &Path, state: Option<&str>) -> Run {
         let config = self.config();
         let mut args = vec![
             "read".to_owned(),
