@@ -136,95 +136,105 @@ impl Scan {
     /// The input is trusted to be JSON only so far as the parser checks structure here and
     /// serde checks each element later; this just finds boundaries.
     fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, PageSyntaxError> {
-        while self.at < buf.len() {
+        // Position and depth live in locals: this loop is the hottest code of a sync.
+        let len = buf.len();
+        let mut at = self.at;
+        let mut depth = self.depth;
+        let result = loop {
+            if at >= len {
+                break Ok(None);
+            }
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                    self.at += 1;
+                    at += 1;
                     continue;
                 }
-                match find_quote_or_backslash(buf, self.at) {
-                    None => {
-                        self.at = buf.len();
-                        return Ok(None);
+                let Some(q) = find_quote_or_backslash(buf, at) else {
+                    at = len;
+                    break Ok(None);
+                };
+                if buf[q] == b'\\' {
+                    // Skip the escaped byte (it may be a quote).
+                    if q + 1 < len {
+                        at = q + 2;
+                    } else {
+                        self.escaped = true;
+                        at = q + 1;
                     }
-                    Some(at) => {
-                        if buf[at] == b'\\' {
-                            self.escaped = true;
-                            self.at = at + 1;
-                        } else {
-                            self.in_string = false;
-                            self.at = at + 1;
-                            if self.depth == 0 {
-                                return Ok(Some(self.at));
-                            }
-                            if self.depth == 1 {
-                                if let Some(m) = &mut self.meta {
-                                    if m.expect_key {
-                                        let key = &buf[m.string_start + 1..at];
-                                        m.pending = META_KEYS.iter().position(|k| *k == key);
-                                        m.expect_key = false;
-                                    }
-                                }
-                            }
+                    continue;
+                }
+                self.in_string = false;
+                at = q + 1;
+                if depth == 0 {
+                    break Ok(Some(at));
+                }
+                if depth == 1 {
+                    if let Some(m) = &mut self.meta {
+                        if m.expect_key {
+                            let key = &buf[m.string_start + 1..q];
+                            m.pending = META_KEYS.iter().position(|k| *k == key);
+                            m.expect_key = false;
                         }
                     }
                 }
                 continue;
             }
-            if self.depth > 0 {
+            if depth > 0 {
                 // Inside a container only these bytes matter; skip the rest in a tight loop.
-                while self.at < buf.len() && !STRUCTURAL[buf[self.at] as usize] {
-                    self.at += 1;
+                while at < len && !STRUCTURAL[buf[at] as usize] {
+                    at += 1;
                 }
-                if self.at == buf.len() {
-                    break;
+                if at == len {
+                    break Ok(None);
                 }
             }
-            let b = buf[self.at];
+            let b = buf[at];
             match b {
                 b'"' if !self.scalar => {
                     self.in_string = true;
-                    if self.depth == 1 {
+                    if depth == 1 {
                         if let Some(m) = &mut self.meta {
-                            m.string_start = self.at;
+                            m.string_start = at;
                         }
                     }
                 }
                 b'{' | b'[' if !self.scalar => {
-                    self.depth += 1;
-                    if self.depth == 1 {
+                    depth += 1;
+                    if depth == 1 {
                         if let Some(m) = &mut self.meta {
                             m.expect_key = b == b'{';
                         }
                     }
                 }
-                b':' if self.depth == 1 => {
+                b':' if depth == 1 => {
                     if let Some(m) = &mut self.meta {
-                        m.value_start = self.at + 1;
+                        m.value_start = at + 1;
                     }
                 }
-                b',' if self.depth == 1 => self.end_member(self.at),
-                b'}' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' if self.depth == 0 => {
+                b',' if depth == 1 => self.end_member(at),
+                b'}' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' if depth == 0 => {
                     if self.scalar {
-                        return Ok(Some(self.at));
+                        break Ok(Some(at));
                     }
-                    return Err(unexpected(b, self.at));
+                    break Err(unexpected(b, at));
                 }
                 b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        self.end_member(self.at);
-                        self.at += 1;
-                        return Ok(Some(self.at));
+                    depth -= 1;
+                    if depth == 0 {
+                        self.end_member(at);
+                        at += 1;
+                        break Ok(Some(at));
                     }
                 }
-                _ if self.depth == 0 => self.scalar = true,
+                _ if depth == 0 => self.scalar = true,
                 _ => {}
             }
-            self.at += 1;
-        }
-        Ok(None)
+            at += 1;
+        };
+        self.at = at;
+        self.depth = depth;
+        result
     }
 }
 
