@@ -35,13 +35,13 @@ if [[ -z "${SOURCE_CONVEX_BIN:-}" || -z "${CONVEX_EMULATOR_BIN:-}" ]]; then
     if [[ -x scripts/build-static.sh ]]; then
         scripts/build-static.sh >/dev/null
     else
-        RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+        RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
             cargo build --release --locked --target "$TARGET" -p source-convex -p convex-emulator
     fi
 fi
 if [[ -z "${TRANSFER_ONLY_BIN:-}" ]]; then
     # Same target and RUSTFLAGS as build-static.sh, so the dependency cache is shared.
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
         cargo build --release --locked --target "$TARGET" -p convex-bench --bin transfer-only --bin bench-run
 fi
 SOURCE_CONVEX_BIN="${SOURCE_CONVEX_BIN:-$OUT/source-convex}"

@@ -316,13 +316,6 @@ fn table_query<'a>(table: &'a TableRef, query: &mut Vec<(&'static str, &'a str)>
 }
 
 fn network(endpoint: &'static str, e: &reqwest::Error) -> ConvexError {
-    let kind = if e.is_connect() {
-        NetworkFailure::Connect
-    } else if e.is_timeout() {
-        NetworkFailure::Timeout
-    } else {
-        NetworkFailure::Other
-    };
     // reqwest's chain names the cause (DNS, refused, TLS); the URL it includes has no key.
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -331,6 +324,16 @@ fn network(endpoint: &'static str, e: &reqwest::Error) -> ConvexError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
+    // rustls reports refused certificates as "invalid peer certificate: UnknownIssuer" etc.
+    let kind = if detail.contains("certificate") {
+        NetworkFailure::Tls
+    } else if e.is_connect() {
+        NetworkFailure::Connect
+    } else if e.is_timeout() {
+        NetworkFailure::Timeout
+    } else {
+        NetworkFailure::Other
+    };
     ConvexError::Network {
         endpoint,
         kind,

@@ -234,6 +234,8 @@ pub enum NetworkFailure {
     Timeout,
     /// The connection broke or the body ended early.
     Body,
+    /// The server's TLS certificate was refused: retrying cannot help.
+    Tls,
     Other,
 }
 
@@ -316,6 +318,10 @@ impl ConvexError {
     /// Worth another attempt: the network, timeouts, overload and rate limits.
     pub fn is_retryable(&self) -> bool {
         match self {
+            ConvexError::Network {
+                kind: NetworkFailure::Tls,
+                ..
+            } => false,
             ConvexError::Network { .. } => true,
             ConvexError::Api { status, .. } | ConvexError::Status { status, .. } => {
                 matches!(status, 408 | 425 | 429) || *status >= 500
@@ -327,9 +333,9 @@ impl ConvexError {
     pub fn failure_type(&self) -> FailureType {
         match self {
             ConvexError::Network {
-                kind: NetworkFailure::Connect,
+                kind: NetworkFailure::Tls,
                 ..
-            } => FailureType::TransientError,
+            } => FailureType::ConfigError,
             ConvexError::Network { .. } => FailureType::TransientError,
             e if e.is_retryable() => FailureType::TransientError,
             ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
@@ -374,6 +380,12 @@ impl ConvexError {
                 " — Convex kept failing after several retries; this is usually temporary, try again later."
             }
             _ => match self {
+                ConvexError::Network {
+                    kind: NetworkFailure::Tls,
+                    ..
+                } => {
+                    " — the deployment's TLS certificate was not trusted: check deployment_url; behind a proxy that re-signs traffic, add its CA to the system's CA bundle (or point SSL_CERT_FILE at a bundle that has it)."
+                }
                 ConvexError::Network {
                     kind: NetworkFailure::Connect,
                     ..
@@ -476,5 +488,13 @@ mod tests {
             e(401, "BadAdminKey").to_string(),
             "/api/list_snapshot: 401: BadAdminKey: m"
         );
+        let tls = ConvexError::Network {
+            endpoint: "/api/json_schemas",
+            kind: NetworkFailure::Tls,
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(!tls.is_retryable());
+        assert_eq!(tls.failure_type(), FailureType::ConfigError);
+        assert!(tls.user_message().contains("SSL_CERT_FILE"));
     }
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Build the release binaries once, fully static, for everything that needs them:
+# the image (Dockerfile runtime stage / scripts/image-test.sh), the quickstart, the
+# conformance suite and the benchmark.
+#
+#   scripts/build-static.sh                  # build source-convex + convex-emulator, verify, print dir
+#   scripts/build-static.sh source-convex    # only the listed packages (the Dockerfile does this)
+#   scripts/build-static.sh --print-dir      # only print the output directory (no build)
+#
+# Output: target/x86_64-unknown-linux-gnu/release/{source-convex,convex-emulator}
+# (CARGO_TARGET_DIR is honoured.)
+#
+# Why static glibc (+crt-static) rather than musl: the stock x86_64-unknown-linux-gnu
+# toolchain can do it with no extra target or C toolchain, and the result runs in a
+# FROM-scratch image that holds only busybox and a CA bundle. TLS is rustls (no OpenSSL).
+# Name resolution in a static glibc binary: glibc >= 2.34 has the `files` and `dns`
+# NSS modules built in, so /etc/hosts and /etc/resolv.conf work without libnss_*.so;
+# other NSS sources (e.g. mdns, ldap) in /etc/nsswitch.conf are not available.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET=x86_64-unknown-linux-gnu
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release"
+
+if [[ "${1:-}" == "--print-dir" ]]; then
+    echo "$OUT"
+    exit 0
+fi
+
+log() { echo "build-static: $*" >&2; }
+
+packages=("$@")
+[[ ${#packages[@]} -gt 0 ]] || packages=(source-convex convex-emulator)
+pkg_args=()
+for p in "${packages[@]}"; do
+    case "$p" in
+        source-convex|convex-emulator) pkg_args+=(-p "$p") ;;
+        *) log "unknown package '$p' (expected source-convex and/or convex-emulator)"; exit 2 ;;
+    esac
+done
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        log "cargo not found. Install a Rust toolchain (https://rustup.rs, rust-version >= 1.85) or use the Docker image (see README.md)."
+        exit 1
+    fi
+fi
+
+# The static link needs glibc's static archives (libc.a), shipped by libc6-dev on Debian.
+if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a ]] && command -v dpkg >/dev/null 2>&1; then
+    log "libc.a missing: install libc6-dev (apt-get install -y libc6-dev)"
+    exit 1
+fi
+
+cd "$ROOT"
+log "cargo build --release --locked --target $TARGET ${pkg_args[*]} (static)"
+# RUSTFLAGS only reach the target crates because --target is explicit: build scripts and
+# proc-macros stay dynamic, as they must. getrandom_backend: in a static binary getrandom
+# cannot find glibc's getrandom() at run time and falls back to /dev/urandom, which a bare
+# chroot may lack; call it directly instead (bench/run.sh uses the same flags). The separate target/<triple>/ directory keeps
+# this build from invalidating the ordinary `cargo build`/`cargo test` cache.
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
+    cargo build --release --locked --target "$TARGET" "${pkg_args[@]}"
+
+for bin in "${packages[@]}"; do
+    path="$OUT/$bin"
+    [[ -x "$path" ]] || { log "missing $path"; exit 1; }
+    # A static-pie binary has no PT_INTERP and no NEEDED entries.
+    if command -v readelf >/dev/null 2>&1; then
+        if readelf -l "$path" | grep -q 'Requesting program interpreter' \
+            || readelf -d "$path" | grep -q '(NEEDED)'; then
+            log "$bin is not statically linked:"
+            readelf -d "$path" | grep NEEDED >&2 || true
+            exit 1
+        fi
+    elif command -v file >/dev/null 2>&1; then
+        file -L "$path" | grep -Eq 'static(ally)?[- ]linked|static-pie' || {
+            log "$bin is not statically linked: $(file -L "$path")"; exit 1; }
+    fi
+done
+
+# Smoke test: `spec` must print exactly one SPEC message and exit 0.
+[[ -x "$OUT/source-convex" ]] || { log "ok: static binaries in $OUT"; echo "$OUT"; exit 0; }
+spec_out="$("$OUT/source-convex" spec)"
+if [[ "$(printf '%s\n' "$spec_out" | grep -Ec '"type": *"SPEC"')" != 1 ]]; then
+    log "source-convex spec did not print one SPEC message:"
+    printf '%s\n' "$spec_out" >&2
+    exit 1
+fi
+
+log "ok: static binaries in $OUT"
+echo "$OUT"
