@@ -160,9 +160,25 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
             catalog,
             state,
         } => {
-            let config = load_config(&config)?;
             let catalog = load_catalog(&catalog)?;
-            let state = load_state(state.as_deref())?;
+            let (config, state) =
+                match load_config(&config).and_then(|c| Ok((c, load_state(state.as_deref())?))) {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        // Known streams still get their terminal status before the error.
+                        let mut buf = Vec::new();
+                        for s in &catalog.streams {
+                            let desc = protocol::StreamDescriptor {
+                                name: s.stream.name.clone(),
+                                namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
+                            };
+                            Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
+                                .write_line(&mut buf);
+                        }
+                        out.send_blocking(buf)?;
+                        return Err(e);
+                    }
+                };
             let api = Arc::new(HttpConvex::new(&config, Some(out.clone()))?);
             let options = read::ReadOptions {
                 concurrency: config.concurrency,

@@ -513,6 +513,35 @@ fn a_bad_key_ends_every_stream_incomplete_with_a_config_error() {
 }
 
 #[test]
+fn an_unreadable_state_ends_every_configured_stream_incomplete() {
+    let h = Harness::with_tables(2, 3, false);
+    let catalog = h.catalog_all("incremental");
+    for bad in ["\"not a list\"", "{broken"] {
+        let run = h.read(&catalog, Some(bad));
+        run.assert_well_formed(h.emu.access_key());
+        assert_eq!(run.code, 1, "{bad}");
+        for (_, _, name) in tables(h.dep()) {
+            assert_eq!(
+                run.statuses(&name),
+                ["INCOMPLETE"],
+                "{name} with state {bad}"
+            );
+        }
+        assert_eq!(run.errors().len(), 1);
+        assert_eq!(run.errors()[0]["failure_type"], "config_error");
+    }
+    // An unusable state of one stream fails that stream only.
+    let run = h.read(
+        &catalog,
+        Some(r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"delta_cursor":-5}}}]"#),
+    );
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 1);
+    assert_eq!(run.statuses("users"), ["INCOMPLETE"]);
+    assert_eq!(run.statuses("messages").last().unwrap(), "COMPLETE");
+}
+
+#[test]
 fn an_invalid_catalog_is_a_config_error_not_a_crash() {
     let h = Harness::with_tables(1, 1, false);
     let bad = h.write("bad.json", r#"{"streams":[{"stream":{"name":"__AIRBYTE__stream_that_does_not_exist","json_schema":{}},"sync_mode":"INVALID","destination_sync_mode":"INVALID"}]}"#);

@@ -78,20 +78,21 @@ pub async fn read<A: ConvexApi>(
             return Ok(false);
         }
     };
-    for p in &plan {
-        if let Ok((table, _)) = &p.start {
-            if !schemas.contains(table) {
-                out.send(log(
-                    LogLevel::Warn,
-                    format!(
-                        "Stream {}: table {table} is not in the deployment (deleted, renamed, or not yet created); it reads as empty. Refresh the source schema if it was removed.",
-                        p.desc
-                    ),
-                ))
-                .await?;
+    // A configured table the deployment no longer has (deleted or renamed) would silently read
+    // as empty forever: fail its stream instead, so someone refreshes the schema.
+    let plan: Vec<Planned> = plan
+        .into_iter()
+        .map(|mut p| {
+            if let Ok((table, _)) = &p.start {
+                if !schemas.contains(table) {
+                    p.start = Err(UserError::config(format!(
+                        "table {table} is not in the deployment any more (deleted or renamed); refresh the source schema and update the connection's streams"
+                    )));
+                }
             }
-        }
-    }
+            p
+        })
+        .collect();
 
     let shared = Arc::new(Shared {
         api,

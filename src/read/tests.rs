@@ -533,3 +533,40 @@ fn unusable_state_or_stream_fails_only_that_stream() {
         "COMPLETE"
     );
 }
+
+#[test]
+fn a_table_gone_from_the_deployment_fails_its_stream_only() {
+    let fake = Arc::new(Fake::new(&[("users", 1)]));
+    let (ok, messages) = run(
+        fake.clone(),
+        &[("users", "incremental"), ("ghost", "incremental")],
+        "",
+        2,
+    );
+    assert!(!ok);
+    assert_eq!(
+        kinds(&of_stream(&messages, "ghost")),
+        ["INCOMPLETE", "ERROR"]
+    );
+    let err = messages
+        .iter()
+        .find(|m| m["trace"]["type"] == "ERROR")
+        .unwrap();
+    assert_eq!(err["trace"]["error"]["failure_type"], "config_error");
+    assert!(err["trace"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("refresh the source schema"));
+    assert_eq!(
+        kinds(&of_stream(&messages, "users")).last().unwrap(),
+        "COMPLETE"
+    );
+    assert!(
+        fake.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| !c.contains("ghost")),
+        "nothing requested for it"
+    );
+}

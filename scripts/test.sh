@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# THE test command of source-convex: everything CI runs, in order.
+#
+#   scripts/test.sh                    # full suite
+#   scripts/test.sh -- -k pyairbyte    # extra arguments after `--` go to pytest
+#
+# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> cargo clippy -D warnings
+# -> cargo test --workspace -> release build -> pytest integration_tests (checker unit tests,
+# protocol conformance, airbyte-cdk standard tests, PyAirbyte) -> scripts/image-test.sh and
+# bench/run.sh --smoke when present. Every step runs even if an earlier one failed (unless it
+# depends on it); the exit code is non-zero if any step failed.
+#
+# Binaries under test: $SOURCE_CONVEX_BIN / $CONVEX_EMULATOR_BIN, default $RELEASE_DIR/...,
+# where RELEASE_DIR is the output of scripts/build-static.sh (static glibc build,
+# target/x86_64-unknown-linux-gnu/release) when that script exists, else target/release.
+# Set RELEASE_BUILD=plain to force the ordinary `cargo build --release`.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+[[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+
+PYTEST_ARGS=()
+if [[ "${1:-}" == "--" ]]; then shift; PYTEST_ARGS=("$@"); fi
+
+# ---- the release binaries: one place ---------------------------------------------------
+if [[ "${RELEASE_BUILD:-}" != "plain" && -x scripts/build-static.sh ]]; then
+    RELEASE_BUILD_CMD=(scripts/build-static.sh)
+    RELEASE_DIR="$(scripts/build-static.sh --print-dir)"
+else
+    RELEASE_BUILD_CMD=(cargo build --release --locked -p source-convex -p convex-emulator)
+    RELEASE_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+fi
+export SOURCE_CONVEX_BIN="${SOURCE_CONVEX_BIN:-$RELEASE_DIR/source-convex}"
+export CONVEX_EMULATOR_BIN="${CONVEX_EMULATOR_BIN:-$RELEASE_DIR/convex-emulator}"
+
+# ---- step bookkeeping --------------------------------------------------------------------
+declare -a STEP_NAMES=() STEP_RESULTS=() STEP_TIMES=()
+FAILED=0
+SUITE_START=$(date +%s)
+declare -A OK=()
+
+step() {  # step NAME [requires=STEP,...] -- command...
+    local name="$1"; shift
+    local requires=""
+    if [[ "${1:-}" == requires=* ]]; then requires="${1#requires=}"; shift; fi
+    [[ "${1:-}" == "--" ]] && shift
+    local start=$(date +%s) result dep
+    echo
+    echo "=== [$name] $*"
+    for dep in ${requires//,/ }; do
+        if [[ "${OK[$dep]:-0}" != 1 ]]; then
+            result="SKIPPED (needs $dep)"
+            echo "=== [$name] $result"
+            STEP_NAMES+=("$name"); STEP_RESULTS+=("$result"); STEP_TIMES+=(0)
+            FAILED=1
+            return 0
+        fi
+    done
+    "$@"
+    local rc=$?
+    local secs=$(( $(date +%s) - start ))
+    if [[ $rc -eq 0 ]]; then result="ok"; OK[$name]=1; else result="FAILED (exit $rc)"; FAILED=1; fi
+    echo "=== [$name] $result in ${secs}s"
+    STEP_NAMES+=("$name"); STEP_RESULTS+=("$result"); STEP_TIMES+=("$secs")
+}
+
+# ---- steps ---------------------------------------------------------------------------------
+python_env() {
+    VENV="$(scripts/python-env.sh)" || return 1
+    export VENV
+}
+
+release_build() {
+    "${RELEASE_BUILD_CMD[@]}" || return 1
+    local b
+    for b in "$SOURCE_CONVEX_BIN" "$CONVEX_EMULATOR_BIN"; do
+        [[ -x "$b" ]] || { echo "missing binary $b" >&2; return 1; }
+    done
+}
+
+integration() {
+    # pytest exit 5 = no tests collected: a failure here.
+    local tmp="${TMPDIR:-/tmp}/source-convex-pytest.$$"
+    mkdir -p "$tmp"
+    env AIRBYTE_OFFLINE_MODE=1 DO_NOT_TRACK=1 \
+        "$VENV/bin/python" -m pytest integration_tests -p no:cacheprovider \
+        --basetemp="$tmp/base" --junitxml="$tmp/junit.xml" "${PYTEST_ARGS[@]}"
+    local rc=$?
+    if [[ $rc -eq 5 ]]; then echo "pytest collected no tests" >&2; fi
+    rm -rf "$tmp"
+    return $rc
+}
+
+have_libc_a() {
+    # The static build needs glibc's static archive (Debian libc6-dev).
+    if [[ "${RELEASE_BUILD_CMD[0]}" == scripts/build-static.sh && ! -e /usr/lib/x86_64-linux-gnu/libc.a ]] \
+        && command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-dev
+    fi
+    return 0
+}
+
+step python-env -- python_env
+step fmt -- cargo fmt --all -- --check --color never
+step clippy -- cargo clippy --workspace --all-targets --locked -- -D warnings
+step cargo-test -- cargo test --workspace --locked
+have_libc_a
+step release-build -- release_build
+step integration requires=python-env,release-build -- integration
+if [[ -x scripts/image-test.sh ]]; then
+    step image-test requires=release-build -- scripts/image-test.sh
+fi
+if [[ -x bench/run.sh ]]; then
+    step bench-smoke requires=release-build -- bench/run.sh --smoke
+fi
+
+# ---- summary -------------------------------------------------------------------------------
+TOTAL=$(( $(date +%s) - SUITE_START ))
+echo
+echo "================ source-convex test summary ================"
+printf '  %-16s %-28s %6s\n' STEP RESULT SECONDS
+for i in "${!STEP_NAMES[@]}"; do
+    printf '  %-16s %-28s %6s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_TIMES[$i]}"
+done
+echo "  binaries: $SOURCE_CONVEX_BIN, $CONVEX_EMULATOR_BIN"
+if [[ $FAILED -ne 0 ]]; then
+    echo "test.sh: FAILED after ${TOTAL}s"
+    exit 1
+fi
+echo "test.sh: all ${#STEP_NAMES[@]} steps passed in ${TOTAL}s"
