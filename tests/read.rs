@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{apply, live, tables, without_cdc, Harness};
-use convex_emulator::{apply_changes, FaultKind, FaultRule, GenerateSpec, Settings};
+use convex_emulator::{apply_changes, FaultKind, FaultRule, Settings};
 use serde_json::{json, Value};
 
 /// Image of every table after applying `runs`' records in order, keyed by stream name.
@@ -35,15 +35,7 @@ fn assert_matches_live(h: &Harness, runs: &[&common::Run]) {
 
 #[test]
 fn full_refresh_of_tables_and_components_equals_the_deployment() {
-    let h = Harness::new(
-        GenerateSpec {
-            tables: 3,
-            docs: 1100,
-            components: true,
-            ..GenerateSpec::default()
-        },
-        Settings::default(),
-    );
+    let h = Harness::generated(3, 1100, true, Settings::default());
     let catalog = h.catalog_all("full_refresh");
     let run = h.read(&catalog, None);
     run.assert_well_formed(h.emu.access_key());
@@ -81,12 +73,10 @@ fn full_refresh_of_tables_and_components_equals_the_deployment() {
 
 #[test]
 fn all_streams_read_at_one_snapshot_even_with_writes_during_the_sync() {
-    let mut h = Harness::new(
-        GenerateSpec {
-            tables: 3,
-            docs: 300,
-            ..GenerateSpec::default()
-        },
+    let mut h = Harness::generated(
+        3,
+        300,
+        false,
         Settings {
             snapshot_page_limit: 50,
             ..Settings::default()
@@ -135,15 +125,7 @@ fn all_streams_read_at_one_snapshot_even_with_writes_during_the_sync() {
 
 #[test]
 fn incremental_brings_only_changes_with_deletes_and_whole_transactions() {
-    let h = Harness::new(
-        GenerateSpec {
-            tables: 2,
-            docs: 400,
-            components: true,
-            ..GenerateSpec::default()
-        },
-        Settings::default(),
-    );
+    let h = Harness::generated(2, 400, true, Settings::default());
     let catalog = h.catalog_all("incremental");
     let first = h.read(&catalog, Some("[]"));
     assert_eq!(first.code, 0);
@@ -262,12 +244,10 @@ fn resume_everywhere(
 
 #[test]
 fn resumes_from_every_checkpoint_of_an_interrupted_sync() {
-    let mut h = Harness::new(
-        GenerateSpec {
-            tables: 2,
-            docs: 23,
-            ..GenerateSpec::default()
-        },
+    let mut h = Harness::generated(
+        2,
+        23,
+        false,
         Settings {
             snapshot_page_limit: 5,
             deltas_page_limit: 4,
@@ -323,12 +303,10 @@ fn the_python_connectors_saved_state_continues_exactly() {
 
 #[test]
 fn injected_failures_mid_sync_still_end_with_exact_content() {
-    let mut h = Harness::new(
-        GenerateSpec {
-            tables: 2,
-            docs: 700,
-            ..GenerateSpec::default()
-        },
+    let mut h = Harness::generated(
+        2,
+        700,
+        false,
         Settings {
             snapshot_page_limit: 100,
             ..Settings::default()
@@ -431,12 +409,10 @@ fn a_backend_ignoring_the_table_filter_fails_the_stream() {
 
 #[test]
 fn an_expired_delta_cursor_heals_with_a_fresh_snapshot() {
-    let h = Harness::new(
-        GenerateSpec {
-            tables: 1,
-            docs: 30,
-            ..GenerateSpec::default()
-        },
+    let h = Harness::generated(
+        1,
+        30,
+        false,
         Settings {
             retention_ms: 60_000,
             ..Settings::default()
@@ -463,12 +439,10 @@ fn an_expired_delta_cursor_heals_with_a_fresh_snapshot() {
 
 #[test]
 fn an_expired_snapshot_heals_with_a_fresh_snapshot() {
-    let h = Harness::new(
-        GenerateSpec {
-            tables: 1,
-            docs: 30,
-            ..GenerateSpec::default()
-        },
+    let h = Harness::generated(
+        1,
+        30,
+        false,
         Settings {
             snapshot_page_limit: 10,
             ..Settings::default()
@@ -572,15 +546,7 @@ fn an_invalid_catalog_is_a_config_error_not_a_crash() {
 
 #[test]
 fn records_validate_against_the_discovered_schemas_deletes_included() {
-    let h = Harness::new(
-        GenerateSpec {
-            tables: 3,
-            docs: 200,
-            components: true,
-            ..GenerateSpec::default()
-        },
-        Settings::default(),
-    );
+    let h = Harness::generated(3, 200, true, Settings::default());
     let streams = h.discover();
     let catalog = h.catalog_all("incremental");
     let first = h.read(&catalog, Some("[]"));

@@ -39,6 +39,10 @@ impl Harness {
     }
 
     pub fn with_tables(tables: usize, docs: usize, components: bool) -> Harness {
+        Harness::generated(tables, docs, components, Settings::default())
+    }
+
+    pub fn generated(tables: usize, docs: usize, components: bool, settings: Settings) -> Harness {
         Harness::new(
             GenerateSpec {
                 tables,
@@ -46,7 +50,7 @@ impl Harness {
                 components,
                 ..GenerateSpec::default()
             },
-            Settings::default(),
+            settings,
         )
     }
 
