@@ -49,16 +49,13 @@ pub async fn read<A: ConvexApi>(
     options: ReadOptions,
 ) -> anyhow::Result<bool> {
     let plan = plan(catalog, &state);
-    let log = |level, msg: String| Message::log(level, &msg).to_line();
-    out.send(log(
-        LogLevel::Info,
-        format!(
-            "Reading {} stream(s) from Convex, {} at a time",
-            plan.len(),
-            options.concurrency
-        ),
-    ))
-    .await?;
+    let intro = format!(
+        "Reading {} stream(s) from Convex, {} at a time",
+        plan.len(),
+        options.concurrency
+    );
+    out.send(Message::log(LogLevel::Info, &intro).to_line())
+        .await?;
 
     // One request proves the key, the plan and the permissions before any stream starts, and
     // tells which configured tables still exist.
@@ -103,11 +100,11 @@ pub async fn read<A: ConvexApi>(
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = Vec::with_capacity(plan.len());
     for p in plan {
+        // Taken here, before the task exists, so streams start in catalog order.
+        let permit = permits.clone().acquire_owned().await?;
         let shared = shared.clone();
-        let permits = permits.clone();
         tasks.push(tokio::spawn(async move {
-            // Acquired in catalog order (the semaphore is fair), so streams start in that order.
-            let _permit = permits.acquire_owned().await;
+            let _permit = permit;
             run_stream(&shared, p).await
         }));
     }
