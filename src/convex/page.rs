@@ -194,7 +194,12 @@ impl Scan {
                     if let Some(m) = &mut self.meta {
                         if m.expect_key {
                             let key = &buf[m.string_start + 1..q];
-                            m.pending = META_KEYS.iter().position(|k| *k == key);
+                            // User fields cannot start with `_`: most keys are rejected here.
+                            m.pending = if key.first() == Some(&b'_') {
+                                META_KEYS.iter().position(|k| *k == key)
+                            } else {
+                                None
+                            };
                             m.expect_key = false;
                         }
                     }

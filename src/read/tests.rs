@@ -244,6 +244,14 @@ fn kinds(messages: &[&Value]) -> Vec<String> {
         .collect()
 }
 
+/// The `error` of the first TRACE ERROR.
+fn first_error(messages: &[Value]) -> &Value {
+    &messages
+        .iter()
+        .find(|m| m["trace"]["type"] == "ERROR")
+        .expect("a TRACE ERROR")["trace"]["error"]
+}
+
 fn last_state(messages: &[&Value]) -> Value {
     messages
         .iter()
@@ -444,12 +452,9 @@ fn a_failing_stream_ends_incomplete_and_the_others_finish() {
     assert!(!ok);
     let users = kinds(&of_stream(&messages, "users"));
     assert_eq!(users, ["STARTED", "INCOMPLETE", "ERROR"]);
-    let err = messages
-        .iter()
-        .find(|m| m["trace"]["type"] == "ERROR")
-        .unwrap();
-    assert_eq!(err["trace"]["error"]["failure_type"], "system_error");
-    assert!(err["trace"]["error"]["message"]
+    let err = first_error(&messages);
+    assert_eq!(err["failure_type"], "system_error");
+    assert!(err["message"]
         .as_str()
         .unwrap()
         .starts_with("Stream users: /api/list_snapshot: 400: BadQueryArgs"));
@@ -465,14 +470,8 @@ fn a_backend_ignoring_the_table_filter_fails_the_stream_loudly() {
     fake.ignore_filter = true;
     let (ok, messages) = run(Arc::new(fake), &[("users", "full_refresh")], "", 1);
     assert!(!ok);
-    let err = messages
-        .iter()
-        .find(|m| m["trace"]["type"] == "ERROR")
-        .unwrap();
-    assert!(err["trace"]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("#302"));
+    let err = first_error(&messages);
+    assert!(err["message"].as_str().unwrap().contains("#302"));
     assert!(messages
         .iter()
         .filter(|m| m["type"] == "RECORD")
@@ -548,12 +547,9 @@ fn a_table_gone_from_the_deployment_fails_its_stream_only() {
         kinds(&of_stream(&messages, "ghost")),
         ["INCOMPLETE", "ERROR"]
     );
-    let err = messages
-        .iter()
-        .find(|m| m["trace"]["type"] == "ERROR")
-        .unwrap();
-    assert_eq!(err["trace"]["error"]["failure_type"], "config_error");
-    assert!(err["trace"]["error"]["message"]
+    let err = first_error(&messages);
+    assert_eq!(err["failure_type"], "config_error");
+    assert!(err["message"]
         .as_str()
         .unwrap()
         .contains("refresh the source schema"));
