@@ -8,6 +8,17 @@ use common::*;
 use convex_emulator::{Deployment, Value};
 use serde_json::json;
 
+/// Inserts `n` documents into a root table in one transaction; returns its timestamp.
+fn commit_rows(dep: &Deployment, table: &str, n: usize) -> i64 {
+    dep.transaction(|tx| {
+        for i in 0..n {
+            tx.insert("", table, json!({"i": i as f64}))?;
+        }
+        Ok(())
+    })
+    .unwrap()
+}
+
 fn insert(dep: &Deployment, table: &str, doc: serde_json::Value) -> (i64, String) {
     dep.insert("", table, doc).unwrap()
 }
@@ -395,14 +406,7 @@ fn b17_transaction_never_split() {
     let emu = start();
     let dep = emu.deployment();
     let start_ts = dep.head();
-    let ts = dep
-        .transaction(|tx| {
-            for i in 0..300 {
-                tx.insert("", "t", json!({"i": i as f64}))?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    let ts = commit_rows(dep, "t", 300);
     let p = deltas(&emu, start_ts, "");
     assert_eq!(p["values"].as_array().unwrap().len(), 300);
     assert_eq!(p["cursor"].as_i64(), Some(ts));
@@ -411,13 +415,7 @@ fn b17_transaction_never_split() {
     // Two transactions of 100 rows and nothing after: one page of 200, hasMore false.
     let before = dep.head();
     for _ in 0..2 {
-        dep.transaction(|tx| {
-            for i in 0..100 {
-                tx.insert("", "t", json!({"i": i as f64}))?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        commit_rows(dep, "t", 100);
     }
     let p = deltas(&emu, before, "");
     assert_eq!(p["values"].as_array().unwrap().len(), 200);
@@ -426,13 +424,7 @@ fn b17_transaction_never_split() {
     // A later commit after the cutoff makes hasMore true.
     let before = dep.head();
     for _ in 0..2 {
-        dep.transaction(|tx| {
-            for i in 0..100 {
-                tx.insert("", "t", json!({"i": i as f64}))?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        commit_rows(dep, "t", 100);
     }
     insert(dep, "t", json!({}));
     let p = deltas(&emu, before, "");

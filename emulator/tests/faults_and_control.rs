@@ -512,11 +512,16 @@ fn binary_prints_url_and_shuts_down() {
     .unwrap();
     assert_eq!(r.json()["values"].as_array().unwrap().len(), 30);
     request(addr, "POST", "/_emulator/shutdown", &[], None).unwrap();
+    assert_exits_cleanly(&mut child);
+}
+
+/// Waits (at most 10 s) for the emulator process to exit, and checks it exited with success.
+fn assert_exits_cleanly(child: &mut std::process::Child) {
     let t = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success());
-            break;
+            return;
         }
         assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
         std::thread::sleep(Duration::from_millis(20));
@@ -541,15 +546,7 @@ fn binary_exits_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success());
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_exits_cleanly(&mut child);
 }
 
 #[test]
