@@ -15,9 +15,9 @@ use crate::error::UserError;
 /// optional properties whose defaults keep the old behaviour.
 pub const SPEC_JSON: &str = include_str!("../spec.json");
 
-pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
+pub const DEFAULT_CHANGE_BUFFER_MB: u64 = 256;
 
 /// The config as callers send it. Unknown keys are ignored (the spec allows them).
 /// Deliberately no `Debug`: it holds the access key.
@@ -31,6 +31,10 @@ pub struct RawConfig {
     pub connect_timeout_seconds: Option<u64>,
     #[serde(default)]
     pub request_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub every_revision: Option<bool>,
+    #[serde(default)]
+    pub change_buffer_mb: Option<u64>,
 }
 
 /// The deploy key. Never printed: `Debug` and `Display` redact it.
@@ -99,9 +103,14 @@ impl DeploymentUrl {
 pub struct Config {
     pub deployment_url: DeploymentUrl,
     pub access_key: AccessKey,
-    pub concurrency: usize,
+    /// Retired in 0.6.0 (a read walks one table at a time); kept so old configs parse.
+    pub concurrency: Option<u32>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Send every revision of a changed document instead of its latest per read.
+    pub every_revision: bool,
+    /// Bytes of changed documents one read buffers before it stops taking changes.
+    pub change_buffer_bytes: usize,
 }
 
 fn spec_value() -> Value {
@@ -130,7 +139,7 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
     Ok(Config {
         deployment_url: DeploymentUrl::parse(&raw.deployment_url)?,
         access_key: AccessKey(raw.access_key.trim().to_owned()),
-        concurrency: raw.concurrency.map_or(DEFAULT_CONCURRENCY, |c| c as usize),
+        concurrency: raw.concurrency,
         connect_timeout: Duration::from_secs(
             raw.connect_timeout_seconds
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
@@ -139,6 +148,13 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
             raw.request_timeout_seconds
                 .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
         ),
+        every_revision: raw.every_revision.unwrap_or(false),
+        change_buffer_bytes: usize::try_from(
+            raw.change_buffer_mb
+                .unwrap_or(DEFAULT_CHANGE_BUFFER_MB)
+                .saturating_mul(1024 * 1024),
+        )
+        .unwrap_or(usize::MAX),
     })
 }
 
@@ -225,7 +241,9 @@ mod tests {
             &json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "unknown": 1}),
         )
         .unwrap();
-        assert_eq!(c.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(c.concurrency, None);
+        assert!(!c.every_revision);
+        assert_eq!(c.change_buffer_bytes, 256 * 1024 * 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(120));
         assert!(parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "concurrency": 0})).is_err());
         let err =

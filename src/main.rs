@@ -6,6 +6,7 @@
 mod catalog;
 mod config;
 mod convex;
+mod discovery;
 mod error;
 mod output;
 mod protocol;
@@ -21,7 +22,6 @@ use serde_json::value::RawValue;
 
 use crate::config::{parse_config, read_json_file, Config};
 use crate::convex::http::{HttpConvex, RetryPolicy};
-use crate::convex::ConvexApi;
 use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed};
 use crate::protocol::{CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message};
@@ -143,10 +143,13 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
         Command::Discover { config } => {
             let config = load_config(&config)?;
             let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
-            let schemas = runtime()?
-                .block_on(api.json_schemas())
+            let described = runtime()?
+                .block_on(discovery::describe(&api))
                 .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
-            let streams = catalog::build_catalog(schemas);
+            if let Some(w) = &described.warning {
+                out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
+            }
+            let streams = catalog::build_catalog(described.schemas);
             out.send_blocking(
                 Message::Catalog {
                     catalog: protocol::Catalog { streams: &streams },
@@ -172,6 +175,9 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                                 name: s.stream.name.clone(),
                                 namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
                             };
+                            // STARTED first: a terminal status alone breaks strict checkers.
+                            Message::stream_status(&desc, protocol::StreamStatusKind::Started)
+                                .write_line(&mut buf);
                             Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
                                 .write_line(&mut buf);
                         }
@@ -179,10 +185,17 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                         return Err(e);
                     }
                 };
+            if config.concurrency.is_some() {
+                let note = "The concurrency setting is deprecated since 0.6.0 and ignored: a read makes one change walk and one snapshot walk at a time, the way Convex serves data. Remove it from the configuration.";
+                out.send_blocking(Message::log(protocol::LogLevel::Info, note).to_line())?;
+            }
             let api = Arc::new(HttpConvex::new(&config, Some(out.clone()))?);
             let options = read::ReadOptions {
-                concurrency: config.concurrency,
                 debug,
+                changes: read::changes::ChangeOptions {
+                    every_revision: config.every_revision,
+                    buffer_bytes: config.change_buffer_bytes,
+                },
             };
             let out = out.clone();
             runtime()?.block_on(read::read(api, out, catalog, state, options))
@@ -248,8 +261,13 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
     let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.
-    match runtime()?.block_on(api.json_schemas()) {
-        Ok(_) => out.send_blocking(status(CheckStatus::Succeeded, None))?,
+    match runtime()?.block_on(discovery::describe(&api)) {
+        Ok(described) => {
+            if let Some(w) = &described.warning {
+                out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
+            }
+            out.send_blocking(status(CheckStatus::Succeeded, None))?
+        }
         Err(e) => {
             let message = format!(
                 "Connection to Convex via json_schemas endpoint failed: {}",

@@ -259,6 +259,9 @@ pub struct ConfiguredStreamInfo {
     pub name: String,
     #[serde(default)]
     pub namespace: Option<String>,
+    /// The schema as configured: fewer properties than discovered means field selection.
+    #[serde(default)]
+    pub json_schema: Option<Value>,
 }
 
 #[cfg(test)]

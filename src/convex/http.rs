@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::page::{FeedError, PageParser, PageSyntaxError};
 use super::{
-    parse_json_schemas, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd, DeploymentSchemas,
-    NetworkFailure, PageSink, SnapshotCursor, SnapshotPageEnd, SnapshotTs, TableRef, ValueMeta,
+    parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
+    DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
+    SnapshotTs, ValueMeta,
 };
 use crate::config::{Config, DeploymentUrl};
 use crate::output::Output;
@@ -19,6 +20,7 @@ use crate::protocol::{LogLevel, Message};
 pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
 
 const JSON_SCHEMAS: &str = "/api/json_schemas";
+const TABLE_COLUMNS: &str = "/api/get_table_column_names";
 const LIST_SNAPSHOT: &str = "/api/list_snapshot";
 const DOCUMENT_DELTAS: &str = "/api/document_deltas";
 
@@ -153,12 +155,22 @@ impl HttpConvex {
         url
     }
 
+    /// One request: a GET, or a POST of the JSON `body`.
     async fn send(
         &self,
         endpoint: &'static str,
         url: &str,
+        body: Option<&str>,
     ) -> Result<reqwest::Response, AttemptError> {
-        let resp = tokio::time::timeout(self.request_timeout, self.http.get(url).send())
+        let request = match body {
+            Some(b) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_owned()),
+            None => self.http.get(url),
+        };
+        let resp = tokio::time::timeout(self.request_timeout, request.send())
             .await
             .map_err(|_| self.timeout(endpoint, "waiting for the response"))?
             .map_err(|e| network(endpoint, &e))?;
@@ -204,19 +216,20 @@ impl HttpConvex {
         }
     }
 
-    /// One attempt at one page. `delivered` counts the values the sink has already taken from
-    /// earlier attempts at the same page; Convex answers a repeated request with the same
-    /// documents in the same order, so those are skipped instead of emitted twice.
+    /// One attempt at one page. `delivered` holds what the sink took from earlier attempts at
+    /// the same page; those values are skipped by identity (table, `_id`, `_ts`), never by
+    /// count: a repeated request may answer other values, or the same in another order (an
+    /// `import --replace` between two attempts changes a deltas page's contents).
     async fn attempt_page<S: PageSink>(
         &self,
         endpoint: &'static str,
         url: &str,
+        body: &str,
         sink: &mut S,
-        delivered: &mut usize,
+        delivered: &mut Delivered,
     ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
-        let mut resp = self.send(endpoint, url).await?;
+        let mut resp = self.send(endpoint, url, Some(body)).await?;
         let mut parser = PageParser::new();
-        let mut seen = 0usize;
         loop {
             let chunk = tokio::time::timeout(self.request_timeout, resp.chunk())
                 .await
@@ -229,18 +242,15 @@ impl HttpConvex {
             let Some(chunk) = chunk else { break };
             parser
                 .feed(&chunk, |raw, raw_meta| {
-                    seen += 1;
-                    if seen <= *delivered {
-                        return Ok(());
-                    }
                     let meta = ValueMeta::from_raw(raw_meta).map_err(|detail| {
                         AttemptError::Convex(
                             ConvexError::InvalidResponse { endpoint, detail },
                             None,
                         )
                     })?;
-                    sink.value(raw, &meta).map_err(AttemptError::Sink)?;
-                    *delivered += 1;
+                    if delivered.take(&meta) {
+                        sink.value(raw, &meta).map_err(AttemptError::Sink)?;
+                    }
                     Ok(())
                 })
                 .map_err(|e| match e {
@@ -252,26 +262,30 @@ impl HttpConvex {
         parser.finish().map_err(|e| syntax(endpoint, e).into())
     }
 
+    /// One page of a walk, retried as the policy allows. Returns the page's other fields and
+    /// how many values the sink received.
     async fn page<S: PageSink>(
         &self,
         endpoint: &'static str,
         what: &str,
-        query: &[(&str, &str)],
+        body: &serde_json::Value,
         sink: &mut S,
     ) -> anyhow::Result<(Vec<(String, Vec<u8>)>, usize)> {
-        let url = self.url(endpoint, query);
-        let mut delivered = 0usize;
+        let url = self.url(endpoint, &[]);
+        let body = body.to_string();
+        let mut delivered = Delivered::default();
         let mut attempt = 1;
         loop {
             match self
-                .attempt_page(endpoint, &url, sink, &mut delivered)
+                .attempt_page(endpoint, &url, &body, sink, &mut delivered)
                 .await
             {
-                Ok(fields) => return Ok((fields, delivered)),
+                Ok(fields) => return Ok((fields, delivered.count())),
                 Err(AttemptError::Sink(e)) => return Err(e),
                 Err(AttemptError::Convex(e, retry_after)) => {
                     self.retry_or_fail(e, retry_after, &mut attempt, what)
                         .await?;
+                    delivered.index();
                 }
             }
         }
@@ -305,14 +319,64 @@ impl HttpConvex {
     }
 }
 
-fn table_query<'a>(table: &'a TableRef, query: &mut Vec<(&'static str, &'a str)>) {
-    query.push(("tableName", &table.table));
-    // Root tables are requested exactly as the Python connector did; component tables need
-    // `component`, without which Convex reads the root table of that name (usually empty).
-    if !table.component.is_empty() {
-        query.push(("component", &table.component));
+/// The values one page has handed to the sink, across attempts. The first attempt only
+/// appends keys to one buffer (no allocation per value on the hot path); a retry indexes them.
+#[derive(Default)]
+struct Delivered {
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+    index: Option<std::collections::HashSet<Box<[u8]>>>,
+    scratch: Vec<u8>,
+}
+
+impl Delivered {
+    /// Whether `meta`'s value is new to this page; if so it counts as delivered from now on.
+    fn take(&mut self, meta: &ValueMeta<'_>) -> bool {
+        self.scratch.clear();
+        for part in [&*meta.component, &*meta.table, &*meta.id] {
+            self.scratch.extend_from_slice(part.as_bytes());
+            self.scratch.push(0);
+        }
+        self.scratch
+            .extend_from_slice(itoa::Buffer::new().format(meta.ts).as_bytes());
+        if let Some(index) = &mut self.index {
+            if !index.insert(self.scratch.as_slice().into()) {
+                return false;
+            }
+        }
+        self.keys.extend_from_slice(&self.scratch);
+        self.ends.push(self.keys.len());
+        true
     }
-    query.push(("format", "json"));
+
+    /// Before a retry: what was delivered becomes a set to check against.
+    fn index(&mut self) {
+        if self.index.is_some() {
+            return;
+        }
+        let mut start = 0;
+        let mut set = std::collections::HashSet::with_capacity(self.ends.len());
+        for &end in &self.ends {
+            set.insert(self.keys[start..end].into());
+            start = end;
+        }
+        self.index = Some(set);
+    }
+
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// A walk request's JSON body: the selection, the position, and the `json` value format.
+fn walk_body(selection: &Selection, position: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    body.insert("selection".into(), selection.to_json());
+    for (k, v) in position {
+        body.insert((*k).into(), v.clone());
+    }
+    body.insert("format".into(), "json".into());
+    serde_json::Value::Object(body)
 }
 
 fn network(endpoint: &'static str, e: &reqwest::Error) -> ConvexError {
@@ -394,7 +458,7 @@ impl ConvexApi for HttpConvex {
         let mut attempt = 1;
         loop {
             let result: Result<serde_json::Value, AttemptError> = async {
-                let resp = self.send(JSON_SCHEMAS, &url).await?;
+                let resp = self.send(JSON_SCHEMAS, &url, None).await?;
                 let body = tokio::time::timeout(self.request_timeout, resp.bytes())
                     .await
                     .map_err(|_| self.timeout(JSON_SCHEMAS, "reading the table schemas"))?
@@ -437,24 +501,74 @@ impl ConvexApi for HttpConvex {
         }
     }
 
+    async fn table_columns(&self) -> Result<DeploymentSchemas, ConvexError> {
+        let url = self.url(TABLE_COLUMNS, &[("byComponent", "true")]);
+        let mut attempt = 1;
+        loop {
+            let result: Result<serde_json::Value, AttemptError> = async {
+                let resp = self.send(TABLE_COLUMNS, &url, None).await?;
+                let body = tokio::time::timeout(self.request_timeout, resp.bytes())
+                    .await
+                    .map_err(|_| self.timeout(TABLE_COLUMNS, "reading the table columns"))?
+                    .map_err(|e| ConvexError::Network {
+                        endpoint: TABLE_COLUMNS,
+                        kind: NetworkFailure::Body,
+                        detail: format!("the connection broke while reading the columns: {e}"),
+                    })?;
+                serde_json::from_slice(&body).map_err(|e| {
+                    ConvexError::InvalidResponse {
+                        endpoint: TABLE_COLUMNS,
+                        detail: format!("{e}: {}", snippet(&body)),
+                    }
+                    .into()
+                })
+            }
+            .await;
+            match result {
+                Ok(v) => {
+                    return parse_table_columns(v).map_err(|detail| ConvexError::InvalidResponse {
+                        endpoint: TABLE_COLUMNS,
+                        detail,
+                    })
+                }
+                Err(AttemptError::Sink(_)) => unreachable!("get_table_column_names has no sink"),
+                Err(AttemptError::Convex(e, ra)) => {
+                    self.retry_or_fail(e, ra, &mut attempt, "reading table columns")
+                        .await?
+                }
+            }
+        }
+    }
+
+    async fn head(&self) -> anyhow::Result<SnapshotTs> {
+        // A snapshot page of no table reads nothing and answers the head it would read at.
+        let body = walk_body(&Selection::new(), &[]);
+        let mut sink = NoValues;
+        let (fields, _) = self
+            .page(
+                LIST_SNAPSHOT,
+                "reading the head timestamp",
+                &body,
+                &mut sink,
+            )
+            .await?;
+        Ok(SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?))
+    }
+
     async fn list_snapshot<S: PageSink>(
         &self,
-        table: &TableRef,
-        snapshot: Option<SnapshotTs>,
+        selection: &Selection,
+        snapshot: SnapshotTs,
         cursor: Option<&SnapshotCursor>,
         sink: &mut S,
     ) -> anyhow::Result<SnapshotPageEnd> {
-        let snapshot_s = snapshot.map(|s| s.0.to_string());
-        let mut query = Vec::with_capacity(5);
-        table_query(table, &mut query);
+        let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
         if let Some(c) = cursor {
-            query.push(("cursor", &c.0));
+            position.push(("cursor", serde_json::Value::from(c.0.as_str())));
         }
-        if let Some(s) = &snapshot_s {
-            query.push(("snapshot", s));
-        }
-        let what = format!("list_snapshot of {table}");
-        let (fields, values) = self.page(LIST_SNAPSHOT, &what, &query, sink).await?;
+        let body = walk_body(selection, &position);
+        let what = format!("list_snapshot of {selection}");
+        let (fields, values) = self.page(LIST_SNAPSHOT, &what, &body, sink).await?;
         Ok(SnapshotPageEnd {
             snapshot: SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?),
             cursor: field::<Option<String>>(LIST_SNAPSHOT, &fields, "cursor")?.map(SnapshotCursor),
@@ -465,21 +579,39 @@ impl ConvexApi for HttpConvex {
 
     async fn document_deltas<S: PageSink>(
         &self,
-        table: &TableRef,
+        selection: &Selection,
         cursor: DeltaCursor,
         sink: &mut S,
     ) -> anyhow::Result<DeltasPageEnd> {
-        let cursor_s = cursor.0.to_string();
-        let mut query = Vec::with_capacity(4);
-        table_query(table, &mut query);
-        query.push(("cursor", &cursor_s));
-        let what = format!("document_deltas of {table}");
-        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &query, sink).await?;
+        let body = walk_body(selection, &[("cursor", serde_json::Value::from(cursor.0))]);
+        let what = format!("document_deltas of {selection}");
+        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, sink).await?;
         Ok(DeltasPageEnd {
             cursor: DeltaCursor(field(DOCUMENT_DELTAS, &fields, "cursor")?),
             has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,
             values,
         })
+    }
+}
+
+/// The sink of a page that must hold no values (the head probe): any value is Convex's
+/// mistake, reported rather than dropped.
+struct NoValues;
+
+impl PageSink for NoValues {
+    fn value(&mut self, _raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
+        Err(ConvexError::InvalidResponse {
+            endpoint: LIST_SNAPSHOT,
+            detail: format!(
+                "a snapshot page of no table returned a document of table {}",
+                meta.table
+            ),
+        }
+        .into())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod page;
+pub mod selection;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 use crate::protocol::FailureType;
 use page::RawMeta;
+pub use selection::{Columns, Selection};
 
 /// A database timestamp a snapshot walk reads at (ns since epoch; above 2^53, never f64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -23,7 +25,7 @@ use page::RawMeta;
 pub struct SnapshotTs(pub i64);
 
 /// Convex's opaque `list_snapshot` cursor (a JSON document serialised into a string).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SnapshotCursor(pub String);
 
@@ -52,7 +54,7 @@ impl std::fmt::Display for DeltaCursor {
 }
 
 /// A table of a deployment: component path (`""` = the app itself) and table name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableRef {
     pub component: String,
     pub table: String,
@@ -102,19 +104,23 @@ pub struct DeploymentSchemas {
 }
 
 impl DeploymentSchemas {
-    pub fn contains(&self, t: &TableRef) -> bool {
+    pub fn schema_of(&self, t: &TableRef) -> Option<&Value> {
         self.components
             .iter()
-            .any(|(c, tables)| *c == t.component && tables.iter().any(|(n, _)| *n == t.table))
+            .filter(|(c, _)| *c == t.component)
+            .flat_map(|(_, tables)| tables.iter())
+            .find(|(n, _)| *n == t.table)
+            .map(|(_, s)| s)
     }
 }
 
-/// The metadata of one exported value: which table it belongs to, its commit timestamp, and
-/// (deltas only) whether it is a delete.
+/// The metadata of one exported value: which document of which table it is, its commit
+/// timestamp, and (deltas only) whether it is a delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueMeta<'a> {
     pub table: Cow<'a, str>,
     pub component: Cow<'a, str>,
+    pub id: Cow<'a, str>,
     pub ts: i64,
     pub deleted: Option<bool>,
 }
@@ -128,6 +134,7 @@ impl<'a> ValueMeta<'a> {
             .and_then(|t| t.parse::<i64>().ok())
             .ok_or_else(|| format!("`_ts` {} is not an integer", String::from_utf8_lossy(ts)))?;
         let table = raw_string(raw.table.ok_or("a value has no `_table`")?)?;
+        let id = raw_string(raw.id.ok_or("a value has no `_id`")?)?;
         let component = match raw.component {
             Some(c) => raw_string(c)?,
             None => Cow::Borrowed(""),
@@ -146,6 +153,7 @@ impl<'a> ValueMeta<'a> {
         Ok(ValueMeta {
             table,
             component,
+            id,
             ts,
             deleted,
         })
@@ -160,6 +168,8 @@ impl<'a> ValueMeta<'a> {
             table: Cow<'a, str>,
             #[serde(borrow, rename = "_component", default)]
             component: Cow<'a, str>,
+            #[serde(borrow, rename = "_id")]
+            id: Cow<'a, str>,
             #[serde(rename = "_ts")]
             ts: i64,
             #[serde(rename = "_deleted")]
@@ -169,6 +179,7 @@ impl<'a> ValueMeta<'a> {
         Ok(ValueMeta {
             table: m.table,
             component: m.component,
+            id: m.id,
             ts: m.ts,
             deleted: m.deleted,
         })
@@ -201,31 +212,96 @@ pub trait PageSink: Send {
     fn flush(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// The read engine's whole view of Convex. Implementations deliver each page's values to the
-/// sink exactly once, in order, even when they retry a request internally.
+/// The read engine's whole view of Convex: walks over a selection of tables. Implementations
+/// deliver each page's values to the sink exactly once, in order, even when they retry a
+/// request internally (a retried page skips what was delivered, not "the first N values":
+/// Convex does not promise to repeat a page's values in the same order).
 pub trait ConvexApi: Send + Sync + 'static {
+    /// Convex's JSON Schema of every table (`json_schemas`).
     fn json_schemas(&self) -> impl Future<Output = Result<DeploymentSchemas, ConvexError>> + Send;
 
+    /// Every table's top-level column names (`get_table_column_names`), as open schemas: the
+    /// description Convex can give of every deployment, even one `json_schemas` refuses.
+    fn table_columns(&self) -> impl Future<Output = Result<DeploymentSchemas, ConvexError>> + Send;
+
+    /// The deployment's current head timestamp: where a new snapshot walk reads.
+    fn head(&self) -> impl Future<Output = anyhow::Result<SnapshotTs>> + Send;
+
+    /// One `list_snapshot` page of `selection` at `snapshot`, continuing after `cursor`.
     fn list_snapshot<S: PageSink>(
         &self,
-        table: &TableRef,
-        snapshot: Option<SnapshotTs>,
+        selection: &Selection,
+        snapshot: SnapshotTs,
         cursor: Option<&SnapshotCursor>,
         sink: &mut S,
     ) -> impl Future<Output = anyhow::Result<SnapshotPageEnd>> + Send;
 
+    /// One `document_deltas` page of `selection` after `cursor`.
     fn document_deltas<S: PageSink>(
         &self,
-        table: &TableRef,
+        selection: &Selection,
         cursor: DeltaCursor,
         sink: &mut S,
     ) -> impl Future<Output = anyhow::Result<DeltasPageEnd>> + Send;
+}
+
+/// The codes with which `json_schemas` refuses a whole deployment because one table's shape is
+/// not an object that it can describe (and no `schema.ts` describes it).
+pub const UNDESCRIBABLE_CODES: [&str; 3] = [
+    "NoSchemaForExport",
+    "NoTableDefinitionForExport",
+    "UnsupportedSchemaForExport",
+];
+
+/// Parses `get_table_column_names?byComponent=...` (`{"byComponent": {component: [{name,
+/// columns}]}}`) into open schemas: `_id` and `_creationTime` typed, every other column any.
+pub fn parse_table_columns(body: Value) -> Result<DeploymentSchemas, String> {
+    let by_component = body
+        .get("byComponent")
+        .and_then(Value::as_object)
+        .ok_or("get_table_column_names did not return a `byComponent` object")?;
+    let mut components = Vec::with_capacity(by_component.len());
+    for (component, tables) in by_component {
+        let tables = tables.as_array().ok_or_else(|| {
+            format!("get_table_column_names: component {component:?} is not a list of tables")
+        })?;
+        let mut out = Vec::with_capacity(tables.len());
+        for t in tables {
+            let name = t.get("name").and_then(Value::as_str).ok_or_else(|| {
+                format!("get_table_column_names: a table of component {component:?} has no name")
+            })?;
+            let mut properties = serde_json::Map::new();
+            for c in t
+                .get("columns")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(c) = c.as_str() else { continue };
+                let schema = match c {
+                    "_id" => serde_json::json!({"type": "string"}),
+                    "_creationTime" => serde_json::json!({"type": "number"}),
+                    _ => serde_json::json!({}),
+                };
+                properties.insert(c.to_owned(), schema);
+            }
+            out.push((
+                name.to_owned(),
+                serde_json::json!({"type": "object", "properties": properties,
+                                   "additionalProperties": true}),
+            ));
+        }
+        components.push((component.clone(), out));
+    }
+    components.sort_by_key(|(c, _)| !c.is_empty());
+    Ok(DeploymentSchemas { components })
 }
 
 /// Convex error codes the engine reacts to.
 pub mod codes {
     pub const SNAPSHOT_TOO_OLD: &str = "SnapshotTooOld";
     pub const INVALID_WINDOW: &str = "InvalidWindowToReadDocuments";
+    pub const INVALID_SNAPSHOT_CURSOR: &str = "InvalidListSnapshotCursor";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,14 +524,16 @@ mod tests {
         .unwrap();
         assert_eq!(nested.components[0].0, "");
         assert_eq!(nested.components[0].1.len(), 2);
-        assert!(nested.contains(&TableRef {
-            component: "betterAuth".into(),
-            table: "users".into()
-        }));
+        assert!(nested
+            .schema_of(&TableRef {
+                component: "betterAuth".into(),
+                table: "users".into()
+            })
+            .is_some());
         let flat =
             parse_json_schemas(json!({"users": {"type": "object", "properties": {}}})).unwrap();
         assert_eq!(flat.components.len(), 1);
-        assert!(flat.contains(&TableRef::root("users")));
+        assert!(flat.schema_of(&TableRef::root("users")).is_some());
         assert!(parse_json_schemas(json!([1])).is_err());
     }
 

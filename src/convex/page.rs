@@ -41,25 +41,27 @@ enum State {
 }
 
 /// The metadata fields of a document the connector looks at, found while scanning it.
-const META_KEYS: [&[u8]; 4] = [b"_table", b"_component", b"_ts", b"_deleted"];
+const META_KEYS: [&[u8]; 5] = [b"_table", b"_component", b"_ts", b"_deleted", b"_id"];
 
 /// Where the metadata fields' values are in the current element (offsets into the buffer).
 #[derive(Debug, Clone, Copy, Default)]
 struct MetaSpans {
-    spans: [Option<(usize, usize)>; 4],
+    spans: [Option<(usize, usize)>; 5],
     expect_key: bool,
     string_start: usize,
     pending: Option<usize>,
     value_start: usize,
 }
 
-/// The raw JSON of an element's metadata fields (`_table`, `_component`, `_ts`, `_deleted`).
+/// The raw JSON of an element's metadata fields (`_table`, `_component`, `_ts`, `_deleted`,
+/// `_id`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RawMeta<'a> {
     pub table: Option<&'a [u8]>,
     pub component: Option<&'a [u8]>,
     pub ts: Option<&'a [u8]>,
     pub deleted: Option<&'a [u8]>,
+    pub id: Option<&'a [u8]>,
 }
 
 /// Resumable scan of one JSON value starting at `start` in the buffer.
@@ -119,6 +121,7 @@ impl Scan {
             component: get(1),
             ts: get(2),
             deleted: get(3),
+            id: get(4),
         }
     }
 
@@ -551,8 +554,8 @@ mod tests {
         let docs = [
             r#"{"_component":"","_table":"users","_ts":1770335566197682000,"_id":"j57","n":1}"#,
             r#"{"a":{"_ts":1,"_table":"x"},"b":[{"_deleted":true}],"_id":"k","_deleted":false,"_ts":5,"_table":"t\u0061b","_component":"a/b"}"#,
-            r#"{ "_ts" : 42 , "s":"\"_ts\":7,", "_table" : "t" , "_deleted" : true }"#,
-            r#"{"_table":"t","x":"}{][,:","_ts":-3}"#,
+            r#"{ "_ts" : 42 , "s":"\"_ts\":7,", "_table" : "t" , "_deleted" : true, "_id" : "i" }"#,
+            r#"{"_table":"t","x":"}{][,:","_ts":-3,"_id":"\u0069d"}"#,
         ];
         for doc in docs {
             let want = ValueMeta::from_json(doc.as_bytes()).unwrap();
@@ -566,6 +569,7 @@ mod tests {
                             (
                                 m.table.into_owned(),
                                 m.component.into_owned(),
+                                m.id.into_owned(),
                                 m.ts,
                                 m.deleted,
                             )
@@ -577,6 +581,7 @@ mod tests {
                 let want = (
                     want.table.to_string(),
                     want.component.to_string(),
+                    want.id.to_string(),
                     want.ts,
                     want.deleted,
                 );
@@ -683,6 +688,10 @@ mod tests {
                     json!(["users", "t\"q", "é"][rng.usize(..3)]),
                 );
                 m.insert("_ts".into(), json!(rng.i64(0..)));
+                m.insert(
+                    "_id".into(),
+                    json!(["k57", "a\"b", "\u{e9}"][rng.usize(..3)]),
+                );
                 if rng.bool() {
                     m.insert("_deleted".into(), json!(rng.bool()));
                 }

@@ -191,7 +191,7 @@ mod tests {
         let mut out = Vec::new();
         write_json(
             &w,
-            br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
+            br#"{"_component":"betterAuth","_table":"users","_ts":5,"_id":"b"}"#,
             1,
             &mut out,
         )
@@ -202,7 +202,7 @@ mod tests {
         // The root table of the same name is a different stream.
         let err = write_json(
             &users(),
-            br#"{"_component":"betterAuth","_table":"users","_ts":5}"#,
+            br#"{"_component":"betterAuth","_table":"users","_ts":5,"_id":"b"}"#,
             1,
             &mut out,
         )
@@ -237,7 +237,7 @@ mod tests {
         let mut out = Vec::new();
         write_json(
             &users(),
-            b"{ \"_table\" : \"users\" , \"_ts\" : 7 }",
+            b"{ \"_table\" : \"users\" , \"_ts\" : 7 , \"_id\" : \"w\" }",
             1,
             &mut out,
         )

@@ -176,6 +176,16 @@ impl Run {
         Value::Array(last.into_values().map(|m| m["state"].clone()).collect()).to_string()
     }
 
+    /// The last `stream_state` of each stream, by descriptor.
+    pub fn final_states(&self) -> BTreeMap<String, Value> {
+        let mut last = BTreeMap::new();
+        for m in self.of_type("STATE") {
+            let d = &m["state"]["stream"]["stream_descriptor"];
+            last.insert(d.to_string(), m["state"]["stream"]["stream_state"].clone());
+        }
+        last
+    }
+
     pub fn statuses(&self, stream: &str) -> Vec<String> {
         self.messages
             .iter()

@@ -1,0 +1,209 @@
+//! The change walk: one `document_deltas` walk for every incremental stream of the read, over
+//! a selection of exactly their tables, from the oldest stream position to the head.
+//!
+//! Convex reads 128 log rows of all tables per deltas page whatever the filter, so one walk
+//! costs the server what one table's walk would; N per-table walks would read the log N times.
+//! Each stream still keeps its own position: it never receives a change at or before it.
+//!
+//! By default the walk buffers the latest revision of each changed document and sends those
+//! when it ends, so a read delivers each document once (see `changeset.rs`). The buffer has a
+//! byte budget: once a page takes it past the budget, the walk ends at that page's cursor, the
+//! read delivers what it holds and says so, and the next read continues from there. With
+//! `every_revision` (history destinations) revisions are sent as pages arrive instead.
+
+use std::collections::HashMap;
+
+use crate::convex::{ConvexApi, DeltaCursor, PageSink, Selection, ValueMeta};
+use crate::error::UserError;
+use crate::protocol::LogLevel;
+use crate::state::Position;
+
+use super::changeset::ChangeSet;
+use super::emit::{Emitter, StreamRun};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeOptions {
+    /// Send every revision as it arrives (Airbyte's append-mode history) instead of the latest
+    /// revision of each document per read.
+    pub every_revision: bool,
+    /// Bytes of buffered revisions after which the walk stops taking pages.
+    pub buffer_bytes: usize,
+}
+
+/// Component → table → index of the stream in the read.
+type Routes = HashMap<String, HashMap<String, usize>>;
+
+enum Target<'a> {
+    Buffer(&'a mut ChangeSet),
+    Direct {
+        em: &'a mut Emitter,
+        runs: &'a mut [StreamRun],
+        touched: &'a mut [bool],
+    },
+}
+
+struct ChangeSink<'a> {
+    routes: &'a Routes,
+    /// Each stream's position when the walk started (exclusive lower bound of what it takes).
+    positions: &'a [i64],
+    selection: &'a Selection,
+    target: Target<'a>,
+}
+
+impl PageSink for ChangeSink<'_> {
+    fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
+        let Some(&stream) = self
+            .routes
+            .get(&*meta.component)
+            .and_then(|t| t.get(&*meta.table))
+        else {
+            return Err(UserError::system(format!(
+                "Convex returned a change of table {:?} (component {:?}) when asked for {}: the deployment ignored the table selection (see get-convex/convex-backend issue #302). The read was stopped instead of mixing tables; upgrade or contact Convex support.",
+                meta.table, meta.component, self.selection
+            ))
+            .into());
+        };
+        if meta.ts <= self.positions[stream] {
+            return Ok(());
+        }
+        let Some(deleted) = meta.deleted else {
+            return Err(UserError::system(format!(
+                "document_deltas returned a change of {} without `_deleted`; it cannot be told from a delete",
+                meta.table
+            ))
+            .into());
+        };
+        match &mut self.target {
+            Target::Buffer(set) => set.insert(stream, &meta.id, meta.ts, deleted, raw),
+            Target::Direct { em, runs, touched } => {
+                runs[stream].record(em, raw, meta)?;
+                touched[stream] = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        if let Target::Direct { em, .. } = &mut self.target {
+            em.flush_if_full().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The position of a stream in the change walk.
+pub fn delta_position(run: &StreamRun) -> Option<DeltaCursor> {
+    match run.position {
+        Position::Deltas(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// Walks the changes of the streams `members` (indexes into `runs`, all at `Deltas`
+/// positions) and delivers them. Returns where the walk ended: every member's position is now
+/// at least that.
+pub async fn walk<A: ConvexApi>(
+    api: &A,
+    em: &mut Emitter,
+    runs: &mut [StreamRun],
+    members: &[usize],
+    options: ChangeOptions,
+) -> anyhow::Result<DeltaCursor> {
+    let mut routes: Routes = HashMap::new();
+    let mut selection = Selection::new();
+    let mut positions = vec![i64::MAX; runs.len()];
+    for &m in members {
+        let run = &runs[m];
+        let start = delta_position(run).map_or(i64::MAX, |c| c.0);
+        positions[m] = start;
+        routes
+            .entry(run.table.component.clone())
+            .or_default()
+            .insert(run.table.table.clone(), m);
+        selection.add(run.table.clone(), run.columns.clone());
+    }
+    let Some(mut cursor) = members.iter().map(|&m| positions[m]).min() else {
+        return Err(UserError::system("a change walk needs at least one stream").into());
+    };
+    let mut set = ChangeSet::new();
+    let mut touched = vec![false; runs.len()];
+    loop {
+        let end = {
+            let target = if options.every_revision {
+                Target::Direct {
+                    em: &mut *em,
+                    runs: &mut *runs,
+                    touched: &mut touched,
+                }
+            } else {
+                Target::Buffer(&mut set)
+            };
+            let mut sink = ChangeSink {
+                routes: &routes,
+                positions: &positions,
+                selection: &selection,
+                target,
+            };
+            api.document_deltas(&selection, DeltaCursor(cursor), &mut sink)
+                .await?
+        };
+        if end.cursor.0 < 0 || (end.has_more && end.cursor.0 <= cursor) {
+            return Err(UserError::system(format!(
+                "document_deltas of {selection} answered hasMore={} with a cursor ({}) that does not advance past {cursor}; stopping instead of reading the same changes forever",
+                end.has_more, end.cursor
+            ))
+            .into());
+        }
+        // A caught-up page may answer an older cursor than asked (the head, when asked past
+        // it); a position never moves backwards.
+        cursor = cursor.max(end.cursor.0);
+        if em.debug {
+            let text = format!(
+                "document_deltas of {selection}: {} values, hasMore={}, cursor {}",
+                end.values, end.has_more, end.cursor
+            );
+            em.log(LogLevel::Debug, &text);
+        }
+        if options.every_revision {
+            for &m in members {
+                if std::mem::take(&mut touched[m]) {
+                    let at = positions[m].max(cursor);
+                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+                }
+            }
+            em.flush().await?;
+        }
+        if !end.has_more {
+            break;
+        }
+        if !options.every_revision && set.bytes() >= options.buffer_bytes {
+            let text = format!(
+                "Stopped reading changes at {cursor}: {} changed documents ({:.1} MiB) reached this read's change buffer (change_buffer_mb = {}). They are delivered now, one revision each; the next read continues from there.",
+                set.len(),
+                set.bytes() as f64 / (1024.0 * 1024.0),
+                options.buffer_bytes / (1024 * 1024)
+            );
+            em.log(LogLevel::Warn, &text);
+            break;
+        }
+    }
+    let tables: Vec<_> = runs.iter().map(|r| r.table.clone()).collect();
+    for (stream, id, rev) in set.into_sorted() {
+        let table = &tables[stream];
+        let meta = ValueMeta {
+            table: table.table.as_str().into(),
+            component: table.component.as_str().into(),
+            id: std::borrow::Cow::Borrowed(&id),
+            ts: rev.ts,
+            deleted: Some(rev.deleted),
+        };
+        runs[stream].record(em, &rev.raw, &meta)?;
+        em.flush_if_full().await?;
+    }
+    for &m in members {
+        let at = positions[m].max(cursor);
+        runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+    }
+    em.flush().await?;
+    Ok(DeltaCursor(cursor))
+}

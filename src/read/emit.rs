@@ -1,0 +1,210 @@
+//! Where a read's messages are built: one buffer for the whole read (walks run one at a time),
+//! handed to the stdout writer in chunks at message boundaries, and one [`StreamRun`] per
+//! configured stream with its position, counters and status.
+
+use std::time::Instant;
+
+use crate::convex::{Columns, TableRef, ValueMeta};
+use crate::error::classify;
+use crate::output::{Output, OutputClosed, CHUNK_BYTES};
+use crate::protocol::{
+    now_ms, LogLevel, Message, SourceStats, StateMessage, StreamDescriptor, StreamState,
+    StreamStatusKind, SyncMode,
+};
+use crate::state::Position;
+
+use super::record::RecordWriter;
+
+/// The read's output buffer.
+pub struct Emitter {
+    out: Output,
+    buf: Vec<u8>,
+    /// `emitted_at` of the records being written: refreshed per network chunk, not per record.
+    emitted_at: i64,
+    pub debug: bool,
+}
+
+impl Emitter {
+    pub fn new(out: Output, debug: bool) -> Self {
+        Emitter {
+            out,
+            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
+            emitted_at: now_ms(),
+            debug,
+        }
+    }
+
+    pub fn line(&mut self, msg: Message<'_>) {
+        msg.write_line(&mut self.buf);
+    }
+
+    pub fn log(&mut self, level: LogLevel, text: &str) {
+        self.line(Message::log(level, text));
+    }
+
+    /// Hands a full buffer on; waits while the writer is behind (that bounds memory).
+    pub async fn flush_if_full(&mut self) -> Result<(), OutputClosed> {
+        self.emitted_at = now_ms();
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands everything written so far on (after a STATE, so it reaches the caller promptly).
+    pub async fn flush(&mut self) -> Result<(), OutputClosed> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+        self.out.send(chunk).await
+    }
+}
+
+/// Counters of one stream, for STATE and the summary.
+#[derive(Default, Debug)]
+pub struct Counts {
+    pub records: u64,
+    pub since_state: u64,
+    pub deletes: u64,
+    pub pages: u64,
+    pub bytes: u64,
+}
+
+/// One configured stream during a read.
+pub struct StreamRun {
+    pub desc: StreamDescriptor,
+    pub table: TableRef,
+    pub mode: SyncMode,
+    pub position: Position,
+    /// The columns requested from Convex (`None` = all).
+    pub columns: Columns,
+    writer: RecordWriter,
+    pub counts: Counts,
+    running: bool,
+    /// Set once the stream has its terminal status.
+    pub done: bool,
+    failed: bool,
+    started: Instant,
+}
+
+impl StreamRun {
+    pub fn new(
+        desc: StreamDescriptor,
+        table: TableRef,
+        mode: SyncMode,
+        position: Position,
+    ) -> Self {
+        StreamRun {
+            writer: RecordWriter::new(&desc, table.clone()),
+            desc,
+            table,
+            mode,
+            position,
+            columns: None,
+            counts: Counts::default(),
+            running: false,
+            done: false,
+            failed: false,
+            started: Instant::now(),
+        }
+    }
+
+    /// Appends one RECORD (and RUNNING before the first).
+    pub fn record(
+        &mut self,
+        em: &mut Emitter,
+        raw: &[u8],
+        meta: &ValueMeta<'_>,
+    ) -> anyhow::Result<()> {
+        if !self.running {
+            self.running = true;
+            Message::stream_status(&self.desc, StreamStatusKind::Running).write_line(&mut em.buf);
+        }
+        let w = self.writer.write(raw, meta, em.emitted_at, &mut em.buf)?;
+        self.counts.records += 1;
+        self.counts.since_state += 1;
+        self.counts.deletes += u64::from(w.deleted);
+        self.counts.bytes += raw.len() as u64;
+        Ok(())
+    }
+
+    /// Appends the STATE that says everything up to `position` is delivered.
+    pub fn checkpoint(&mut self, em: &mut Emitter, position: Position) {
+        self.counts.pages += 1;
+        self.position = position;
+        let state = self.position.to_state();
+        Message::State {
+            state: StateMessage {
+                kind: "STREAM",
+                stream: StreamState {
+                    stream_descriptor: &self.desc,
+                    stream_state: &state,
+                },
+                source_stats: SourceStats {
+                    record_count: self.counts.since_state as f64,
+                },
+            },
+        }
+        .write_line(&mut em.buf);
+        self.counts.since_state = 0;
+    }
+
+    fn summary(&self, em: &mut Emitter) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let c = &self.counts;
+        let text = format!(
+            "Stream {}: {} records ({} deletes) in {} checkpoints, {:.1} MB of documents, {:.2} s, {:.0} records/s",
+            self.desc,
+            c.records,
+            c.deletes,
+            c.pages,
+            c.bytes as f64 / 1e6,
+            elapsed,
+            c.records as f64 / elapsed.max(1e-9)
+        );
+        em.log(LogLevel::Info, &text);
+    }
+
+    /// Ended COMPLETE.
+    pub fn succeeded(&self) -> bool {
+        self.done && !self.failed
+    }
+
+    pub fn complete(&mut self, em: &mut Emitter) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.summary(em);
+        em.line(Message::stream_status(
+            &self.desc,
+            StreamStatusKind::Complete,
+        ));
+    }
+
+    /// Ends the stream INCOMPLETE with a TRACE ERROR that names it.
+    pub fn fail(&mut self, em: &mut Emitter, err: &anyhow::Error) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.failed = true;
+        self.summary(em);
+        let c = classify(err);
+        let message = format!("Stream {}: {}", self.desc, c.message);
+        em.line(Message::stream_status(
+            &self.desc,
+            StreamStatusKind::Incomplete,
+        ));
+        em.line(Message::error(
+            &message,
+            &c.internal,
+            c.failure_type,
+            Some(&self.desc),
+        ));
+    }
+}
+
+/// Whether an error is the caller's stdout going away (which ends the whole read at once).
+pub fn is_output_closed(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.downcast_ref::<OutputClosed>().is_some())
+}

@@ -1,0 +1,139 @@
+//! The plan of a read: which configured streams exist in the deployment, where each starts,
+//! which columns it asks for, and which walk serves it (a snapshot, or the one change walk).
+
+use serde_json::Value;
+
+use crate::catalog::{stream_schema, table_for};
+use crate::convex::{Columns, DeploymentSchemas};
+use crate::error::UserError;
+use crate::protocol::{ConfiguredCatalog, ConfiguredStream, StreamDescriptor, SyncMode};
+use crate::state::{InputState, Position};
+
+use super::emit::StreamRun;
+
+/// A configured stream: ready to run, or failed before it could start.
+pub enum Planned {
+    Run(Box<StreamRun>),
+    Failed(StreamDescriptor, UserError),
+}
+
+pub fn descriptor(s: &ConfiguredStream) -> StreamDescriptor {
+    StreamDescriptor {
+        name: s.stream.name.clone(),
+        namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
+    }
+}
+
+/// Resolves every configured stream against the saved state and the deployment's tables.
+pub fn plan(
+    catalog: &ConfiguredCatalog,
+    state: &InputState,
+    schemas: &DeploymentSchemas,
+) -> Vec<Planned> {
+    catalog
+        .streams
+        .iter()
+        .map(|s| {
+            let desc = descriptor(s);
+            match resolve(s, &desc, state, schemas) {
+                Ok(run) => Planned::Run(Box::new(run)),
+                Err(e) => Planned::Failed(desc, e),
+            }
+        })
+        .collect()
+}
+
+fn resolve(
+    s: &ConfiguredStream,
+    desc: &StreamDescriptor,
+    state: &InputState,
+    schemas: &DeploymentSchemas,
+) -> Result<StreamRun, UserError> {
+    let table = table_for(desc).map_err(|e| {
+        UserError::config(format!(
+            "{e}; run discover again and reconfigure the connection"
+        ))
+    })?;
+    let mut position = match state.get(desc) {
+        None => Position::Fresh,
+        Some(v) => Position::from_state(v).map_err(|e| {
+            UserError::config(format!(
+                "the saved state of stream {desc} cannot be used ({e}); reset this stream to sync it from scratch"
+            ))
+        })?,
+    };
+    // A configured table the deployment no longer has (deleted or renamed) would silently
+    // read as empty forever: fail its stream instead, so someone refreshes the schema.
+    let Some(discovered) = schemas.schema_of(&table) else {
+        return Err(UserError::config(format!(
+            "table {table} is not in the deployment any more (deleted or renamed); refresh the source schema and update the connection's streams"
+        )));
+    };
+    // Full refresh resumes a half-done walk (the platform hands a failed attempt's checkpoint
+    // to the next attempt), but a finished one is no reason to return nothing: walk again.
+    if s.sync_mode == SyncMode::FullRefresh && matches!(position, Position::Deltas(_)) {
+        position = Position::Fresh;
+    }
+    let mut run = StreamRun::new(desc.clone(), table, s.sync_mode, position);
+    run.columns = selected_columns(s.stream.json_schema.as_ref(), discovered);
+    Ok(run)
+}
+
+/// Fields the connector adds or Convex adds to every value: never columns to select.
+fn is_added_field(name: &str) -> bool {
+    matches!(
+        name,
+        "_ab_cdc_lsn"
+            | "_ab_cdc_updated_at"
+            | "_ab_cdc_deleted_at"
+            | "_ts"
+            | "_table"
+            | "_component"
+            | "_deleted"
+    )
+}
+
+fn columns_of(schema: &Value) -> Option<Vec<String>> {
+    let props = schema.get("properties")?.as_object()?;
+    Some(
+        props
+            .keys()
+            .filter(|k| !is_added_field(k))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Airbyte's field selection: a configured schema with fewer top-level properties than
+/// discovery offers asks for just those columns (`_id` always, which `Selection` adds).
+/// Anything else — no properties, the same set, or more — reads every column.
+pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> Columns {
+    let configured = columns_of(configured?)?;
+    let offered = columns_of(&stream_schema(discovered.clone()))?;
+    (configured.len() < offered.len()).then_some(configured)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fewer_configured_properties_select_those_columns() {
+        let discovered = json!({"type":"object","properties":{
+            "_id":{"type":"string"},"_creationTime":{"type":"number"},
+            "name":{"type":"string"},"age":{"type":"number"}}});
+        let all = stream_schema(discovered.clone());
+        assert_eq!(selected_columns(Some(&all), &discovered), None);
+        assert_eq!(selected_columns(None, &discovered), None);
+        assert_eq!(selected_columns(Some(&json!({})), &discovered), None);
+        let fewer = json!({"type":"object","properties":{
+            "_id":{"type":"string"},"name":{"type":"string"},
+            "_ab_cdc_lsn":{"type":"number"},"_ab_cdc_updated_at":{"type":"string"},
+            "_ab_cdc_deleted_at":{},"_deleted":{"type":"boolean"},"_ts":{"type":"integer"}}});
+        assert_eq!(
+            selected_columns(Some(&fewer), &discovered),
+            Some(vec!["_id".to_owned(), "name".to_owned()])
+        );
+    }
+}
