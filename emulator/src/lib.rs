@@ -22,6 +22,7 @@
 
 mod api;
 mod control;
+mod data_sync;
 mod deployment;
 mod export;
 mod faults;

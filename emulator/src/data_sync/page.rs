@@ -1,0 +1,349 @@
+//! One data sync page: reconcile the cursor with the selection, then either walk the table in
+//! progress by id at `synced_ts` or follow the document log after `synced_ts`.
+//!
+//! Convex's rules (the backend's `table_iteration/src/data_sync.rs`): a cursor *captures* a
+//! document when its table is synced, or it is the table in progress and its id is at or
+//! before the walk's position. A by-id page reads documents of one table in id order as of
+//! `synced_ts`; a log page emits the revisions of captured documents in commit order, whole
+//! commits only, and moves `synced_ts` forward. By-id pages are used while a table is in
+//! progress and `synced_ts` is fresh (less than 30 s behind), log pages otherwise.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+
+use super::cursor::{CursorState, InProgress};
+use super::selection::{Columns, Selection};
+use crate::export::ApiError;
+use crate::store::{Store, StoredDoc, TableData};
+use crate::value::{write_fields, write_str, Format};
+
+/// Page limits (Convex's `DATA_SYNC_*` knobs).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Entries per page (16384); whole commits are kept, so a page may exceed it.
+    pub entries: usize,
+    /// Bytes of emitted values per page (64 MiB), same rule.
+    pub bytes: usize,
+    /// Log rows read per page, selected or not (32768, at least `entries`).
+    pub rows_read: usize,
+    /// Lag of `synced_ts` behind head from which log pages are used (30 s).
+    pub freshness_ns: i64,
+    /// Cursors older than this behind head are expired.
+    pub retention_ns: i64,
+}
+
+/// `status` of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Snapshotting,
+    Stale { snapshot_ts: i64 },
+    UpToDate { snapshot_ts: i64 },
+}
+
+/// A computed page: everything but the sealed cursor.
+pub struct Page {
+    pub status: Status,
+    /// `(component, table)`, sorted and deduplicated.
+    pub truncates: BTreeSet<(String, String)>,
+    /// The `values` array's elements, comma-separated, without brackets.
+    pub values: Vec<u8>,
+    pub cursor: CursorState,
+}
+
+pub fn cursor_expired() -> ApiError {
+    ApiError::new(
+        400,
+        "DataSyncCursorExpired",
+        "The cursor is outside the deployment's data retention window and can no longer be \
+         resumed. Restart the sync from scratch by calling /data/sync without a cursor.",
+    )
+}
+
+/// A selected table, in the order the snapshot walks them (tablet id).
+pub struct Target {
+    pub index: usize,
+    pub columns: Columns,
+}
+
+/// Live user tables (hidden import tables included) the selection resolves to, by tablet id.
+pub fn targets(store: &Store, selection: &Selection) -> Vec<Target> {
+    let mut out: Vec<Target> = store
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.active() && !t.system())
+        .filter_map(|(index, t)| {
+            selection
+                .table(&t.component, &t.name)
+                .map(|columns| Target { index, columns })
+        })
+        .collect();
+    out.sort_by_key(|t| store.tables[t.index].tablet);
+    out
+}
+
+/// Computes the page after `received` (`None` = cold start with a new `sync_id`).
+pub fn next_page(
+    store: &Store,
+    received: Option<CursorState>,
+    new_sync_id: String,
+    selection: &Selection,
+    limits: &Limits,
+) -> Result<Page, ApiError> {
+    let latest = store.head;
+    let mut state = match received.clone() {
+        Some(c) => {
+            if c.synced_ts > latest {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidDataSyncCursor",
+                    "data sync cursor is ahead of the deployment's latest timestamp",
+                ));
+            }
+            if c.synced_ts < latest.saturating_sub(limits.retention_ns) {
+                return Err(cursor_expired());
+            }
+            c
+        }
+        None => CursorState {
+            synced_ts: latest,
+            synced: Vec::new(),
+            current: None,
+            sync_id: new_sync_id,
+            num_docs_synced: 0,
+        },
+    };
+    let old_tracked: HashSet<[u8; 16]> = received
+        .as_ref()
+        .map(|c| c.tracked().copied().collect())
+        .unwrap_or_default();
+    let targets = targets(store, selection);
+    let by_tablet: HashMap<[u8; 16], &Target> = targets
+        .iter()
+        .map(|t| (store.tables[t.index].tablet, t))
+        .collect();
+    reconcile(&mut state, &targets, store, &by_tablet);
+
+    let mut w = Writer::default();
+    let fresh = latest - state.synced_ts < limits.freshness_ns;
+    match state.current.clone() {
+        Some(current) if fresh => by_id_page(
+            store, &mut state, current, &targets, &by_tablet, limits, &mut w,
+        ),
+        _ => log_page(store, &mut state, &by_tablet, limits, latest, &mut w),
+    }
+    state.num_docs_synced += w.count as u64;
+
+    let truncates = state
+        .tracked()
+        .filter(|t| !old_tracked.contains(*t))
+        .filter_map(|t| by_tablet.get(t))
+        .map(|t| {
+            let table = &store.tables[t.index];
+            (table.component.clone(), table.name.clone())
+        })
+        .collect();
+    let status = match &state.current {
+        Some(_) => Status::Snapshotting,
+        None if state.synced_ts == latest => Status::UpToDate {
+            snapshot_ts: state.synced_ts,
+        },
+        None => Status::Stale {
+            snapshot_ts: state.synced_ts,
+        },
+    };
+    Ok(Page {
+        status,
+        truncates,
+        values: w.out,
+        cursor: state,
+    })
+}
+
+/// Drops deselected (or deleted, or replaced) tables from the cursor and, when no table is in
+/// progress, starts the first selected one not synced yet.
+fn reconcile(
+    state: &mut CursorState,
+    targets: &[Target],
+    store: &Store,
+    by_tablet: &HashMap<[u8; 16], &Target>,
+) {
+    state.synced.retain(|t| by_tablet.contains_key(t));
+    if state
+        .current
+        .as_ref()
+        .is_some_and(|c| !by_tablet.contains_key(&c.tablet))
+    {
+        state.current = None;
+    }
+    if state.current.is_none() {
+        state.current = first_unsynced(state, targets, store);
+    }
+}
+
+fn first_unsynced(state: &CursorState, targets: &[Target], store: &Store) -> Option<InProgress> {
+    targets
+        .iter()
+        .map(|t| store.tables[t.index].tablet)
+        .find(|tablet| !state.synced.contains(tablet))
+        .map(|tablet| InProgress {
+            tablet,
+            current_id: None,
+            docs_synced: 0,
+        })
+}
+
+fn by_id_page(
+    store: &Store,
+    state: &mut CursorState,
+    mut current: InProgress,
+    targets: &[Target],
+    by_tablet: &HashMap<[u8; 16], &Target>,
+    limits: &Limits,
+    w: &mut Writer,
+) {
+    let Some(target) = by_tablet.get(&current.tablet) else {
+        return;
+    };
+    let table = &store.tables[target.index];
+    let lower = match &current.current_id {
+        Some(k) => Bound::Excluded(*k),
+        None => Bound::Unbounded,
+    };
+    let mut full = false;
+    for (internal, entry) in table.docs.range((lower, Bound::Unbounded)) {
+        let Some(rev) = entry.at(state.synced_ts) else {
+            continue;
+        };
+        let Some(doc) = &rev.doc else {
+            continue;
+        };
+        w.document(table, rev.ts, doc, &target.columns);
+        current.current_id = Some(*internal);
+        current.docs_synced += 1;
+        if w.count >= limits.entries || w.bytes >= limits.bytes {
+            full = true;
+            break;
+        }
+    }
+    if full {
+        state.current = Some(current);
+    } else {
+        // The table is done; the next one starts (its truncate is on this page, its rows on
+        // the next).
+        state.synced.push(current.tablet);
+        state.current = first_unsynced(state, targets, store);
+    }
+}
+
+fn log_page(
+    store: &Store,
+    state: &mut CursorState,
+    by_tablet: &HashMap<[u8; 16], &Target>,
+    limits: &Limits,
+    latest: i64,
+    w: &mut Writer,
+) {
+    let synced: HashSet<[u8; 16]> = state.synced.iter().copied().collect();
+    let current = state.current.as_ref();
+    let log = &store.log;
+    let mut i = log.partition_point(|e| e.ts <= state.synced_ts);
+    let mut rows_read = 0usize;
+    let mut consumed: Option<i64> = None;
+    while i < log.len() && log[i].ts <= latest {
+        let ts = log[i].ts;
+        let end = i + log[i..].partition_point(|e| e.ts == ts);
+        // The row that reaches the read limit ends the page before its commit, unless it is
+        // the page's first commit (which is then returned whole).
+        if consumed.is_some() && rows_read + (end - i) >= limits.rows_read {
+            break;
+        }
+        rows_read += end - i;
+        for e in &log[i..end] {
+            let table = &store.tables[e.table as usize];
+            let captured = synced.contains(&table.tablet)
+                || current.is_some_and(|c| {
+                    c.tablet == table.tablet && c.current_id.is_some_and(|id| e.internal <= id)
+                });
+            if !captured {
+                continue;
+            }
+            let Some(target) = by_tablet.get(&table.tablet) else {
+                continue;
+            };
+            match &e.doc {
+                Some(doc) => w.document(table, e.ts, doc, &target.columns),
+                None => w.tombstone(table, e.ts, &table.doc_id(&e.internal)),
+            }
+        }
+        consumed = Some(ts);
+        i = end;
+        if w.count >= limits.entries || w.bytes >= limits.bytes {
+            break;
+        }
+    }
+    let exhausted = i >= log.len() || log[i].ts > latest;
+    state.synced_ts = if exhausted {
+        latest
+    } else {
+        consumed.unwrap_or(state.synced_ts)
+    };
+}
+
+/// Writes `{"component","table","ts","deleted","value"}` entries.
+#[derive(Default)]
+struct Writer {
+    out: Vec<u8>,
+    count: usize,
+    /// Bytes of the emitted `value` objects (the page-size measure).
+    bytes: usize,
+}
+
+impl Writer {
+    fn head(&mut self, table: &TableData, ts: i64, deleted: bool) {
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(b"{\"component\":");
+        write_str(&table.component, &mut self.out);
+        self.out.extend_from_slice(b",\"table\":");
+        write_str(&table.name, &mut self.out);
+        self.out.extend_from_slice(b",\"ts\":");
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+        self.out.extend_from_slice(if deleted {
+            b",\"deleted\":true,\"value\":"
+        } else {
+            b",\"deleted\":false,\"value\":"
+        });
+    }
+
+    /// A live revision in `export_json`, keeping only the selected columns.
+    fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
+        self.head(table, ts, false);
+        let start = self.out.len();
+        let fields = doc.fields();
+        self.out.push(b'{');
+        write_fields(
+            fields.iter().filter(|(k, _)| columns.keeps(k)),
+            Format::Export,
+            &mut self.out,
+        );
+        self.out.push(b'}');
+        self.bytes += self.out.len() - start;
+        self.out.push(b'}');
+        self.count += 1;
+    }
+
+    /// A deletion: the value is exactly `{"_id": ...}`.
+    fn tombstone(&mut self, table: &TableData, ts: i64, id: &str) {
+        self.head(table, ts, true);
+        let start = self.out.len();
+        self.out.extend_from_slice(b"{\"_id\":");
+        write_str(id, &mut self.out);
+        self.out.push(b'}');
+        self.bytes += self.out.len() - start;
+        self.out.push(b'}');
+        self.count += 1;
+    }
+}
