@@ -347,3 +347,113 @@ impl Writer {
         self.count += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::Deployment;
+    use serde_json::json;
+
+    fn limits(rows_read: usize) -> Limits {
+        Limits {
+            entries: 100,
+            bytes: 1 << 26,
+            rows_read,
+            freshness_ns: 30_000_000_000,
+            retention_ns: i64::MAX,
+        }
+    }
+
+    fn commit(dep: &Deployment, table: &str, n: usize) -> i64 {
+        dep.transaction(|tx| {
+            for _ in 0..n {
+                tx.insert("", table, json!({}))?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    }
+
+    fn only_y() -> Selection {
+        Selection::from_arg(Some(&json!({"_other": "excluded",
+            "": {"_other": "excluded", "y": {"_other": "included"}}})))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_the_deployment_is_invalid() {
+        // Rule: a cursor whose synced_ts is past the latest timestamp (e.g. after a backup
+        // was restored) is 400 InvalidDataSyncCursor.
+        let dep = Deployment::new(1, "k");
+        let sel = Selection::everything();
+        let first = next_page(&dep.store(), None, "s".into(), &sel, &limits(10)).unwrap();
+        let mut ahead = first.cursor.clone();
+        ahead.synced_ts = dep.head() + 1;
+        let e = next_page(&dep.store(), Some(ahead), String::new(), &sel, &limits(10))
+            .err()
+            .unwrap();
+        assert_eq!((e.status, e.code), (400, "InvalidDataSyncCursor"));
+        assert!(next_page(
+            &dep.store(),
+            Some(first.cursor),
+            String::new(),
+            &sel,
+            &limits(10)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn the_rows_read_limit_counts_unselected_rows_and_drops_a_partial_commit() {
+        // Rule: a log page reads at most DATA_SYNC_MAX_ROWS_READ rows of every table; the
+        // commit holding the row that reaches the limit is left for the next page, unless it
+        // is the page's first commit, which is read whole.
+        let dep = Deployment::new(1, "k");
+        commit(&dep, "y", 1);
+        let sel = only_y();
+        let p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        assert_eq!(
+            p0.status,
+            Status::UpToDate {
+                snapshot_ts: dep.head()
+            }
+        );
+        let c1 = commit(&dep, "x", 3);
+        commit(&dep, "y", 3);
+        let p1 = next_page(
+            &dep.store(),
+            Some(p0.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert!(p1.values.is_empty());
+        assert_eq!(p1.status, Status::Stale { snapshot_ts: c1 });
+        let big = commit(&dep, "x", 6);
+        let p2 = next_page(
+            &dep.store(),
+            Some(p1.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert_eq!(
+            p2.values.iter().filter(|&&b| b == b'{').count(),
+            6,
+            "3 entries, 3 values"
+        );
+        assert!(matches!(p2.status, Status::Stale { .. }));
+        let p3 = next_page(
+            &dep.store(),
+            Some(p2.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert!(p3.values.is_empty());
+        assert_eq!(p3.status, Status::UpToDate { snapshot_ts: big });
+    }
+}
