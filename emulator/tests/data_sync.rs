@@ -58,6 +58,9 @@ fn truncates(p: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A page's outline: how many values, which truncates, which status.
+type Outline<'a> = (usize, Vec<(String, String)>, &'a str);
+
 fn tr(c: &str, t: &str) -> (String, String) {
     (c.to_owned(), t.to_owned())
 }
@@ -309,7 +312,7 @@ fn snapshot_walks_tables_one_after_another_in_pages() {
     let mut rep = Replica::default();
     let mut cursor = None;
     let pages = drain(&emu, &mut cursor, Some(&sel), &mut rep);
-    let shape: Vec<(usize, Vec<(String, String)>, &str)> = pages
+    let shape: Vec<Outline> = pages
         .iter()
         .map(|p| (values(p).len(), truncates(p), status(p)))
         .collect();
@@ -317,7 +320,7 @@ fn snapshot_walks_tables_one_after_another_in_pages() {
     let x = values(&pages[0])[0]["table"].as_str().unwrap();
     let y = if x == "a" { "b" } else { "a" };
     let n = |t: &str| if t == "a" { 6 } else { 2 };
-    let mut want = Vec::new();
+    let mut want: Vec<Outline> = Vec::new();
     // Pages of the first table, the one that ends it naming the second one.
     let mut left: usize = n(x);
     let mut first_page = true;
