@@ -290,6 +290,21 @@ fn log_page(
     };
 }
 
+/// Whether a stored `convex_encoded_json` document is already its `export_json` form: the two
+/// differ only in int64 (`{"$integer":…}` vs a number) and `-0.0` (`{"$float":"AAAAAAAAAIA="}` vs
+/// `-0.0`). A string that merely contains these bytes is only a false alarm (the slow path).
+fn export_equals_encoded(encoded: &[u8]) -> bool {
+    const INTEGER: &[u8] = b"{\"$integer\":";
+    const NEG_ZERO: &[u8] = b"{\"$float\":\"AAAAAAAAAIA=\"}";
+    // Both markers start with `{"$`: look at every `$` with two bytes before it.
+    !encoded.iter().enumerate().any(|(i, &b)| {
+        b == b'$' && i >= 2 && {
+            let tail = &encoded[i - 2..];
+            tail.starts_with(INTEGER) || tail.starts_with(NEG_ZERO)
+        }
+    })
+}
+
 /// Writes `{"component","table","ts","deleted","value"}` entries.
 #[derive(Default)]
 struct Writer {
@@ -322,14 +337,18 @@ impl Writer {
     fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
         self.head(table, ts, false);
         let start = self.out.len();
-        let fields = doc.fields();
-        self.out.push(b'{');
-        write_fields(
-            fields.iter().filter(|(k, _)| columns.keeps(k)),
-            Format::Export,
-            &mut self.out,
-        );
-        self.out.push(b'}');
+        if columns.keeps_all() && export_equals_encoded(&doc.encoded) {
+            self.out.extend_from_slice(&doc.encoded);
+        } else {
+            let fields = doc.fields();
+            self.out.push(b'{');
+            write_fields(
+                fields.iter().filter(|(k, _)| columns.keeps(k)),
+                Format::Export,
+                &mut self.out,
+            );
+            self.out.push(b'}');
+        }
         self.bytes += self.out.len() - start;
         self.out.push(b'}');
         self.count += 1;
@@ -378,6 +397,48 @@ mod tests {
         Selection::from_arg(Some(&json!({"_other": "excluded",
             "": {"_other": "excluded", "y": {"_other": "included"}}})))
         .unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_writes_exactly_what_the_export_encoder_writes() {
+        let dep = Deployment::new(1, "k");
+        let docs = [
+            (
+                json!({"a": 1.5, "b": {"$bytes": "AAEC"}, "c": {"$float": "AAAAAAAA8H8="},
+                    "d": [null, true, "x\"$integer\":"], "E": {"n": {"$float": "AAAAAAAA+H8="}}}),
+                true,
+            ),
+            (json!({"a": {"$integer": "BQAAAAAAAAA="}}), false),
+            (json!({"z": [{"$float": "AAAAAAAAAIA="}]}), false),
+            (json!({"s": "{\"$integer\":"}), true),
+        ];
+        for (doc, fast) in docs {
+            dep.insert("", "t", doc).unwrap();
+            let store = dep.store();
+            let t = store.tables.iter().find(|t| t.name == "t").unwrap();
+            let latest = t
+                .docs
+                .values()
+                .map(|e| &e.latest)
+                .max_by_key(|r| r.ts)
+                .unwrap();
+            let stored = latest.doc.as_ref().unwrap();
+            assert_eq!(export_equals_encoded(&stored.encoded), fast);
+            let mut slow = vec![b'{'];
+            write_fields(stored.fields().iter(), Format::Export, &mut slow);
+            slow.push(b'}');
+            if fast {
+                assert_eq!(
+                    String::from_utf8_lossy(&stored.encoded),
+                    String::from_utf8_lossy(&slow)
+                );
+            }
+            let mut w = Writer::default();
+            w.document(t, latest.ts, stored, &Columns::all_for_tests());
+            let v: serde_json::Value = serde_json::from_slice(&w.out).unwrap();
+            let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
+            assert_eq!(v["value"], slow);
+        }
     }
 
     #[test]

@@ -30,6 +30,16 @@ impl Columns {
         }
     }
 
+    #[cfg(test)]
+    pub fn all_for_tests() -> Columns {
+        Columns::all()
+    }
+
+    /// Whether every field is exported.
+    pub fn keeps_all(&self) -> bool {
+        self.other && self.explicit.values().all(|&k| k)
+    }
+
     /// Whether field `name` (system fields included) is exported.
     pub fn keeps(&self, name: &str) -> bool {
         self.explicit.get(name).copied().unwrap_or(self.other)
