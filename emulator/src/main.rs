@@ -13,7 +13,7 @@ use convex_emulator::{Config, FaultRule, GenerateSpec, Settings};
 #[command(
     name = "convex-emulator",
     version,
-    about = "Emulated Convex streaming export API"
+    about = "Emulated Convex streaming export API (legacy endpoints and the Data Sync API)"
 )]
 struct Args {
     /// Port to listen on (0 = any free port).
