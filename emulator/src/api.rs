@@ -26,6 +26,8 @@ pub fn endpoint_name(path: &str) -> &'static str {
         "/api/json_schemas" => "json_schemas",
         "/api/test_streaming_export_connection" => "test_streaming_export_connection",
         "/api/get_table_column_names" => "get_table_column_names",
+        "/api/v1/data/sync" => "data_sync",
+        "/api/data_sync_cursor_from_deltas" => "data_sync_cursor_from_deltas",
         _ => "other",
     }
 }
@@ -242,6 +244,20 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 ListArgs::from_json(&json_body(parts, &body)?)?
             };
             document_deltas(dep, args)
+        }
+        "data_sync" | "data_sync_cursor_from_deltas" if post => {
+            authorize(dep, parts, &query)?;
+            let body = json_body(parts, &body)?;
+            let client = parts
+                .headers
+                .get("convex-client")
+                .and_then(|v| v.to_str().ok());
+            let out = if endpoint == "data_sync" {
+                crate::data_sync::sync(dep, client, &body)?
+            } else {
+                crate::data_sync::cursor_from_deltas(dep, client, &body)?
+            };
+            Ok(json_bytes(200, out))
         }
         "other" => Err(ApiError::new(
             404,

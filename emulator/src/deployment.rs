@@ -68,6 +68,12 @@ pub struct Settings {
     pub table_summaries_ready: bool,
     /// Requests whose injected delay reaches this get a bare 408 after it (Convex: 300 s).
     pub request_timeout_ms: u64,
+    /// Entries per `/api/v1/data/sync` page (Convex: 16384; whole commits are kept).
+    pub data_sync_page_entries: usize,
+    /// Bytes of emitted values per data sync page (Convex: 64 MiB; whole commits are kept).
+    pub data_sync_page_bytes: usize,
+    /// Age behind head from which a data sync cursor is expired (Convex Cloud: 3 days).
+    pub data_sync_retention_ms: u64,
 }
 
 impl Default for Settings {
@@ -84,6 +90,9 @@ impl Default for Settings {
             keys_without_data_view: Vec::new(),
             table_summaries_ready: true,
             request_timeout_ms: 300_000,
+            data_sync_page_entries: 16_384,
+            data_sync_page_bytes: 64 << 20,
+            data_sync_retention_ms: 3 * DAY_MS,
         }
     }
 }
@@ -133,6 +142,8 @@ struct Inner {
     requests: Mutex<Requests>,
     access_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The secret data sync cursors are sealed with.
+    data_sync: crate::data_sync::Sealer,
 }
 
 /// A handle on the emulated deployment; clones share the same state.
@@ -165,12 +176,17 @@ impl Deployment {
                 requests: Mutex::new(Requests::default()),
                 access_key: access_key.into(),
                 shutdown,
+                data_sync: crate::data_sync::Sealer::new(),
             }),
         }
     }
 
     pub fn access_key(&self) -> &str {
         &self.inner.access_key
+    }
+
+    pub(crate) fn data_sync_sealer(&self) -> &crate::data_sync::Sealer {
+        &self.inner.data_sync
     }
 
     pub(crate) fn store(&self) -> RwLockReadGuard<'_, Store> {

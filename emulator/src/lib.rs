@@ -1,5 +1,6 @@
 //! An in-memory emulator of the Convex streaming export HTTP API (`/api/list_snapshot`,
-//! `/api/document_deltas`, `/api/json_schemas`, ...), for tests and benchmarks of
+//! `/api/document_deltas`, `/api/json_schemas`, ..., and the Data Sync API
+//! `/api/v1/data/sync`), for tests and benchmarks of
 //! `source-convex` where no real Convex deployment can be reached.
 //!
 //! ```no_run
@@ -22,6 +23,7 @@
 
 mod api;
 mod control;
+mod data_sync;
 mod deployment;
 mod export;
 mod faults;

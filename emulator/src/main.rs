@@ -13,7 +13,7 @@ use convex_emulator::{Config, FaultRule, GenerateSpec, Settings};
 #[command(
     name = "convex-emulator",
     version,
-    about = "Emulated Convex streaming export API"
+    about = "Emulated Convex streaming export API (legacy endpoints and the Data Sync API)"
 )]
 struct Args {
     /// Port to listen on (0 = any free port).
@@ -57,6 +57,15 @@ struct Args {
     /// Reproduce convex-backend issue #302 (tableName filter ignored).
     #[arg(long)]
     ignore_table_filter: bool,
+    /// Entries per /api/v1/data/sync page (Convex: 16384; a transaction is never split).
+    #[arg(long)]
+    data_sync_page_entries: Option<usize>,
+    /// Bytes of values per /api/v1/data/sync page (Convex: 67108864 = 64 MiB).
+    #[arg(long)]
+    data_sync_page_bytes: Option<usize>,
+    /// Age behind head at which a data sync cursor expires (default 3 days, Convex Cloud's).
+    #[arg(long)]
+    data_sync_retention_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +95,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = args.deltas_page_limit {
         settings.deltas_page_limit = v;
+    }
+    if let Some(v) = args.data_sync_page_entries {
+        settings.data_sync_page_entries = v;
+    }
+    if let Some(v) = args.data_sync_page_bytes {
+        settings.data_sync_page_bytes = v;
+    }
+    if let Some(v) = args.data_sync_retention_ms {
+        settings.data_sync_retention_ms = v;
     }
     let faults = args
         .faults

@@ -1,0 +1,520 @@
+//! One data sync page: reconcile the cursor with the selection, then either walk the table in
+//! progress by id at `synced_ts` or follow the document log after `synced_ts`.
+//!
+//! Convex's rules (the backend's `table_iteration/src/data_sync.rs`): a cursor *captures* a
+//! document when its table is synced, or it is the table in progress and its id is at or
+//! before the walk's position. A by-id page reads documents of one table in id order as of
+//! `synced_ts`; a log page emits the revisions of captured documents in commit order, whole
+//! commits only, and moves `synced_ts` forward. By-id pages are used while a table is in
+//! progress and `synced_ts` is fresh (less than 30 s behind), log pages otherwise.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+
+use super::cursor::{CursorState, InProgress};
+use super::selection::{Columns, Selection};
+use crate::export::ApiError;
+use crate::store::{Store, StoredDoc, TableData};
+use crate::value::{write_fields, write_str, Format};
+
+/// Page limits (Convex's `DATA_SYNC_*` knobs).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Entries per page (16384); whole commits are kept, so a page may exceed it.
+    pub entries: usize,
+    /// Bytes of emitted values per page (64 MiB), same rule.
+    pub bytes: usize,
+    /// Log rows read per page, selected or not (32768, at least `entries`).
+    pub rows_read: usize,
+    /// Lag of `synced_ts` behind head from which log pages are used (30 s).
+    pub freshness_ns: i64,
+    /// Cursors older than this behind head are expired.
+    pub retention_ns: i64,
+}
+
+/// `status` of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Snapshotting,
+    Stale { snapshot_ts: i64 },
+    UpToDate { snapshot_ts: i64 },
+}
+
+/// A computed page: everything but the sealed cursor.
+pub struct Page {
+    pub status: Status,
+    /// `(component, table)`, sorted and deduplicated.
+    pub truncates: BTreeSet<(String, String)>,
+    /// The `values` array's elements, comma-separated, without brackets.
+    pub values: Vec<u8>,
+    pub cursor: CursorState,
+}
+
+pub fn cursor_expired() -> ApiError {
+    ApiError::new(
+        400,
+        "DataSyncCursorExpired",
+        "The cursor is outside the deployment's data retention window and can no longer be \
+         resumed. Restart the sync from scratch by calling /data/sync without a cursor.",
+    )
+}
+
+/// A selected table, in the order the snapshot walks them (tablet id).
+pub struct Target {
+    pub index: usize,
+    pub columns: Columns,
+}
+
+/// Live user tables (hidden import tables included) the selection resolves to, by tablet id.
+pub fn targets(store: &Store, selection: &Selection) -> Vec<Target> {
+    let mut out: Vec<Target> = store
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.active() && !t.system())
+        .filter_map(|(index, t)| {
+            selection
+                .table(&t.component, &t.name)
+                .map(|columns| Target { index, columns })
+        })
+        .collect();
+    out.sort_by_key(|t| store.tables[t.index].tablet);
+    out
+}
+
+/// Computes the page after `received` (`None` = cold start with a new `sync_id`).
+pub fn next_page(
+    store: &Store,
+    received: Option<CursorState>,
+    new_sync_id: String,
+    selection: &Selection,
+    limits: &Limits,
+) -> Result<Page, ApiError> {
+    let latest = store.head;
+    let mut state = match received.clone() {
+        Some(c) => {
+            if c.synced_ts > latest {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidDataSyncCursor",
+                    "data sync cursor is ahead of the deployment's latest timestamp",
+                ));
+            }
+            if c.synced_ts < latest.saturating_sub(limits.retention_ns) {
+                return Err(cursor_expired());
+            }
+            c
+        }
+        None => CursorState {
+            synced_ts: latest,
+            synced: Vec::new(),
+            current: None,
+            sync_id: new_sync_id,
+            num_docs_synced: 0,
+        },
+    };
+    let old_tracked: HashSet<[u8; 16]> = received
+        .as_ref()
+        .map(|c| c.tracked().copied().collect())
+        .unwrap_or_default();
+    let targets = targets(store, selection);
+    let by_tablet: HashMap<[u8; 16], &Target> = targets
+        .iter()
+        .map(|t| (store.tables[t.index].tablet, t))
+        .collect();
+    reconcile(&mut state, &targets, store, &by_tablet);
+
+    let mut w = Writer::default();
+    let fresh = latest - state.synced_ts < limits.freshness_ns;
+    match state.current.clone() {
+        Some(current) if fresh => by_id_page(
+            store, &mut state, current, &targets, &by_tablet, limits, &mut w,
+        ),
+        _ => log_page(store, &mut state, &by_tablet, limits, latest, &mut w),
+    }
+    state.num_docs_synced += w.count as u64;
+
+    let truncates = state
+        .tracked()
+        .filter(|t| !old_tracked.contains(*t))
+        .filter_map(|t| by_tablet.get(t))
+        .map(|t| {
+            let table = &store.tables[t.index];
+            (table.component.clone(), table.name.clone())
+        })
+        .collect();
+    let status = match &state.current {
+        Some(_) => Status::Snapshotting,
+        None if state.synced_ts == latest => Status::UpToDate {
+            snapshot_ts: state.synced_ts,
+        },
+        None => Status::Stale {
+            snapshot_ts: state.synced_ts,
+        },
+    };
+    Ok(Page {
+        status,
+        truncates,
+        values: w.out,
+        cursor: state,
+    })
+}
+
+/// Drops deselected (or deleted, or replaced) tables from the cursor and, when no table is in
+/// progress, starts the first selected one not synced yet.
+fn reconcile(
+    state: &mut CursorState,
+    targets: &[Target],
+    store: &Store,
+    by_tablet: &HashMap<[u8; 16], &Target>,
+) {
+    state.synced.retain(|t| by_tablet.contains_key(t));
+    if state
+        .current
+        .as_ref()
+        .is_some_and(|c| !by_tablet.contains_key(&c.tablet))
+    {
+        state.current = None;
+    }
+    if state.current.is_none() {
+        state.current = first_unsynced(state, targets, store);
+    }
+}
+
+fn first_unsynced(state: &CursorState, targets: &[Target], store: &Store) -> Option<InProgress> {
+    targets
+        .iter()
+        .map(|t| store.tables[t.index].tablet)
+        .find(|tablet| !state.synced.contains(tablet))
+        .map(|tablet| InProgress {
+            tablet,
+            current_id: None,
+            docs_synced: 0,
+        })
+}
+
+fn by_id_page(
+    store: &Store,
+    state: &mut CursorState,
+    mut current: InProgress,
+    targets: &[Target],
+    by_tablet: &HashMap<[u8; 16], &Target>,
+    limits: &Limits,
+    w: &mut Writer,
+) {
+    let Some(target) = by_tablet.get(&current.tablet) else {
+        return;
+    };
+    let table = &store.tables[target.index];
+    let lower = match &current.current_id {
+        Some(k) => Bound::Excluded(*k),
+        None => Bound::Unbounded,
+    };
+    let mut full = false;
+    for (internal, entry) in table.docs.range((lower, Bound::Unbounded)) {
+        let Some(rev) = entry.at(state.synced_ts) else {
+            continue;
+        };
+        let Some(doc) = &rev.doc else {
+            continue;
+        };
+        w.document(table, rev.ts, doc, &target.columns);
+        current.current_id = Some(*internal);
+        current.docs_synced += 1;
+        if w.count >= limits.entries || w.bytes >= limits.bytes {
+            full = true;
+            break;
+        }
+    }
+    if full {
+        state.current = Some(current);
+    } else {
+        // The table is done; the next one starts (its truncate is on this page, its rows on
+        // the next).
+        state.synced.push(current.tablet);
+        state.current = first_unsynced(state, targets, store);
+    }
+}
+
+fn log_page(
+    store: &Store,
+    state: &mut CursorState,
+    by_tablet: &HashMap<[u8; 16], &Target>,
+    limits: &Limits,
+    latest: i64,
+    w: &mut Writer,
+) {
+    let synced: HashSet<[u8; 16]> = state.synced.iter().copied().collect();
+    let current = state.current.as_ref();
+    let log = &store.log;
+    let mut i = log.partition_point(|e| e.ts <= state.synced_ts);
+    let mut rows_read = 0usize;
+    let mut consumed: Option<i64> = None;
+    while i < log.len() && log[i].ts <= latest {
+        let ts = log[i].ts;
+        let end = i + log[i..].partition_point(|e| e.ts == ts);
+        // The row that reaches the read limit ends the page before its commit, unless it is
+        // the page's first commit (which is then returned whole).
+        if consumed.is_some() && rows_read + (end - i) >= limits.rows_read {
+            break;
+        }
+        rows_read += end - i;
+        for e in &log[i..end] {
+            let table = &store.tables[e.table as usize];
+            let captured = synced.contains(&table.tablet)
+                || current.is_some_and(|c| {
+                    c.tablet == table.tablet && c.current_id.is_some_and(|id| e.internal <= id)
+                });
+            if !captured {
+                continue;
+            }
+            let Some(target) = by_tablet.get(&table.tablet) else {
+                continue;
+            };
+            match &e.doc {
+                Some(doc) => w.document(table, e.ts, doc, &target.columns),
+                None => w.tombstone(table, e.ts, &table.doc_id(&e.internal)),
+            }
+        }
+        consumed = Some(ts);
+        i = end;
+        if w.count >= limits.entries || w.bytes >= limits.bytes {
+            break;
+        }
+    }
+    let exhausted = i >= log.len() || log[i].ts > latest;
+    state.synced_ts = if exhausted {
+        latest
+    } else {
+        consumed.unwrap_or(state.synced_ts)
+    };
+}
+
+/// Whether a stored `convex_encoded_json` document is already its `export_json` form: the two
+/// differ only in int64 (`{"$integer":…}` vs a number) and `-0.0` (`{"$float":"AAAAAAAAAIA="}` vs
+/// `-0.0`). A string that merely contains these bytes is only a false alarm (the slow path).
+fn export_equals_encoded(encoded: &[u8]) -> bool {
+    const INTEGER: &[u8] = b"{\"$integer\":";
+    const NEG_ZERO: &[u8] = b"{\"$float\":\"AAAAAAAAAIA=\"}";
+    // Both markers start with `{"$`: look at every `$` with two bytes before it.
+    !encoded.iter().enumerate().any(|(i, &b)| {
+        b == b'$' && i >= 2 && {
+            let tail = &encoded[i - 2..];
+            tail.starts_with(INTEGER) || tail.starts_with(NEG_ZERO)
+        }
+    })
+}
+
+/// Writes `{"component","table","ts","deleted","value"}` entries.
+#[derive(Default)]
+struct Writer {
+    out: Vec<u8>,
+    count: usize,
+    /// Bytes of the emitted `value` objects (the page-size measure).
+    bytes: usize,
+}
+
+impl Writer {
+    fn head(&mut self, table: &TableData, ts: i64, deleted: bool) {
+        if self.count > 0 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(b"{\"component\":");
+        write_str(&table.component, &mut self.out);
+        self.out.extend_from_slice(b",\"table\":");
+        write_str(&table.name, &mut self.out);
+        self.out.extend_from_slice(b",\"ts\":");
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+        self.out.extend_from_slice(if deleted {
+            b",\"deleted\":true,\"value\":"
+        } else {
+            b",\"deleted\":false,\"value\":"
+        });
+    }
+
+    /// A live revision in `export_json`, keeping only the selected columns.
+    fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
+        self.head(table, ts, false);
+        let start = self.out.len();
+        if columns.keeps_all() && export_equals_encoded(&doc.encoded) {
+            self.out.extend_from_slice(&doc.encoded);
+        } else {
+            let fields = doc.fields();
+            self.out.push(b'{');
+            write_fields(
+                fields.iter().filter(|(k, _)| columns.keeps(k)),
+                Format::Export,
+                &mut self.out,
+            );
+            self.out.push(b'}');
+        }
+        self.bytes += self.out.len() - start;
+        self.out.push(b'}');
+        self.count += 1;
+    }
+
+    /// A deletion: the value is exactly `{"_id": ...}`.
+    fn tombstone(&mut self, table: &TableData, ts: i64, id: &str) {
+        self.head(table, ts, true);
+        let start = self.out.len();
+        self.out.extend_from_slice(b"{\"_id\":");
+        write_str(id, &mut self.out);
+        self.out.push(b'}');
+        self.bytes += self.out.len() - start;
+        self.out.push(b'}');
+        self.count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::Deployment;
+    use serde_json::json;
+
+    fn limits(rows_read: usize) -> Limits {
+        Limits {
+            entries: 100,
+            bytes: 1 << 26,
+            rows_read,
+            freshness_ns: 30_000_000_000,
+            retention_ns: i64::MAX,
+        }
+    }
+
+    fn commit(dep: &Deployment, table: &str, n: usize) -> i64 {
+        dep.transaction(|tx| {
+            for _ in 0..n {
+                tx.insert("", table, json!({}))?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    }
+
+    fn only_y() -> Selection {
+        Selection::from_arg(Some(&json!({"_other": "excluded",
+            "": {"_other": "excluded", "y": {"_other": "included"}}})))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_writes_exactly_what_the_export_encoder_writes() {
+        let dep = Deployment::new(1, "k");
+        let docs = [
+            (
+                json!({"a": 1.5, "b": {"$bytes": "AAEC"}, "c": {"$float": "AAAAAAAA8H8="},
+                    "d": [null, true, "x\"$integer\":"], "E": {"n": {"$float": "AAAAAAAA+H8="}}}),
+                true,
+            ),
+            (json!({"a": {"$integer": "BQAAAAAAAAA="}}), false),
+            (json!({"z": [{"$float": "AAAAAAAAAIA="}]}), false),
+            (json!({"s": "{\"$integer\":"}), true),
+        ];
+        for (doc, fast) in docs {
+            dep.insert("", "t", doc).unwrap();
+            let store = dep.store();
+            let t = store.tables.iter().find(|t| t.name == "t").unwrap();
+            let latest = t
+                .docs
+                .values()
+                .map(|e| &e.latest)
+                .max_by_key(|r| r.ts)
+                .unwrap();
+            let stored = latest.doc.as_ref().unwrap();
+            assert_eq!(export_equals_encoded(&stored.encoded), fast);
+            let mut slow = vec![b'{'];
+            write_fields(stored.fields().iter(), Format::Export, &mut slow);
+            slow.push(b'}');
+            if fast {
+                assert_eq!(
+                    String::from_utf8_lossy(&stored.encoded),
+                    String::from_utf8_lossy(&slow)
+                );
+            }
+            let mut w = Writer::default();
+            w.document(t, latest.ts, stored, &Columns::all_for_tests());
+            let v: serde_json::Value = serde_json::from_slice(&w.out).unwrap();
+            let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
+            assert_eq!(v["value"], slow);
+        }
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_the_deployment_is_invalid() {
+        // Rule: a cursor whose synced_ts is past the latest timestamp (e.g. after a backup
+        // was restored) is 400 InvalidDataSyncCursor.
+        let dep = Deployment::new(1, "k");
+        let sel = Selection::everything();
+        let first = next_page(&dep.store(), None, "s".into(), &sel, &limits(10)).unwrap();
+        let mut ahead = first.cursor.clone();
+        ahead.synced_ts = dep.head() + 1;
+        let e = next_page(&dep.store(), Some(ahead), String::new(), &sel, &limits(10))
+            .err()
+            .unwrap();
+        assert_eq!((e.status, e.code), (400, "InvalidDataSyncCursor"));
+        assert!(next_page(
+            &dep.store(),
+            Some(first.cursor),
+            String::new(),
+            &sel,
+            &limits(10)
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn the_rows_read_limit_counts_unselected_rows_and_drops_a_partial_commit() {
+        // Rule: a log page reads at most DATA_SYNC_MAX_ROWS_READ rows of every table; the
+        // commit holding the row that reaches the limit is left for the next page, unless it
+        // is the page's first commit, which is read whole.
+        let dep = Deployment::new(1, "k");
+        commit(&dep, "y", 1);
+        let sel = only_y();
+        let p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        assert_eq!(
+            p0.status,
+            Status::UpToDate {
+                snapshot_ts: dep.head()
+            }
+        );
+        let c1 = commit(&dep, "x", 3);
+        commit(&dep, "y", 3);
+        let p1 = next_page(
+            &dep.store(),
+            Some(p0.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert!(p1.values.is_empty());
+        assert_eq!(p1.status, Status::Stale { snapshot_ts: c1 });
+        let big = commit(&dep, "x", 6);
+        let p2 = next_page(
+            &dep.store(),
+            Some(p1.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert_eq!(
+            p2.values.iter().filter(|&&b| b == b'{').count(),
+            6,
+            "3 entries, 3 values"
+        );
+        assert!(matches!(p2.status, Status::Stale { .. }));
+        let p3 = next_page(
+            &dep.store(),
+            Some(p2.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert!(p3.values.is_empty());
+        assert_eq!(p3.status, Status::UpToDate { snapshot_ts: big });
+    }
+}
