@@ -220,7 +220,8 @@ def test_discover_streams_and_schemas(session):
         for meta in ("_id", "_ts", "_table", "_component", "_deleted"):
             assert meta in props, (st["name"], meta)
         assert props["_ab_cdc_updated_at"] == {"type": "string"}
-        assert props["_ab_cdc_deleted_at"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
+        assert props["_ab_cdc_deleted_at"] == {"type": ["null", "string"]}
+        assert props["_ab_cdc_lsn"] == {"type": "integer"}
         assert "_ab_cdc_lsn" in props
         assert set(schema.get("required", [])) <= {"_id"}, \
             "delete records carry only metadata: required must be at most _id (compat §6.15)"

@@ -107,11 +107,14 @@ pub fn stream_schema(schema: Value) -> Value {
         .entry("properties")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(props) = props {
-        props.insert("_ab_cdc_lsn".into(), json!({"type": "number"}));
+        // `integer`, not the Python connector's `number`: the value is `_ts`, a 19-digit
+        // timestamp, and destinations (PyAirbyte: DECIMAL, then float64 in pandas) round a
+        // `number`. `["null", "string"]` rather than `anyOf`, which PyAirbyte cannot map.
+        props.insert("_ab_cdc_lsn".into(), json!({"type": "integer"}));
         props.insert("_ab_cdc_updated_at".into(), json!({"type": "string"}));
         props.insert(
             "_ab_cdc_deleted_at".into(),
-            json!({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+            json!({"type": ["null", "string"]}),
         );
     }
     Value::Object(top)
@@ -157,7 +160,7 @@ mod tests {
                 r#"{"type":"object","properties":{"_creationTime":{"type":"number"},"_id":{"$description":"Id(users)","type":"string"},"age":{"type":"number"},"name":{"type":"string"},"#,
                 r#""addr":{"type":"object","properties":{"city":{"type":"string"}},"additionalProperties":true,"required":["city"]},"#,
                 r#""_table":{"type":"string"},"_component":{"type":"string"},"_ts":{"type":"integer"},"_deleted":{"type":"boolean"},"#,
-                r#""_ab_cdc_lsn":{"type":"number"},"_ab_cdc_updated_at":{"type":"string"},"_ab_cdc_deleted_at":{"anyOf":[{"type":"string"},{"type":"null"}]}},"#,
+                r#""_ab_cdc_lsn":{"type":"integer"},"_ab_cdc_updated_at":{"type":"string"},"_ab_cdc_deleted_at":{"type":["null","string"]}},"#,
                 r#""additionalProperties":true,"required":["_id"],"$schema":"http://json-schema.org/draft-07/schema#"}"#
             )
         );

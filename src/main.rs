@@ -195,6 +195,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 changes: read::changes::ChangeOptions {
                     every_revision: config.every_revision,
                     buffer_bytes: config.change_buffer_bytes,
+                    checkpoint_records: read::changes::CHECKPOINT_RECORDS,
                 },
             };
             let out = out.clone();

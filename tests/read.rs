@@ -595,3 +595,57 @@ fn records_validate_against_the_discovered_schemas_deletes_included() {
         .flatten()
         .any(|r| r["_deleted"] == true));
 }
+
+/// Airbyte's field selection: a configured schema with fewer properties than discover offers
+/// asks Convex for just those columns (`_id` always), and records still validate.
+#[test]
+fn a_configured_schema_with_fewer_properties_reads_only_those_columns() {
+    let h = Harness::with_tables(2, 40, true);
+    let mut streams = h.discover();
+    for s in &mut streams {
+        let props = s["json_schema"]["properties"].as_object_mut().unwrap();
+        props.retain(|k, _| k == "_id" || k == "name" || k.starts_with("_ab_cdc"));
+    }
+    let streams: Vec<Value> = streams
+        .into_iter()
+        .map(|s| json!({"stream": s, "sync_mode": "incremental", "destination_sync_mode": "append_dedup"}))
+        .collect();
+    let catalog = h.write("catalog.json", &json!({ "streams": streams }).to_string());
+    let run = h.read(&catalog, Some("[]"));
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let records = run.records();
+    assert!(!records.is_empty());
+    for (name, rows) in &records {
+        assert!(!rows.is_empty(), "{name}");
+        for r in rows {
+            let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.retain(|k| {
+                !k.starts_with("_ab_cdc")
+                    && !["_table", "_component", "_ts", "_deleted"].contains(k)
+            });
+            keys.sort();
+            let want: &[&str] = if r.get("name").is_some() {
+                &["_id", "name"]
+            } else {
+                &["_id"]
+            };
+            assert_eq!(keys, want, "{name}: {r}");
+        }
+    }
+    // The same columns in the change walk.
+    apply_changes(h.dep(), 20, 5).unwrap();
+    let next = h.read(&catalog, Some(&run.saved_state()));
+    assert_eq!(next.code, 0);
+    for r in next
+        .records()
+        .values()
+        .flatten()
+        .filter(|r| r["_deleted"] == false)
+    {
+        assert!(
+            r.get("email").is_none() && r.get("_creationTime").is_none(),
+            "{r}"
+        );
+    }
+}

@@ -28,7 +28,13 @@ pub struct ChangeOptions {
     pub every_revision: bool,
     /// Bytes of buffered revisions after which the walk stops taking pages.
     pub buffer_bytes: usize,
+    /// While the buffer is sent: a STATE after about this many records of a stream.
+    pub checkpoint_records: usize,
 }
+
+/// Records between two STATEs while a change buffer is sent: a killed sync resumes close to
+/// where it stopped, and a slow destination still sees a STATE every few seconds.
+pub const CHECKPOINT_RECORDS: usize = 10_000;
 
 /// Component → table → index of the stream in the read.
 type Routes = HashMap<String, HashMap<String, usize>>;
@@ -188,7 +194,10 @@ pub async fn walk<A: ConvexApi>(
         }
     }
     let tables: Vec<_> = runs.iter().map(|r| r.table.clone()).collect();
-    for (stream, id, rev) in set.into_sorted() {
+    let sorted = set.into_sorted();
+    let mut since_state = 0;
+    for (i, (stream, id, rev)) in sorted.iter().enumerate() {
+        let (stream, rev) = (*stream, rev);
         let table = &tables[stream];
         let meta = ValueMeta {
             table: table.table.as_str().into(),
@@ -198,6 +207,18 @@ pub async fn walk<A: ConvexApi>(
             deleted: Some(rev.deleted),
         };
         runs[stream].record(em, &rev.raw, &meta)?;
+        since_state += 1;
+        // Sorted by stream, then commit: once every buffered revision of this stream up to
+        // `rev.ts` is out, resuming after `rev.ts` loses nothing (later revisions supersede
+        // earlier ones) and repeats nothing.
+        let boundary = sorted
+            .get(i + 1)
+            .is_none_or(|next| next.0 != stream || next.2.ts > rev.ts);
+        if since_state >= options.checkpoint_records && boundary {
+            since_state = 0;
+            let at = positions[stream].max(rev.ts);
+            runs[stream].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+        }
         em.flush_if_full().await?;
     }
     for &m in members {

@@ -48,6 +48,10 @@ struct Fake {
     schemas_fail: bool,
     /// `json_schemas` refuses the deployment (a table Convex cannot describe).
     undescribable: bool,
+    /// Snapshot pages answer this cursor instead of the real one (a server stuck in a loop).
+    stuck_cursor: Option<&'static str>,
+    /// Deltas pages answer this cursor instead of the real one.
+    deltas_cursor: Option<i64>,
 }
 
 const START: i64 = 1_700_000_000_000_000_000;
@@ -80,6 +84,8 @@ impl Fake {
             ignore_filter: false,
             schemas_fail: false,
             undescribable: false,
+            stuck_cursor: None,
+            deltas_cursor: None,
         }
     }
 
@@ -245,9 +251,13 @@ impl ConvexApi for Fake {
         }
         sink.flush().await?;
         let has_more = rest.len() > page.len();
+        let next = match self.stuck_cursor {
+            Some(c) => c.to_owned(),
+            None => page.last().map(|e| e.id.clone()).unwrap_or_default(),
+        };
         Ok(SnapshotPageEnd {
             snapshot,
-            cursor: has_more.then(|| SnapshotCursor(page.last().unwrap().id.clone())),
+            cursor: has_more.then(|| SnapshotCursor(next)),
             has_more,
             values: page.len(),
         })
@@ -284,8 +294,9 @@ impl ConvexApi for Fake {
         }
         sink.flush().await?;
         let has_more = take < rows.len();
+        let next = if has_more { rows[take - 1].ts } else { head };
         Ok(DeltasPageEnd {
-            cursor: DeltaCursor(if has_more { rows[take - 1].ts } else { head }),
+            cursor: DeltaCursor(self.deltas_cursor.unwrap_or(next)),
             has_more,
             values,
         })
@@ -326,6 +337,7 @@ fn options() -> ReadOptions {
         changes: ChangeOptions {
             every_revision: false,
             buffer_bytes: 1 << 30,
+            checkpoint_records: 1000,
         },
     }
 }
@@ -796,6 +808,57 @@ fn a_failing_stream_ends_incomplete_and_the_others_finish() {
 }
 
 #[test]
+fn a_server_that_repeats_a_snapshot_cursor_fails_the_stream_instead_of_looping() {
+    let mut fake = Fake::new(&[("users", 9), ("posts", 1)]);
+    fake.stuck_cursor = Some("users0002");
+    let fake = Arc::new(fake);
+    let (ok, messages) = run(&fake, &[("users", "full_refresh")], "");
+    assert!(!ok);
+    assert!(first_error(&messages)["message"]
+        .as_str()
+        .unwrap()
+        .contains("already answered"));
+    // The first page, then the stuck cursor once more: no third round of the same records.
+    assert_eq!(records(&messages, "users").len(), 6);
+}
+
+#[test]
+fn a_deltas_cursor_that_does_not_advance_or_goes_negative_is_never_saved() {
+    let h = START + 2;
+    let state = format!(
+        r#"[{{"type":"STREAM","stream":{{"stream_descriptor":{{"name":"t"}},"stream_state":{{"delta_cursor":{h}}}}}}}]"#
+    );
+    for bad in [-7, START - 10, h] {
+        let mut fake = Fake::new(&[("t", 2)]);
+        fake.deltas_cursor = Some(bad);
+        fake.rows = 1;
+        let fake = Arc::new(fake);
+        for i in 0..3 {
+            fake.commit(&[("t", &format!("x{i}"), Some(json!({"v": i})))]);
+        }
+        let (ok, messages) = run(&fake, &[("t", "incremental")], &state);
+        let states: Vec<i64> = of_stream(&messages, "t")
+            .iter()
+            .filter(|m| m["type"] == "STATE")
+            .map(|m| {
+                m["state"]["stream"]["stream_state"]["delta_cursor"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(!ok, "{bad}");
+        assert!(
+            states.is_empty(),
+            "{bad}: nothing of a broken walk is checkpointed: {states:?}"
+        );
+        assert!(first_error(&messages)["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not advance"));
+    }
+}
+
+#[test]
 fn a_backend_ignoring_the_selection_fails_loudly() {
     let mut fake = Fake::new(&[("users", 2), ("posts", 2)]);
     fake.ignore_filter = true;
@@ -1051,6 +1114,7 @@ fn randomized_reads_leave_the_destination_exactly_the_deployment() {
             if rng.bool() {
                 opts.changes.buffer_bytes = rng.usize(150..2000);
             }
+            opts.changes.checkpoint_records = rng.usize(1..6);
             let catalog = || catalog_of(&streams, json!({}));
             let (ok, messages) = run_with(&fake, catalog(), &state, ReadOptions { ..opts });
             assert!(ok, "seed {seed} round {round}");
