@@ -202,7 +202,7 @@ pub async fn walk<A: ConvexApi>(
         let meta = ValueMeta {
             table: table.table.as_str().into(),
             component: table.component.as_str().into(),
-            id: std::borrow::Cow::Borrowed(&id),
+            id: std::borrow::Cow::Borrowed(id),
             ts: rev.ts,
             deleted: Some(rev.deleted),
         };
