@@ -257,7 +257,7 @@ impl ConvexApi for Fake {
         };
         Ok(SnapshotPageEnd {
             snapshot,
-            cursor: has_more.then(|| SnapshotCursor(next)),
+            cursor: has_more.then_some(SnapshotCursor(next)),
             has_more,
             values: page.len(),
         })
