@@ -195,7 +195,14 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
                     None => return bad(format!("unknown format {f}")),
                 },
             };
-            ok(json!({"documents": dep.live_documents_in(&component, &table, format)}))
+            let docs = match find("ts") {
+                None => dep.live_documents_in(&component, &table, format),
+                Some(ts) => match ts.parse::<i64>() {
+                    Ok(ts) => dep.documents_at_in(&component, &table, ts, format),
+                    Err(e) => return bad(format!("invalid ts {ts:?}: {e}")),
+                },
+            };
+            ok(json!({"documents": docs}))
         }
         "/tables" if get => ok(serde_json::to_value(dep.tables()).unwrap_or_default()),
         "/tables/create" | "/tables/clear" | "/tables/delete" if post => {

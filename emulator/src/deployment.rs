@@ -317,6 +317,7 @@ impl Deployment {
             s.tables[old].deleted_ts = Some(ts2);
         }
         s.tables[ti].hidden = false;
+        s.tables[ti].shown_ts = ts2;
         s.head = ts2;
         Ok((ts1, ts2))
     }
@@ -355,6 +356,28 @@ impl Deployment {
         let s = self.store();
         match s.find_table(component, table) {
             Some(ti) => export::live_documents(&s, ti, format),
+            None => Vec::new(),
+        }
+    }
+
+    /// The documents of a table as of timestamp `ts`: every document whose latest revision
+    /// at or before `ts` is live, at that revision, in the shape of [`Deployment::live_documents`]
+    /// (clean `json`, `_id` order). Empty if no table had that name at `ts`.
+    pub fn documents_at(&self, component: &str, table: &str, ts: i64) -> Vec<serde_json::Value> {
+        self.documents_at_in(component, table, ts, Format::Clean)
+    }
+
+    /// [`Deployment::documents_at`] in another encoding.
+    pub fn documents_at_in(
+        &self,
+        component: &str,
+        table: &str,
+        ts: i64,
+        format: Format,
+    ) -> Vec<serde_json::Value> {
+        let s = self.store();
+        match s.find_table_at(component, table, ts) {
+            Some(ti) => export::documents_at(&s, ti, ts, format),
             None => Vec::new(),
         }
     }

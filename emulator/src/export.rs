@@ -586,15 +586,22 @@ pub fn table_column_names(store: &Store) -> Json {
 
 /// Live documents of a table at head, each exactly as list_snapshot sends it in `format`.
 pub fn live_documents(store: &Store, ti: usize, format: Format) -> Vec<Json> {
+    documents_at(store, ti, i64::MAX, format)
+}
+
+/// The documents of a table live at `ts`, each at its latest revision at or before `ts`, as
+/// list_snapshot at snapshot `ts` sends them.
+pub fn documents_at(store: &Store, ti: usize, ts: i64, format: Format) -> Vec<Json> {
     let table = &store.tables[ti];
     let mut buf = Vec::new();
     table
         .docs
         .values()
         .filter_map(|e| {
-            let doc = e.latest.doc.as_ref()?;
+            let rev = e.at(ts)?;
+            let doc = rev.doc.as_ref()?;
             buf.clear();
-            write_value(&mut buf, table, e.latest.ts, false, doc, format, &None);
+            write_value(&mut buf, table, rev.ts, false, doc, format, &None);
             serde_json::from_slice(&buf).ok()
         })
         .collect()

@@ -141,6 +141,9 @@ pub struct TableData {
     pub deleted_ts: Option<i64>,
     /// Import in progress: exported by list_snapshot/document_deltas, not by json_schemas.
     pub hidden: bool,
+    /// When the table became visible under its name (its creation, or an import's swap;
+    /// `i64::MAX` while hidden), for reads "as of" a past timestamp.
+    pub shown_ts: i64,
     pub docs: BTreeMap<[u8; 16], DocEntry>,
     /// Live-document count per interned shape at head, for json_schemas.
     pub shape_counts: HashMap<u32, u64>,
@@ -245,6 +248,14 @@ impl Store {
             .position(|t| t.active() && !t.hidden && t.component == component && t.name == name)
     }
 
+    /// The table that carried this name at `ts` (created and shown at or before it, not yet
+    /// deleted), if any.
+    pub fn find_table_at(&self, component: &str, name: &str, ts: i64) -> Option<usize> {
+        self.tables.iter().position(|t| {
+            t.component == component && t.name == name && t.shown_ts <= ts && t.exists_at(ts)
+        })
+    }
+
     pub fn new_table_spec(&mut self, component: &str, name: &str, hidden: bool) -> NewTable {
         let t = NewTable {
             component: component.to_owned(),
@@ -287,6 +298,7 @@ impl Store {
                 created_ts: ts,
                 deleted_ts: None,
                 hidden: t.hidden,
+                shown_ts: if t.hidden { i64::MAX } else { ts },
                 docs: BTreeMap::new(),
                 shape_counts: HashMap::new(),
                 live: 0,
