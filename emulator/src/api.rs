@@ -2,7 +2,7 @@
 //! faults (a proxy in front), `Convex-Client` validation, GET query parsing, authentication,
 //! feature switch, permission, then the endpoint itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -16,6 +16,7 @@ use crate::faults::{FaultKind, FaultRule};
 use crate::http::{
     api_error, bare, convex_error, json_bytes, parse_query, BodyEnd, EmuBody, Resp, SocketSlot,
 };
+use crate::snapshot_cost::{self, IteratorKey};
 use crate::value::Format;
 
 /// Endpoint name used by faults and request counters.
@@ -83,7 +84,7 @@ pub async fn handle(
         },
     };
 
-    let resp = respond(dep, &parts, body, endpoint);
+    let resp = respond(dep, &parts, body, endpoint).await;
     match mangle {
         None => {
             log(resp.status().as_u16());
@@ -167,11 +168,20 @@ async fn mangled(resp: Resp, rule: &FaultRule, socket: &SocketSlot) -> Resp {
     hyper::Response::from_parts(parts, body)
 }
 
-fn respond(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Resp {
-    match route(dep, parts, body, endpoint) {
-        Ok(r) => r,
-        Err(e) => api_error(&e),
-    }
+/// A routed request: answered already, or a list_snapshot page still to serve (it may
+/// wait for the iterator build lock and sleep its cost).
+enum Routed {
+    Done(Resp),
+    Snapshot(ListArgs),
+}
+
+async fn respond(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Resp {
+    let r = match route(dep, parts, body, endpoint) {
+        Ok(Routed::Done(r)) => Ok(r),
+        Ok(Routed::Snapshot(args)) => list_snapshot(dep, args).await,
+        Err(e) => Err(e),
+    };
+    r.unwrap_or_else(|e| api_error(&e))
 }
 
 fn bad_query(msg: impl std::fmt::Display) -> ApiError {
@@ -186,7 +196,7 @@ fn bad_json(msg: impl std::fmt::Display) -> ApiError {
     ApiError::new(400, "BadJsonBody", msg.to_string())
 }
 
-fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result<Resp, ApiError> {
+fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result<Routed, ApiError> {
     check_client_version(parts)?;
     let query = parse_query(parts.uri.query());
     let get = parts.method == Method::GET;
@@ -194,7 +204,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
     match endpoint {
         "test_streaming_export_connection" if get => {
             authorize(dep, parts, &query)?;
-            Ok(json_bytes(200, &b"null"[..]))
+            Ok(Routed::Done(json_bytes(200, &b"null"[..])))
         }
         "json_schemas" if get => {
             let delta = query_bool(&query, "deltaSchema")?;
@@ -210,12 +220,18 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 ));
             }
             let v = dep.json_schemas(format, delta, by_component);
-            Ok(json_bytes(200, serde_json::to_vec(&v).unwrap_or_default()))
+            Ok(Routed::Done(json_bytes(
+                200,
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )))
         }
         "get_table_column_names" if get => {
             authorize(dep, parts, &query)?;
             let v = export::table_column_names(&dep.store());
-            Ok(json_bytes(200, serde_json::to_vec(&v).unwrap_or_default()))
+            Ok(Routed::Done(json_bytes(
+                200,
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )))
         }
         "list_snapshot" if get || post => {
             let args = if get {
@@ -226,7 +242,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 authorize(dep, parts, &query)?;
                 ListArgs::from_json(&json_body(parts, &body)?)?
             };
-            list_snapshot(dep, args)
+            Ok(Routed::Snapshot(args))
         }
         "document_deltas" if get || post => {
             let args = if get {
@@ -241,7 +257,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 authorize(dep, parts, &query)?;
                 ListArgs::from_json(&json_body(parts, &body)?)?
             };
-            document_deltas(dep, args)
+            document_deltas(dep, args).map(Routed::Done)
         }
         "other" => Err(ApiError::new(
             404,
@@ -249,7 +265,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
             format!("No route for {}", parts.uri.path()),
         )),
         // A known route with the wrong method: axum's bare 405.
-        _ => Ok(bare(405)),
+        _ => Ok(Routed::Done(bare(405))),
     }
 }
 
@@ -555,7 +571,8 @@ fn ms_to_ns(ms: u64) -> i64 {
     i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
-fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
+async fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
+    let started = Instant::now();
     match a.cursor_type {
         CursorType::Integer | CursorType::Other => {
             return Err(bad_json(
@@ -566,26 +583,67 @@ fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
         CursorType::Absent | CursorType::String => {}
     }
     let settings = dep.settings();
+    let max_age = ms_to_ns(settings.snapshot_max_age_ms);
     let args = SnapshotArgs {
         snapshot: a.snapshot,
         cursor: a.cursor_str.clone(),
         selection: a.effective_selection(dep),
         format: Format::Clean,
     };
-    let store = dep.store();
-    let max_age = ms_to_ns(settings.snapshot_max_age_ms);
-    // Convex parses `format` after computing the page, so validation errors win over
-    // BadFormat; a one-document probe reproduces that order cheaply.
-    let format = match parse_format(a.format.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            export::list_snapshot(&store, &args, 1, max_age)?;
-            return Err(e);
-        }
+    let (start, log_rows) = {
+        let store = dep.store();
+        let start = export::prepare_snapshot(&store, &args, max_age)?;
+        let rows = export::log_rows_after(&store, start.snapshot);
+        (start, rows)
     };
-    let args = SnapshotArgs { format, ..args };
-    let body = export::list_snapshot(&store, &args, settings.snapshot_page_limit, max_age)?;
-    Ok(json_bytes(200, body))
+    // Convex parses `format` after the request's validation.
+    let format = parse_format(a.format.as_deref())?;
+    let args = SnapshotArgs {
+        format,
+        snapshot: Some(start.snapshot),
+        ..args
+    };
+    let timeout = Duration::from_millis(settings.request_timeout_ms);
+    let continues = start.start.is_some_and(|position| {
+        dep.continues_snapshot_iterator(&IteratorKey {
+            snapshot: start.snapshot,
+            selection: args.selection.clone(),
+            position,
+        })
+    });
+    let mut spent = Duration::ZERO;
+    if !continues {
+        let build = snapshot_cost::build_cost(&settings, log_rows);
+        let _one_build_at_a_time = dep.build_snapshot_iterator().await;
+        let left = timeout.saturating_sub(started.elapsed());
+        if build >= left {
+            // Killed mid-build: the iterator is never cached.
+            tokio::time::sleep(left).await;
+            dep.cache_snapshot_iterator(None);
+            return Ok(bare(408));
+        }
+        tokio::time::sleep(build).await;
+        spent = build;
+    }
+    let limit = snapshot_cost::page_document_limit(&settings, spent, settings.snapshot_page_limit);
+    let page = export::list_snapshot(&dep.store(), &args, limit, max_age)?;
+    dep.count_rows_read("list_snapshot", page.rows_read);
+    let read = snapshot_cost::read_cost(&settings, page.returned);
+    let left = timeout.saturating_sub(started.elapsed());
+    if read >= left {
+        tokio::time::sleep(left).await;
+        dep.cache_snapshot_iterator(None);
+        return Ok(bare(408));
+    }
+    if !read.is_zero() {
+        tokio::time::sleep(read).await;
+    }
+    dep.cache_snapshot_iterator(page.next.map(|position| IteratorKey {
+        snapshot: page.snapshot,
+        selection: args.selection.clone(),
+        position,
+    }));
+    Ok(json_bytes(200, page.body))
 }
 
 fn document_deltas(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
@@ -627,11 +685,12 @@ fn document_deltas(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
         }
     };
     let args = DeltasArgs { format, ..probe };
-    let body = export::document_deltas(
+    let (body, rows_read) = export::document_deltas(
         &store,
         &args,
         settings.deltas_page_limit,
         ms_to_ns(settings.retention_ms),
     )?;
+    dep.count_rows_read("document_deltas", rows_read);
     Ok(json_bytes(200, body))
 }

@@ -268,7 +268,7 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
         "/requests" if get => {
             let stats = dep.requests();
             let q = parse_query(parts.uri.query());
-            let mut v = json!({"total": stats.total, "by_endpoint": stats.by_endpoint});
+            let mut v = serde_json::to_value(&stats).unwrap_or_default();
             if q.iter().any(|(k, v)| k == "log" && v != "false") {
                 v["log"] = serde_json::to_value(dep.request_log()).unwrap_or_default();
             }
@@ -276,7 +276,7 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
         }
         "/requests/reset" if post => {
             dep.reset_requests();
-            ok(json!({"total": 0, "by_endpoint": {}}))
+            ok(serde_json::to_value(dep.requests()).unwrap_or_default())
         }
         "/shutdown" if post => {
             // Signal a moment later so this answer is written before connections close.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::export;
 use crate::faults::{Decision, FaultRule, Faults};
 use crate::ids;
+use crate::snapshot_cost::IteratorKey;
 use crate::store::{prepare_doc, NewTable, Store, Write};
 use crate::value::{Fields, Format, IntoFields, Value};
 
@@ -66,8 +67,18 @@ pub struct Settings {
     pub keys_without_data_view: Vec<String>,
     /// Off = json_schemas answers 503 TableSummariesUnavailable (backend bootstrapping).
     pub table_summaries_ready: bool,
-    /// Requests whose injected delay reaches this get a bare 408 after it (Convex: 300 s).
+    /// Requests whose injected delay or list_snapshot work reaches this get a bare 408 after
+    /// it (Convex: 300 s).
     pub request_timeout_ms: u64,
+    /// list_snapshot cost model (all zero = free): fixed time of an iterator rebuild.
+    pub snapshot_build_base_ms: u64,
+    /// Rebuild time per document-log row written after the request's snapshot.
+    pub snapshot_build_us_per_row: u64,
+    /// Time per document a list_snapshot page returns.
+    pub snapshot_read_us_per_doc: u64,
+    /// A list_snapshot page is cut once its work (rebuild plus documents) reaches this
+    /// (Convex: 60 s); it still holds at least one document.
+    pub snapshot_page_time_limit_ms: u64,
 }
 
 impl Default for Settings {
@@ -84,15 +95,27 @@ impl Default for Settings {
             keys_without_data_view: Vec::new(),
             table_summaries_ready: true,
             request_timeout_ms: 300_000,
+            snapshot_build_base_ms: 0,
+            snapshot_build_us_per_row: 0,
+            snapshot_read_us_per_doc: 0,
+            snapshot_page_time_limit_ms: 60_000,
         }
     }
 }
 
-/// Per-endpoint request counters (all `/api/` requests, faulted ones included).
+/// Per-endpoint request counters (all `/api/` requests, faulted ones included), and the
+/// work the backend would have done for them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RequestStats {
     pub total: u64,
     pub by_endpoint: BTreeMap<String, u64>,
+    /// list_snapshot requests that were not the exact continuation of the previous answer
+    /// and so built a new snapshot iterator.
+    pub snapshot_iterator_builds: u64,
+    /// Rows read per endpoint: list_snapshot counts the documents it visits, document_deltas
+    /// every log row it reads (other tables and system tables included).
+    pub rows_read: BTreeMap<String, u64>,
 }
 
 /// One logged `/api/` request.
@@ -131,6 +154,10 @@ struct Inner {
     settings: RwLock<Settings>,
     faults: Mutex<Faults>,
     requests: Mutex<Requests>,
+    /// The one cached list_snapshot iterator: the request that would continue it.
+    snapshot_iterator: Mutex<Option<IteratorKey>>,
+    /// Held while an iterator is rebuilt: one build at a time, like Convex.
+    snapshot_build: tokio::sync::Mutex<()>,
     access_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -163,6 +190,8 @@ impl Deployment {
                 settings: RwLock::new(Settings::default()),
                 faults: Mutex::new(Faults::new(seed)),
                 requests: Mutex::new(Requests::default()),
+                snapshot_iterator: Mutex::new(None),
+                snapshot_build: tokio::sync::Mutex::new(()),
                 access_key: access_key.into(),
                 shutdown,
             }),
@@ -440,6 +469,29 @@ impl Deployment {
         let mut r = lock(&self.inner.requests);
         r.stats.total += 1;
         *r.stats.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count_rows_read(&self, endpoint: &str, rows: usize) {
+        let mut r = lock(&self.inner.requests);
+        *r.stats.rows_read.entry(endpoint.to_owned()).or_default() += rows as u64;
+    }
+
+    /// Whether `key` continues the cached iterator (then the request resumes it).
+    pub(crate) fn continues_snapshot_iterator(&self, key: &IteratorKey) -> bool {
+        lock(&self.inner.snapshot_iterator).as_ref() == Some(key)
+    }
+
+    /// Records what the next request must be to resume the cached iterator (`None` when the
+    /// walk ended).
+    pub(crate) fn cache_snapshot_iterator(&self, next: Option<IteratorKey>) {
+        *lock(&self.inner.snapshot_iterator) = next;
+    }
+
+    /// Takes the global build lock and counts a build.
+    pub(crate) async fn build_snapshot_iterator(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let guard = self.inner.snapshot_build.lock().await;
+        lock(&self.inner.requests).stats.snapshot_iterator_builds += 1;
+        guard
     }
 
     pub(crate) fn log_request(&self, rec: RequestRecord) {

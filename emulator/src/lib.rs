@@ -30,6 +30,7 @@ mod http;
 mod ids;
 mod server;
 mod shape;
+mod snapshot_cost;
 mod store;
 mod value;
 

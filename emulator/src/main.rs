@@ -57,6 +57,22 @@ struct Args {
     /// Reproduce convex-backend issue #302 (tableName filter ignored).
     #[arg(long)]
     ignore_table_filter: bool,
+    /// list_snapshot cost model: fixed time of a snapshot iterator rebuild (a request that
+    /// is not the exact continuation of the previous answer).
+    #[arg(long, default_value_t = 0)]
+    snapshot_build_base_ms: u64,
+    /// Rebuild time per document-log row written after the request's snapshot.
+    #[arg(long, default_value_t = 0)]
+    snapshot_build_us_per_row: u64,
+    /// Time per document a list_snapshot page returns.
+    #[arg(long, default_value_t = 0)]
+    snapshot_read_us_per_doc: u64,
+    /// A list_snapshot page is cut once its work reaches this (Convex: 60 s).
+    #[arg(long, default_value_t = 60_000)]
+    snapshot_page_time_limit_ms: u64,
+    /// Requests taking this long get a bare 408 (Convex: 300 s).
+    #[arg(long, default_value_t = 300_000)]
+    request_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +89,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings {
         latency_ms: args.latency_ms,
         ignore_table_filter: args.ignore_table_filter,
+        snapshot_build_base_ms: args.snapshot_build_base_ms,
+        snapshot_build_us_per_row: args.snapshot_build_us_per_row,
+        snapshot_read_us_per_doc: args.snapshot_read_us_per_doc,
+        snapshot_page_time_limit_ms: args.snapshot_page_time_limit_ms,
+        request_timeout_ms: args.request_timeout_ms,
         ..Settings::default()
     };
     if let Some(v) = args.snapshot_max_age_ms {
