@@ -219,7 +219,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                     "Table summary unavailable (still bootstrapping)",
                 ));
             }
-            let v = dep.json_schemas(format, delta, by_component);
+            let v = export::json_schemas(&dep.store(), format, delta, by_component)?;
             Ok(Routed::Done(json_bytes(
                 200,
                 serde_json::to_vec(&v).unwrap_or_default(),

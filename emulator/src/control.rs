@@ -74,6 +74,14 @@ enum Op {
 }
 
 #[derive(Deserialize)]
+struct SchemaArgs {
+    #[serde(default)]
+    component: String,
+    /// `null` removes the component's schema.
+    tables: Option<Json>,
+}
+
+#[derive(Deserialize)]
 struct TxArgs {
     ops: Vec<Op>,
 }
@@ -203,6 +211,14 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
                 },
             };
             ok(json!({"documents": docs}))
+        }
+        "/schema" if get => ok(serde_json::to_value(dep.schemas()).unwrap_or_default()),
+        "/schema" if post => {
+            let a: SchemaArgs = try_resp!(body_json(body));
+            match dep.set_schema(&a.component, a.tables) {
+                Ok(()) => ok(serde_json::to_value(dep.schemas()).unwrap_or_default()),
+                Err(e) => bad(e),
+            }
         }
         "/tables" if get => ok(serde_json::to_value(dep.tables()).unwrap_or_default()),
         "/tables/create" | "/tables/clear" | "/tables/delete" if post => {

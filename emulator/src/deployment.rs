@@ -411,14 +411,53 @@ impl Deployment {
         }
     }
 
-    /// What `GET /api/json_schemas` would answer.
+    /// What `GET /api/json_schemas` would answer; `Err` carries the error's code and
+    /// message (`"NoSchemaForExport: ..."`).
     pub fn json_schemas(
         &self,
         format: Format,
         delta_schema: bool,
         by_component: bool,
-    ) -> serde_json::Value {
+    ) -> Result<serde_json::Value, Error> {
         export::json_schemas(&self.store(), format, delta_schema, by_component)
+            .map_err(|e| Error(format!("{}: {}", e.code, e.message)))
+    }
+
+    /// Sets (or with `None` removes) a component's active schema, like deploying a
+    /// `schema.ts`: `tables` maps table names to document validators in Convex's validator
+    /// JSON (`{"type":"object","value":{"f":{"fieldType":{"type":"string"},"optional":false}}}`).
+    /// json_schemas describes a table from it when the table's inferred shape is not an
+    /// object.
+    pub fn set_schema(
+        &self,
+        component: &str,
+        tables: Option<serde_json::Value>,
+    ) -> Result<(), Error> {
+        if !export::valid_component_path(component) {
+            return error(format!("invalid component path {component:?}"));
+        }
+        let mut s = self.store_mut();
+        match tables {
+            None => {
+                s.schemas.remove(component);
+            }
+            Some(v) => {
+                let tables: crate::schema::ComponentSchema = serde_json::from_value(v)
+                    .map_err(|e| Error(format!("schema tables must be an object: {e}")))?;
+                crate::schema::validate(&tables).map_err(Error)?;
+                s.schemas.insert(component.to_owned(), tables);
+            }
+        }
+        Ok(())
+    }
+
+    /// The active schemas, by component path.
+    pub fn schemas(&self) -> BTreeMap<String, serde_json::Value> {
+        self.store()
+            .schemas
+            .iter()
+            .map(|(c, t)| (c.clone(), serde_json::to_value(t).unwrap_or_default()))
+            .collect()
     }
 
     pub fn settings(&self) -> Settings {

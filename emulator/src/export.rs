@@ -590,13 +590,31 @@ fn schema_tables<'a>(store: &'a Store, component: &str) -> Vec<&'a TableData> {
     tables
 }
 
-pub fn json_schemas(store: &Store, format: Format, delta_schema: bool, by_component: bool) -> Json {
+/// What json_schemas answers. A table whose shape is not an object is described from its
+/// component's active schema; without a usable one the whole call fails.
+pub fn json_schemas(
+    store: &Store,
+    format: Format,
+    delta_schema: bool,
+    by_component: bool,
+) -> Result<Json, ApiError> {
+    let names = |n| store.table_name(n);
     let mut flat = Map::new();
     let mut nested = Map::new();
     for comp in component_order(store) {
         let mut per = Map::new();
         for t in schema_tables(store, comp) {
-            let schema = table_schema(&t.name, &store.table_shape(t), format, delta_schema);
+            let shape = store.table_shape(t);
+            let schema = match table_schema(t.number, &shape, format, delta_schema, &names) {
+                Some(s) => s,
+                None => crate::schema::table_schema_from(
+                    store.schemas.get(comp),
+                    comp,
+                    &t.name,
+                    format,
+                    delta_schema,
+                )?,
+            };
             if by_component {
                 per.insert(t.name.clone(), schema);
             } else {
@@ -608,7 +626,7 @@ pub fn json_schemas(store: &Store, format: Format, delta_schema: bool, by_compon
             nested.insert(comp.to_owned(), Json::Object(per));
         }
     }
-    Json::Object(if by_component { nested } else { flat })
+    Ok(Json::Object(if by_component { nested } else { flat }))
 }
 
 pub fn table_column_names(store: &Store) -> Json {
@@ -617,10 +635,7 @@ pub fn table_column_names(store: &Store) -> Json {
         let tables: Vec<Json> = schema_tables(store, comp)
             .into_iter()
             .map(|t| {
-                let cols: Vec<String> = match store.table_shape(t) {
-                    crate::shape::Shape::Object(fields) => fields.into_keys().collect(),
-                    _ => vec!["_creationTime".into(), "_id".into()],
-                };
+                let cols = crate::shape::column_names(&store.table_shape(t));
                 json!({"name": t.name, "columns": cols})
             })
             .collect();

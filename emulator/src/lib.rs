@@ -28,6 +28,7 @@ mod faults;
 mod generator;
 mod http;
 mod ids;
+mod schema;
 mod server;
 mod shape;
 mod snapshot_cost;

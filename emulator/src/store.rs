@@ -64,16 +64,18 @@ pub struct PreparedDoc {
 /// Encodes a document; `fields` are the user fields (no `_`-prefixed names). The shape tree
 /// is only built when `known` does not already hold the document's fingerprint.
 pub fn prepare_doc(
-    table: &str,
+    _table: &str,
     id: &str,
     creation_time: f64,
     fields: &Fields,
     known: &ShapeInterner,
 ) -> PreparedDoc {
-    let key = fingerprint_document(table, fields);
+    // The id names its table number, which the `_id` field's shape records.
+    let number = ids::decode_document_id(id).map_or(0, |(n, _)| n);
+    let key = fingerprint_document(number, fields);
     let shape = match known.lookup(key) {
         Some(id) => ShapeSource::Known(id),
-        None => ShapeSource::New(key, Shape::of_document(table, fields)),
+        None => ShapeSource::New(key, Shape::of_document(number, fields)),
     };
     let encode = |format: Format| {
         let mut out = Vec::with_capacity(64 + fields.len() * 24);
@@ -147,6 +149,10 @@ pub struct TableData {
     pub docs: BTreeMap<[u8; 16], DocEntry>,
     /// Live-document count per interned shape at head, for json_schemas.
     pub shape_counts: HashMap<u32, u64>,
+    /// Set once the table's shape widened in a way Convex never narrows back (a union
+    /// contracted past its limits, objects absorbed into a record): the shape from then on,
+    /// until the table is empty again.
+    pub sticky_shape: Option<Shape>,
     pub live: usize,
     /// `{"_component":"..","_table":"..","_ts":` — the constant start of every exported value.
     pub prefix: Box<[u8]>,
@@ -213,6 +219,8 @@ pub struct Store {
     pub next_table_number: u32,
     /// Document size target of generated changes (set by the last data generation).
     pub doc_size: usize,
+    /// Active `schema.ts` per component path.
+    pub schemas: BTreeMap<String, crate::schema::ComponentSchema>,
 }
 
 impl Store {
@@ -232,6 +240,7 @@ impl Store {
             // Convex numbers user tables from 10001.
             next_table_number: 10_001,
             doc_size: 400,
+            schemas: BTreeMap::new(),
         }
     }
 
@@ -301,6 +310,7 @@ impl Store {
                 shown_ts: if t.hidden { i64::MAX } else { ts },
                 docs: BTreeMap::new(),
                 shape_counts: HashMap::new(),
+                sticky_shape: None,
                 live: 0,
                 prefix: prefix.into_boxed_slice(),
             });
@@ -311,6 +321,9 @@ impl Store {
                 .cmp(&(self.tables[b.table].tablet, b.internal))
         });
         self.log.reserve(writes.len());
+        // Shapes that became live in a table with this commit (their count went 0 -> 1).
+        let mut arrived: Vec<(usize, u32)> = Vec::new();
+        let mut touched: Vec<usize> = Vec::new();
         for w in writes {
             let doc = w.doc.map(|p| {
                 Arc::new(StoredDoc {
@@ -347,8 +360,15 @@ impl Store {
                 }
             }
             if let Some(d) = &doc {
-                *table.shape_counts.entry(d.shape).or_default() += 1;
+                let n = table.shape_counts.entry(d.shape).or_default();
+                *n += 1;
+                if *n == 1 {
+                    arrived.push((w.table, d.shape));
+                }
                 table.live += 1;
+            }
+            if touched.last() != Some(&w.table) {
+                touched.push(w.table);
             }
             self.log.push(LogEntry {
                 ts,
@@ -357,12 +377,37 @@ impl Store {
                 doc,
             });
         }
+        for ti in touched {
+            if self.tables[ti].live == 0 {
+                self.tables[ti].sticky_shape = None;
+            }
+        }
+        arrived.sort_unstable();
+        arrived.dedup();
+        for (ti, shape) in arrived {
+            self.widen(ti, shape);
+        }
         self.head = ts;
         ts
     }
 
-    /// The union of the shapes of a table's live documents (`Never` when empty).
-    pub fn table_shape(&self, table: &TableData) -> Shape {
+    /// Follows a new live shape of a table: once the table's shape has widened for good,
+    /// every new shape is merged into the sticky one; otherwise the union of the live
+    /// shapes is checked for such a widening.
+    fn widen(&mut self, ti: usize, shape: u32) {
+        let new = self.shapes.get(shape).clone();
+        let sticky = match self.tables[ti].sticky_shape.take() {
+            Some(s) => Some(s.union(new)),
+            None => {
+                let mut widened = false;
+                let exact = self.live_union(&self.tables[ti], &mut widened);
+                (widened || exact.has_record()).then_some(exact)
+            }
+        };
+        self.tables[ti].sticky_shape = sticky;
+    }
+
+    fn live_union(&self, table: &TableData, widened: &mut bool) -> Shape {
         let mut ids: Vec<u32> = table
             .shape_counts
             .iter()
@@ -372,8 +417,28 @@ impl Store {
         // Sorted so the union (and so the schema's member order) is deterministic.
         ids.sort_unstable();
         ids.into_iter().fold(Shape::Never, |acc, id| {
-            acc.union(self.shapes.get(id).clone())
+            acc.union_tracked(self.shapes.get(id).clone(), widened)
         })
+    }
+
+    /// The table's shape as Convex infers it: the union of its live documents' shapes,
+    /// or the sticky widened shape (`Never` when empty).
+    pub fn table_shape(&self, table: &TableData) -> Shape {
+        if table.live == 0 {
+            return Shape::Never;
+        }
+        if let Some(s) = &table.sticky_shape {
+            return s.clone();
+        }
+        self.live_union(table, &mut false)
+    }
+
+    /// The name of the active table with this number, for `Id(<table>)` descriptions.
+    pub fn table_name(&self, number: u32) -> Option<String> {
+        self.tables
+            .iter()
+            .find(|t| t.number == number && t.active())
+            .map(|t| t.name.clone())
     }
 }
 
