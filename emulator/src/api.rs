@@ -209,7 +209,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
         "json_schemas" if get => {
             let delta = query_bool(&query, "deltaSchema")?;
             let by_component = query_bool(&query, "byComponent")?;
-            let format = query_last(&query, "format");
+            let format = query_once(&query, "format")?;
             authorize(dep, parts, &query)?;
             let format = parse_format(format)?;
             if !dep.settings().table_summaries_ready {
@@ -381,15 +381,23 @@ fn not_permitted() -> ApiError {
     )
 }
 
-fn query_last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// A scalar query argument. Like Convex's query extractor, a repeated one is
+/// 400 BadQueryArgs ("duplicate field").
+fn query_once<'a>(q: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut found = q.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(bad_query(format!("duplicate field `{key}`")));
+    }
+    Ok(first)
+}
+
+fn query_count(q: &[(String, String)], keys: &[&str]) -> usize {
+    q.iter().filter(|(k, _)| keys.contains(&k.as_str())).count()
 }
 
 fn query_bool(q: &[(String, String)], key: &str) -> Result<bool, ApiError> {
-    match query_last(q, key) {
+    match query_once(q, key)? {
         None => Ok(false),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -467,22 +475,30 @@ enum CursorType {
 
 impl ListArgs {
     fn from_query(q: &[(String, String)]) -> Result<ListArgs, ApiError> {
-        let snapshot = match query_last(q, "snapshot") {
+        let snapshot = match query_once(q, "snapshot")? {
             None => None,
             Some(s) => Some(
                 s.parse::<i64>()
                     .map_err(|e| bad_query(format!("snapshot: {e}")))?,
             ),
         };
-        let cursor = query_last(q, "cursor");
+        let cursor = query_once(q, "cursor")?;
+        let format = query_once(q, "format")?;
         let (cursor_int, cursor_int_error) = match cursor.map(str::parse::<i64>) {
             None => (None, None),
             Some(Ok(i)) => (Some(i), None),
             Some(Err(e)) => (None, Some(format!("cursor: {e}"))),
         };
-        let table = query_last(q, "tableName").or_else(|| query_last(q, "table_name"));
-        let component = query_last(q, "component");
+        // Convex's selection is an untagged enum: a repeated selector (or `tableName` with its
+        // alias `table_name`) fails the table variant, and the request falls through to
+        // "every table".
+        let repeated =
+            query_count(q, &["tableName", "table_name"]) > 1 || query_count(q, &["component"]) > 1;
+        let first = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let table = first("tableName").or_else(|| first("table_name"));
+        let component = first("component");
         let selection = match (table, component) {
+            _ if repeated => Selection::All,
             (Some(t), c) => Selection::Table {
                 component: c.unwrap_or("").to_owned(),
                 table: t.to_owned(),
@@ -501,7 +517,7 @@ impl ListArgs {
                 CursorType::Absent
             },
             selection,
-            format: query_last(q, "format").map(str::to_owned),
+            format: format.map(str::to_owned),
         })
     }
 
