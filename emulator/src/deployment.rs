@@ -79,6 +79,9 @@ pub struct Settings {
     /// A list_snapshot page is cut once its work (rebuild plus documents) reaches this
     /// (Convex: 60 s); it still holds at least one document.
     pub snapshot_page_time_limit_ms: u64,
+    /// Background churn: every this many ms a scheduler-like commit writes a row of the
+    /// system table `_scheduled_functions` (0 = off).
+    pub system_write_interval_ms: u64,
 }
 
 impl Default for Settings {
@@ -99,6 +102,7 @@ impl Default for Settings {
             snapshot_build_us_per_row: 0,
             snapshot_read_us_per_doc: 0,
             snapshot_page_time_limit_ms: 60_000,
+            system_write_interval_ms: 0,
         }
     }
 }
@@ -158,6 +162,8 @@ struct Inner {
     snapshot_iterator: Mutex<Option<IteratorKey>>,
     /// Held while an iterator is rebuilt: one build at a time, like Convex.
     snapshot_build: tokio::sync::Mutex<()>,
+    /// Whether a server already runs this deployment's background system writer.
+    system_writer: std::sync::atomic::AtomicBool,
     access_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -192,6 +198,7 @@ impl Deployment {
                 requests: Mutex::new(Requests::default()),
                 snapshot_iterator: Mutex::new(None),
                 snapshot_build: tokio::sync::Mutex::new(()),
+                system_writer: std::sync::atomic::AtomicBool::new(false),
                 access_key: access_key.into(),
                 shutdown,
             }),
@@ -301,9 +308,7 @@ impl Deployment {
             return error(format!("table {component:?}/{table:?} not found"));
         };
         let ts = s.next_ts();
-        s.tables[ti].deleted_ts = Some(ts);
-        s.head = ts;
-        Ok(ts)
+        Ok(s.drop_table(ti, ts))
     }
 
     /// Replaces a table's contents the way `npx convex import --replace` does: the new rows
@@ -342,12 +347,15 @@ impl Deployment {
         }
         s.apply(ts1, vec![spec], writes);
         let ts2 = s.next_ts();
+        let mut swap = Vec::new();
         if let Some(old) = s.find_table(component, table) {
             s.tables[old].deleted_ts = Some(ts2);
+            swap.extend(s.catalog_writes(old, ts2, None, true));
         }
         s.tables[ti].hidden = false;
         s.tables[ti].shown_ts = ts2;
-        s.head = ts2;
+        swap.extend(s.catalog_writes(ti, ts2, Some("active"), false));
+        s.apply(ts2, Vec::new(), swap);
         Ok((ts1, ts2))
     }
 
@@ -357,7 +365,11 @@ impl Deployment {
         let mut out: Vec<TableInfo> = s
             .tables
             .iter()
+            // The catalog tables are the emulator's bookkeeping, not tables a user made.
             .filter(|t| t.active() && !t.hidden)
+            .filter(|t| {
+                !(t.component.is_empty() && crate::store::CATALOG_TABLES.contains(&t.name.as_str()))
+            })
             .map(|t| TableInfo {
                 component: t.component.clone(),
                 table: t.name.clone(),
@@ -531,6 +543,14 @@ impl Deployment {
         let guard = self.inner.snapshot_build.lock().await;
         lock(&self.inner.requests).stats.snapshot_iterator_builds += 1;
         guard
+    }
+
+    /// True for the first caller only: that server runs the background system writer.
+    pub(crate) fn claim_system_writer(&self) -> bool {
+        !self
+            .inner
+            .system_writer
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn log_request(&self, rec: RequestRecord) {

@@ -21,6 +21,7 @@
 //! See README.md for the HTTP control API (`/_emulator/`), the CLI and the fault rules.
 
 mod api;
+mod churn;
 mod control;
 mod deployment;
 mod export;

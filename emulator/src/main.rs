@@ -70,6 +70,9 @@ struct Args {
     /// A list_snapshot page is cut once its work reaches this (Convex: 60 s).
     #[arg(long, default_value_t = 60_000)]
     snapshot_page_time_limit_ms: u64,
+    /// Background churn: one `_scheduled_functions` commit every this many ms (0 = off).
+    #[arg(long, default_value_t = 0)]
+    system_write_interval_ms: u64,
     /// Requests taking this long get a bare 408 (Convex: 300 s).
     #[arg(long, default_value_t = 300_000)]
     request_timeout_ms: u64,
@@ -94,6 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         snapshot_read_us_per_doc: args.snapshot_read_us_per_doc,
         snapshot_page_time_limit_ms: args.snapshot_page_time_limit_ms,
         request_timeout_ms: args.request_timeout_ms,
+        system_write_interval_ms: args.system_write_interval_ms,
         ..Settings::default()
     };
     if let Some(v) = args.snapshot_max_age_ms {

@@ -156,6 +156,8 @@ pub struct TableData {
     pub live: usize,
     /// `{"_component":"..","_table":"..","_ts":` — the constant start of every exported value.
     pub prefix: Box<[u8]>,
+    /// Internal ids of this table's `_tables` row and its two `_index` rows.
+    pub meta_rows: [[u8; 16]; 3],
 }
 
 impl TableData {
@@ -221,7 +223,18 @@ pub struct Store {
     pub doc_size: usize,
     /// Active `schema.ts` per component path.
     pub schemas: BTreeMap<String, crate::schema::ComponentSchema>,
+    /// Randomness of system rows, apart from `rng` so they leave user ids and timestamps
+    /// exactly as they were.
+    pub system_rng: Rng,
+    /// Indices of the `_tables` and `_index` system tables, once a table was created.
+    pub catalog: Option<(usize, usize)>,
 }
+
+/// Names of the catalog tables whose rows table creation and deletion write.
+pub const CATALOG_TABLES: [&str; 2] = ["_tables", "_index"];
+
+/// The two indexes Convex creates with every table.
+const DEFAULT_INDEXES: [&str; 2] = ["by_id", "by_creation_time"];
 
 impl Store {
     pub fn new(seed: u64) -> Store {
@@ -241,6 +254,8 @@ impl Store {
             next_table_number: 10_001,
             doc_size: 400,
             schemas: BTreeMap::new(),
+            system_rng: Rng::derive(seed, &[0x5157_e3]),
+            catalog: None,
         }
     }
 
@@ -287,33 +302,157 @@ impl Store {
         }
     }
 
-    /// Applies one transaction at `ts` (> head): creates tables, then writes documents.
+    fn push_table(&mut self, t: NewTable, ts: i64) -> usize {
+        let mut prefix = Vec::new();
+        prefix.extend_from_slice(b"{\"_component\":");
+        write_str(&t.component, &mut prefix);
+        prefix.extend_from_slice(b",\"_table\":");
+        write_str(&t.name, &mut prefix);
+        prefix.extend_from_slice(b",\"_ts\":");
+        let meta_rows = [
+            self.system_rng.bytes16(),
+            self.system_rng.bytes16(),
+            self.system_rng.bytes16(),
+        ];
+        self.tables.push(TableData {
+            tablet_str: ids::tablet_string(&t.tablet),
+            component: t.component,
+            name: t.name,
+            tablet: t.tablet,
+            number: t.number,
+            created_ts: ts,
+            deleted_ts: None,
+            hidden: t.hidden,
+            shown_ts: if t.hidden { i64::MAX } else { ts },
+            docs: BTreeMap::new(),
+            shape_counts: HashMap::new(),
+            sticky_shape: None,
+            live: 0,
+            prefix: prefix.into_boxed_slice(),
+            meta_rows,
+        });
+        self.tables.len() - 1
+    }
+
+    /// The `_tables` and `_index` tables, created (unlogged, like Convex's bootstrap) on
+    /// first use.
+    fn catalog(&mut self, ts: i64) -> (usize, usize) {
+        if let Some(c) = self.catalog {
+            return c;
+        }
+        let make = |s: &mut Store, name: &str, number: u32| {
+            let t = NewTable {
+                component: String::new(),
+                name: name.to_owned(),
+                tablet: s.system_rng.bytes16(),
+                number,
+                hidden: false,
+            };
+            s.push_table(t, ts)
+        };
+        let c = (
+            make(self, CATALOG_TABLES[0], 1),
+            make(self, CATALOG_TABLES[1], 2),
+        );
+        self.catalog = Some(c);
+        c
+    }
+
+    /// The catalog rows a table's creation (`state` "active", or "hidden" during an import),
+    /// a state change or its deletion (`None`) writes: its `_tables` row and, on creation and
+    /// deletion, its two `_index` rows. Convex writes such rows too, and document_deltas
+    /// reads them like any other.
+    pub fn catalog_writes(
+        &mut self,
+        ti: usize,
+        ts: i64,
+        state: Option<&str>,
+        indexes: bool,
+    ) -> Vec<Write> {
+        let (tables, index) = self.catalog(ts);
+        let t = &self.tables[ti];
+        let rows = t.meta_rows;
+        let (name, component, number, tablet) = (
+            t.name.clone(),
+            t.component.clone(),
+            t.number,
+            t.tablet_str.clone(),
+        );
+        let doc = |s: &Store, table: usize, internal: &[u8; 16], fields: Fields| {
+            let id = ids::document_id(s.tables[table].number, internal);
+            prepare_doc(
+                &s.tables[table].name,
+                &id,
+                (ts / 1_000_000) as f64,
+                &fields,
+                &s.shapes,
+            )
+        };
+        let mut writes = Vec::with_capacity(3);
+        let table_doc = state.map(|state| {
+            let fields: Fields = [
+                ("name".to_owned(), Value::String(name)),
+                ("namespace".to_owned(), Value::String(component)),
+                ("number".to_owned(), Value::Int64(i64::from(number))),
+                ("state".to_owned(), Value::String(state.to_owned())),
+            ]
+            .into_iter()
+            .collect();
+            doc(self, tables, &rows[0], fields)
+        });
+        writes.push(Write {
+            table: tables,
+            internal: rows[0],
+            doc: table_doc,
+        });
+        if indexes {
+            for (k, descriptor) in DEFAULT_INDEXES.iter().enumerate() {
+                let index_doc = state.map(|_| {
+                    let fields: Fields = [
+                        (
+                            "descriptor".to_owned(),
+                            Value::String((*descriptor).to_owned()),
+                        ),
+                        ("table".to_owned(), Value::String(tablet.clone())),
+                    ]
+                    .into_iter()
+                    .collect();
+                    doc(self, index, &rows[k + 1], fields)
+                });
+                writes.push(Write {
+                    table: index,
+                    internal: rows[k + 1],
+                    doc: index_doc,
+                });
+            }
+        }
+        writes
+    }
+
+    /// Deletes a table at a new commit `ts`, writing its catalog rows.
+    pub fn drop_table(&mut self, ti: usize, ts: i64) -> i64 {
+        self.tables[ti].deleted_ts = Some(ts);
+        let writes = self.catalog_writes(ti, ts, None, true);
+        self.apply(ts, Vec::new(), writes)
+    }
+
+    /// Applies one transaction at `ts` (> head): creates tables (and their catalog rows),
+    /// then writes documents.
     pub fn apply(&mut self, ts: i64, new_tables: Vec<NewTable>, mut writes: Vec<Write>) -> i64 {
         debug_assert!(ts > self.head);
+        let mut created = Vec::with_capacity(new_tables.len());
         for t in new_tables {
             self.ensure_component(&t.component);
-            let mut prefix = Vec::new();
-            prefix.extend_from_slice(b"{\"_component\":");
-            write_str(&t.component, &mut prefix);
-            prefix.extend_from_slice(b",\"_table\":");
-            write_str(&t.name, &mut prefix);
-            prefix.extend_from_slice(b",\"_ts\":");
-            self.tables.push(TableData {
-                tablet_str: ids::tablet_string(&t.tablet),
-                component: t.component,
-                name: t.name,
-                tablet: t.tablet,
-                number: t.number,
-                created_ts: ts,
-                deleted_ts: None,
-                hidden: t.hidden,
-                shown_ts: if t.hidden { i64::MAX } else { ts },
-                docs: BTreeMap::new(),
-                shape_counts: HashMap::new(),
-                sticky_shape: None,
-                live: 0,
-                prefix: prefix.into_boxed_slice(),
-            });
+            created.push(self.push_table(t, ts));
+        }
+        for ti in created {
+            let state = if self.tables[ti].hidden {
+                "hidden"
+            } else {
+                "active"
+            };
+            let rows = self.catalog_writes(ti, ts, Some(state), true);
+            writes.extend(rows);
         }
         // The document log is ordered by (ts, tablet id, document id) within a commit.
         writes.sort_by(|a, b| {
