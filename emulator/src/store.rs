@@ -254,7 +254,7 @@ impl Store {
             next_table_number: 10_001,
             doc_size: 400,
             schemas: BTreeMap::new(),
-            system_rng: Rng::derive(seed, &[0x5157_e3]),
+            system_rng: Rng::derive(seed, &[0x0051_57e3]),
             catalog: None,
         }
     }
