@@ -614,6 +614,19 @@ async fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> 
     };
     // Convex parses `format` after the request's validation.
     let format = parse_format(a.format.as_deref())?;
+    let retention = ms_to_ns(settings.retention_ms);
+    if start.snapshot < dep.head().saturating_sub(retention) {
+        // The snapshot passed the age check, but the revisions it needs were already
+        // purged: Convex's iterator fails with a retryable error that no retry can fix.
+        return Err(ApiError::new(
+            503,
+            "OutOfRetention",
+            format!(
+                "Snapshot {} is outside the document retention window; start a new snapshot.",
+                start.snapshot
+            ),
+        ));
+    }
     let args = SnapshotArgs {
         format,
         snapshot: Some(start.snapshot),

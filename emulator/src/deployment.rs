@@ -50,9 +50,13 @@ pub struct Settings {
     pub snapshot_page_limit: usize,
     /// Rows read / values returned per document_deltas page (Convex: 128).
     pub deltas_page_limit: usize,
-    /// Oldest accepted `snapshot` relative to head (Convex: 5 days).
+    /// Oldest accepted `snapshot` relative to head (Convex's `LIST_SNAPSHOT_MAX_AGE_SECS`:
+    /// 5 days).
     pub snapshot_max_age_ms: u64,
-    /// Document-log retention for deltas cursors (self-hosted Convex: 14 days).
+    /// Document retention (Convex's `DOCUMENT_RETENTION_DELAY`: 14 days; the self-hosted
+    /// Docker image sets 2 days, see [`Settings::self_hosted_docker`]). Older deltas cursors
+    /// get 400 InvalidWindowToReadDocuments; a list_snapshot whose snapshot is older gets
+    /// 503 OutOfRetention, on every retry.
     pub retention_ms: u64,
     /// Off = 403 StreamingExportNotEnabled on every endpoint.
     pub streaming_export_enabled: bool,
@@ -82,6 +86,20 @@ pub struct Settings {
     /// Background churn: every this many ms a scheduler-like commit writes a row of the
     /// system table `_scheduled_functions` (0 = off).
     pub system_write_interval_ms: u64,
+}
+
+/// Document retention of Convex's self-hosted Docker image (its docker-compose file sets
+/// 2 days instead of the backend's 14-day default).
+pub const SELF_HOSTED_DOCKER_RETENTION_MS: u64 = 2 * DAY_MS;
+
+impl Settings {
+    /// The defaults with the self-hosted Docker image's 2-day document retention.
+    pub fn self_hosted_docker() -> Settings {
+        Settings {
+            retention_ms: SELF_HOSTED_DOCKER_RETENTION_MS,
+            ..Settings::default()
+        }
+    }
 }
 
 impl Default for Settings {

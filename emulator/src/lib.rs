@@ -38,6 +38,7 @@ mod value;
 
 pub use deployment::{
     Deployment, Error, RequestRecord, RequestStats, Settings, TableInfo, Transaction,
+    SELF_HOSTED_DOCKER_RETENTION_MS,
 };
 pub use faults::{FaultKind, FaultRule};
 pub use generator::{table_names, ChangeSummary, GenerateSpec};

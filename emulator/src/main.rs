@@ -48,8 +48,13 @@ struct Args {
     faults: Vec<String>,
     #[arg(long)]
     snapshot_max_age_ms: Option<u64>,
+    /// Document retention (default 14 days, Convex's knob).
     #[arg(long)]
     retention_ms: Option<u64>,
+    /// Use the self-hosted Docker image's 2-day document retention (overridden by
+    /// --retention-ms).
+    #[arg(long)]
+    self_hosted_docker_retention: bool,
     #[arg(long)]
     snapshot_page_limit: Option<usize>,
     #[arg(long)]
@@ -102,6 +107,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(v) = args.snapshot_max_age_ms {
         settings.snapshot_max_age_ms = v;
+    }
+    if args.self_hosted_docker_retention {
+        settings.retention_ms = convex_emulator::SELF_HOSTED_DOCKER_RETENTION_MS;
     }
     if let Some(v) = args.retention_ms {
         settings.retention_ms = v;
