@@ -2,7 +2,7 @@
 //! faults (a proxy in front), `Convex-Client` validation, GET query parsing, authentication,
 //! feature switch, permission, then the endpoint itself.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -16,6 +16,7 @@ use crate::faults::{FaultKind, FaultRule};
 use crate::http::{
     api_error, bare, convex_error, json_bytes, parse_query, BodyEnd, EmuBody, Resp, SocketSlot,
 };
+use crate::snapshot_cost::{self, IteratorKey};
 use crate::value::Format;
 
 /// Endpoint name used by faults and request counters.
@@ -85,7 +86,7 @@ pub async fn handle(
         },
     };
 
-    let resp = respond(dep, &parts, body, endpoint);
+    let resp = respond(dep, &parts, body, endpoint).await;
     match mangle {
         None => {
             log(resp.status().as_u16());
@@ -169,11 +170,20 @@ async fn mangled(resp: Resp, rule: &FaultRule, socket: &SocketSlot) -> Resp {
     hyper::Response::from_parts(parts, body)
 }
 
-fn respond(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Resp {
-    match route(dep, parts, body, endpoint) {
-        Ok(r) => r,
-        Err(e) => api_error(&e),
-    }
+/// A routed request: answered already, or a list_snapshot page still to serve (it may
+/// wait for the iterator build lock and sleep its cost).
+enum Routed {
+    Done(Resp),
+    Snapshot(ListArgs),
+}
+
+async fn respond(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Resp {
+    let r = match route(dep, parts, body, endpoint) {
+        Ok(Routed::Done(r)) => Ok(r),
+        Ok(Routed::Snapshot(args)) => list_snapshot(dep, args).await,
+        Err(e) => Err(e),
+    };
+    r.unwrap_or_else(|e| api_error(&e))
 }
 
 fn bad_query(msg: impl std::fmt::Display) -> ApiError {
@@ -188,7 +198,7 @@ fn bad_json(msg: impl std::fmt::Display) -> ApiError {
     ApiError::new(400, "BadJsonBody", msg.to_string())
 }
 
-fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result<Resp, ApiError> {
+fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result<Routed, ApiError> {
     check_client_version(parts)?;
     let query = parse_query(parts.uri.query());
     let get = parts.method == Method::GET;
@@ -196,12 +206,12 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
     match endpoint {
         "test_streaming_export_connection" if get => {
             authorize(dep, parts, &query)?;
-            Ok(json_bytes(200, &b"null"[..]))
+            Ok(Routed::Done(json_bytes(200, &b"null"[..])))
         }
         "json_schemas" if get => {
             let delta = query_bool(&query, "deltaSchema")?;
             let by_component = query_bool(&query, "byComponent")?;
-            let format = query_last(&query, "format");
+            let format = query_once(&query, "format")?;
             authorize(dep, parts, &query)?;
             let format = parse_format(format)?;
             if !dep.settings().table_summaries_ready {
@@ -211,13 +221,19 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                     "Table summary unavailable (still bootstrapping)",
                 ));
             }
-            let v = dep.json_schemas(format, delta, by_component);
-            Ok(json_bytes(200, serde_json::to_vec(&v).unwrap_or_default()))
+            let v = export::json_schemas(&dep.store(), format, delta, by_component)?;
+            Ok(Routed::Done(json_bytes(
+                200,
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )))
         }
         "get_table_column_names" if get => {
             authorize(dep, parts, &query)?;
             let v = export::table_column_names(&dep.store());
-            Ok(json_bytes(200, serde_json::to_vec(&v).unwrap_or_default()))
+            Ok(Routed::Done(json_bytes(
+                200,
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )))
         }
         "list_snapshot" if get || post => {
             let args = if get {
@@ -228,7 +244,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 authorize(dep, parts, &query)?;
                 ListArgs::from_json(&json_body(parts, &body)?)?
             };
-            list_snapshot(dep, args)
+            Ok(Routed::Snapshot(args))
         }
         "document_deltas" if get || post => {
             let args = if get {
@@ -243,7 +259,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
                 authorize(dep, parts, &query)?;
                 ListArgs::from_json(&json_body(parts, &body)?)?
             };
-            document_deltas(dep, args)
+            document_deltas(dep, args).map(Routed::Done)
         }
         "data_sync" | "data_sync_cursor_from_deltas" if post => {
             authorize(dep, parts, &query)?;
@@ -257,7 +273,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
             } else {
                 crate::data_sync::cursor_from_deltas(dep, client, &body)?
             };
-            Ok(json_bytes(200, out))
+            Ok(Routed::Done(json_bytes(200, out)))
         }
         "other" => Err(ApiError::new(
             404,
@@ -265,7 +281,7 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
             format!("No route for {}", parts.uri.path()),
         )),
         // A known route with the wrong method: axum's bare 405.
-        _ => Ok(bare(405)),
+        _ => Ok(Routed::Done(bare(405))),
     }
 }
 
@@ -381,15 +397,23 @@ fn not_permitted() -> ApiError {
     )
 }
 
-fn query_last<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// A scalar query argument. Like Convex's query extractor, a repeated one is
+/// 400 BadQueryArgs ("duplicate field").
+fn query_once<'a>(q: &'a [(String, String)], key: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut found = q.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(bad_query(format!("duplicate field `{key}`")));
+    }
+    Ok(first)
+}
+
+fn query_count(q: &[(String, String)], keys: &[&str]) -> usize {
+    q.iter().filter(|(k, _)| keys.contains(&k.as_str())).count()
 }
 
 fn query_bool(q: &[(String, String)], key: &str) -> Result<bool, ApiError> {
-    match query_last(q, key) {
+    match query_once(q, key)? {
         None => Ok(false),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -467,22 +491,30 @@ enum CursorType {
 
 impl ListArgs {
     fn from_query(q: &[(String, String)]) -> Result<ListArgs, ApiError> {
-        let snapshot = match query_last(q, "snapshot") {
+        let snapshot = match query_once(q, "snapshot")? {
             None => None,
             Some(s) => Some(
                 s.parse::<i64>()
                     .map_err(|e| bad_query(format!("snapshot: {e}")))?,
             ),
         };
-        let cursor = query_last(q, "cursor");
+        let cursor = query_once(q, "cursor")?;
+        let format = query_once(q, "format")?;
         let (cursor_int, cursor_int_error) = match cursor.map(str::parse::<i64>) {
             None => (None, None),
             Some(Ok(i)) => (Some(i), None),
             Some(Err(e)) => (None, Some(format!("cursor: {e}"))),
         };
-        let table = query_last(q, "tableName").or_else(|| query_last(q, "table_name"));
-        let component = query_last(q, "component");
+        // Convex's selection is an untagged enum: a repeated selector (or `tableName` with its
+        // alias `table_name`) fails the table variant, and the request falls through to
+        // "every table".
+        let repeated =
+            query_count(q, &["tableName", "table_name"]) > 1 || query_count(q, &["component"]) > 1;
+        let first = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let table = first("tableName").or_else(|| first("table_name"));
+        let component = first("component");
         let selection = match (table, component) {
+            _ if repeated => Selection::All,
             (Some(t), c) => Selection::Table {
                 component: c.unwrap_or("").to_owned(),
                 table: t.to_owned(),
@@ -501,7 +533,7 @@ impl ListArgs {
                 CursorType::Absent
             },
             selection,
-            format: query_last(q, "format").map(str::to_owned),
+            format: format.map(str::to_owned),
         })
     }
 
@@ -571,7 +603,8 @@ fn ms_to_ns(ms: u64) -> i64 {
     i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
-fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
+async fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
+    let started = Instant::now();
     match a.cursor_type {
         CursorType::Integer | CursorType::Other => {
             return Err(bad_json(
@@ -582,26 +615,80 @@ fn list_snapshot(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
         CursorType::Absent | CursorType::String => {}
     }
     let settings = dep.settings();
+    let max_age = ms_to_ns(settings.snapshot_max_age_ms);
     let args = SnapshotArgs {
         snapshot: a.snapshot,
         cursor: a.cursor_str.clone(),
         selection: a.effective_selection(dep),
         format: Format::Clean,
     };
-    let store = dep.store();
-    let max_age = ms_to_ns(settings.snapshot_max_age_ms);
-    // Convex parses `format` after computing the page, so validation errors win over
-    // BadFormat; a one-document probe reproduces that order cheaply.
-    let format = match parse_format(a.format.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            export::list_snapshot(&store, &args, 1, max_age)?;
-            return Err(e);
-        }
+    let (start, log_rows) = {
+        let store = dep.store();
+        let start = export::prepare_snapshot(&store, &args, max_age)?;
+        let rows = export::log_rows_after(&store, start.snapshot);
+        (start, rows)
     };
-    let args = SnapshotArgs { format, ..args };
-    let body = export::list_snapshot(&store, &args, settings.snapshot_page_limit, max_age)?;
-    Ok(json_bytes(200, body))
+    // Convex parses `format` after the request's validation.
+    let format = parse_format(a.format.as_deref())?;
+    let retention = ms_to_ns(settings.retention_ms);
+    if start.snapshot < dep.head().saturating_sub(retention) {
+        // The snapshot passed the age check, but the revisions it needs were already
+        // purged: Convex's iterator fails with a retryable error that no retry can fix.
+        return Err(ApiError::new(
+            503,
+            "OutOfRetention",
+            format!(
+                "Snapshot {} is outside the document retention window; start a new snapshot.",
+                start.snapshot
+            ),
+        ));
+    }
+    let args = SnapshotArgs {
+        format,
+        snapshot: Some(start.snapshot),
+        ..args
+    };
+    let timeout = Duration::from_millis(settings.request_timeout_ms);
+    let continues = start.start.is_some_and(|position| {
+        dep.continues_snapshot_iterator(&IteratorKey {
+            snapshot: start.snapshot,
+            selection: args.selection.clone(),
+            position,
+        })
+    });
+    let mut spent = Duration::ZERO;
+    if !continues {
+        let build = snapshot_cost::build_cost(&settings, log_rows);
+        let _one_build_at_a_time = dep.build_snapshot_iterator().await;
+        let left = timeout.saturating_sub(started.elapsed());
+        if build >= left {
+            // Killed mid-build: the iterator is never cached.
+            tokio::time::sleep(left).await;
+            dep.cache_snapshot_iterator(None);
+            return Ok(bare(408));
+        }
+        tokio::time::sleep(build).await;
+        spent = build;
+    }
+    let limit = snapshot_cost::page_document_limit(&settings, spent, settings.snapshot_page_limit);
+    let page = export::list_snapshot(&dep.store(), &args, limit, max_age)?;
+    dep.count_rows_read("list_snapshot", page.rows_read);
+    let read = snapshot_cost::read_cost(&settings, page.returned);
+    let left = timeout.saturating_sub(started.elapsed());
+    if read >= left {
+        tokio::time::sleep(left).await;
+        dep.cache_snapshot_iterator(None);
+        return Ok(bare(408));
+    }
+    if !read.is_zero() {
+        tokio::time::sleep(read).await;
+    }
+    dep.cache_snapshot_iterator(page.next.map(|position| IteratorKey {
+        snapshot: page.snapshot,
+        selection: args.selection.clone(),
+        position,
+    }));
+    Ok(json_bytes(200, page.body))
 }
 
 fn document_deltas(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
@@ -643,11 +730,12 @@ fn document_deltas(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
         }
     };
     let args = DeltasArgs { format, ..probe };
-    let body = export::document_deltas(
+    let (body, rows_read) = export::document_deltas(
         &store,
         &args,
         settings.deltas_page_limit,
         ms_to_ns(settings.retention_ms),
     )?;
+    dep.count_rows_read("document_deltas", rows_read);
     Ok(json_bytes(200, body))
 }

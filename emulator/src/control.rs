@@ -74,6 +74,14 @@ enum Op {
 }
 
 #[derive(Deserialize)]
+struct SchemaArgs {
+    #[serde(default)]
+    component: String,
+    /// `null` removes the component's schema.
+    tables: Option<Json>,
+}
+
+#[derive(Deserialize)]
 struct TxArgs {
     ops: Vec<Op>,
 }
@@ -195,7 +203,22 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
                     None => return bad(format!("unknown format {f}")),
                 },
             };
-            ok(json!({"documents": dep.live_documents_in(&component, &table, format)}))
+            let docs = match find("ts") {
+                None => dep.live_documents_in(&component, &table, format),
+                Some(ts) => match ts.parse::<i64>() {
+                    Ok(ts) => dep.documents_at_in(&component, &table, ts, format),
+                    Err(e) => return bad(format!("invalid ts {ts:?}: {e}")),
+                },
+            };
+            ok(json!({"documents": docs}))
+        }
+        "/schema" if get => ok(serde_json::to_value(dep.schemas()).unwrap_or_default()),
+        "/schema" if post => {
+            let a: SchemaArgs = try_resp!(body_json(body));
+            match dep.set_schema(&a.component, a.tables) {
+                Ok(()) => ok(serde_json::to_value(dep.schemas()).unwrap_or_default()),
+                Err(e) => bad(e),
+            }
         }
         "/tables" if get => ok(serde_json::to_value(dep.tables()).unwrap_or_default()),
         "/tables/create" | "/tables/clear" | "/tables/delete" if post => {
@@ -261,7 +284,7 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
         "/requests" if get => {
             let stats = dep.requests();
             let q = parse_query(parts.uri.query());
-            let mut v = json!({"total": stats.total, "by_endpoint": stats.by_endpoint});
+            let mut v = serde_json::to_value(&stats).unwrap_or_default();
             if q.iter().any(|(k, v)| k == "log" && v != "false") {
                 v["log"] = serde_json::to_value(dep.request_log()).unwrap_or_default();
             }
@@ -269,7 +292,7 @@ pub fn handle(dep: &Deployment, parts: &Parts, body: &Bytes) -> Resp {
         }
         "/requests/reset" if post => {
             dep.reset_requests();
-            ok(json!({"total": 0, "by_endpoint": {}}))
+            ok(serde_json::to_value(dep.requests()).unwrap_or_default())
         }
         "/shutdown" if post => {
             // Signal a moment later so this answer is written before connections close.

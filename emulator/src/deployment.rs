@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::export;
 use crate::faults::{Decision, FaultRule, Faults};
 use crate::ids;
+use crate::snapshot_cost::IteratorKey;
 use crate::store::{prepare_doc, NewTable, Store, Write};
 use crate::value::{Fields, Format, IntoFields, Value};
 
@@ -49,9 +50,13 @@ pub struct Settings {
     pub snapshot_page_limit: usize,
     /// Rows read / values returned per document_deltas page (Convex: 128).
     pub deltas_page_limit: usize,
-    /// Oldest accepted `snapshot` relative to head (Convex: 5 days).
+    /// Oldest accepted `snapshot` relative to head (Convex's `LIST_SNAPSHOT_MAX_AGE_SECS`:
+    /// 5 days).
     pub snapshot_max_age_ms: u64,
-    /// Document-log retention for deltas cursors (self-hosted Convex: 14 days).
+    /// Document retention (Convex's `DOCUMENT_RETENTION_DELAY`: 14 days; the self-hosted
+    /// Docker image sets 2 days, see [`Settings::self_hosted_docker`]). Older deltas cursors
+    /// get 400 InvalidWindowToReadDocuments; a list_snapshot whose snapshot is older gets
+    /// 503 OutOfRetention, on every retry.
     pub retention_ms: u64,
     /// Off = 403 StreamingExportNotEnabled on every endpoint.
     pub streaming_export_enabled: bool,
@@ -66,7 +71,8 @@ pub struct Settings {
     pub keys_without_data_view: Vec<String>,
     /// Off = json_schemas answers 503 TableSummariesUnavailable (backend bootstrapping).
     pub table_summaries_ready: bool,
-    /// Requests whose injected delay reaches this get a bare 408 after it (Convex: 300 s).
+    /// Requests whose injected delay or list_snapshot work reaches this get a bare 408 after
+    /// it (Convex: 300 s).
     pub request_timeout_ms: u64,
     /// Entries per `/api/v1/data/sync` page (Convex: 16384; whole commits are kept).
     pub data_sync_page_entries: usize,
@@ -74,6 +80,32 @@ pub struct Settings {
     pub data_sync_page_bytes: usize,
     /// Age behind head from which a data sync cursor is expired (Convex Cloud: 3 days).
     pub data_sync_retention_ms: u64,
+    /// list_snapshot cost model (all zero = free): fixed time of an iterator rebuild.
+    pub snapshot_build_base_ms: u64,
+    /// Rebuild time per document-log row written after the request's snapshot.
+    pub snapshot_build_us_per_row: u64,
+    /// Time per document a list_snapshot page returns.
+    pub snapshot_read_us_per_doc: u64,
+    /// A list_snapshot page is cut once its work (rebuild plus documents) reaches this
+    /// (Convex: 60 s); it still holds at least one document.
+    pub snapshot_page_time_limit_ms: u64,
+    /// Background churn: every this many ms a scheduler-like commit writes a row of the
+    /// system table `_scheduled_functions` (0 = off).
+    pub system_write_interval_ms: u64,
+}
+
+/// Document retention of Convex's self-hosted Docker image (its docker-compose file sets
+/// 2 days instead of the backend's 14-day default).
+pub const SELF_HOSTED_DOCKER_RETENTION_MS: u64 = 2 * DAY_MS;
+
+impl Settings {
+    /// The defaults with the self-hosted Docker image's 2-day document retention.
+    pub fn self_hosted_docker() -> Settings {
+        Settings {
+            retention_ms: SELF_HOSTED_DOCKER_RETENTION_MS,
+            ..Settings::default()
+        }
+    }
 }
 
 impl Default for Settings {
@@ -93,15 +125,28 @@ impl Default for Settings {
             data_sync_page_entries: 16_384,
             data_sync_page_bytes: 64 << 20,
             data_sync_retention_ms: 3 * DAY_MS,
+            snapshot_build_base_ms: 0,
+            snapshot_build_us_per_row: 0,
+            snapshot_read_us_per_doc: 0,
+            snapshot_page_time_limit_ms: 60_000,
+            system_write_interval_ms: 0,
         }
     }
 }
 
-/// Per-endpoint request counters (all `/api/` requests, faulted ones included).
+/// Per-endpoint request counters (all `/api/` requests, faulted ones included), and the
+/// work the backend would have done for them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RequestStats {
     pub total: u64,
     pub by_endpoint: BTreeMap<String, u64>,
+    /// list_snapshot requests that were not the exact continuation of the previous answer
+    /// and so built a new snapshot iterator.
+    pub snapshot_iterator_builds: u64,
+    /// Rows read per endpoint: list_snapshot counts the documents it visits, document_deltas
+    /// every log row it reads (other tables and system tables included).
+    pub rows_read: BTreeMap<String, u64>,
 }
 
 /// One logged `/api/` request.
@@ -140,6 +185,12 @@ struct Inner {
     settings: RwLock<Settings>,
     faults: Mutex<Faults>,
     requests: Mutex<Requests>,
+    /// The one cached list_snapshot iterator: the request that would continue it.
+    snapshot_iterator: Mutex<Option<IteratorKey>>,
+    /// Held while an iterator is rebuilt: one build at a time, like Convex.
+    snapshot_build: tokio::sync::Mutex<()>,
+    /// Whether a server already runs this deployment's background system writer.
+    system_writer: std::sync::atomic::AtomicBool,
     access_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The secret data sync cursors are sealed with.
@@ -174,6 +225,9 @@ impl Deployment {
                 settings: RwLock::new(Settings::default()),
                 faults: Mutex::new(Faults::new(seed)),
                 requests: Mutex::new(Requests::default()),
+                snapshot_iterator: Mutex::new(None),
+                snapshot_build: tokio::sync::Mutex::new(()),
+                system_writer: std::sync::atomic::AtomicBool::new(false),
                 access_key: access_key.into(),
                 shutdown,
                 data_sync: crate::data_sync::Sealer::new(),
@@ -288,9 +342,7 @@ impl Deployment {
             return error(format!("table {component:?}/{table:?} not found"));
         };
         let ts = s.next_ts();
-        s.tables[ti].deleted_ts = Some(ts);
-        s.head = ts;
-        Ok(ts)
+        Ok(s.drop_table(ti, ts))
     }
 
     /// Replaces a table's contents the way `npx convex import --replace` does: the new rows
@@ -329,11 +381,15 @@ impl Deployment {
         }
         s.apply(ts1, vec![spec], writes);
         let ts2 = s.next_ts();
+        let mut swap = Vec::new();
         if let Some(old) = s.find_table(component, table) {
             s.tables[old].deleted_ts = Some(ts2);
+            swap.extend(s.catalog_writes(old, ts2, None, true));
         }
         s.tables[ti].hidden = false;
-        s.head = ts2;
+        s.tables[ti].shown_ts = ts2;
+        swap.extend(s.catalog_writes(ti, ts2, Some("active"), false));
+        s.apply(ts2, Vec::new(), swap);
         Ok((ts1, ts2))
     }
 
@@ -343,7 +399,11 @@ impl Deployment {
         let mut out: Vec<TableInfo> = s
             .tables
             .iter()
+            // The catalog tables are the emulator's bookkeeping, not tables a user made.
             .filter(|t| t.active() && !t.hidden)
+            .filter(|t| {
+                !(t.component.is_empty() && crate::store::CATALOG_TABLES.contains(&t.name.as_str()))
+            })
             .map(|t| TableInfo {
                 component: t.component.clone(),
                 table: t.name.clone(),
@@ -375,14 +435,75 @@ impl Deployment {
         }
     }
 
-    /// What `GET /api/json_schemas` would answer.
+    /// The documents of a table as of timestamp `ts`: every document whose latest revision
+    /// at or before `ts` is live, at that revision, in the shape of [`Deployment::live_documents`]
+    /// (clean `json`, `_id` order). Empty if no table had that name at `ts`.
+    pub fn documents_at(&self, component: &str, table: &str, ts: i64) -> Vec<serde_json::Value> {
+        self.documents_at_in(component, table, ts, Format::Clean)
+    }
+
+    /// [`Deployment::documents_at`] in another encoding.
+    pub fn documents_at_in(
+        &self,
+        component: &str,
+        table: &str,
+        ts: i64,
+        format: Format,
+    ) -> Vec<serde_json::Value> {
+        let s = self.store();
+        match s.find_table_at(component, table, ts) {
+            Some(ti) => export::documents_at(&s, ti, ts, format),
+            None => Vec::new(),
+        }
+    }
+
+    /// What `GET /api/json_schemas` would answer; `Err` carries the error's code and
+    /// message (`"NoSchemaForExport: ..."`).
     pub fn json_schemas(
         &self,
         format: Format,
         delta_schema: bool,
         by_component: bool,
-    ) -> serde_json::Value {
+    ) -> Result<serde_json::Value, Error> {
         export::json_schemas(&self.store(), format, delta_schema, by_component)
+            .map_err(|e| Error(format!("{}: {}", e.code, e.message)))
+    }
+
+    /// Sets (or with `None` removes) a component's active schema, like deploying a
+    /// `schema.ts`: `tables` maps table names to document validators in Convex's validator
+    /// JSON (`{"type":"object","value":{"f":{"fieldType":{"type":"string"},"optional":false}}}`).
+    /// json_schemas describes a table from it when the table's inferred shape is not an
+    /// object.
+    pub fn set_schema(
+        &self,
+        component: &str,
+        tables: Option<serde_json::Value>,
+    ) -> Result<(), Error> {
+        if !export::valid_component_path(component) {
+            return error(format!("invalid component path {component:?}"));
+        }
+        let mut s = self.store_mut();
+        match tables {
+            None => {
+                s.schemas.remove(component);
+            }
+            Some(v) => {
+                let tables: crate::schema::ComponentSchema = serde_json::from_value(v)
+                    .map_err(|e| Error(format!("schema tables must be an object: {e}")))?;
+                crate::schema::validate(&tables).map_err(Error)?;
+                s.schemas.insert(component.to_owned(), tables);
+            }
+        }
+        Ok(())
+    }
+
+    /// The active schemas, by component path.
+    pub fn schemas(&self) -> BTreeMap<String, serde_json::Value> {
+        self.store()
+            .schemas
+            .iter()
+            .map(|(c, t)| (c.clone(), serde_json::to_value(t).unwrap_or_default()))
+            .collect()
     }
 
     pub fn settings(&self) -> Settings {
@@ -433,6 +554,37 @@ impl Deployment {
         let mut r = lock(&self.inner.requests);
         r.stats.total += 1;
         *r.stats.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count_rows_read(&self, endpoint: &str, rows: usize) {
+        let mut r = lock(&self.inner.requests);
+        *r.stats.rows_read.entry(endpoint.to_owned()).or_default() += rows as u64;
+    }
+
+    /// Whether `key` continues the cached iterator (then the request resumes it).
+    pub(crate) fn continues_snapshot_iterator(&self, key: &IteratorKey) -> bool {
+        lock(&self.inner.snapshot_iterator).as_ref() == Some(key)
+    }
+
+    /// Records what the next request must be to resume the cached iterator (`None` when the
+    /// walk ended).
+    pub(crate) fn cache_snapshot_iterator(&self, next: Option<IteratorKey>) {
+        *lock(&self.inner.snapshot_iterator) = next;
+    }
+
+    /// Takes the global build lock and counts a build.
+    pub(crate) async fn build_snapshot_iterator(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        let guard = self.inner.snapshot_build.lock().await;
+        lock(&self.inner.requests).stats.snapshot_iterator_builds += 1;
+        guard
+    }
+
+    /// True for the first caller only: that server runs the background system writer.
+    pub(crate) fn claim_system_writer(&self) -> bool {
+        !self
+            .inner
+            .system_writer
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn log_request(&self, rec: RequestRecord) {

@@ -355,13 +355,24 @@ pub fn check_snapshot(s: i64, head: i64, max_age_ns: i64) -> Result<(), ApiError
     Ok(())
 }
 
-/// One list_snapshot page as response bytes.
-pub fn list_snapshot(
+/// Where a list_snapshot request starts: its snapshot and the position after its cursor.
+pub struct SnapshotStart {
+    pub snapshot: i64,
+    pub start: Option<([u8; 16], [u8; 16])>,
+}
+
+/// Checks a list_snapshot request in Convex's order: the cursor is parsed first (while the
+/// arguments are read), then the snapshot is checked against head and the maximum age, then
+/// the selection.
+pub fn prepare_snapshot(
     store: &Store,
     args: &SnapshotArgs,
-    page_limit: usize,
     max_age_ns: i64,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<SnapshotStart, ApiError> {
+    let start = match &args.cursor {
+        Some(c) => Some(parse_snapshot_cursor(c)?),
+        None => None,
+    };
     let snapshot = match args.snapshot {
         Some(s) => {
             check_snapshot(s, store.head, max_age_ns)?;
@@ -369,11 +380,35 @@ pub fn list_snapshot(
         }
         None => store.head,
     };
-    let start = match &args.cursor {
-        Some(c) => Some(parse_snapshot_cursor(c)?),
-        None => None,
-    };
     args.selection.validate()?;
+    Ok(SnapshotStart { snapshot, start })
+}
+
+/// Document-log rows written after `snapshot` (what an iterator built at it merges).
+pub fn log_rows_after(store: &Store, snapshot: i64) -> usize {
+    store.log.len() - store.log.partition_point(|e| e.ts <= snapshot)
+}
+
+/// One list_snapshot page: the response bytes and what the page cost.
+pub struct SnapshotPage {
+    pub body: Vec<u8>,
+    pub snapshot: i64,
+    /// Documents returned.
+    pub returned: usize,
+    /// Document entries visited (returned, or not visible at the snapshot).
+    pub rows_read: usize,
+    /// The position the returned cursor names (`None` when `hasMore` is false).
+    pub next: Option<([u8; 16], [u8; 16])>,
+}
+
+/// One list_snapshot page.
+pub fn list_snapshot(
+    store: &Store,
+    args: &SnapshotArgs,
+    page_limit: usize,
+    max_age_ns: i64,
+) -> Result<SnapshotPage, ApiError> {
+    let SnapshotStart { snapshot, start } = prepare_snapshot(store, args, max_age_ns)?;
     let plans = plan(store, &args.selection);
     // Tables present at the snapshot, in tablet-id order (random, so not alphabetical).
     let mut order: Vec<usize> = (0..store.tables.len())
@@ -387,7 +422,7 @@ pub fn list_snapshot(
     let limit = page_limit.max(1);
     let mut out = Vec::with_capacity(64 * 1024);
     out.extend_from_slice(b"{\"values\":[");
-    let mut count = 0usize;
+    let (mut count, mut visited) = (0usize, 0usize);
     let mut next_cursor: Option<(usize, Option<[u8; 16]>)> = None;
     if let Some(&ti) = order.first() {
         let table = &store.tables[ti];
@@ -398,6 +433,7 @@ pub fn list_snapshot(
         let columns = &plans[ti].columns;
         let mut last = None;
         for (internal, entry) in table.docs.range((lower, std::ops::Bound::Unbounded)) {
+            visited += 1;
             let Some(rev) = entry.at(snapshot) else {
                 continue;
             };
@@ -421,22 +457,31 @@ pub fn list_snapshot(
     out.extend_from_slice(b"],\"snapshot\":");
     out.extend_from_slice(itoa::Buffer::new().format(snapshot).as_bytes());
     out.extend_from_slice(b",\"cursor\":");
+    let mut next = None;
     match next_cursor {
         Some((ti, id)) => {
             let table = &store.tables[ti];
             // The minimum id for "start of this table"; resuming after it skips nothing
             // because generated internal ids are never all zero.
-            let id_str = table.doc_id(&id.unwrap_or([0u8; 16]));
+            let id = id.unwrap_or([0u8; 16]);
+            next = Some((table.tablet, id));
             let cursor = format!(
                 "{{\"tablet\":\"{}\",\"id\":\"{}\"}}",
-                table.tablet_str, id_str
+                table.tablet_str,
+                table.doc_id(&id)
             );
             write_str(&cursor, &mut out);
             out.extend_from_slice(b",\"hasMore\":true}");
         }
         None => out.extend_from_slice(b"null,\"hasMore\":false}"),
     }
-    Ok(out)
+    Ok(SnapshotPage {
+        body: out,
+        snapshot,
+        returned: count,
+        rows_read: visited,
+        next,
+    })
 }
 
 pub struct DeltasArgs {
@@ -445,13 +490,13 @@ pub struct DeltasArgs {
     pub format: Format,
 }
 
-/// One document_deltas page as response bytes.
+/// One document_deltas page as response bytes, and the number of log rows it read.
 pub fn document_deltas(
     store: &Store,
     args: &DeltasArgs,
     page_limit: usize,
     retention_ns: i64,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<(Vec<u8>, usize), ApiError> {
     let cursor = args.cursor;
     if cursor < 0 {
         return Err(ApiError::internal());
@@ -524,7 +569,7 @@ pub fn document_deltas(
     } else {
         b",\"hasMore\":false}"
     });
-    Ok(out)
+    Ok((out, read))
 }
 
 /// Components in json_schemas order: root first, then children by component id.
@@ -545,13 +590,31 @@ fn schema_tables<'a>(store: &'a Store, component: &str) -> Vec<&'a TableData> {
     tables
 }
 
-pub fn json_schemas(store: &Store, format: Format, delta_schema: bool, by_component: bool) -> Json {
+/// What json_schemas answers. A table whose shape is not an object is described from its
+/// component's active schema; without a usable one the whole call fails.
+pub fn json_schemas(
+    store: &Store,
+    format: Format,
+    delta_schema: bool,
+    by_component: bool,
+) -> Result<Json, ApiError> {
+    let names = |n| store.table_name(n);
     let mut flat = Map::new();
     let mut nested = Map::new();
     for comp in component_order(store) {
         let mut per = Map::new();
         for t in schema_tables(store, comp) {
-            let schema = table_schema(&t.name, &store.table_shape(t), format, delta_schema);
+            let shape = store.table_shape(t);
+            let schema = match table_schema(t.number, &shape, format, delta_schema, &names) {
+                Some(s) => s,
+                None => crate::schema::table_schema_from(
+                    store.schemas.get(comp),
+                    comp,
+                    &t.name,
+                    format,
+                    delta_schema,
+                )?,
+            };
             if by_component {
                 per.insert(t.name.clone(), schema);
             } else {
@@ -563,7 +626,7 @@ pub fn json_schemas(store: &Store, format: Format, delta_schema: bool, by_compon
             nested.insert(comp.to_owned(), Json::Object(per));
         }
     }
-    Json::Object(if by_component { nested } else { flat })
+    Ok(Json::Object(if by_component { nested } else { flat }))
 }
 
 pub fn table_column_names(store: &Store) -> Json {
@@ -572,10 +635,7 @@ pub fn table_column_names(store: &Store) -> Json {
         let tables: Vec<Json> = schema_tables(store, comp)
             .into_iter()
             .map(|t| {
-                let cols: Vec<String> = match store.table_shape(t) {
-                    crate::shape::Shape::Object(fields) => fields.into_keys().collect(),
-                    _ => vec!["_creationTime".into(), "_id".into()],
-                };
+                let cols = crate::shape::column_names(&store.table_shape(t));
                 json!({"name": t.name, "columns": cols})
             })
             .collect();
@@ -586,15 +646,22 @@ pub fn table_column_names(store: &Store) -> Json {
 
 /// Live documents of a table at head, each exactly as list_snapshot sends it in `format`.
 pub fn live_documents(store: &Store, ti: usize, format: Format) -> Vec<Json> {
+    documents_at(store, ti, i64::MAX, format)
+}
+
+/// The documents of a table live at `ts`, each at its latest revision at or before `ts`, as
+/// list_snapshot at snapshot `ts` sends them.
+pub fn documents_at(store: &Store, ti: usize, ts: i64, format: Format) -> Vec<Json> {
     let table = &store.tables[ti];
     let mut buf = Vec::new();
     table
         .docs
         .values()
         .filter_map(|e| {
-            let doc = e.latest.doc.as_ref()?;
+            let rev = e.at(ts)?;
+            let doc = rev.doc.as_ref()?;
             buf.clear();
-            write_value(&mut buf, table, e.latest.ts, false, doc, format, &None);
+            write_value(&mut buf, table, rev.ts, false, doc, format, &None);
             serde_json::from_slice(&buf).ok()
         })
         .collect()

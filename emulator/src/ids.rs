@@ -109,11 +109,12 @@ fn base32_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Builds a document id string: base32 of `varint(table number) ++ 16-byte internal id ++
-/// 2-byte checksum`, the layout of Convex's v6 ids (32 characters for table numbers below
-/// 16384).
+/// Builds a document id string as Convex's v6 ids are: base32 of `varint(table number) ++
+/// 16-byte internal id ++ footer`, the footer being the Fletcher-16 checksum (modulus 256) of
+/// the bytes before it, little-endian, XOR the id version 0 (32 characters for table numbers
+/// below 16384).
 pub fn document_id(table_number: u32, internal: &[u8; 16]) -> String {
-    let mut bytes = Vec::with_capacity(21);
+    let mut bytes = Vec::with_capacity(23);
     let mut n = table_number;
     loop {
         let b = (n & 0x7f) as u8;
@@ -125,29 +126,58 @@ pub fn document_id(table_number: u32, internal: &[u8; 16]) -> String {
         bytes.push(b | 0x80);
     }
     bytes.extend_from_slice(internal);
-    let (mut s1, mut s2) = (0u16, 0u16);
-    for &b in &bytes {
-        s1 = (s1 + u16::from(b)) % 255;
-        s2 = (s2 + s1) % 255;
-    }
-    bytes.push(s1 as u8);
-    bytes.push(s2 as u8);
+    let footer = fletcher16(&bytes);
+    bytes.extend_from_slice(&footer.to_le_bytes());
     base32_encode(&bytes)
 }
 
-/// Extracts the 16-byte internal id from a document id string (ignores the table number and
-/// does not verify the checksum: list_snapshot cursors only need the position).
-pub fn parse_document_id(s: &str) -> Option<[u8; 16]> {
-    if !(20..=40).contains(&s.len()) {
+fn fletcher16(bytes: &[u8]) -> u16 {
+    let (mut c0, mut c1) = (0u8, 0u8);
+    for &b in bytes {
+        c0 = c0.wrapping_add(b);
+        c1 = c1.wrapping_add(c0);
+    }
+    (u16::from(c1) << 8) | u16::from(c0)
+}
+
+/// Shortest and longest v6 id strings: 1 to 5 varint bytes + 16 + 2, in base32.
+const MIN_ID_LEN: usize = 31;
+const MAX_ID_LEN: usize = 37;
+
+/// Decodes a document id exactly as Convex does: length, base32 in canonical form, a varint
+/// table number that is not zero, 16 bytes, the checksum footer, nothing after it.
+pub fn decode_document_id(s: &str) -> Option<(u32, [u8; 16])> {
+    if !(MIN_ID_LEN..=MAX_ID_LEN).contains(&s.len()) {
         return None;
     }
     let bytes = base32_decode(s)?;
-    let varint_len = bytes.iter().position(|b| b & 0x80 == 0)? + 1;
-    let rest = bytes.get(varint_len..varint_len + 16)?;
-    if bytes.len() != varint_len + 18 {
+    if base32_encode(&bytes) != s {
         return None;
     }
-    rest.try_into().ok()
+    let mut number: u32 = 0;
+    let mut pos = 0;
+    loop {
+        let b = *bytes.get(pos)?;
+        if pos >= 5 {
+            return None;
+        }
+        number |= u32::from(b & 0x7f).checked_shl(7 * pos as u32)?;
+        pos += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if number == 0 || bytes.len() != pos + 18 {
+        return None;
+    }
+    let internal: [u8; 16] = bytes[pos..pos + 16].try_into().ok()?;
+    let footer = u16::from_le_bytes([bytes[pos + 16], bytes[pos + 17]]);
+    (footer == fletcher16(&bytes[..pos + 16])).then_some((number, internal))
+}
+
+/// The 16-byte internal id of a valid document id string.
+pub fn parse_document_id(s: &str) -> Option<[u8; 16]> {
+    decode_document_id(s).map(|(_, internal)| internal)
 }
 
 /// Tablet ids are shown as 22-character URL-safe base64 without padding.
@@ -181,6 +211,26 @@ mod tests {
         pairs.sort();
         assert_eq!(pairs, by_string);
         assert_eq!(parse_document_id("not an id"), None);
+    }
+
+    #[test]
+    fn only_exact_ids_decode() {
+        let id = document_id(10_001, &[7u8; 16]);
+        assert_eq!(decode_document_id(&id), Some((10_001, [7u8; 16])));
+        // Any changed character breaks the checksum (or the canonical form).
+        for i in 0..id.len() {
+            let mut bad = id.clone().into_bytes();
+            bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
+            let bad = String::from_utf8(bad).unwrap();
+            assert_eq!(decode_document_id(&bad), None, "{bad}");
+        }
+        assert_eq!(decode_document_id(&id.to_uppercase()), None);
+        assert_eq!(decode_document_id(&id[..31]), None);
+        // Table number zero is not a table.
+        assert_eq!(decode_document_id(&document_id(0, &[7u8; 16])), None);
+        let long = document_id(u32::MAX, &[9u8; 16]);
+        assert_eq!(long.len(), 37);
+        assert_eq!(decode_document_id(&long), Some((u32::MAX, [9u8; 16])));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! See README.md for the HTTP control API (`/_emulator/`), the CLI and the fault rules.
 
 mod api;
+mod churn;
 mod control;
 mod data_sync;
 mod deployment;
@@ -30,13 +31,16 @@ mod faults;
 mod generator;
 mod http;
 mod ids;
+mod schema;
 mod server;
 mod shape;
+mod snapshot_cost;
 mod store;
 mod value;
 
 pub use deployment::{
     Deployment, Error, RequestRecord, RequestStats, Settings, TableInfo, Transaction,
+    SELF_HOSTED_DOCKER_RETENTION_MS,
 };
 pub use faults::{FaultKind, FaultRule};
 pub use generator::{table_names, ChangeSummary, GenerateSpec};

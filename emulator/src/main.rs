@@ -48,8 +48,13 @@ struct Args {
     faults: Vec<String>,
     #[arg(long)]
     snapshot_max_age_ms: Option<u64>,
+    /// Document retention (default 14 days, Convex's knob).
     #[arg(long)]
     retention_ms: Option<u64>,
+    /// Use the self-hosted Docker image's 2-day document retention (overridden by
+    /// --retention-ms).
+    #[arg(long)]
+    self_hosted_docker_retention: bool,
     #[arg(long)]
     snapshot_page_limit: Option<usize>,
     #[arg(long)]
@@ -66,6 +71,25 @@ struct Args {
     /// Age behind head at which a data sync cursor expires (default 3 days, Convex Cloud's).
     #[arg(long)]
     data_sync_retention_ms: Option<u64>,
+    /// list_snapshot cost model: fixed time of a snapshot iterator rebuild (a request that
+    /// is not the exact continuation of the previous answer).
+    #[arg(long, default_value_t = 0)]
+    snapshot_build_base_ms: u64,
+    /// Rebuild time per document-log row written after the request's snapshot.
+    #[arg(long, default_value_t = 0)]
+    snapshot_build_us_per_row: u64,
+    /// Time per document a list_snapshot page returns.
+    #[arg(long, default_value_t = 0)]
+    snapshot_read_us_per_doc: u64,
+    /// A list_snapshot page is cut once its work reaches this (Convex: 60 s).
+    #[arg(long, default_value_t = 60_000)]
+    snapshot_page_time_limit_ms: u64,
+    /// Background churn: one `_scheduled_functions` commit every this many ms (0 = off).
+    #[arg(long, default_value_t = 0)]
+    system_write_interval_ms: u64,
+    /// Requests taking this long get a bare 408 (Convex: 300 s).
+    #[arg(long, default_value_t = 300_000)]
+    request_timeout_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -82,10 +106,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings {
         latency_ms: args.latency_ms,
         ignore_table_filter: args.ignore_table_filter,
+        snapshot_build_base_ms: args.snapshot_build_base_ms,
+        snapshot_build_us_per_row: args.snapshot_build_us_per_row,
+        snapshot_read_us_per_doc: args.snapshot_read_us_per_doc,
+        snapshot_page_time_limit_ms: args.snapshot_page_time_limit_ms,
+        request_timeout_ms: args.request_timeout_ms,
+        system_write_interval_ms: args.system_write_interval_ms,
         ..Settings::default()
     };
     if let Some(v) = args.snapshot_max_age_ms {
         settings.snapshot_max_age_ms = v;
+    }
+    if args.self_hosted_docker_retention {
+        settings.retention_ms = convex_emulator::SELF_HOSTED_DOCKER_RETENTION_MS;
     }
     if let Some(v) = args.retention_ms {
         settings.retention_ms = v;

@@ -175,6 +175,9 @@ pub async fn serve(listener: TcpListener, dep: Deployment) {
     if *shutdown.borrow() {
         return;
     }
+    if dep.claim_system_writer() {
+        tokio::spawn(crate::churn::system_writer(dep.clone()));
+    }
     loop {
         tokio::select! {
             r = listener.accept() => {

@@ -64,16 +64,18 @@ pub struct PreparedDoc {
 /// Encodes a document; `fields` are the user fields (no `_`-prefixed names). The shape tree
 /// is only built when `known` does not already hold the document's fingerprint.
 pub fn prepare_doc(
-    table: &str,
+    _table: &str,
     id: &str,
     creation_time: f64,
     fields: &Fields,
     known: &ShapeInterner,
 ) -> PreparedDoc {
-    let key = fingerprint_document(table, fields);
+    // The id names its table number, which the `_id` field's shape records.
+    let number = ids::decode_document_id(id).map_or(0, |(n, _)| n);
+    let key = fingerprint_document(number, fields);
     let shape = match known.lookup(key) {
         Some(id) => ShapeSource::Known(id),
-        None => ShapeSource::New(key, Shape::of_document(table, fields)),
+        None => ShapeSource::New(key, Shape::of_document(number, fields)),
     };
     let encode = |format: Format| {
         let mut out = Vec::with_capacity(64 + fields.len() * 24);
@@ -141,12 +143,21 @@ pub struct TableData {
     pub deleted_ts: Option<i64>,
     /// Import in progress: exported by list_snapshot/document_deltas, not by json_schemas.
     pub hidden: bool,
+    /// When the table became visible under its name (its creation, or an import's swap;
+    /// `i64::MAX` while hidden), for reads "as of" a past timestamp.
+    pub shown_ts: i64,
     pub docs: BTreeMap<[u8; 16], DocEntry>,
     /// Live-document count per interned shape at head, for json_schemas.
     pub shape_counts: HashMap<u32, u64>,
+    /// Set once the table's shape widened in a way Convex never narrows back (a union
+    /// contracted past its limits, objects absorbed into a record): the shape from then on,
+    /// until the table is empty again.
+    pub sticky_shape: Option<Shape>,
     pub live: usize,
     /// `{"_component":"..","_table":"..","_ts":` — the constant start of every exported value.
     pub prefix: Box<[u8]>,
+    /// Internal ids of this table's `_tables` row and its two `_index` rows.
+    pub meta_rows: [[u8; 16]; 3],
 }
 
 impl TableData {
@@ -210,7 +221,20 @@ pub struct Store {
     pub next_table_number: u32,
     /// Document size target of generated changes (set by the last data generation).
     pub doc_size: usize,
+    /// Active `schema.ts` per component path.
+    pub schemas: BTreeMap<String, crate::schema::ComponentSchema>,
+    /// Randomness of system rows, apart from `rng` so they leave user ids and timestamps
+    /// exactly as they were.
+    pub system_rng: Rng,
+    /// Indices of the `_tables` and `_index` system tables, once a table was created.
+    pub catalog: Option<(usize, usize)>,
 }
+
+/// Names of the catalog tables whose rows table creation and deletion write.
+pub const CATALOG_TABLES: [&str; 2] = ["_tables", "_index"];
+
+/// The two indexes Convex creates with every table.
+const DEFAULT_INDEXES: [&str; 2] = ["by_id", "by_creation_time"];
 
 impl Store {
     pub fn new(seed: u64) -> Store {
@@ -229,6 +253,9 @@ impl Store {
             // Convex numbers user tables from 10001.
             next_table_number: 10_001,
             doc_size: 400,
+            schemas: BTreeMap::new(),
+            system_rng: Rng::derive(seed, &[0x0051_57e3]),
+            catalog: None,
         }
     }
 
@@ -243,6 +270,14 @@ impl Store {
         self.tables
             .iter()
             .position(|t| t.active() && !t.hidden && t.component == component && t.name == name)
+    }
+
+    /// The table that carried this name at `ts` (created and shown at or before it, not yet
+    /// deleted), if any.
+    pub fn find_table_at(&self, component: &str, name: &str, ts: i64) -> Option<usize> {
+        self.tables.iter().position(|t| {
+            t.component == component && t.name == name && t.shown_ts <= ts && t.exists_at(ts)
+        })
     }
 
     pub fn new_table_spec(&mut self, component: &str, name: &str, hidden: bool) -> NewTable {
@@ -267,31 +302,157 @@ impl Store {
         }
     }
 
-    /// Applies one transaction at `ts` (> head): creates tables, then writes documents.
+    fn push_table(&mut self, t: NewTable, ts: i64) -> usize {
+        let mut prefix = Vec::new();
+        prefix.extend_from_slice(b"{\"_component\":");
+        write_str(&t.component, &mut prefix);
+        prefix.extend_from_slice(b",\"_table\":");
+        write_str(&t.name, &mut prefix);
+        prefix.extend_from_slice(b",\"_ts\":");
+        let meta_rows = [
+            self.system_rng.bytes16(),
+            self.system_rng.bytes16(),
+            self.system_rng.bytes16(),
+        ];
+        self.tables.push(TableData {
+            tablet_str: ids::tablet_string(&t.tablet),
+            component: t.component,
+            name: t.name,
+            tablet: t.tablet,
+            number: t.number,
+            created_ts: ts,
+            deleted_ts: None,
+            hidden: t.hidden,
+            shown_ts: if t.hidden { i64::MAX } else { ts },
+            docs: BTreeMap::new(),
+            shape_counts: HashMap::new(),
+            sticky_shape: None,
+            live: 0,
+            prefix: prefix.into_boxed_slice(),
+            meta_rows,
+        });
+        self.tables.len() - 1
+    }
+
+    /// The `_tables` and `_index` tables, created (unlogged, like Convex's bootstrap) on
+    /// first use.
+    fn catalog(&mut self, ts: i64) -> (usize, usize) {
+        if let Some(c) = self.catalog {
+            return c;
+        }
+        let make = |s: &mut Store, name: &str, number: u32| {
+            let t = NewTable {
+                component: String::new(),
+                name: name.to_owned(),
+                tablet: s.system_rng.bytes16(),
+                number,
+                hidden: false,
+            };
+            s.push_table(t, ts)
+        };
+        let c = (
+            make(self, CATALOG_TABLES[0], 1),
+            make(self, CATALOG_TABLES[1], 2),
+        );
+        self.catalog = Some(c);
+        c
+    }
+
+    /// The catalog rows a table's creation (`state` "active", or "hidden" during an import),
+    /// a state change or its deletion (`None`) writes: its `_tables` row and, on creation and
+    /// deletion, its two `_index` rows. Convex writes such rows too, and document_deltas
+    /// reads them like any other.
+    pub fn catalog_writes(
+        &mut self,
+        ti: usize,
+        ts: i64,
+        state: Option<&str>,
+        indexes: bool,
+    ) -> Vec<Write> {
+        let (tables, index) = self.catalog(ts);
+        let t = &self.tables[ti];
+        let rows = t.meta_rows;
+        let (name, component, number, tablet) = (
+            t.name.clone(),
+            t.component.clone(),
+            t.number,
+            t.tablet_str.clone(),
+        );
+        let doc = |s: &Store, table: usize, internal: &[u8; 16], fields: Fields| {
+            let id = ids::document_id(s.tables[table].number, internal);
+            prepare_doc(
+                &s.tables[table].name,
+                &id,
+                (ts / 1_000_000) as f64,
+                &fields,
+                &s.shapes,
+            )
+        };
+        let mut writes = Vec::with_capacity(3);
+        let table_doc = state.map(|state| {
+            let fields: Fields = [
+                ("name".to_owned(), Value::String(name)),
+                ("namespace".to_owned(), Value::String(component)),
+                ("number".to_owned(), Value::Int64(i64::from(number))),
+                ("state".to_owned(), Value::String(state.to_owned())),
+            ]
+            .into_iter()
+            .collect();
+            doc(self, tables, &rows[0], fields)
+        });
+        writes.push(Write {
+            table: tables,
+            internal: rows[0],
+            doc: table_doc,
+        });
+        if indexes {
+            for (k, descriptor) in DEFAULT_INDEXES.iter().enumerate() {
+                let index_doc = state.map(|_| {
+                    let fields: Fields = [
+                        (
+                            "descriptor".to_owned(),
+                            Value::String((*descriptor).to_owned()),
+                        ),
+                        ("table".to_owned(), Value::String(tablet.clone())),
+                    ]
+                    .into_iter()
+                    .collect();
+                    doc(self, index, &rows[k + 1], fields)
+                });
+                writes.push(Write {
+                    table: index,
+                    internal: rows[k + 1],
+                    doc: index_doc,
+                });
+            }
+        }
+        writes
+    }
+
+    /// Deletes a table at a new commit `ts`, writing its catalog rows.
+    pub fn drop_table(&mut self, ti: usize, ts: i64) -> i64 {
+        self.tables[ti].deleted_ts = Some(ts);
+        let writes = self.catalog_writes(ti, ts, None, true);
+        self.apply(ts, Vec::new(), writes)
+    }
+
+    /// Applies one transaction at `ts` (> head): creates tables (and their catalog rows),
+    /// then writes documents.
     pub fn apply(&mut self, ts: i64, new_tables: Vec<NewTable>, mut writes: Vec<Write>) -> i64 {
         debug_assert!(ts > self.head);
+        let mut created = Vec::with_capacity(new_tables.len());
         for t in new_tables {
             self.ensure_component(&t.component);
-            let mut prefix = Vec::new();
-            prefix.extend_from_slice(b"{\"_component\":");
-            write_str(&t.component, &mut prefix);
-            prefix.extend_from_slice(b",\"_table\":");
-            write_str(&t.name, &mut prefix);
-            prefix.extend_from_slice(b",\"_ts\":");
-            self.tables.push(TableData {
-                tablet_str: ids::tablet_string(&t.tablet),
-                component: t.component,
-                name: t.name,
-                tablet: t.tablet,
-                number: t.number,
-                created_ts: ts,
-                deleted_ts: None,
-                hidden: t.hidden,
-                docs: BTreeMap::new(),
-                shape_counts: HashMap::new(),
-                live: 0,
-                prefix: prefix.into_boxed_slice(),
-            });
+            created.push(self.push_table(t, ts));
+        }
+        for ti in created {
+            let state = if self.tables[ti].hidden {
+                "hidden"
+            } else {
+                "active"
+            };
+            let rows = self.catalog_writes(ti, ts, Some(state), true);
+            writes.extend(rows);
         }
         // The document log is ordered by (ts, tablet id, document id) within a commit.
         writes.sort_by(|a, b| {
@@ -299,6 +460,9 @@ impl Store {
                 .cmp(&(self.tables[b.table].tablet, b.internal))
         });
         self.log.reserve(writes.len());
+        // Shapes that became live in a table with this commit (their count went 0 -> 1).
+        let mut arrived: Vec<(usize, u32)> = Vec::new();
+        let mut touched: Vec<usize> = Vec::new();
         for w in writes {
             let doc = w.doc.map(|p| {
                 Arc::new(StoredDoc {
@@ -335,8 +499,15 @@ impl Store {
                 }
             }
             if let Some(d) = &doc {
-                *table.shape_counts.entry(d.shape).or_default() += 1;
+                let n = table.shape_counts.entry(d.shape).or_default();
+                *n += 1;
+                if *n == 1 {
+                    arrived.push((w.table, d.shape));
+                }
                 table.live += 1;
+            }
+            if touched.last() != Some(&w.table) {
+                touched.push(w.table);
             }
             self.log.push(LogEntry {
                 ts,
@@ -345,12 +516,37 @@ impl Store {
                 doc,
             });
         }
+        for ti in touched {
+            if self.tables[ti].live == 0 {
+                self.tables[ti].sticky_shape = None;
+            }
+        }
+        arrived.sort_unstable();
+        arrived.dedup();
+        for (ti, shape) in arrived {
+            self.widen(ti, shape);
+        }
         self.head = ts;
         ts
     }
 
-    /// The union of the shapes of a table's live documents (`Never` when empty).
-    pub fn table_shape(&self, table: &TableData) -> Shape {
+    /// Follows a new live shape of a table: once the table's shape has widened for good,
+    /// every new shape is merged into the sticky one; otherwise the union of the live
+    /// shapes is checked for such a widening.
+    fn widen(&mut self, ti: usize, shape: u32) {
+        let new = self.shapes.get(shape).clone();
+        let sticky = match self.tables[ti].sticky_shape.take() {
+            Some(s) => Some(s.union(new)),
+            None => {
+                let mut widened = false;
+                let exact = self.live_union(&self.tables[ti], &mut widened);
+                (widened || exact.has_record()).then_some(exact)
+            }
+        };
+        self.tables[ti].sticky_shape = sticky;
+    }
+
+    fn live_union(&self, table: &TableData, widened: &mut bool) -> Shape {
         let mut ids: Vec<u32> = table
             .shape_counts
             .iter()
@@ -360,8 +556,28 @@ impl Store {
         // Sorted so the union (and so the schema's member order) is deterministic.
         ids.sort_unstable();
         ids.into_iter().fold(Shape::Never, |acc, id| {
-            acc.union(self.shapes.get(id).clone())
+            acc.union_tracked(self.shapes.get(id).clone(), widened)
         })
+    }
+
+    /// The table's shape as Convex infers it: the union of its live documents' shapes,
+    /// or the sticky widened shape (`Never` when empty).
+    pub fn table_shape(&self, table: &TableData) -> Shape {
+        if table.live == 0 {
+            return Shape::Never;
+        }
+        if let Some(s) = &table.sticky_shape {
+            return s.clone();
+        }
+        self.live_union(table, &mut false)
+    }
+
+    /// The name of the active table with this number, for `Id(<table>)` descriptions.
+    pub fn table_name(&self, number: u32) -> Option<String> {
+        self.tables
+            .iter()
+            .find(|t| t.number == number && t.active())
+            .map(|t| t.name.clone())
     }
 }
 

@@ -414,8 +414,10 @@ fn generator_is_deterministic() {
         assert_eq!(a.live_documents(comp, t), b.live_documents(comp, t));
     }
     assert_eq!(
-        a.json_schemas(convex_emulator::Format::Clean, true, true),
+        a.json_schemas(convex_emulator::Format::Clean, true, true)
+            .unwrap(),
         b.json_schemas(convex_emulator::Format::Clean, true, true)
+            .unwrap()
     );
     assert_ne!(a.live_documents("", "users"), c.live_documents("", "users"));
 }
@@ -437,7 +439,9 @@ fn generator_doc_size_and_mixed_types() {
     let docs = dep.live_documents("", "orders");
     let avg = docs.iter().map(|d| d.to_string().len()).sum::<usize>() / docs.len();
     assert!((1700..2400).contains(&avg), "average size {avg}");
-    let schema = dep.json_schemas(convex_emulator::Format::Clean, false, false);
+    let schema = dep
+        .json_schemas(convex_emulator::Format::Clean, false, false)
+        .unwrap();
     let users = schema["users"]["properties"].to_string();
     for needle in ["int64", "base64 bytes", "boolean", "array", "null"] {
         assert!(users.contains(needle), "{needle} missing from {users}");
