@@ -118,9 +118,13 @@ pub async fn read<A: ConvexApi>(
     for i in order {
         let run = &mut runs[i];
         let result = async {
-            let at = match fresh_at {
-                Some(at) => at,
-                None => *fresh_at.insert(api.head().await.context("reading the head timestamp")?),
+            let at = match (&run.position, fresh_at) {
+                // A resumed walk reads at its own timestamp: no need for T yet.
+                (Position::Snapshot { snapshot, .. }, _) => *snapshot,
+                (_, Some(at)) => at,
+                (_, None) => {
+                    *fresh_at.insert(api.head().await.context("reading the head timestamp")?)
+                }
             };
             snapshot::walk(&*api, &mut em, run, at).await
         }

@@ -131,6 +131,20 @@ impl Harness {
         self.write("catalog.json", &json!({ "streams": streams }).to_string())
     }
 
+    /// A catalog of every stream whose schemas name no properties: every column is read,
+    /// whatever columns appear later (a schema with fewer properties is a field selection).
+    pub fn catalog_all_columns(&self, mode: &str) -> PathBuf {
+        let streams: Vec<Value> = self
+            .discover()
+            .into_iter()
+            .map(|mut s| {
+                s["json_schema"] = json!({"type": "object", "additionalProperties": true});
+                json!({"stream": s, "sync_mode": mode, "destination_sync_mode": "append"})
+            })
+            .collect();
+        self.write("catalog.json", &json!({ "streams": streams }).to_string())
+    }
+
     pub fn read(&self, catalog: &Path, state: Option<&str>) -> Run {
         let config = self.config();
         let mut args = vec![
