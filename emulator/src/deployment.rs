@@ -372,7 +372,7 @@ impl Deployment {
         for (k, fields) in docs.iter().enumerate() {
             let internal = s.rng.bytes16();
             let id = ids::document_id(number, &internal);
-            let doc = prepare_doc(table, &id, creation_time(ts1, k), fields, &s.shapes);
+            let doc = prepare_doc(&id, creation_time(ts1, k), fields, &s.shapes);
             writes.push(Write {
                 table: ti,
                 internal,
@@ -894,13 +894,12 @@ impl<'a> Transaction<'a> {
             if p.fields.is_none() && !p.existed {
                 continue;
             }
-            let (ti, number, name) = match t {
-                TableRef::Existing(i) => (i, store.tables[i].number, store.tables[i].name.clone()),
-                TableRef::New(i) => (base + i, new_tables[i].number, new_tables[i].name.clone()),
+            let (ti, number) = match t {
+                TableRef::Existing(i) => (i, store.tables[i].number),
+                TableRef::New(i) => (base + i, new_tables[i].number),
             };
             let doc = p.fields.as_ref().map(|f| {
                 prepare_doc(
-                    &name,
                     &ids::document_id(number, &internal),
                     p.creation_time,
                     f,

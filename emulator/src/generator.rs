@@ -469,7 +469,6 @@ fn load_table(
             (
                 internal,
                 prepare_doc(
-                    table,
                     &id,
                     creation_time(ts, (i - start) % LOAD_TX),
                     &fields,

@@ -36,6 +36,7 @@ mod server;
 mod shape;
 mod snapshot_cost;
 mod store;
+mod tls;
 mod value;
 
 pub use deployment::{
@@ -44,7 +45,8 @@ pub use deployment::{
 };
 pub use faults::{FaultKind, FaultRule};
 pub use generator::{table_names, ChangeSummary, GenerateSpec};
-pub use server::{serve, Config, EmulatorServer};
+pub use server::{serve, serve_tls, Config, EmulatorServer};
+pub use tls::{self_signed as self_signed_tls, Tls};
 pub use value::{Fields, Format, IntoFields, Value, ValueError};
 
 /// Generates data into a deployment (see [`GenerateSpec`]).

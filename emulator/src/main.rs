@@ -1,6 +1,6 @@
 //! `convex-emulator`: serves an emulated Convex deployment until SIGTERM/SIGINT or
-//! `POST /_emulator/shutdown`. Prints one JSON line `{"url":..,"access_key":..}` on stdout once
-//! it is listening (callers read it to learn the port); logs go to stderr.
+//! `POST /_emulator/shutdown`. Prints one JSON line `{"url":..,"access_key":..}` (plus
+//! `"ca_file"` with `--tls`) on stdout once it is listening (callers read it to learn the port); logs go to stderr.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -59,6 +59,10 @@ struct Args {
     snapshot_page_limit: Option<usize>,
     #[arg(long)]
     deltas_page_limit: Option<usize>,
+    /// Serve https (HTTP/2 and HTTP/1.1 by ALPN) with a self-made certificate; the URL line
+    /// then also names the CA's PEM file ("ca_file") for the client to trust.
+    #[arg(long)]
+    tls: bool,
     /// Reproduce convex-backend issue #302 (tableName filter ignored).
     #[arg(long)]
     ignore_table_filter: bool,
@@ -161,6 +165,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         settings,
         faults,
+        tls: args.tls,
     };
     let started = Instant::now();
     let dep = config.deployment()?;
@@ -183,16 +188,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut int = signal(SignalKind::interrupt())?;
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
         let addr = listener.local_addr()?;
-        let line = serde_json::json!({
-            "url": format!("http://{addr}"),
+        let tls = if args.tls {
+            Some(convex_emulator::self_signed_tls(
+                &std::env::temp_dir(),
+                &args.host,
+            )?)
+        } else {
+            None
+        };
+        let mut line = serde_json::json!({
+            "url": format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
             "access_key": args.access_key,
         });
+        if let Some(t) = &tls {
+            line["ca_file"] = serde_json::json!(t.ca_file);
+        }
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}")?;
             out.flush()?;
         }
-        eprintln!("convex-emulator: listening on http://{addr}");
+        eprintln!("convex-emulator: listening on {}", line["url"]);
         let signals = dep.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -202,7 +218,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("convex-emulator: signal received, shutting down");
             signals.request_shutdown();
         });
-        convex_emulator::serve(listener, dep).await;
+        match &tls {
+            Some(t) => convex_emulator::serve_tls(listener, dep, t).await,
+            None => convex_emulator::serve(listener, dep).await,
+        }
         anyhow::Ok(())
     })?;
     rt.shutdown_background();

@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server (hyper) and [`EmulatorServer`], the sync-friendly handle tests use.
+//! The HTTP server (hyper; HTTP/1.1, or HTTP/1.1 and HTTP/2 over TLS) and [`EmulatorServer`],
+//! the sync-friendly handle tests use.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -10,13 +11,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::deployment::{Deployment, Settings};
 use crate::faults::FaultRule;
 use crate::generator::{self, GenerateSpec};
 use crate::http::{convex_error, json_value, EmuBody, SocketSlot};
+use crate::tls::Tls;
 use crate::{api, control};
 
 /// Largest request body accepted (transactions with near-1 MiB documents fit easily).
@@ -37,6 +41,9 @@ pub struct Config {
     pub generate: GenerateSpec,
     pub settings: Settings,
     pub faults: Vec<FaultRule>,
+    /// Serve `https` (HTTP/2 and HTTP/1.1 by ALPN) with a self-made certificate whose CA
+    /// is written to a file in the temp directory ([`EmulatorServer::ca_file`]).
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -49,6 +56,7 @@ impl Default for Config {
             generate: GenerateSpec::default(),
             settings: Settings::default(),
             faults: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -76,6 +84,7 @@ impl Config {
 pub struct EmulatorServer {
     url: String,
     addr: SocketAddr,
+    ca_file: Option<std::path::PathBuf>,
     deployment: Deployment,
     thread: Option<JoinHandle<()>>,
 }
@@ -84,7 +93,11 @@ impl EmulatorServer {
     /// Generates the configured data, binds, and serves in the background.
     pub fn start(config: Config) -> anyhow::Result<EmulatorServer> {
         let deployment = config.deployment()?;
-        Self::start_with(&config.host, config.port, deployment)
+        if config.tls {
+            Self::start_tls_with(&config.host, config.port, deployment)
+        } else {
+            Self::start_with(&config.host, config.port, deployment)
+        }
     }
 
     /// Serves an existing deployment.
@@ -93,6 +106,27 @@ impl EmulatorServer {
         port: u16,
         deployment: Deployment,
     ) -> anyhow::Result<EmulatorServer> {
+        Self::spawn(host, port, deployment, None)
+    }
+
+    /// Serves an existing deployment over `https` with a new self-made certificate.
+    pub fn start_tls_with(
+        host: &str,
+        port: u16,
+        deployment: Deployment,
+    ) -> anyhow::Result<EmulatorServer> {
+        let tls = crate::tls::self_signed(&std::env::temp_dir(), host)?;
+        Self::spawn(host, port, deployment, Some(tls))
+    }
+
+    fn spawn(
+        host: &str,
+        port: u16,
+        deployment: Deployment,
+        tls: Option<Tls>,
+    ) -> anyhow::Result<EmulatorServer> {
+        let ca_file = tls.as_ref().map(|t| t.ca_file.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = std::net::TcpListener::bind((host, port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -114,7 +148,7 @@ impl EmulatorServer {
                 };
                 rt.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(l) => serve(l, dep).await,
+                        Ok(l) => serve_with(l, dep, tls.map(|t| t.acceptor)).await,
                         Err(e) => eprintln!("convex-emulator: cannot use listener: {e}"),
                     }
                 });
@@ -122,16 +156,22 @@ impl EmulatorServer {
                 rt.shutdown_background();
             })?;
         Ok(EmulatorServer {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
+            ca_file,
             deployment,
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT` (`https://` with TLS; no trailing slash).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// With TLS: the PEM file of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -171,6 +211,16 @@ impl Drop for EmulatorServer {
 
 /// Serves HTTP on `listener` until [`Deployment::request_shutdown`] is called.
 pub async fn serve(listener: TcpListener, dep: Deployment) {
+    serve_with(listener, dep, None).await
+}
+
+/// Serves `https` on `listener` (HTTP/2 or HTTP/1.1, as ALPN agrees) until
+/// [`Deployment::request_shutdown`] is called.
+pub async fn serve_tls(listener: TcpListener, dep: Deployment, tls: &Tls) {
+    serve_with(listener, dep, Some(tls.acceptor.clone())).await
+}
+
+async fn serve_with(listener: TcpListener, dep: Deployment, tls: Option<TlsAcceptor>) {
     let mut shutdown = dep.shutdown_signal();
     if *shutdown.borrow() {
         return;
@@ -193,6 +243,7 @@ pub async fn serve(listener: TcpListener, dep: Deployment) {
                 let _ = stream.set_nodelay(true);
                 let dep = dep.clone();
                 let mut stop = dep.shutdown_signal();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let slot: SocketSlot =
                         Arc::new(Mutex::new(stream.as_fd().try_clone_to_owned().ok()));
@@ -203,12 +254,32 @@ pub async fn serve(listener: TcpListener, dep: Deployment) {
                         let slot = svc_slot.clone();
                         async move { handle(dep, req, slot).await }
                     });
-                    let conn = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = stop.wait_for(|s| *s) => {}
+                    match tls {
+                        None => {
+                            let conn = http1::Builder::new()
+                                .keep_alive(true)
+                                .serve_connection(TokioIo::new(stream), svc);
+                            tokio::select! {
+                                _ = conn => {}
+                                _ = stop.wait_for(|s| *s) => {}
+                            }
+                        }
+                        Some(acceptor) => {
+                            let stream = tokio::select! {
+                                s = acceptor.accept(stream) => s,
+                                _ = stop.wait_for(|s| *s) => return,
+                            };
+                            // A failed handshake (e.g. a client that does not trust the CA)
+                            // just ends the connection.
+                            if let Ok(stream) = stream {
+                                let builder = auto::Builder::new(TokioExecutor::new());
+                                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                                tokio::select! {
+                                    _ = conn => {}
+                                    _ = stop.wait_for(|s| *s) => {}
+                                }
+                            }
+                        }
                     }
                     // Release our duplicate descriptor so the socket really closes.
                     slot.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -61,10 +61,10 @@ pub struct PreparedDoc {
     pub shape: ShapeSource,
 }
 
-/// Encodes a document; `fields` are the user fields (no `_`-prefixed names). The shape tree
-/// is only built when `known` does not already hold the document's fingerprint.
+/// Encodes a document; `fields` are the user fields (no `_`-prefixed names), `id` names the
+/// table (its number is part of the `_id` field's shape). The shape tree is only built when
+/// `known` does not already hold the document's fingerprint.
 pub fn prepare_doc(
-    _table: &str,
     id: &str,
     creation_time: f64,
     fields: &Fields,
@@ -380,13 +380,7 @@ impl Store {
         );
         let doc = |s: &Store, table: usize, internal: &[u8; 16], fields: Fields| {
             let id = ids::document_id(s.tables[table].number, internal);
-            prepare_doc(
-                &s.tables[table].name,
-                &id,
-                (ts / 1_000_000) as f64,
-                &fields,
-                &s.shapes,
-            )
+            prepare_doc(&id, (ts / 1_000_000) as f64, &fields, &s.shapes)
         };
         let mut writes = Vec::with_capacity(3);
         let table_doc = state.map(|state| {
