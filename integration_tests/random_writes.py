@@ -1,0 +1,187 @@
+"""Seeded random writes through the emulator's control API (`POST /_emulator/transaction`),
+shaped to catch a read that sends more than one revision of a document: the same document
+changed many times between two reads, updated then deleted, inserted then deleted, several
+changes of one document inside one transaction, component tables as well as root tables.
+
+Every document has the same fields with the same types (`name` string, `v` float64 with at
+most 3 decimals, `flag` boolean, optional `note` string), present from the first insert, so
+the catalog PyAirbyte discovers once fits every later revision and each value survives its
+cache column (`number` is DECIMAL(38,9) there) exactly.
+
+The op sequence is a function of the seed alone. The writer keeps its own set of live ids
+(only it writes), so choices never depend on reading the emulator.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any, Callable, Optional
+
+# (component, table): two root tables and two component tables, one of them sharing its
+# name with a root table (betterAuth/users vs users).
+TABLES = (("", "users"), ("", "messages"), ("betterAuth", "users"), ("betterAuth", "sessions"))
+
+Request = Callable[..., Any]  # request(method, path, body) -> decoded JSON
+
+
+def stream_of(component: str, table: str) -> str:
+    return f"{component}/{table}" if component else table
+
+
+STREAMS = tuple(stream_of(c, t) for c, t in TABLES)
+
+
+class Writer:
+    """Random transactions against one emulator; thread-safe (one lock per transaction)."""
+
+    def __init__(self, request: Request, seed: int):
+        self.request = request
+        self.rng = random.Random(seed)
+        self.live: dict = {t: [] for t in TABLES}
+        self.lock = threading.Lock()
+        self.transactions = 0
+        self.counter = 0
+
+    # -- documents --------------------------------------------------------------------------
+    def _doc(self, rng: random.Random) -> dict:
+        self.counter += 1
+        doc = {"name": f"doc-{self.counter}-{rng.randrange(10**6)}",
+               "v": rng.randrange(-10**7, 10**7) / 1000.0,
+               "flag": rng.random() < 0.5}
+        if rng.random() < 0.6:
+            doc["note"] = rng.choice(["", "ünïcödé ✓", "a\"quote", "x" * rng.randrange(1, 40)])
+        return doc
+
+    def _patch_fields(self, rng: random.Random) -> dict:
+        fields = {"v": rng.randrange(-10**7, 10**7) / 1000.0}
+        if rng.random() < 0.3:
+            fields["name"] = f"patched-{rng.randrange(10**6)}"
+        if rng.random() < 0.2:
+            fields["flag"] = rng.random() < 0.5
+        return fields
+
+    # -- one transaction ----------------------------------------------------------------------
+    def commit(self, ops: list) -> dict:
+        """Commits `ops` and updates the live-id model from the answer."""
+        result = self.request("POST", "/_emulator/transaction", {"ops": ops})
+        ids = iter(result.get("ids", []))
+        for op in ops:
+            key = (op.get("component", ""), op["table"])
+            if op["op"] == "insert":
+                self.live[key].append(next(ids))
+            elif op["op"] == "delete":
+                self.live[key].remove(op["id"])
+        self.transactions += 1
+        return result
+
+    def insert_initial(self, per_table: int) -> None:
+        with self.lock:
+            for comp, table in TABLES:
+                self.commit([{"op": "insert", "component": comp, "table": table,
+                              "doc": self._doc(self.rng)} for _ in range(per_table)])
+
+    def _pick(self, rng: random.Random, exclude: Optional[set] = None):
+        """A random live (table, id), or None when every table is empty."""
+        keys = [k for k in TABLES if any(i not in (exclude or set()) for i in self.live[k])]
+        if not keys:
+            return None
+        key = rng.choice(keys)
+        return key, rng.choice([i for i in self.live[key] if i not in (exclude or set())])
+
+    def _op(self, kind: str, key, _id: Optional[str] = None, rng=None) -> dict:
+        comp, table = key
+        op = {"op": kind, "component": comp, "table": table}
+        if _id is not None:
+            op["id"] = _id
+        if kind == "insert" or kind == "replace":
+            op["doc"] = self._doc(rng)
+        elif kind == "patch":
+            op["fields"] = self._patch_fields(rng)
+            if rng.random() < 0.15:
+                op["remove"] = ["note"]
+        return op
+
+    def step(self, rng: Optional[random.Random] = None) -> int:
+        """One random pattern (one or more transactions). Returns the transactions done."""
+        rng = rng or self.rng
+        with self.lock:
+            before = self.transactions
+            pattern = rng.choices(
+                ["single", "hot", "update_delete", "insert_delete", "mixed_tx", "insert"],
+                weights=[30, 20, 10, 10, 15, 15])[0]
+            picked = self._pick(rng)
+            if picked is None or pattern == "insert":
+                key = rng.choice(TABLES)
+                self.commit([self._op("insert", key, rng=rng)])
+            elif pattern == "single":
+                key, _id = picked
+                kind = rng.choices(["patch", "replace", "delete"], weights=[5, 3, 2])[0]
+                self.commit([self._op(kind, key, _id, rng)])
+            elif pattern == "hot":
+                # The same document many times between two reads, one transaction each.
+                key, _id = picked
+                for _ in range(rng.randrange(2, 7)):
+                    self.commit([self._op(rng.choice(["patch", "replace"]), key, _id, rng)])
+            elif pattern == "update_delete":
+                key, _id = picked
+                self.commit([self._op("patch", key, _id, rng)])
+                self.commit([self._op("delete", key, _id)])
+            elif pattern == "insert_delete":
+                key = rng.choice(TABLES)
+                _id = self.commit([self._op("insert", key, rng=rng)])["ids"][0]
+                if rng.random() < 0.5:
+                    self.commit([self._op("patch", key, _id, rng)])
+                self.commit([self._op("delete", key, _id)])
+            else:
+                # One transaction: a document patched twice, others changed, one inserted.
+                key, _id = picked
+                ops = [self._op("patch", key, _id, rng), self._op("patch", key, _id, rng)]
+                other = self._pick(rng, exclude={_id})
+                if other is not None:
+                    okey, oid = other
+                    ops.append(self._op(rng.choice(["replace", "delete"]), okey, oid, rng))
+                ops.append(self._op("insert", rng.choice(TABLES), rng=rng))
+                self.commit(ops)
+            return self.transactions - before
+
+    def steps(self, n: int, rng: Optional[random.Random] = None) -> int:
+        return sum(self.step(rng) for _ in range(n))
+
+
+class Background:
+    """Runs `steps` random patterns of `writer` on a thread, `pause` seconds apart, with its
+    own seeded RNG. Always runs all of them (the op sequence stays a function of the seed);
+    where they land relative to a read is up to timing. `join()` re-raises a failure."""
+
+    def __init__(self, writer: Writer, seed: int, steps: int, pause: float):
+        self.writer = writer
+        self.rng = random.Random(seed)
+        self.steps = steps
+        self.pause = pause
+        self.error: Optional[BaseException] = None
+        self.done = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            for _ in range(self.steps):
+                time.sleep(self.pause)
+                self.done += self.writer.step(self.rng)
+        except BaseException as e:  # noqa: BLE001  (reported by join)
+            self.error = e
+
+    def __enter__(self) -> "Background":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.join()
+
+    def join(self) -> None:
+        self.thread.join(timeout=120)
+        if self.thread.is_alive():
+            raise RuntimeError("background writer did not finish in 120 s")
+        if self.error is not None:
+            raise RuntimeError(f"background writer failed: {self.error!r}") from self.error
