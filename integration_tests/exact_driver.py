@@ -32,13 +32,8 @@ from sqlalchemy import select
 
 from cache_values import normalize, same
 from exactness import cursor_of, diff_rows, report, require_documents_at, truth, TRUTH_AT_T
-from pyairbyte_driver import control, split_stream
-from random_writes import STREAMS, TABLES, Background, Writer
-
-# Small pages: every read spans many snapshot and deltas pages (a STATE after each), so
-# revisions of one document fall on different pages of one read.
-EMULATOR_SETTINGS = {"snapshot_page_limit": 4, "deltas_page_limit": 6, "latency_ms": 2}
-
+from pyairbyte_driver import control
+from random_writes import EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer, table_of
 
 def make_cache(p: dict):
     if p["cache"] == "duckdb":
@@ -71,7 +66,7 @@ def check_exact(label: str, request, cache, source) -> dict:
     cursors = stream_cursors(cache, source)
     problems = {}
     for s in STREAMS:
-        docs = truth(request, *split_stream(s), cursors[s])
+        docs = truth(request, *table_of(s), cursors[s])
         problems[s] = diff_rows(s, cache_rows(cache, s), docs, column=normalize, equal=same)
     message = report(label, problems)
     assert message is None, message

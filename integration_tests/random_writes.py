@@ -30,7 +30,17 @@ def stream_of(component: str, table: str) -> str:
     return f"{component}/{table}" if component else table
 
 
+def table_of(stream: str) -> tuple:
+    component, _, table = stream.rpartition("/")
+    return component, table
+
+
 STREAMS = tuple(stream_of(c, t) for c, t in TABLES)
+
+# Small pages for the deployment under test: every read spans many snapshot and deltas pages
+# (a STATE after each), so revisions of one document fall on different pages of one read;
+# a little latency leaves room for writes while a read runs.
+EMULATOR_SETTINGS = {"snapshot_page_limit": 4, "deltas_page_limit": 6, "latency_ms": 2}
 
 
 class Writer:
