@@ -33,7 +33,8 @@ from sqlalchemy import select
 from cache_values import normalize, same
 from exactness import cursor_of, diff_rows, report, require_documents_at, truth, TRUTH_AT_T
 from pyairbyte_driver import control
-from random_writes import EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer, table_of
+from random_writes import (EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer,
+                           connector_started, table_of)
 
 def make_cache(p: dict):
     if p["cache"] == "duckdb":
@@ -102,19 +103,22 @@ def scenario_exact(p: dict) -> dict:
     out: dict = {"seed": seed, "reads": []}
 
     def read(label: str, background_steps: int) -> None:
-        bg = Background(writer, seed * 7919 + len(out["reads"]), background_steps, 0.03) \
-            if concurrent and background_steps else None
-        if bg:
-            bg.thread.start()
+        bg = None
+        if concurrent and background_steps:
+            bg = Background(writer, seed * 7919 + len(out["reads"]), background_steps, 0.005,
+                            gate=connector_started(request)).start()
         try:
             result = source.read(cache=cache)
         finally:
             if bg:
                 bg.join()
         cursors = check_exact(f"seed {seed} {label}", request, cache, source)
+        # Background writes committed after the connector's first request and at or before
+        # the end position: written while the read ran, and part of what it had to deliver.
+        during = sum(1 for ts in (bg.commit_ts if bg else []) if ts <= max(cursors.values()))
         out["reads"].append({"label": label, "records": result.processed_records,
-                             "background_tx": bg.done if bg else 0,
-                             "cursors": cursors})
+                             "background_tx": len(bg.commit_ts) if bg else 0,
+                             "background_tx_during_read": during, "cursors": cursors})
 
     # First read: snapshot plus catch-up, with writes landing during it.
     read("read 1 (first)", rng.randrange(2, 5))

@@ -53,6 +53,7 @@ class Writer:
         self.lock = threading.Lock()
         self.transactions = 0
         self.counter = 0
+        self.commit_ts: list = []  # every commit's ts, in order
 
     # -- documents --------------------------------------------------------------------------
     def _doc(self, rng: random.Random) -> dict:
@@ -76,6 +77,7 @@ class Writer:
     def commit(self, ops: list) -> dict:
         """Commits `ops` and updates the live-id model from the answer."""
         result = self.request("POST", "/_emulator/transaction", {"ops": ops})
+        self.commit_ts.append(result["ts"])
         ids = iter(result.get("ids", []))
         for op in ops:
             key = (op.get("component", ""), op["table"])
@@ -162,32 +164,40 @@ class Writer:
 
 class Background:
     """Runs `steps` random patterns of `writer` on a thread, `pause` seconds apart, with its
-    own seeded RNG. Always runs all of them (the op sequence stays a function of the seed);
-    where they land relative to a read is up to timing. `join()` re-raises a failure."""
+    own seeded RNG, once `gate()` is true (e.g. the connector has made its first request).
+    Always runs all of them, and the caller joins before writing again, so the op sequence
+    stays a function of the seed; where they land relative to a read is up to timing.
+    `commit_ts` holds their commit timestamps; `join()` re-raises a failure."""
 
-    def __init__(self, writer: Writer, seed: int, steps: int, pause: float):
+    def __init__(self, writer: Writer, seed: int, steps: int, pause: float,
+                 gate: Optional[Callable[[], bool]] = None):
         self.writer = writer
         self.rng = random.Random(seed)
         self.steps = steps
         self.pause = pause
+        self.gate = gate
         self.error: Optional[BaseException] = None
-        self.done = 0
+        self.commit_ts: list = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
+            deadline = time.monotonic() + 60
+            while self.gate is not None and not self.gate():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the gate of the background writer stayed shut 60 s")
+                time.sleep(0.002)
+            first = len(self.writer.commit_ts)
             for _ in range(self.steps):
                 time.sleep(self.pause)
-                self.done += self.writer.step(self.rng)
+                self.writer.step(self.rng)
+            self.commit_ts = self.writer.commit_ts[first:]
         except BaseException as e:  # noqa: BLE001  (reported by join)
             self.error = e
 
-    def __enter__(self) -> "Background":
+    def start(self) -> "Background":
         self.thread.start()
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.join()
 
     def join(self) -> None:
         self.thread.join(timeout=120)
@@ -195,3 +205,10 @@ class Background:
             raise RuntimeError("background writer did not finish in 120 s")
         if self.error is not None:
             raise RuntimeError(f"background writer failed: {self.error!r}") from self.error
+
+
+def connector_started(request: Request) -> Callable[[], bool]:
+    """A gate that opens once the emulator has served an `/api/` request more than it had
+    when this was called: the connector's read has begun."""
+    baseline = request("GET", "/_emulator/requests")["total"]
+    return lambda: request("GET", "/_emulator/requests")["total"] > baseline
