@@ -36,6 +36,7 @@ from pyairbyte_driver import control
 from random_writes import (EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer,
                            connector_started, table_of)
 
+
 def make_cache(p: dict):
     if p["cache"] == "duckdb":
         return ab.get_default_cache()

@@ -114,7 +114,8 @@ def read_with_kills(emu, writer: Writer, rng: random.Random, tmp: Path, config: 
             assert a.cut, f"{label}: attempt {n + 1} ended before its kill point"
         model.apply(a)
         state = a.state_input(state)
-        writer.steps(rng.randrange(1, 5))
+        if not last:
+            writer.steps(rng.randrange(1, 5))
     check_model(label, emu, model, attempts[-1], attempts)
     return state
 
