@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -67,7 +68,8 @@ def run_attempt(tmp: Path, config: Path, catalog: Path, state: Optional[list], *
                 kill_after_states: Optional[int] = None, extra_records: int = 0,
                 timeout: float = 120) -> Attempt:
     """Runs `read`; with `kill_after_states`, stops reading after that many STATE lines and
-    `extra_records` further RECORD lines, and kills the process."""
+    `extra_records` further RECORD lines, and kills the process. Killed after `timeout` s
+    in any case."""
     args = [str(connector_bin()), "read", "--config", str(config), "--catalog", str(catalog)]
     if state is not None:
         with tempfile.NamedTemporaryFile("w", dir=tmp, prefix="state-", suffix=".json",
@@ -79,6 +81,8 @@ def run_attempt(tmp: Path, config: Path, catalog: Path, state: Optional[list], *
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err)
         messages, states, left, cut = [], 0, None, False
+        watchdog = threading.Timer(timeout, proc.kill)  # a hung read fails, never blocks
+        watchdog.start()
         try:
             for raw in proc.stdout:
                 msg = json.loads(raw)
@@ -96,7 +100,8 @@ def run_attempt(tmp: Path, config: Path, catalog: Path, state: Optional[list], *
             if cut:
                 proc.kill()
             proc.stdout.close()
-            rc = proc.wait(timeout=timeout)
+            rc = proc.wait()
+            watchdog.cancel()
     return Attempt(messages, cut, rc, err_path.read_text(errors="replace"))
 
 
