@@ -59,7 +59,8 @@ def require_documents_at(request: Request, component: str, table: str,
     then = documents(request, component, table, before_first_write)
     assert live and not then, (
         f"GET /_emulator/documents?ts={before_first_write} returned {len(then)} documents of "
-        f"{component}/{table} that were inserted after that timestamp: this emulator does not "
+        f"{component + '/' if component else ''}{table} that were inserted after that "
+        "timestamp: this emulator does not "
         "answer `ts=` (issue 10, item 6). Set exactness.TRUTH_AT_T = False to run without "
         "writes during reads.")
 

@@ -56,12 +56,12 @@ class Writer:
         self.commit_ts: list = []  # every commit's ts, in order
 
     # -- documents --------------------------------------------------------------------------
-    def _doc(self, rng: random.Random) -> dict:
+    def _doc(self, rng: random.Random, note: Optional[bool] = None) -> dict:
         self.counter += 1
         doc = {"name": f"doc-{self.counter}-{rng.randrange(10**6)}",
                "v": rng.randrange(-10**7, 10**7) / 1000.0,
                "flag": rng.random() < 0.5}
-        if rng.random() < 0.6:
+        if rng.random() < 0.6 if note is None else note:
             doc["note"] = rng.choice(["", "ünïcödé ✓", "a\"quote", "x" * rng.randrange(1, 40)])
         return doc
 
@@ -91,8 +91,9 @@ class Writer:
     def insert_initial(self, per_table: int) -> None:
         with self.lock:
             for comp, table in TABLES:
+                # Every field in every first document: the discovered schema has them all.
                 self.commit([{"op": "insert", "component": comp, "table": table,
-                              "doc": self._doc(self.rng)} for _ in range(per_table)])
+                              "doc": self._doc(self.rng, note=True)} for _ in range(per_table)])
 
     def _pick(self, rng: random.Random, exclude: Optional[set] = None):
         """A random live (table, id), or None when every table is empty."""
