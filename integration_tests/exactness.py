@@ -138,6 +138,9 @@ def diff_rows(stream: str, rows: Iterable[dict], truth_docs: dict, *,
         if LSN_EXACT and lsn != doc["_ts"]:
             problems.append(f"LSN {stream} _id={_id}: expected _ab_cdc_lsn={doc['_ts']} "
                             f"exactly, got {plain(row.get(column('_ab_cdc_lsn')))!r}")
+        if not isinstance(plain(row.get(column("_ab_cdc_updated_at"))), str):
+            problems.append(f"UPDATED-AT {stream} _id={_id}: _ab_cdc_updated_at is "
+                            f"{row.get(column('_ab_cdc_updated_at'))!r}, not a string")
         if not is_null(row.get(column("_ab_cdc_deleted_at"))):
             problems.append(f"DELETED-AT {stream} _id={_id}: live row has _ab_cdc_deleted_at="
                             f"{row.get(column('_ab_cdc_deleted_at'))!r}")
@@ -176,7 +179,8 @@ def diff_rows(stream: str, rows: Iterable[dict], truth_docs: dict, *,
 
 # Problem kinds, most telling first: a report cut at MAX_LINES keeps the worst.
 KINDS = ("DUPLICATE", "STALE", "LIVE-BUT-DELETED", "DELETED-BUT-LIVE", "MISSING", "WRONG-TS",
-         "DELETE-MISSING", "UNKNOWN", "FIELD", "EXTRA", "COLUMN", "DELETED-AT", "LSN")
+         "DELETE-MISSING", "UNKNOWN", "FIELD", "EXTRA", "COLUMN", "DELETED-AT", "UPDATED-AT",
+         "LSN")
 
 
 def _kind(line: str) -> str:
