@@ -9,14 +9,17 @@ Environment set here, before any test module imports airbyte or airbyte_cdk:
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import (FIXED_ACCESS_KEY, FIXED_PORT, IT_DIR, Emulator, require_binaries)
+from harness import (FIXED_ACCESS_KEY, FIXED_PORT, IT_DIR, REPO_ROOT, Emulator,
+                     require_binaries)
 
 os.environ["PATH"] = f"{IT_DIR / 'fake_docker'}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
@@ -66,6 +69,25 @@ def emulator_factory(binaries, tmp_path):
     yield start
     for emu in started:
         emu.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for the session (scripts/postgres.sh installs
+    the Debian package when it is missing). Cannot start: the test fails, never skips."""
+    script = REPO_ROOT / "scripts" / "postgres.sh"
+    proc = subprocess.run([str(script), "start"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"PostgreSQL could not be started for the Postgres-cache test "
+                    f"({script} start exited {proc.returncode}):\n{proc.stderr[-4000:]}",
+                    pytrace=False)
+    server = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        yield server
+    finally:
+        subprocess.run([str(script), "stop", server["dir"]], capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=120)
 
 
 def _wait_port_free(port: int, timeout: float) -> None:

@@ -9,20 +9,17 @@ Assertions fail the process (exit 1) with a traceback on stderr.
 
 from __future__ import annotations
 
-import decimal
 import json
-import math
-import re
 import sys
 import urllib.request
 from urllib.parse import urlencode
 
 import airbyte as ab  # noqa: E402  (env is prepared by the parent process)
 from airbyte.exceptions import AirbyteConnectorCheckFailedError
+from sqlalchemy import select
 
-
-def normalize(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "_", name.lower())
+from cache_values import normalize, same
+from exactness import diff_rows, report
 
 
 def control(url: str, method: str, path: str, body=None):
@@ -45,106 +42,35 @@ def split_stream(name: str):
     return component, table
 
 
-def is_null(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def plain(v):
-    """A cached cell as plain Python (numpy scalars/arrays, JSON text)."""
-    if hasattr(v, "tolist"):
-        v = v.tolist()
-    if hasattr(v, "item") and not isinstance(v, (list, dict)):
-        v = v.item()
-    if isinstance(v, str) and v[:1] in "[{":
-        try:
-            return json.loads(v)
-        except ValueError:
-            pass
-    return v
-
-
-def same(expected, got) -> bool:
-    if is_null(expected):
-        return is_null(got)
-    if isinstance(expected, bool):
-        return got == expected
-    if isinstance(expected, (int, float)) and isinstance(got, str):
-        # PyAirbyte cannot type `anyOf` schemas (Convex's float64-with-NaN schema) and
-        # stores them as JSON text.
-        try:
-            got = json.loads(got)
-        except ValueError:
-            return False
-    if isinstance(expected, (int, float)):
-        # PyAirbyte stores JSON-schema "number" as DECIMAL(38, 9): 9 fractional digits.
-        if isinstance(got, decimal.Decimal):
-            if isinstance(expected, int):
-                return got == expected
-            tol = decimal.Decimal("0.0000000005")
-            return abs(decimal.Decimal(repr(expected)) - got) <= tol
-        return isinstance(got, (int, float)) and not isinstance(got, bool) and \
-            math.isclose(float(expected), float(got), rel_tol=1e-12,
-                         abs_tol=5e-10)
-    if isinstance(expected, (list, dict)):
-        got = plain(got)
-        return json.dumps(expected, sort_keys=True) == json.dumps(got, sort_keys=True) or \
-            _deep_close(expected, got)
-    return expected == plain(got)
-
-
-def _deep_close(a, b) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_deep_close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_deep_close(x, y) for x, y in zip(a, b))
-    return same(a, b)
+def cached_rows(result, stream: str) -> list:
+    """Every row of the stream's cache table, read with SQL (exact integers and decimals)."""
+    return result.cache.run_sql_query(select(result[stream].to_sql_table()))
 
 
 def compare_cache(result, stream: str, expected_live: dict, expected_deleted: set,
-                  ambiguous: dict | None = None, new_fields_ok: bool = False) -> int:
-    """Cached rows of `stream` == the live documents, deleted ids marked deleted.
-
-    `ambiguous` = {id: ts before the batch} for documents changed in the last read: a
-    document changed twice in one read arrives twice, and PyAirbyte's MERGE of a batch with
-    duplicate primary keys keeps either version (DuckDB MERGE order), so for those ids an
-    intermediate version (ts between the two) or a not-yet-applied delete is accepted.
-    Returns how many ids needed that allowance. `new_fields_ok`: fields added by changes
-    after discover (not in the catalog PyAirbyte discovered once) have no cache column."""
-    ambiguous = ambiguous or {}
-    df = result[stream].to_pandas()
-    rows = {}
-    for rec in df.to_dict(orient="records"):
-        rows[rec["_id"]] = rec
-    live_rows = {i: r for i, r in rows.items() if not bool(plain(r.get("_deleted")))}
-    deleted_rows = {i: r for i, r in rows.items() if bool(plain(r.get("_deleted")))}
-    allowed = 0
-    for _id in set(live_rows) - set(expected_live):
-        assert _id in expected_deleted and _id in ambiguous, \
-            f"{stream}: cached live row {_id} is not a live document"
-        allowed += 1
-    missing = set(expected_live) - set(live_rows)
-    assert not missing, f"{stream}: live documents missing from the cache: {missing}"
-    assert set(deleted_rows) <= expected_deleted, (stream, set(deleted_rows) - expected_deleted)
-    assert {i for i in expected_deleted if i not in ambiguous} <= set(deleted_rows), \
-        (stream, expected_deleted - set(deleted_rows))
-    for _id, doc in expected_live.items():
-        row = live_rows[_id]
-        if _id in ambiguous and not same(doc["_ts"], row["_ts"]):
-            assert ambiguous[_id] < int(plain(row["_ts"])) < doc["_ts"], (stream, _id)
-            allowed += 1
-            continue
-        for key, value in doc.items():
-            col = normalize(key)
-            if new_fields_ok and col not in row:
-                continue
-            assert col in row, f"{stream}: column {col} missing (have {sorted(row)})"
-            assert same(value, row[col]), f"{stream} {_id} {key}: {value!r} != {row[col]!r}"
-        assert same(doc["_ts"], row["_ab_cdc_lsn"])
-        assert is_null(row["_ab_cdc_deleted_at"])
-        assert isinstance(row["_ab_cdc_updated_at"], str)
-    for _id, row in deleted_rows.items():
-        assert not is_null(row["_ab_cdc_deleted_at"]), (stream, _id)
-    return allowed
+                  transient: frozenset = frozenset(), new_fields_ok: bool = False) -> None:
+    """The cached rows of `stream` are exactly the deployment: one row per `_id`; each live
+    document's row at its latest `_ts` with its values; each id of `expected_deleted` one
+    delete row (`_deleted` true, `_ab_cdc_deleted_at` set); each id of `transient` (created
+    and deleted since the last read) no row or one delete row; no other row. Rows are counted
+    per `_id`, so a duplicate or a stale revision fails, with every difference listed.
+    `new_fields_ok`: fields added by changes after discover (not in the catalog PyAirbyte
+    discovered once) have no cache column."""
+    rows = cached_rows(result, stream)
+    problems = diff_rows(stream, rows, expected_live, column=normalize, equal=same,
+                         new_fields_ok=new_fields_ok)
+    by_id: dict = {}
+    for row in rows:
+        by_id.setdefault(row["_id"], []).append(row)
+    for _id in sorted(expected_deleted):
+        group = by_id.get(_id, [])
+        if not group:
+            problems.append(f"DELETE-MISSING {stream} _id={_id}: deleted, but the cache has "
+                            "no delete row for it")
+    for _id in sorted(set(by_id) - set(expected_live) - set(expected_deleted) - transient):
+        problems.append(f"UNKNOWN {stream} _id={_id}: a row for no document this test knows")
+    message = report(stream, {stream: problems})
+    assert message is None, message
 
 
 def make_source(p: dict, key: str | None = None):
@@ -224,21 +150,10 @@ def scenario_full_cycle(p: dict) -> dict:
     assert result.processed_records >= changed, (result.processed_records, changed)
     if upper:
         assert result.processed_records <= upper, (result.processed_records, summary)
-    allowed = 0
     for s in streams:
-        touched = {i: before[s][i]["_ts"] if i in before[s] else 0
-                   for i in set(before[s]) | set(live[s])
-                   if i not in before[s] or i not in live[s]
-                   or before[s][i]["_ts"] != live[s][i]["_ts"]}
-        # ids inserted and deleted within the change set arrive as deletes too
-        cached = result[s].to_pandas().to_dict(orient="records")
-        for r in cached:
-            if r["_id"] not in before[s] and r["_id"] not in live[s]:
-                deleted[s].add(r["_id"])
-                touched.setdefault(r["_id"], 0)
-        allowed += compare_cache(result, s, live[s], deleted[s], ambiguous=touched,
-                                 new_fields_ok=True)
-    out["pyairbyte_merge_ambiguities"] = allowed
+        # Ids inserted and deleted within the change set: absent, or one delete row.
+        transient = {r["_id"] for r in cached_rows(result, s)} - set(before[s]) - set(live[s])
+        compare_cache(result, s, live[s], deleted[s], transient=transient, new_fields_ok=True)
 
     # A full refresh replaces the cache with exactly the live documents.
     result = source.read(force_full_refresh=True, write_strategy="replace")

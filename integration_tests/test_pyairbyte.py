@@ -5,49 +5,12 @@ Each scenario runs pyairbyte_driver.py in a fresh interpreter with per-test AIRB
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-
 import pytest
 
-from harness import IT_DIR, connector_bin, stream_name, table_list
+from harness import stream_name, table_list
+from pyairbyte_run import run_driver
 
 pytestmark = pytest.mark.pyairbyte
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_driver(scenario: str, params: dict, tmp_path) -> dict:
-    dirs = {name: tmp_path / name.lower() for name in
-            ("AIRBYTE_PROJECT_DIR", "AIRBYTE_CACHE_ROOT", "AIRBYTE_LOGGING_ROOT",
-             "AIRBYTE_TEMP_DIR")}
-    for d in dirs.values():
-        d.mkdir()
-    proxy = f"http://127.0.0.1:{closed_port()}"  # any stray network call fails fast
-    env = {**os.environ, **{k: str(v) for k, v in dirs.items()},
-           "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1",
-           "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
-           "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
-           "no_proxy": "127.0.0.1,localhost"}
-    params_path = tmp_path / "params.json"
-    params_path.write_text(json.dumps({**params, "binary": str(connector_bin())}))
-    proc = subprocess.run([sys.executable, str(IT_DIR / "pyairbyte_driver.py"), scenario,
-                           str(params_path)], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=600, cwd=tmp_path)
-    logs = "\n".join(f"--- {p} ---\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted(dirs["AIRBYTE_LOGGING_ROOT"].rglob("*")) if p.is_file())
-    assert proc.returncode == 0, (f"driver {scenario} failed ({proc.returncode})\n"
-                                  f"--- stdout ---\n{proc.stdout[-5000:]}\n"
-                                  f"--- stderr ---\n{proc.stderr[-8000:]}\n{logs}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
 
 
 @pytest.mark.parametrize("components", [False, True], ids=["root", "components"])

@@ -6,7 +6,9 @@
 #
 # Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> cargo clippy -D warnings
 # -> cargo test --workspace -> release build -> pytest integration_tests (checker unit tests,
-# protocol conformance, airbyte-cdk standard tests, PyAirbyte) -> scripts/image-test.sh and
+# protocol conformance, airbyte-cdk standard tests, PyAirbyte, and the exactness tests of
+# issue 10, whose Postgres-cache case starts a PostgreSQL server with scripts/postgres.sh,
+# installing the Debian package when root and missing) -> scripts/image-test.sh and
 # bench/run.sh --smoke when present. Every step runs even if an earlier one failed (unless it
 # depends on it); the exit code is non-zero if any step failed.
 #

@@ -1,0 +1,205 @@
+"""Is a destination exactly the deployment at a timestamp? (issue 10)
+
+The truth for a stream after a read is the emulator's documents as of T, the `delta_cursor`
+of the stream's last STATE: `GET /_emulator/documents?component=C&table=T&ts=T`. A
+destination table is exact when each live document has exactly one row, at its latest `_ts`
+and with its values, no row for a document that is not live is live (a deleted document's
+row is a delete, or absent), and no `_id` has two rows.
+
+`diff_rows` is shared by the PyAirbyte caches (rows read back with SQL, columns named as
+PyAirbyte normalises them) and the model destination of the message-level tests (record
+data as sent); it returns every problem, one line each, so a failure shows the whole diff.
+"""
+
+from __future__ import annotations
+
+import decimal
+from typing import Any, Callable, Iterable, Optional
+from urllib.parse import urlencode
+
+from cache_values import is_null, plain
+
+# The one-line switch. True: the truth is the documents as of T (`ts=`), which stays right
+# when writes land while a read runs. False: the live documents, right only when nothing is
+# written between a read's end and the comparison (callers then turn background writes off).
+TRUTH_AT_T = True
+
+# `_ab_cdc_lsn` must be the document's `_ts` exactly (issue 10, item 5: PyAirbyte maps the
+# declared `number` through float64, 1770335567024386710 -> 1770335567024386816). False checks
+# everything else, for a connector that has the one-revision fix but not yet this one.
+LSN_EXACT = True
+
+CDC_FIELDS = ("_ab_cdc_lsn", "_ab_cdc_updated_at", "_ab_cdc_deleted_at", "_deleted")
+MAX_LINES = 60
+
+Request = Callable[..., Any]
+
+
+def documents(request: Request, component: str, table: str, ts: Optional[int]) -> dict:
+    """{_id: document} of one table, as of `ts` (None: live at head)."""
+    q = {"component": component, "table": table}
+    if ts is not None:
+        q["ts"] = str(ts)
+    docs = request("GET", f"/_emulator/documents?{urlencode(q)}")["documents"]
+    return {d["_id"]: d for d in docs}
+
+
+def truth(request: Request, component: str, table: str, ts: int) -> dict:
+    return documents(request, component, table, ts if TRUTH_AT_T else None)
+
+
+def require_documents_at(request: Request, component: str, table: str,
+                         before_first_write: int) -> None:
+    """Fails unless the emulator answers `ts=`: the table had no document at a timestamp
+    before its first insert, so documents as of then must be none (an emulator that ignores
+    the parameter returns the live ones and every comparison would use the wrong truth)."""
+    if not TRUTH_AT_T:
+        return
+    live = documents(request, component, table, None)
+    then = documents(request, component, table, before_first_write)
+    assert live and not then, (
+        f"GET /_emulator/documents?ts={before_first_write} returned {len(then)} documents of "
+        f"{component + '/' if component else ''}{table} that were inserted after that "
+        "timestamp: this emulator does not "
+        "answer `ts=` (issue 10, item 6). Set exactness.TRUTH_AT_T = False to run without "
+        "writes during reads.")
+
+
+def cursor_of(stream_state: Any) -> int:
+    """T of a stream: the `delta_cursor` of its last STATE (an int, never a float)."""
+    value = stream_state.get("delta_cursor") if isinstance(stream_state, dict) else None
+    assert isinstance(value, int) and not isinstance(value, bool) and value > 0, \
+        f"stream state without an integer delta_cursor: {stream_state!r}"
+    return value
+
+
+def as_int(v: Any) -> Optional[int]:
+    """An exact integer cell (`_ts`, `_ab_cdc_lsn`), or None if it is not one. A float is
+    never accepted: it cannot hold a 19-digit timestamp."""
+    v = plain(v)
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, decimal.Decimal) and v == v.to_integral_value():
+        return int(v)
+    if isinstance(v, str) and v.lstrip("-").isdigit():
+        return int(v)
+    return None
+
+
+def is_deleted(row: dict) -> bool:
+    return plain(row.get("_deleted")) is True
+
+
+def _brief(row: dict) -> str:
+    return (f"_ts={plain(row.get('_ts'))!r} _deleted={plain(row.get('_deleted'))!r} "
+            f"_ab_cdc_lsn={plain(row.get('_ab_cdc_lsn'))!r}")
+
+
+def diff_rows(stream: str, rows: Iterable[dict], truth_docs: dict, *,
+              column: Callable[[str], str], equal: Callable[[Any, Any], bool],
+              new_fields_ok: bool = False) -> list:
+    """Every way `rows` (one destination table) differs from `truth_docs` ({_id: doc}).
+
+    `column(field)` names a document field's column; `equal(expected, got)` compares a value
+    with a cell. `new_fields_ok`: a field without a column (added after discover) is skipped.
+    A column that no field of the document maps to must be null (a removed field)."""
+    by_id: dict = {}
+    for row in rows:
+        by_id.setdefault(plain(row.get("_id")), []).append(row)
+    problems = []
+    cdc_cols = {column(c) for c in CDC_FIELDS}
+    for _id, group in sorted(by_id.items(), key=lambda kv: str(kv[0])):
+        if len(group) > 1:
+            want = truth_docs.get(_id)
+            want_s = f"live at _ts={want['_ts']}" if want else "not live"
+            problems.append(f"DUPLICATE {stream} _id={_id}: {len(group)} rows (expected one, "
+                            f"{want_s}): " + " | ".join(_brief(r) for r in group))
+    for _id, doc in sorted(truth_docs.items()):
+        group = by_id.get(_id, [])
+        if not group:
+            problems.append(f"MISSING {stream} _id={_id}: live at _ts={doc['_ts']}, no row")
+            continue
+        if len(group) > 1:
+            continue  # reported above
+        row = group[0]
+        if is_deleted(row):
+            problems.append(f"DELETED-BUT-LIVE {stream} _id={_id}: live at _ts={doc['_ts']}, "
+                            f"the row is a delete ({_brief(row)})")
+            continue
+        got_ts = as_int(row.get(column("_ts")))
+        if got_ts != doc["_ts"]:
+            kind = "STALE" if got_ts is not None and got_ts < doc["_ts"] else "WRONG-TS"
+            problems.append(f"{kind} {stream} _id={_id}: expected _ts={doc['_ts']}, got "
+                            f"{plain(row.get(column('_ts')))!r}")
+            continue
+        lsn = as_int(row.get(column("_ab_cdc_lsn")))
+        if LSN_EXACT and lsn != doc["_ts"]:
+            problems.append(f"LSN {stream} _id={_id}: expected _ab_cdc_lsn={doc['_ts']} "
+                            f"exactly, got {plain(row.get(column('_ab_cdc_lsn')))!r}")
+        if not isinstance(plain(row.get(column("_ab_cdc_updated_at"))), str):
+            problems.append(f"UPDATED-AT {stream} _id={_id}: _ab_cdc_updated_at is "
+                            f"{row.get(column('_ab_cdc_updated_at'))!r}, not a string")
+        if not is_null(row.get(column("_ab_cdc_deleted_at"))):
+            problems.append(f"DELETED-AT {stream} _id={_id}: live row has _ab_cdc_deleted_at="
+                            f"{row.get(column('_ab_cdc_deleted_at'))!r}")
+        mapped = set()
+        for key, value in doc.items():
+            col = column(key)
+            mapped.add(col)
+            if col not in row:
+                if not new_fields_ok:
+                    problems.append(f"COLUMN {stream}: no column {col} for field {key} "
+                                    f"(have {sorted(row)})")
+                continue
+            if key == "_ts":
+                continue
+            if not equal(value, row[col]):
+                problems.append(f"FIELD {stream} _id={_id} {key}: expected {value!r}, "
+                                f"got {row[col]!r}")
+        for col, cell in row.items():
+            if col in mapped or col in cdc_cols or col.startswith("_airbyte"):
+                continue
+            if not is_null(cell):
+                problems.append(f"EXTRA {stream} _id={_id} {col}: the document has no such "
+                                f"field, cached {cell!r}")
+    for _id, group in sorted(by_id.items(), key=lambda kv: str(kv[0])):
+        if _id in truth_docs or len(group) > 1:
+            continue
+        row = group[0]
+        if not is_deleted(row):
+            problems.append(f"LIVE-BUT-DELETED {stream} _id={_id}: not in the deployment at T, "
+                            f"cached as live ({_brief(row)})")
+        elif is_null(row.get(column("_ab_cdc_deleted_at"))):
+            problems.append(f"DELETED-AT {stream} _id={_id}: delete row without "
+                            "_ab_cdc_deleted_at")
+    return problems
+
+
+# Problem kinds, most telling first: a report cut at MAX_LINES keeps the worst.
+KINDS = ("DUPLICATE", "STALE", "LIVE-BUT-DELETED", "DELETED-BUT-LIVE", "MISSING", "WRONG-TS",
+         "DELETE-MISSING", "UNKNOWN", "FIELD", "EXTRA", "COLUMN", "DELETED-AT", "UPDATED-AT",
+         "LSN")
+
+
+def _kind(line: str) -> str:
+    return line.split(" ", 1)[0]
+
+
+def report(label: str, problems_by_stream: dict) -> Optional[str]:
+    """One message for every stream's problems (None when there are none): a count per
+    stream and per kind, then the problems, worst kinds first, cut at MAX_LINES lines."""
+    lines = [p for s in sorted(problems_by_stream) for p in problems_by_stream[s]]
+    if not lines:
+        return None
+    rank = {k: i for i, k in enumerate(KINDS)}
+    lines.sort(key=lambda ln: rank.get(_kind(ln), len(KINDS)))
+    per_stream = ", ".join(f"{s}: {len(p)}" for s, p in sorted(problems_by_stream.items()) if p)
+    kinds: dict = {}
+    for ln in lines:
+        kinds[_kind(ln)] = kinds.get(_kind(ln), 0) + 1
+    per_kind = ", ".join(f"{k} {n}" for k, n in kinds.items())
+    head = f"{label}: destination differs from the deployment at T ({per_stream}; {per_kind})"
+    more = [f"... and {len(lines) - MAX_LINES} more"] if len(lines) > MAX_LINES else []
+    return "\n".join([head] + ["  " + ln for ln in lines[:MAX_LINES]] + more)

@@ -1,0 +1,50 @@
+"""Running a PyAirbyte driver script (pyairbyte_driver.py, exact_driver.py) in a fresh
+interpreter: PyAirbyte reads the AIRBYTE_* directories when `airbyte` is imported, so each
+run gets its own (and with them a new default DuckDB cache)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import IT_DIR, connector_bin
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_driver(scenario: str, params: dict, tmp_path: Path, *,
+               script: str = "pyairbyte_driver.py", timeout: float = 600) -> dict:
+    """Runs `script SCENARIO PARAMS.json` in a fresh interpreter with per-run AIRBYTE_* dirs
+    under `tmp_path`, no network beyond loopback; returns its RESULT line, or fails with
+    its output and PyAirbyte's logs."""
+    dirs = {name: tmp_path / name.lower() for name in
+            ("AIRBYTE_PROJECT_DIR", "AIRBYTE_CACHE_ROOT", "AIRBYTE_LOGGING_ROOT",
+             "AIRBYTE_TEMP_DIR")}
+    for d in dirs.values():
+        d.mkdir()
+    proxy = f"http://127.0.0.1:{closed_port()}"  # any stray network call fails fast
+    env = {**os.environ, **{k: str(v) for k, v in dirs.items()},
+           "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1",
+           "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
+           "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
+           "no_proxy": "127.0.0.1,localhost"}
+    params_path = tmp_path / "params.json"
+    params_path.write_text(json.dumps({**params, "binary": str(connector_bin())}))
+    proc = subprocess.run([sys.executable, str(IT_DIR / script), scenario,
+                           str(params_path)], capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=timeout, cwd=tmp_path)
+    logs = "\n".join(f"--- {p} ---\n{p.read_text(errors='replace')[-3000:]}"
+                     for p in sorted(dirs["AIRBYTE_LOGGING_ROOT"].rglob("*")) if p.is_file())
+    assert proc.returncode == 0, (f"driver {scenario} failed ({proc.returncode})\n"
+                                  f"--- stdout ---\n{proc.stdout[-5000:]}\n"
+                                  f"--- stderr ---\n{proc.stderr[-8000:]}\n{logs}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
