@@ -47,6 +47,8 @@ const META_KEYS: [&[u8]; 4] = [b"_table", b"_component", b"_ts", b"_deleted"];
 #[derive(Debug, Clone, Copy, Default)]
 struct MetaSpans {
     spans: [Option<(usize, usize)>; 4],
+    /// The element is an object: only then do its top-level strings alternate key, value.
+    object: bool,
     expect_key: bool,
     string_start: usize,
     pending: Option<usize>,
@@ -149,7 +151,7 @@ impl Scan {
             if let Some(k) = m.pending.take() {
                 m.spans[k] = Some((m.value_start, at));
             }
-            m.expect_key = true;
+            m.expect_key = m.object;
         }
     }
 
@@ -235,7 +237,8 @@ impl Scan {
                     depth += 1;
                     if depth == 1 {
                         if let Some(m) = &mut self.meta {
-                            m.expect_key = b == b'{';
+                            m.object = b == b'{';
+                            m.expect_key = m.object;
                         }
                     }
                 }
@@ -729,6 +732,32 @@ mod tests {
             }
             p.finish().unwrap();
             assert_eq!(got, want, "round {round}");
+        }
+    }
+
+    /// Defect 5 of issue 15: a `,` directly inside an *array* element made the next string
+    /// look like a key, so `"_ts"` there recorded a metadata span with a stale start, which
+    /// underflowed when the buffer was compacted between two chunks.
+    #[test]
+    fn metadata_names_inside_array_elements_split_anywhere() {
+        for doc in [
+            r#"[1,"_ts",2]"#,
+            r#"["a","_ts","b"]"#,
+            r#"["_table","x","_ts"]"#,
+        ] {
+            let body = format!(r#"{{"values":[{doc}],"cursor":null,"hasMore":false}}"#);
+            for cut in 1..body.len() {
+                let mut p = PageParser::new();
+                let mut metas = Vec::new();
+                for part in [&body.as_bytes()[..cut], &body.as_bytes()[cut..]] {
+                    // Not an object: a clean error, or nothing found; never a panic.
+                    let _ = p.feed(part, |_, raw| {
+                        metas.push(raw.ts.is_some() || raw.table.is_some());
+                        Ok::<(), ()>(())
+                    });
+                }
+                assert!(metas.iter().all(|found| !found), "{doc} cut at {cut}");
+            }
         }
     }
 
