@@ -10,6 +10,7 @@ mod error;
 mod output;
 mod protocol;
 mod read;
+mod redact;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -69,7 +70,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_panic_hook();
-    let (out, writer) = Output::start(std::io::stdout());
+    let stdout = match open_stdout() {
+        Ok(s) => s,
+        Err(e) => {
+            // Rust's stdout silently drops writes to a closed descriptor: a read would lose
+            // everything and exit 0. Nobody could see a message on stdout, so say it here.
+            eprintln!("source-convex: stdout is not open ({e}); nothing could be reported");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (out, writer) = Output::start(stdout);
     let result = run(cli, &out);
     let code = match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -94,6 +104,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// stdout as a file of its own descriptor: fails if the descriptor is closed, and every later
+/// write error is then seen (std's `Stdout` hides `EBADF`).
+#[cfg(unix)]
+fn open_stdout() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    Ok(std::fs::File::from(
+        std::io::stdout().as_fd().try_clone_to_owned()?,
+    ))
+}
+
+#[cfg(not(unix))]
+fn open_stdout() -> std::io::Result<std::io::Stdout> {
+    Ok(std::io::stdout())
 }
 
 /// Any panic still ends as a TRACE ERROR on stdout, so callers see why the sync failed.
@@ -141,7 +166,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
         }
         Command::Check { config } => check(&config, out),
         Command::Discover { config } => {
-            let config = load_config(&config)?;
+            let config = load_config(&config, out)?;
             let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
             let schemas = runtime()?
                 .block_on(api.json_schemas())
@@ -161,24 +186,25 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
             state,
         } => {
             let catalog = load_catalog(&catalog)?;
-            let (config, state) =
-                match load_config(&config).and_then(|c| Ok((c, load_state(state.as_deref())?))) {
-                    Ok(loaded) => loaded,
-                    Err(e) => {
-                        // Known streams still get their terminal status before the error.
-                        let mut buf = Vec::new();
-                        for s in &catalog.streams {
-                            let desc = protocol::StreamDescriptor {
-                                name: s.stream.name.clone(),
-                                namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
-                            };
-                            Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
-                                .write_line(&mut buf);
-                        }
-                        out.send_blocking(buf)?;
-                        return Err(e);
+            let (config, state) = match load_config(&config, out)
+                .and_then(|c| Ok((c, load_state(state.as_deref())?)))
+            {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    // Known streams still get their terminal status before the error.
+                    let mut buf = Vec::new();
+                    for s in &catalog.streams {
+                        let desc = protocol::StreamDescriptor {
+                            name: s.stream.name.clone(),
+                            namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
+                        };
+                        Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
+                            .write_line(&mut buf);
                     }
-                };
+                    out.send_blocking(buf)?;
+                    return Err(e);
+                }
+            };
             let api = Arc::new(HttpConvex::new(&config, Some(out.clone()))?);
             let options = read::ReadOptions {
                 concurrency: config.concurrency,
@@ -196,19 +222,31 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
+/// Reads and validates the config; a plain-http URL to another machine is allowed (a private
+/// network's backend) but said to be unencrypted.
+fn load_config(path: &Path, out: &Output) -> anyhow::Result<Config> {
     let value = read_json_file(path, "config")?;
-    Ok(parse_config(&value)?)
+    let config = parse_config(&value)?;
+    warn_if_cleartext(&config, out)?;
+    Ok(config)
+}
+
+fn warn_if_cleartext(config: &Config, out: &Output) -> anyhow::Result<()> {
+    if let Some(warning) = config.deployment_url.cleartext_warning() {
+        out.send_blocking(Message::log(protocol::LogLevel::Warn, &warning).to_line())?;
+    }
+    Ok(())
 }
 
 fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
     let value = read_json_file(path, "catalog")?;
-    serde_json::from_value(value).map_err(|e| {
+    let catalog = serde_json::from_value(value).map_err(|e| {
         UserError::config(format!(
             "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental"
         ))
-        .into()
-    })
+    })?;
+    catalog::check_streams_unique(&catalog)?;
+    Ok(catalog)
 }
 
 fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
@@ -245,6 +283,7 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
             return Ok(true);
         }
     };
+    warn_if_cleartext(&config, out)?;
     let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.

@@ -921,6 +921,27 @@ mod tests {
         }
     }
 
+    /// Defect 7 of issue 15: an endless element (or cursor) fails once it passes the cap,
+    /// instead of growing the buffer until the machine runs out of memory.
+    #[test]
+    fn an_endless_value_fails_at_the_cap() {
+        for start in [&br#"{"values":[{"pad":""#[..], br#"{"cursor":""#] {
+            let mut p = PageParser::new();
+            p.feed(start, |_, _| Ok::<(), ()>(())).unwrap();
+            let chunk = vec![b'x'; 1024 * 1024];
+            let mut fed = 0;
+            let err = loop {
+                match p.feed(&chunk, |_, _| Ok::<(), ()>(())) {
+                    Ok(()) => fed += chunk.len(),
+                    Err(e) => break e,
+                }
+                assert!(fed <= MAX_VALUE_BYTES, "no error after {fed} bytes");
+            };
+            assert!(matches!(err, FeedError::Syntax(PageSyntaxError::TooLarge)));
+            assert!(p.buf.len() <= MAX_VALUE_BYTES + chunk.len());
+        }
+    }
+
     #[test]
     fn memory_holds_one_element_not_the_page() {
         let doc = format!(r#"{{"pad":"{}"}}"#, "x".repeat(10_000));
