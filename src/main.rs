@@ -187,7 +187,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
         } => {
             let catalog = load_catalog(&catalog)?;
             let (config, state) = match load_config(&config, out)
-                .and_then(|c| Ok((c, load_state(state.as_deref())?)))
+                .and_then(|c| Ok((c, load_state(state.as_deref(), out)?)))
             {
                 Ok(loaded) => loaded,
                 Err(e) => {
@@ -249,7 +249,9 @@ fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
     Ok(catalog)
 }
 
-fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
+/// Reads the state file; entries that name no stream are said in a WARN, not dropped silently
+/// (they would otherwise mean a full resync without a word).
+fn load_state(path: Option<&Path>, out: &Output) -> anyhow::Result<InputState> {
     let Some(path) = path else {
         return Ok(InputState::default());
     };
@@ -259,7 +261,13 @@ fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
             path.display()
         ))
     })?;
-    Ok(InputState::parse(&text)?)
+    let state = InputState::parse(&text)?;
+    for entry in state.unrecognised() {
+        let msg =
+            format!("the state file holds {entry}; it was ignored (no stream resumes from it)");
+        out.send_blocking(Message::log(protocol::LogLevel::Warn, &msg).to_line())?;
+    }
+    Ok(state)
 }
 
 /// `check`: a config or credential problem is an answer (FAILED, exit 0), not a crash.
