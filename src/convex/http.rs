@@ -31,11 +31,10 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_SCHEMAS_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// The overall deadline of one request, body included: generous (a 1,024-document page of
-/// large documents takes a while), yet a body that trickles a byte now and then still ends.
+/// large documents takes a while; 600 s by default), yet a body that trickles a byte now and
+/// then, never idle for `request_timeout`, still ends.
 pub fn request_deadline(request_timeout: Duration) -> Duration {
-    request_timeout
-        .saturating_mul(5)
-        .max(Duration::from_secs(600))
+    request_timeout.saturating_mul(5)
 }
 
 /// Bounded retries: exponential backoff with jitter, or the server's `Retry-After`.
@@ -65,7 +64,7 @@ impl RetryPolicy {
     pub fn interactive() -> Self {
         RetryPolicy {
             max_attempts: 3,
-            max_retry_after: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(5),
             ..RetryPolicy::default()
         }
     }
@@ -151,10 +150,12 @@ impl HttpConvex {
             // (see `send`). Any other URL may be redirected to https: it gets the CA store.
             builder = builder.tls_certs_only(std::iter::empty()).redirect(
                 reqwest::redirect::Policy::custom(|attempt| {
-                    if attempt.url().scheme() == "http" && attempt.previous().len() < 10 {
-                        attempt.follow()
-                    } else {
+                    if attempt.url().scheme() != "http" {
                         attempt.stop()
+                    } else if attempt.previous().len() >= 10 {
+                        attempt.error("too many redirects")
+                    } else {
+                        attempt.follow()
                     }
                 }),
             );
@@ -228,7 +229,7 @@ impl HttpConvex {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.is_redirection() {
-            // Only a redirect the client may not follow gets here (see `new`).
+            // Only a redirect to another scheme gets here, from a loopback http URL (see `new`).
             let to = resp
                 .headers()
                 .get(reqwest::header::LOCATION)
@@ -314,7 +315,7 @@ impl HttpConvex {
     /// The overall deadline (`request_deadline`) ran out, however steadily bytes came.
     fn deadline_passed(&self, what: &str) -> String {
         format!(
-            "the request did not finish within its {} s deadline while {what} (5 × request_timeout_seconds, at least 600 s)",
+            "the request did not finish within its {} s deadline while {what} (5 × request_timeout_seconds)",
             self.deadline.as_secs()
         )
     }
@@ -459,11 +460,11 @@ fn network(endpoint: &'static str, e: &reqwest::Error) -> ConvexError {
         NetworkFailure::Other
     };
     let detail = match kind {
-        NetworkFailure::Unsendable if e.is_redirect() => format!(
-            "{detail} — the deployment keeps redirecting (a loop?): check deployment_url"
-        ),
+        NetworkFailure::Unsendable if e.is_redirect() => {
+            format!("{detail} — the deployment keeps redirecting (a loop?): check deployment_url")
+        }
         NetworkFailure::Timeout if !e.is_connect() => format!(
-            "{detail} (the request's overall deadline, 5 × request_timeout_seconds and at least 600 s, ran out)"
+            "{detail} (the request's overall deadline, 5 × request_timeout_seconds, ran out)"
         ),
         _ => detail,
     };
