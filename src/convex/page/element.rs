@@ -70,7 +70,7 @@ impl Validator<'_> {
     /// The whole element: one value, nothing after it. Containers are tracked on an explicit
     /// stack, so deep nesting costs memory (bounded by the element cap), never the call stack.
     fn document(&mut self) -> Result<(), ElementError> {
-        let mut stack: Vec<u8> = Vec::new();
+        let mut stack = Nesting::default();
         'value: loop {
             match self.peek() {
                 Some(b'{') => {
@@ -78,7 +78,7 @@ impl Validator<'_> {
                     if self.peek() == Some(b'}') {
                         self.i += 1;
                     } else {
-                        stack.push(b'}');
+                        stack.push(true);
                         self.key()?;
                         continue 'value;
                     }
@@ -88,7 +88,7 @@ impl Validator<'_> {
                     if self.peek() == Some(b']') {
                         self.i += 1;
                     } else {
-                        stack.push(b']');
+                        stack.push(false);
                         continue 'value;
                     }
                 }
@@ -102,7 +102,7 @@ impl Validator<'_> {
             }
             // After a value: close containers, or go on to the next member.
             loop {
-                let Some(&close) = stack.last() else {
+                let Some(object) = stack.top() else {
                     return match self.peek() {
                         None => Ok(()),
                         Some(_) => self.fail("bytes after the end of the document"),
@@ -111,12 +111,16 @@ impl Validator<'_> {
                 match self.peek() {
                     Some(b',') => {
                         self.i += 1;
-                        if close == b'}' {
+                        if object {
                             self.key()?;
                         }
                         continue 'value;
                     }
-                    Some(c) if c == close => {
+                    Some(b'}') if object => {
+                        self.i += 1;
+                        stack.pop();
+                    }
+                    Some(b']') if !object => {
                         self.i += 1;
                         stack.pop();
                     }
@@ -213,6 +217,39 @@ impl Validator<'_> {
                 None => return self.fail("unterminated string"),
             }
         }
+    }
+}
+
+/// Open containers, innermost last, one bit each (1 = object). Convex nests values at most 64
+/// deep, so one word holds every real document without allocating; deeper ones spill.
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    word: u64,
+    spilled: Vec<u64>,
+}
+
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.depth >= 64 && self.depth % 64 == 0 {
+            self.spilled.push(self.word);
+            self.word = 0;
+        }
+        self.word = (self.word << 1) | u64::from(object);
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) {
+        self.word >>= 1;
+        self.depth -= 1;
+        if self.depth >= 64 && self.depth % 64 == 0 {
+            self.word = self.spilled.pop().unwrap_or(0);
+        }
+    }
+
+    /// Whether the innermost open container is an object; `None` at the top level.
+    fn top(&self) -> Option<bool> {
+        (self.depth > 0).then_some(self.word & 1 == 1)
     }
 }
 
@@ -333,6 +370,34 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    /// Nesting far beyond one word of the container stack, objects and arrays mixed.
+    #[test]
+    fn deep_nesting_is_tracked_exactly() {
+        for depth in [1, 63, 64, 65, 128, 129, 300] {
+            let open: String = (0..depth)
+                .map(|i| if i % 3 == 0 { r#"{"k":"# } else { "[" })
+                .collect();
+            let close: String = (0..depth)
+                .rev()
+                .map(|i| if i % 3 == 0 { "}" } else { "]" })
+                .collect();
+            let doc = format!("{{\"d\":{open}1{close}}}");
+            assert!(compact_element(doc.as_bytes()).is_ok(), "depth {depth}");
+            // The same with one closer swapped: a `]` where a `}` belongs, or the reverse.
+            let swapped = format!(
+                "{{\"d\":{open}1{}}}",
+                close.replacen('}', "]", 1).replacen(']', "}", 1)
+            );
+            if swapped != doc {
+                assert_eq!(
+                    compact_element(swapped.as_bytes()).is_ok(),
+                    serde_json::from_str::<serde_json::Value>(&swapped).is_ok(),
+                    "depth {depth}: {swapped}"
+                );
+            }
         }
     }
 
