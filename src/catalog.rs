@@ -4,7 +4,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::convex::{DeploymentSchemas, TableRef};
-use crate::protocol::{AirbyteStream, StreamDescriptor, SyncMode};
+use crate::error::UserError;
+use crate::protocol::{AirbyteStream, ConfiguredCatalog, StreamDescriptor, SyncMode};
 
 /// Stream identity of a table. Root tables keep their bare name and no namespace, as before.
 /// Component tables are named `<component path>/<table>` *and* carry the component path as
@@ -53,6 +54,26 @@ pub fn table_for(stream: &StreamDescriptor) -> Result<TableRef, String> {
             stream.name, table.component
         )),
     }
+}
+
+/// A configured catalog names each stream once: a stream listed twice would be read twice,
+/// every record duplicated. Names compare as the protocol sees them (no namespace = `""`).
+pub fn check_streams_unique(catalog: &ConfiguredCatalog) -> Result<(), UserError> {
+    let mut seen = std::collections::HashSet::new();
+    for s in &catalog.streams {
+        let ns = s.stream.namespace.as_deref().unwrap_or("");
+        if !seen.insert((s.stream.name.as_str(), ns)) {
+            let shown = if ns.is_empty() {
+                format!("{:?}", s.stream.name)
+            } else {
+                format!("{:?} (namespace {ns:?})", s.stream.name)
+            };
+            return Err(UserError::config(format!(
+                "the configured catalog lists stream {shown} more than once; list each stream once"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
@@ -177,6 +198,33 @@ mod tests {
         let delete = json!({"_id":"x","_ts":5,"_table":"users","_component":"","_deleted":true,
             "_ab_cdc_lsn":5,"_ab_cdc_updated_at":"1970-01-01T00:00:00","_ab_cdc_deleted_at":"1970-01-01T00:00:00"});
         assert!(v.is_valid(&delete));
+    }
+
+    /// Defect 10 of issue 15: a stream listed twice was read twice.
+    #[test]
+    fn a_stream_listed_twice_is_a_config_error() {
+        let catalog = |streams: serde_json::Value| -> ConfiguredCatalog {
+            serde_json::from_value(json!({ "streams": streams })).unwrap()
+        };
+        let s = |name: &str, ns: serde_json::Value| json!({"stream": {"name": name, "namespace": ns}, "sync_mode": "incremental"});
+        let twice = catalog(json!([
+            s("users", json!(null)),
+            s("posts", json!(null)),
+            s("users", json!(""))
+        ]));
+        let err = check_streams_unique(&twice).unwrap_err();
+        assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
+        assert!(
+            err.message.contains("\"users\" more than once"),
+            "{}",
+            err.message
+        );
+        let distinct = catalog(json!([
+            s("users", json!(null)),
+            s("users", json!("betterAuth")),
+            s("betterAuth/users", json!("betterAuth"))
+        ]));
+        assert!(check_streams_unique(&distinct).is_ok());
     }
 
     #[test]

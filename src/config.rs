@@ -62,8 +62,14 @@ impl DeploymentUrl {
     pub fn parse(raw: &str) -> Result<Self, UserError> {
         let trimmed = raw.trim();
         let url = url::Url::parse(trimmed).map_err(|e| {
+            // Quoted only when short: a mis-pasted value can be anything, even the key.
+            let shown = if trimmed.len() <= 100 {
+                format!(" {trimmed:?}")
+            } else {
+                String::new()
+            };
             UserError::config(format!(
-                "deployment_url {trimmed:?} is not a valid URL ({e}); it looks like https://<name>.convex.cloud"
+                "deployment_url{shown} is not a valid URL ({e}); it looks like https://<name>.convex.cloud"
             ))
         })?;
         if url.scheme() != "http" && url.scheme() != "https" {
@@ -87,6 +93,19 @@ impl DeploymentUrl {
                 "deployment_url must not contain credentials; put the key in access_key",
             ));
         }
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let convex_cloud = ["convex.cloud", "convex.site"]
+            .iter()
+            .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+        if url.scheme() == "http" && convex_cloud {
+            return Err(UserError::config(format!(
+                "deployment_url uses http://, which would send the deploy key unencrypted; Convex Cloud deployments are served over https: use https://{host}"
+            )));
+        }
         let mut s = url.as_str().to_owned();
         while s.ends_with('/') {
             s.pop();
@@ -97,6 +116,86 @@ impl DeploymentUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Requests go unencrypted over a network: the key crosses it in clear. Loopback is
+    /// exempt (nothing leaves the machine), as is https.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        let url = url::Url::parse(&self.0).ok()?;
+        if url.scheme() != "http" || is_loopback(&url) {
+            return None;
+        }
+        Some(format!(
+            "deployment_url {} uses http://: the deploy key is sent unencrypted. Use https:// unless this network is private and trusted.",
+            self.0
+        ))
+    }
+
+    /// A plain-http URL whose host is this machine.
+    pub fn is_loopback_cleartext(&self) -> bool {
+        url::Url::parse(&self.0).is_ok_and(|u| u.scheme() == "http" && is_loopback(&u))
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// Longer than any deploy key: HTTP servers refuse headers of a few KiB (431), which would
+/// otherwise surface as a server error on every sync.
+pub const MAX_ACCESS_KEY_LEN: usize = 2048;
+
+/// A key that can go in an `Authorization` header as Convex issues them: printable ASCII, no
+/// spaces. Anything else was mis-pasted, and is said so before any request is made.
+fn check_access_key(key: &str) -> Result<(), UserError> {
+    if key.len() > MAX_ACCESS_KEY_LEN {
+        return Err(UserError::config(format!(
+            "Config validation error: access_key is {} bytes long, longer than any Convex deploy key ({MAX_ACCESS_KEY_LEN} at most); paste the deploy key exactly as the Convex dashboard shows it",
+            key.len()
+        )));
+    }
+    if let Some(bad) = key.chars().find(|c| !c.is_ascii_graphic()) {
+        let what = if bad.is_ascii_whitespace() {
+            "a space or line break"
+        } else if bad.is_ascii() {
+            "a control character"
+        } else {
+            "a non-ASCII character"
+        };
+        return Err(UserError::config(format!(
+            "Config validation error: access_key contains {what}, which no Convex deploy key has; paste the deploy key exactly as the Convex dashboard shows it"
+        )));
+    }
+    Ok(())
+}
+
+/// JSON Schema's `integer` accepts `8.0`; serde's `u32` does not. Whole floats of the integer
+/// properties become integers, so what the spec check lets through also parses.
+fn whole_numbers_as_integers(config: &Value) -> Value {
+    let mut config = config.clone();
+    if let Some(o) = config.as_object_mut() {
+        for name in [
+            "concurrency",
+            "connect_timeout_seconds",
+            "request_timeout_seconds",
+        ] {
+            if let Some(Value::Number(n)) = o.get(name) {
+                if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                    if (0.0..=u32::MAX as f64).contains(&f) {
+                        o.insert(name.to_owned(), Value::from(f as u64));
+                    }
+                }
+            }
+        }
+    }
+    config
 }
 
 #[derive(Clone, Debug)]
@@ -129,16 +228,20 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
             describe_validation_error(&err, &spec)
         )));
     }
-    let raw: RawConfig = serde_json::from_value(config.clone())
+    let raw: RawConfig = serde_json::from_value(whole_numbers_as_integers(config))
         .map_err(|e| UserError::config(format!("Config validation error: {e}")))?;
-    if raw.access_key.trim().is_empty() {
+    let key = raw.access_key.trim();
+    if key.is_empty() {
         return Err(UserError::config(
             "Config validation error: access_key is empty; paste a deploy key from the Convex dashboard",
         ));
     }
+    // Registered before anything else can fail: from here on no message can carry it.
+    crate::redact::register_secret(key);
+    check_access_key(key)?;
     Ok(Config {
         deployment_url: DeploymentUrl::parse(&raw.deployment_url)?,
-        access_key: AccessKey(raw.access_key.trim().to_owned()),
+        access_key: AccessKey(key.to_owned()),
         concurrency: raw.concurrency,
         connect_timeout: Duration::from_secs(
             raw.connect_timeout_seconds
@@ -171,6 +274,9 @@ fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value
                 "'{}' is a required property",
                 property.as_str().unwrap_or("?")
             )
+        }
+        K::Type { .. } if field.is_empty() => {
+            "the config must be a JSON object of settings, like {\"deployment_url\": \"https://<name>.convex.cloud\", \"access_key\": \"…\"}".to_owned()
         }
         K::Type { .. } => {
             let expected = spec["connectionSpecification"]["properties"][field]["type"]
@@ -251,6 +357,77 @@ mod tests {
                 .err()
                 .unwrap();
         assert!(err.message.contains("access_key"), "{}", err.message);
+    }
+
+    /// Defect 9 of issue 15: a mistyped `http://x.convex.cloud` sent the key in clear.
+    #[test]
+    fn cleartext_is_refused_for_convex_cloud_and_warned_about_elsewhere() {
+        for cloud in [
+            "http://murky-swan-635.convex.cloud",
+            "http://murky-swan-635.CONVEX.cloud./x",
+            "http://a.convex.site",
+        ] {
+            let err = DeploymentUrl::parse(cloud).unwrap_err();
+            assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
+            assert!(err.message.contains("use https://"), "{}", err.message);
+        }
+        let tls = DeploymentUrl::parse("https://murky-swan-635.convex.cloud").unwrap();
+        assert_eq!(tls.cleartext_warning(), None);
+        for local in [
+            "http://127.0.0.1:3210",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            let u = DeploymentUrl::parse(local).unwrap();
+            assert!(
+                u.is_loopback_cleartext() && u.cleartext_warning().is_none(),
+                "{local}"
+            );
+        }
+        let lan = DeploymentUrl::parse("http://convex.internal:3210").unwrap();
+        assert!(!lan.is_loopback_cleartext());
+        assert!(lan.cleartext_warning().unwrap().contains("unencrypted"));
+        // Not a Convex Cloud host, only a look-alike.
+        assert!(DeploymentUrl::parse("http://convex.cloud.example.com").is_ok());
+    }
+
+    /// Defect 10 of issue 15: these got system_error (HTTP 431), an unreadable message, or
+    /// passed the spec check and then failed.
+    #[test]
+    fn bad_keys_odd_configs_and_whole_floats() {
+        let url = "https://a.convex.cloud";
+        for key in [
+            "prod:a|tökén".to_owned(),
+            "prod:a |token".to_owned(),
+            "prod:a|\u{7}".to_owned(),
+            format!("prod:a|{}", "x".repeat(MAX_ACCESS_KEY_LEN)),
+        ] {
+            let err = parse_config(&json!({"deployment_url": url, "access_key": key}))
+                .err()
+                .unwrap();
+            assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
+            assert!(err.message.contains("access_key"), "{}", err.message);
+            assert!(!err.message.contains(&key), "{}", err.message);
+        }
+        for not_object in [json!([1]), json!("x"), json!(null)] {
+            let err = parse_config(&not_object).err().unwrap();
+            assert!(
+                err.message.contains("must be a JSON object"),
+                "{}",
+                err.message
+            );
+        }
+        let c = parse_config(&json!({"deployment_url": url, "access_key": "k", "concurrency": 8.0, "request_timeout_seconds": 30.0}))
+            .unwrap();
+        assert_eq!(c.concurrency, Some(8));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert!(parse_config(
+            &json!({"deployment_url": url, "access_key": "k", "concurrency": 8.5})
+        )
+        .is_err());
+        let long = format!("https://{}", "a".repeat(200));
+        let err = DeploymentUrl::parse(&format!("{long} x")).unwrap_err();
+        assert!(!err.message.contains(&long), "{}", err.message);
     }
 
     #[test]

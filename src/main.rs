@@ -11,6 +11,7 @@ mod error;
 mod output;
 mod protocol;
 mod read;
+mod redact;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -69,7 +70,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     install_panic_hook();
-    let (out, writer) = Output::start(std::io::stdout());
+    let stdout = match open_stdout() {
+        Ok(s) => s,
+        Err(e) => {
+            // Rust's stdout silently drops writes to a closed descriptor: a read would lose
+            // everything and exit 0. Nobody could see a message on stdout, so say it here.
+            eprintln!("source-convex: stdout is not open ({e}); nothing could be reported");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (out, writer) = Output::start(stdout);
     let result = run(cli, &out);
     let code = match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -94,6 +104,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// stdout as a file of its own descriptor, so every write error is seen (std's `Stdout` hides
+/// `EBADF`). Fails if the process was started with stdout closed.
+#[cfg(unix)]
+fn open_stdout() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    if stdout_was_closed_at_start() {
+        return Err(std::io::Error::other(
+            "it was closed when the process started",
+        ));
+    }
+    Ok(std::fs::File::from(
+        std::io::stdout().as_fd().try_clone_to_owned()?,
+    ))
+}
+
+/// Rust's runtime reopens a closed stdout on `/dev/null` read-write before `main`, so writes
+/// "succeed" into nothing. A shell's `>/dev/null` opens it write-only: read-write `/dev/null`
+/// on descriptor 1 is the runtime's doing.
+#[cfg(target_os = "linux")]
+fn stdout_was_closed_at_start() -> bool {
+    const O_ACCMODE: u32 = 0o3;
+    const O_RDWR: u32 = 0o2;
+    let is_null = std::fs::read_link("/proc/self/fd/1").is_ok_and(|p| p == Path::new("/dev/null"));
+    let flags = std::fs::read_to_string("/proc/self/fdinfo/1")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        });
+    is_null && flags.is_some_and(|f| f & O_ACCMODE == O_RDWR)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn stdout_was_closed_at_start() -> bool {
+    false
+}
+
+#[cfg(not(unix))]
+fn open_stdout() -> std::io::Result<std::io::Stdout> {
+    Ok(std::io::stdout())
 }
 
 /// Any panic still ends as a TRACE ERROR on stdout, so callers see why the sync failed.
@@ -141,7 +194,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
         }
         Command::Check { config } => check(&config, out),
         Command::Discover { config } => {
-            let config = load_config(&config)?;
+            let config = load_config(&config, out)?;
             let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
             let described = runtime()?
                 .block_on(discovery::describe(&api))
@@ -164,27 +217,28 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
             state,
         } => {
             let catalog = load_catalog(&catalog)?;
-            let (config, state) =
-                match load_config(&config).and_then(|c| Ok((c, load_state(state.as_deref())?))) {
-                    Ok(loaded) => loaded,
-                    Err(e) => {
-                        // Known streams still get their terminal status before the error.
-                        let mut buf = Vec::new();
-                        for s in &catalog.streams {
-                            let desc = protocol::StreamDescriptor {
-                                name: s.stream.name.clone(),
-                                namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
-                            };
-                            // STARTED first: a terminal status alone breaks strict checkers.
-                            Message::stream_status(&desc, protocol::StreamStatusKind::Started)
-                                .write_line(&mut buf);
-                            Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
-                                .write_line(&mut buf);
-                        }
-                        out.send_blocking(buf)?;
-                        return Err(e);
+            let (config, state) = match load_config(&config, out)
+                .and_then(|c| Ok((c, load_state(state.as_deref(), out)?)))
+            {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    // Known streams still get their terminal status before the error.
+                    let mut buf = Vec::new();
+                    for s in &catalog.streams {
+                        let desc = protocol::StreamDescriptor {
+                            name: s.stream.name.clone(),
+                            namespace: s.stream.namespace.clone().filter(|n| !n.is_empty()),
+                        };
+                        // STARTED first: a terminal status alone breaks strict checkers.
+                        Message::stream_status(&desc, protocol::StreamStatusKind::Started)
+                            .write_line(&mut buf);
+                        Message::stream_status(&desc, protocol::StreamStatusKind::Incomplete)
+                            .write_line(&mut buf);
                     }
-                };
+                    out.send_blocking(buf)?;
+                    return Err(e);
+                }
+            };
             if config.concurrency.is_some() {
                 let note = "The concurrency setting is deprecated since 0.6.0 and ignored: a read makes one change walk and one snapshot walk at a time, the way Convex serves data. Remove it from the configuration.";
                 out.send_blocking(Message::log(protocol::LogLevel::Info, note).to_line())?;
@@ -210,22 +264,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn load_config(path: &Path) -> anyhow::Result<Config> {
+/// Reads and validates the config; a plain-http URL to another machine is allowed (a private
+/// network's backend) but said to be unencrypted.
+fn load_config(path: &Path, out: &Output) -> anyhow::Result<Config> {
     let value = read_json_file(path, "config")?;
-    Ok(parse_config(&value)?)
+    let config = parse_config(&value)?;
+    warn_if_cleartext(&config, out)?;
+    Ok(config)
+}
+
+fn warn_if_cleartext(config: &Config, out: &Output) -> anyhow::Result<()> {
+    if let Some(warning) = config.deployment_url.cleartext_warning() {
+        out.send_blocking(Message::log(protocol::LogLevel::Warn, &warning).to_line())?;
+    }
+    Ok(())
 }
 
 fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
     let value = read_json_file(path, "catalog")?;
-    serde_json::from_value(value).map_err(|e| {
+    let catalog = serde_json::from_value(value).map_err(|e| {
         UserError::config(format!(
             "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental"
         ))
-        .into()
-    })
+    })?;
+    catalog::check_streams_unique(&catalog)?;
+    Ok(catalog)
 }
 
-fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
+/// Reads the state file; entries that name no stream are said in a WARN, not dropped silently
+/// (they would otherwise mean a full resync without a word).
+fn load_state(path: Option<&Path>, out: &Output) -> anyhow::Result<InputState> {
     let Some(path) = path else {
         return Ok(InputState::default());
     };
@@ -235,7 +303,13 @@ fn load_state(path: Option<&Path>) -> anyhow::Result<InputState> {
             path.display()
         ))
     })?;
-    Ok(InputState::parse(&text)?)
+    let state = InputState::parse(&text)?;
+    for entry in state.unrecognised() {
+        let msg =
+            format!("the state file holds {entry}; it was ignored (no stream resumes from it)");
+        out.send_blocking(Message::log(protocol::LogLevel::Warn, &msg).to_line())?;
+    }
+    Ok(state)
 }
 
 /// `check`: a config or credential problem is an answer (FAILED, exit 0), not a crash.
@@ -259,6 +333,7 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
             return Ok(true);
         }
     };
+    warn_if_cleartext(&config, out)?;
     let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// Buffers this large are sent as soon as they fill; smaller ones at page and message ends.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -23,6 +23,9 @@ pub struct Output {
     /// Each chunk travels with the queue budget it holds, returned once it is written.
     tx: mpsc::UnboundedSender<(Vec<u8>, u32)>,
     budget: Arc<Semaphore>,
+    /// Becomes true when the writer fails: lets a request waiting on the network give up
+    /// as soon as nobody can receive what it would bring.
+    closed: watch::Receiver<bool>,
 }
 
 pub struct WriterThread {
@@ -40,6 +43,7 @@ impl Output {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Vec<u8>, u32)>();
         let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
         let writer_budget = budget.clone();
+        let (closed_tx, closed) = watch::channel(false);
         let handle = std::thread::Builder::new()
             .name("stdout-writer".into())
             .spawn(move || {
@@ -59,10 +63,22 @@ impl Output {
                 };
                 // Producers waiting for queue space must learn the writer is gone, not hang.
                 writer_budget.close();
+                if result.is_err() {
+                    closed_tx.send_replace(true);
+                }
                 result
             })
             .expect("spawn stdout writer thread");
-        (Output { tx, budget }, WriterThread { handle })
+        (Output { tx, budget, closed }, WriterThread { handle })
+    }
+
+    /// Resolves once the writer has failed (stdout's reader went away); never otherwise.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        if rx.wait_for(|closed| *closed).await.is_err() {
+            // The writer finished normally: only possible once every Output is gone.
+            std::future::pending::<()>().await;
+        }
     }
 
     pub async fn send(&self, chunk: Vec<u8>) -> Result<(), OutputClosed> {
@@ -172,9 +188,16 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
         assert!(out.send_blocking(b"y\n".to_vec()).is_err());
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         // A producer needing more queue space than is left does not hang either.
         assert!(rt.block_on(out.send(vec![b'z'; QUEUE_BYTES + 1])).is_err());
+        // And a request waiting on the network can learn it (issue 15, defect 10).
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), out.closed())
+                .await
+                .expect("closed() resolves once the writer failed")
+        });
     }
 }

@@ -227,10 +227,19 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// Appends this message as one compact JSON line.
+    /// Appends this message as one compact JSON line, with any secret redacted (this is the
+    /// one place every non-RECORD line passes: see `redact`).
     pub fn write_line(&self, out: &mut Vec<u8>) {
+        let start = out.len();
         // Serialising our own types into a Vec cannot fail: no maps with non-string keys.
         serde_json::to_writer(&mut *out, self).expect("protocol message serialises");
+        if crate::redact::contains_secret(&out[start..]) {
+            let mut v: Value =
+                serde_json::from_slice(&out[start..]).expect("a line we just wrote parses");
+            crate::redact::redact_value(&mut v);
+            out.truncate(start);
+            serde_json::to_writer(&mut *out, &v).expect("a JSON value serialises");
+        }
         out.push(b'\n');
     }
 
@@ -298,6 +307,43 @@ mod tests {
         assert_eq!(v["trace"]["error"]["failure_type"], "config_error");
         assert_eq!(v["trace"]["error"]["stream_descriptor"]["name"], "users");
         assert!(v["trace"]["emitted_at"].is_i64());
+    }
+
+    /// Defect 2 of issue 15: a key echoed by a server reached TRACE messages, WARN logs and
+    /// check's status. Every message type is redacted when its line is written.
+    #[test]
+    fn a_registered_key_never_leaves_in_a_message() {
+        let key = "prod:protocol-test|c2VjcmV0LXRva2VuLWZvci1wcm90b2NvbA";
+        crate::redact::register_secret(key);
+        let echo = format!("401: BadAdminKey: header was Convex {key}");
+        let d = StreamDescriptor {
+            name: echo.clone(),
+            namespace: None,
+        };
+        let lines = [
+            Message::error(&echo, &echo, FailureType::ConfigError, Some(&d)).to_line(),
+            Message::log(LogLevel::Warn, &echo).to_line(),
+            Message::ConnectionStatus {
+                connection_status: ConnectionStatus {
+                    status: CheckStatus::Failed,
+                    message: Some(&echo),
+                },
+            }
+            .to_line(),
+        ];
+        for line in lines {
+            let text = String::from_utf8(line).unwrap();
+            assert!(
+                !text.contains("c2VjcmV0LXRva2VuLWZvci1wcm90b2NvbA"),
+                "{text}"
+            );
+            assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                v.to_string().contains("header was Convex <redacted>"),
+                "{v}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::catalog::table_for;
 use crate::convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
 use crate::error::UserError;
 use crate::protocol::StreamDescriptor;
@@ -108,6 +109,8 @@ impl Position {
 #[derive(Debug, Default)]
 pub struct InputState {
     by_stream: HashMap<(String, Option<String>), Value>,
+    /// Entries that name no stream, described for a WARN log (see `unrecognised`).
+    unrecognised: Vec<String>,
 }
 
 impl InputState {
@@ -154,7 +157,18 @@ impl InputState {
     }
 
     fn add_message(&mut self, msg: Value) {
-        let Value::Object(msg) = msg else { return };
+        let msg = match msg {
+            Value::Object(m) => m,
+            // PyAirbyte's arrays hold nulls between messages.
+            Value::Null => return,
+            other => {
+                self.unrecognised.push(format!(
+                    "a state entry that is not an object ({})",
+                    short(&other)
+                ));
+                return;
+            }
+        };
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
             "GLOBAL" => {
@@ -164,6 +178,9 @@ impl InputState {
                     for s in states {
                         self.add_stream(s);
                     }
+                } else {
+                    self.unrecognised
+                        .push("a GLOBAL state without global.stream_states".into());
                 }
             }
             "LEGACY" => {
@@ -176,21 +193,32 @@ impl InputState {
                     self.add_stream(s);
                 } else if let Some(Value::Object(d)) = msg.get("data") {
                     self.add_legacy(d.clone());
+                } else {
+                    self.unrecognised.push(format!(
+                        "a state message of type {kind:?} with neither `stream` nor `data`"
+                    ));
                 }
             }
         }
     }
 
     fn add_stream(&mut self, s: &Value) {
-        let Some(desc) = s.get("stream_descriptor") else {
+        let Some(name) = s
+            .get("stream_descriptor")
+            .and_then(|d| d.get("name"))
+            .and_then(Value::as_str)
+        else {
+            self.unrecognised.push(format!(
+                "a stream state without stream_descriptor.name ({})",
+                short(s)
+            ));
             return;
         };
-        let Some(name) = desc.get("name").and_then(Value::as_str) else {
-            return;
-        };
-        let namespace = desc
+        // No namespace and an empty one are the same stream (the protocol's null vs "").
+        let namespace = s["stream_descriptor"]
             .get("namespace")
             .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
             .map(str::to_owned);
         let st = s.get("stream_state").cloned().unwrap_or(Value::Null);
         self.by_stream.insert((name.to_owned(), namespace), st);
@@ -202,23 +230,50 @@ impl InputState {
         }
     }
 
-    /// The saved state of a stream: by name and namespace, else by name alone (callers such as
-    /// PyAirbyte key state by name only).
+    /// The saved state of exactly this stream: an entry with its name that denotes the same
+    /// table. So a component stream's entry saved without its namespace (callers such as
+    /// PyAirbyte key state by name; the name holds the component) still applies, but the root
+    /// `users` never takes `betterAuth`'s `users` position, nor the other way round.
     pub fn get(&self, stream: &StreamDescriptor) -> Option<&Value> {
+        let exact = (
+            stream.name.clone(),
+            stream.namespace.clone().filter(|n| !n.is_empty()),
+        );
+        if let Some(v) = self.by_stream.get(&exact) {
+            return Some(v);
+        }
+        let table = table_for(stream).ok()?;
         self.by_stream
-            .get(&(stream.name.clone(), stream.namespace.clone()))
-            .or_else(|| self.by_stream.get(&(stream.name.clone(), None)))
-            .or_else(|| {
-                self.by_stream
-                    .iter()
-                    .find(|((n, _), _)| *n == stream.name)
-                    .map(|(_, v)| v)
+            .iter()
+            .find(|((name, namespace), _)| {
+                *name == stream.name
+                    && table_for(&StreamDescriptor {
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                    })
+                    .is_ok_and(|t| t == table)
             })
+            .map(|(_, v)| v)
+    }
+
+    /// Entries of the state file that name no stream at all: ignoring them silently would
+    /// turn a mangled state into a full resync without a word. For the caller to LOG.
+    pub fn unrecognised(&self) -> &[String] {
+        &self.unrecognised
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_stream.is_empty()
+    }
+}
+
+/// A JSON value, cut short for a log line (state can hold anything).
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
@@ -301,6 +356,56 @@ mod tests {
             namespace: Some("betterAuth".into()),
         };
         assert_eq!(s.get(&ns).unwrap()["delta_cursor"], 7);
+    }
+
+    /// Defect 4 of issue 15: the root `users` resumed from `betterAuth`'s `users` position
+    /// (a name-only fallback) and synced nothing. Each stream takes only its own entry.
+    #[test]
+    fn state_applies_to_exactly_its_stream() {
+        let only_component = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":"betterAuth"},"stream_state":{"delta_cursor":7}}}]"#;
+        let s = InputState::parse(only_component).unwrap();
+        assert_eq!(s.get(&users()), None);
+        let component_users = StreamDescriptor {
+            name: "users".into(),
+            namespace: Some("betterAuth".into()),
+        };
+        assert_eq!(s.get(&component_users).unwrap()["delta_cursor"], 7);
+        // And the other way round: a root entry is not a component stream's.
+        let only_root = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":null},"stream_state":{"delta_cursor":5}}}]"#;
+        let s = InputState::parse(only_root).unwrap();
+        assert_eq!(s.get(&component_users), None);
+        // `""` is no namespace; a component stream's entry saved without its namespace (its
+        // name says the component) is still its own, one with another namespace is not.
+        let saved = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":""},"stream_state":{"delta_cursor":1}}},
+            {"type":"STREAM","stream":{"stream_descriptor":{"name":"betterAuth/users"},"stream_state":{"delta_cursor":2}}},
+            {"type":"STREAM","stream":{"stream_descriptor":{"name":"a/t","namespace":"b"},"stream_state":{"delta_cursor":3}}}]"#;
+        let s = InputState::parse(saved).unwrap();
+        assert_eq!(s.get(&users()).unwrap()["delta_cursor"], 1);
+        let named = StreamDescriptor {
+            name: "betterAuth/users".into(),
+            namespace: Some("betterAuth".into()),
+        };
+        assert_eq!(s.get(&named).unwrap()["delta_cursor"], 2);
+        let a_t = StreamDescriptor {
+            name: "a/t".into(),
+            namespace: Some("a".into()),
+        };
+        assert_eq!(s.get(&a_t), None);
+        assert!(s.unrecognised().is_empty());
+    }
+
+    #[test]
+    fn entries_naming_no_stream_are_reported() {
+        let s = InputState::parse(
+            r#"[null, 5, {"type":"STREAM","stream":{"stream_state":{"delta_cursor":1}}}, {"type":"GLOBAL"}, {"type":"STREAM"}]"#,
+        )
+        .unwrap();
+        let found = s.unrecognised();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found[0].contains("not an object (5)"));
+        assert!(found[1].contains("without stream_descriptor.name"));
+        assert!(found[2].contains("GLOBAL"));
+        assert!(found[3].contains("neither `stream` nor `data`"));
     }
 
     #[test]

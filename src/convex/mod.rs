@@ -312,6 +312,9 @@ pub enum NetworkFailure {
     Body,
     /// The server's TLS certificate was refused: retrying cannot help.
     Tls,
+    /// The request cannot be sent at all (a URL too long or malformed for any HTTP client):
+    /// retrying cannot help, and the fault is ours or the saved position's, not the network's.
+    Unsendable,
     Other,
 }
 
@@ -395,7 +398,7 @@ impl ConvexError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ConvexError::Network {
-                kind: NetworkFailure::Tls,
+                kind: NetworkFailure::Tls | NetworkFailure::Unsendable,
                 ..
             } => false,
             ConvexError::Network { .. } => true,
@@ -412,6 +415,10 @@ impl ConvexError {
                 kind: NetworkFailure::Tls,
                 ..
             } => FailureType::ConfigError,
+            ConvexError::Network {
+                kind: NetworkFailure::Unsendable,
+                ..
+            } => FailureType::SystemError,
             ConvexError::Network { .. } => FailureType::TransientError,
             e if e.is_retryable() => FailureType::TransientError,
             ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {

@@ -5,8 +5,20 @@
 //! hands out each element of `values` as the exact bytes Convex sent, as soon as it is complete;
 //! the other top-level fields (`cursor`, `snapshot`, `hasMore`) are kept as raw JSON.
 //! Memory is one document plus one network chunk, whatever the page size.
+//!
+//! Every element is checked to be strict JSON and handed out compact (`element`) before any of
+//! it can reach stdout; a page with a bad element fails as a whole, as a syntax error, so the
+//! stream stops before the STATE that would have covered it.
+
+mod element;
 
 use memchr::memchr2;
+
+/// The largest single value (one document, one cursor) a page may hold. Convex caps a document
+/// at 1 MiB of Convex value; its JSON export can be several times larger (`\u00XX` escapes are
+/// six bytes for one, bytes become base64), so the cap leaves room for that and still bounds a
+/// hostile endless element to a few MiB per stream.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PageSyntaxError {
@@ -16,6 +28,10 @@ pub enum PageSyntaxError {
     Truncated,
     #[error("response body has a malformed key: {0}")]
     BadKey(String),
+    #[error("a document in the page is not valid JSON ({reason} at byte {offset} of the body)")]
+    Invalid { reason: &'static str, offset: u64 },
+    #[error("a single value in the page is larger than {} MiB, far beyond Convex's 1 MiB document limit", MAX_VALUE_BYTES / (1024 * 1024))]
+    TooLarge,
 }
 
 #[derive(Debug)]
@@ -47,6 +63,8 @@ const META_KEYS: [&[u8]; 5] = [b"_table", b"_component", b"_ts", b"_deleted", b"
 #[derive(Debug, Clone, Copy, Default)]
 struct MetaSpans {
     spans: [Option<(usize, usize)>; 5],
+    /// The element is an object: only then do its top-level strings alternate key, value.
+    object: bool,
     expect_key: bool,
     string_start: usize,
     pending: Option<usize>,
@@ -152,7 +170,7 @@ impl Scan {
             if let Some(k) = m.pending.take() {
                 m.spans[k] = Some((m.value_start, at));
             }
-            m.expect_key = true;
+            m.expect_key = m.object;
         }
     }
 
@@ -204,6 +222,9 @@ impl Scan {
                                 None
                             };
                             m.expect_key = false;
+                            // The `:` moves it on; a malformed element without one must still
+                            // get a span inside itself (the element check rejects it later).
+                            m.value_start = at;
                         }
                     }
                 }
@@ -238,7 +259,8 @@ impl Scan {
                     depth += 1;
                     if depth == 1 {
                         if let Some(m) = &mut self.meta {
-                            m.expect_key = b == b'{';
+                            m.object = b == b'{';
+                            m.expect_key = m.object;
                         }
                     }
                 }
@@ -360,6 +382,10 @@ impl PageParser {
         self.buf.extend_from_slice(chunk);
         let result = self.run(&mut on_value);
         self.compact();
+        // After compacting, the buffer holds only the value still being scanned.
+        if result.is_ok() && self.buf.len() > MAX_VALUE_BYTES {
+            return Err(FeedError::Syntax(PageSyntaxError::TooLarge));
+        }
         result
     }
 
@@ -425,7 +451,14 @@ impl PageParser {
                             self.state = State::AfterField;
                         }
                         _ => {
-                            on_value(raw, self.scan.raw_meta(&self.buf))
+                            let start = self.dropped + self.scan.start as u64;
+                            let doc = element::compact_element(raw).map_err(|e| {
+                                Syntax(PageSyntaxError::Invalid {
+                                    reason: e.reason,
+                                    offset: start + e.offset as u64,
+                                })
+                            })?;
+                            on_value(&doc, self.scan.raw_meta(&self.buf))
                                 .map_err(FeedError::Sink)?;
                             self.state = State::AfterElem;
                         }
@@ -630,8 +663,8 @@ mod tests {
     }
 
     /// Random documents (nesting, escapes, non-ASCII, numbers, metadata at random places),
-    /// compact or pretty, split into random chunks: every element comes out exactly as serde
-    /// delimits it, with the same metadata.
+    /// compact or pretty, split into random chunks: every element comes out as serde delimits
+    /// it (compacted when pretty), with the same metadata.
     #[test]
     fn random_documents_in_random_chunks_match_serde() {
         use crate::convex::ValueMeta;
@@ -718,7 +751,15 @@ mod tests {
                         values: Vec<&'a serde_json::value::RawValue>,
                     }
                     serde_json::from_str::<P<'_>>(&body)
-                        .map(|p| p.values.iter().map(|v| v.get().to_owned()).collect())
+                        // Compact JSON comes out byte for byte; pretty JSON comes out compact.
+                        .map(|p| {
+                            p.values
+                                .iter()
+                                .map(|v| {
+                                    serde_json::from_str::<Value>(v.get()).unwrap().to_string()
+                                })
+                                .collect()
+                        })
                 })
                 .unwrap();
             let mut p = PageParser::new();
@@ -739,6 +780,122 @@ mod tests {
             p.finish().unwrap();
             assert_eq!(got, want, "round {round}");
         }
+    }
+
+    /// Defect 5 of issue 15: a `,` directly inside an *array* element made the next string
+    /// look like a key, so `"_ts"` there recorded a metadata span with a stale start, which
+    /// underflowed when the buffer was compacted between two chunks.
+    #[test]
+    fn metadata_names_inside_array_elements_split_anywhere() {
+        for doc in [
+            r#"[1,"_ts",2]"#,
+            r#"["a","_ts","b"]"#,
+            r#"["_table","x","_ts"]"#,
+        ] {
+            let body = format!(r#"{{"values":[{doc}],"cursor":null,"hasMore":false}}"#);
+            for cut in 1..body.len() {
+                let mut p = PageParser::new();
+                let mut metas = Vec::new();
+                for part in [&body.as_bytes()[..cut], &body.as_bytes()[cut..]] {
+                    // Not an object: a clean error, or nothing found; never a panic.
+                    let _ = p.feed(part, |_, raw| {
+                        metas.push(raw.ts.is_some() || raw.table.is_some());
+                        Ok::<(), ()>(())
+                    });
+                }
+                assert!(metas.iter().all(|found| !found), "{doc} cut at {cut}");
+            }
+        }
+    }
+
+    /// Issue 15's parser campaign, kept: valid pages are mutated (bytes flipped, inserted,
+    /// deleted, duplicated, cut; `+`, control bytes, invalid UTF-8, whitespace), split into
+    /// random chunks and fed. Whatever the body, the parser never panics; every value it hands
+    /// out is one line of valid JSON; and when serde accepts the body as a page, the parser
+    /// hands out exactly serde's values and finishes cleanly.
+    #[test]
+    fn mutated_pages_in_random_chunks_give_exact_values_or_a_clean_error() {
+        use serde_json::{json, Map, Value};
+        #[derive(serde::Deserialize)]
+        struct P {
+            values: Vec<Map<String, Value>>,
+        }
+        let mut rng = fastrand::Rng::with_seed(0x15);
+        let pool: [&[u8]; 14] = [
+            b"+", b"-", b"\n", b"\n", b" ", b"\x01", b"\xff", b"\xc3", b"\"", b"\\", b"}", b"]",
+            b",", b"\"_ts\"",
+        ];
+        let mut outcomes = [0usize; 2];
+        for round in 0..3000 {
+            let docs: Vec<Value> = (0..rng.usize(0..4))
+                .map(|i| {
+                    let s = ["a\"b", "é✓", "_ts", "x\ny", "}]"][rng.usize(..5)];
+                    let n = [json!(null), json!(1.5e-3), json!([1, {"k": []}]), json!(-0)];
+                    let n = n[rng.usize(..4)].clone();
+                    json!({"_table": "t", "_ts": rng.i64(0..), "_id": format!("d{i}"), "s": s, "n": n})
+                })
+                .collect();
+            let page = json!({"values": docs, "cursor": "c", "hasMore": false});
+            let mut body = if rng.bool() {
+                serde_json::to_vec_pretty(&page).unwrap()
+            } else {
+                serde_json::to_vec(&page).unwrap()
+            };
+            for _ in 0..rng.usize(0..3) {
+                if body.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..body.len());
+                match rng.u8(0..5) {
+                    0 => body[at] = rng.u8(..),
+                    1 => {
+                        let ins = pool[rng.usize(..pool.len())];
+                        body.splice(at..at, ins.iter().copied());
+                    }
+                    2 => {
+                        body.remove(at);
+                    }
+                    3 => {
+                        let end = (at + rng.usize(1..20)).min(body.len());
+                        let dup = body[at..end].to_vec();
+                        body.splice(at..at, dup);
+                    }
+                    _ => body.truncate(at),
+                }
+            }
+            let mut p = PageParser::new();
+            let mut got = Vec::new();
+            let mut rest = &body[..];
+            let mut result = Ok(());
+            while !rest.is_empty() && result.is_ok() {
+                let n = rng.usize(1..=rest.len().min(48));
+                let (part, tail) = rest.split_at(n);
+                rest = tail;
+                result = p
+                    .feed(part, |v, _| {
+                        let line = std::str::from_utf8(v).expect("a value is UTF-8");
+                        assert!(!line.contains('\n'), "round {round}: {line}");
+                        let parsed: Value = serde_json::from_str(line)
+                            .unwrap_or_else(|e| panic!("round {round}: {line}: {e}"));
+                        got.push(parsed);
+                        Ok::<(), ()>(())
+                    })
+                    .map_err(|_| ());
+            }
+            let finished = result.is_ok() && p.finish().is_ok();
+            outcomes[usize::from(finished)] += 1;
+            if let Ok(want) = serde_json::from_slice::<P>(&body) {
+                let want: Vec<Value> = want.values.into_iter().map(Value::Object).collect();
+                assert!(
+                    finished,
+                    "round {round}: serde accepts {:?}",
+                    String::from_utf8_lossy(&body)
+                );
+                assert_eq!(got, want, "round {round}");
+            }
+        }
+        // Both outcomes occur often, or the campaign would prove little.
+        assert!(outcomes.iter().all(|&n| n > 500), "{outcomes:?}");
     }
 
     #[test]
@@ -770,6 +927,27 @@ mod tests {
             r#"{"a" 1}"#,
         ] {
             assert!(parse_in_chunks(bad.as_bytes(), 3).is_err(), "{bad}");
+        }
+    }
+
+    /// Defect 7 of issue 15: an endless element (or cursor) fails once it passes the cap,
+    /// instead of growing the buffer until the machine runs out of memory.
+    #[test]
+    fn an_endless_value_fails_at_the_cap() {
+        for start in [&br#"{"values":[{"pad":""#[..], br#"{"cursor":""#] {
+            let mut p = PageParser::new();
+            p.feed(start, |_, _| Ok::<(), ()>(())).unwrap();
+            let chunk = vec![b'x'; 1024 * 1024];
+            let mut fed = 0;
+            let err = loop {
+                match p.feed(&chunk, |_, _| Ok::<(), ()>(())) {
+                    Ok(()) => fed += chunk.len(),
+                    Err(e) => break e,
+                }
+                assert!(fed <= MAX_VALUE_BYTES, "no error after {fed} bytes");
+            };
+            assert!(matches!(err, FeedError::Syntax(PageSyntaxError::TooLarge)));
+            assert!(p.buf.len() <= MAX_VALUE_BYTES + chunk.len());
         }
     }
 

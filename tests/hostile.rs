@@ -1,0 +1,818 @@
+//! The real binary against a small in-process hostile HTTP server (issue 15's campaign, kept):
+//! malformed, endless, echoing, looping, trickling, stalling and truncated answers. Every case
+//! asserts the exact outcome (exit code, failure type, stream status), and every run that
+//! `Run::from` parses asserts the invariants: every stdout line is one JSON message, stdout is
+//! UTF-8, and the access key appears nowhere, in stdout or stderr.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const KEY: &str = "prod:hostile-test|aG9zdGlsZS1zZWNyZXQtdG9rZW4tMTIzNDU2Nzg5MA";
+const TOKEN: &str = "aG9zdGlsZS1zZWNyZXQtdG9rZW4tMTIzNDU2Nzg5MA";
+/// No case may take longer: a run past it is a hang, and fails the test.
+const HANG: Duration = Duration::from_secs(60);
+
+/// One request as the server saw it.
+struct Req {
+    path: String,
+    /// The request head, verbatim (what an echoing proxy sends back).
+    head: String,
+    /// How many earlier requests had the same path.
+    nth: usize,
+}
+
+enum Reply {
+    Full {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// The head, then `parts` with `pause` between them (each part its own TCP write).
+    Parts {
+        parts: Vec<Vec<u8>>,
+        pause: Duration,
+    },
+    /// The status line, `head_body` (more headers, the blank line, the body's start), then
+    /// `filler` again and again until the client goes away.
+    Endless {
+        status: u16,
+        head_body: Vec<u8>,
+        filler: Vec<u8>,
+        pause: Duration,
+    },
+    /// Claims more bytes than it sends, then closes.
+    Truncated { body: Vec<u8>, claimed: usize },
+    /// Reads the request and never answers.
+    Stall,
+}
+
+impl Reply {
+    fn json(status: u16, body: &Value) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn raw(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: body.into(),
+        }
+    }
+}
+
+type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
+
+struct Hostile {
+    url: String,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    dir: tempfile::TempDir,
+}
+
+impl Hostile {
+    fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let server_hits = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let handler = handler.clone();
+                let hits = server_hits.clone();
+                std::thread::spawn(move || serve(conn, &*handler, &hits));
+            }
+        });
+        Hostile {
+            url,
+            hits,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn config(&self, extra: Value) -> PathBuf {
+        let mut c = json!({"deployment_url": self.url, "access_key": KEY});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        self.file("config.json", &c.to_string())
+    }
+
+    fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
+        Command::new(binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let child = self.spawn(args, Stdio::piped());
+        let out = wait_or_kill(child);
+        Run::from(out, started.elapsed())
+    }
+
+    fn check(&self, extra: Value) -> Run {
+        let config = self.config(extra);
+        self.run(&["check", "--config", config.to_str().unwrap()])
+    }
+
+    /// `read` of the full-refresh stream `t`, with an optional state.
+    fn read(&self, extra: Value, state: Option<&str>) -> Run {
+        let config = self.config(extra);
+        let catalog = self.file(
+            "catalog.json",
+            &json!({"streams": [{"stream": {"name": "t", "json_schema": {}}, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}).to_string(),
+        );
+        let mut args = vec![
+            "read".to_owned(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--catalog".into(),
+            catalog.to_str().unwrap().into(),
+        ];
+        if let Some(s) = state {
+            args.push("--state".into());
+            args.push(self.file("state.json", s).to_str().unwrap().into());
+        }
+        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
+/// The binary under test: this build's, or another one's (`SOURCE_CONVEX_BIN`, e.g. to show
+/// a case failing on an older build).
+fn binary() -> String {
+    std::env::var("SOURCE_CONVEX_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_source-convex").to_owned())
+}
+
+fn wait_or_kill(mut child: Child) -> std::process::Output {
+    let started = Instant::now();
+    // Drain the pipes while waiting, so a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HANG {
+            child.kill().unwrap();
+            panic!("source-convex hung for {HANG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+fn serve(mut conn: TcpStream, handler: &Handler, hits: &Mutex<HashMap<String, usize>>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    let path = target.split('?').next().unwrap_or("/").to_owned();
+    let nth = {
+        let mut h = hits.lock().unwrap();
+        let n = h.entry(path.clone()).or_default();
+        *n += 1;
+        *n - 1
+    };
+    let reply = handler(&Req { path, head, nth });
+    let status_line = |status: u16| format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
+    // Write errors mean the client went away: that ends the case, whatever it was.
+    let _ = match reply {
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut out = status_line(status);
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            conn.write_all(out.as_bytes())
+                .and_then(|()| conn.write_all(&body))
+        }
+        Reply::Parts { parts, pause } => {
+            let len: usize = parts.iter().map(Vec::len).sum();
+            let out = format!("{}Content-Length: {len}\r\n\r\n", status_line(200));
+            conn.write_all(out.as_bytes()).and_then(|()| {
+                for p in parts {
+                    conn.write_all(&p)?;
+                    conn.flush()?;
+                    std::thread::sleep(pause);
+                }
+                Ok(())
+            })
+        }
+        Reply::Endless {
+            status,
+            head_body,
+            filler,
+            pause,
+        } => conn
+            .write_all(status_line(status).as_bytes())
+            .and_then(|()| conn.write_all(&head_body))
+            .and_then(|()| loop {
+                conn.write_all(&filler)?;
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
+            }),
+        Reply::Truncated { body, claimed } => {
+            let out = format!("{}Content-Length: {claimed}\r\n\r\n", status_line(200));
+            conn.write_all(out.as_bytes())
+                .and_then(|()| conn.write_all(&body))
+        }
+        Reply::Stall => {
+            // Until the client hangs up.
+            let mut sink = [0u8; 64];
+            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+            Ok(())
+        }
+    };
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    messages: Vec<Value>,
+    elapsed: Duration,
+}
+
+impl Run {
+    /// Parses a run, asserting what must hold whatever the server did.
+    fn from(out: std::process::Output, elapsed: Duration) -> Run {
+        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for text in [&stdout, &stderr] {
+            assert!(
+                !text.contains(TOKEN) && !text.contains(KEY),
+                "the access key leaked:\n{text}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let messages = stdout
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("invalid stdout line {l:?}: {e}"));
+                assert!(v["type"].is_string(), "{l}");
+                v
+            })
+            .collect();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            messages,
+            elapsed,
+        }
+    }
+
+    fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.messages.iter().filter(|m| m["type"] == t).collect()
+    }
+
+    /// The only TRACE ERROR: (failure type, message).
+    fn error(&self) -> (String, String) {
+        let errors: Vec<_> = self
+            .messages
+            .iter()
+            .filter(|m| m["trace"]["type"] == "ERROR")
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", self.stdout);
+        let e = &errors[0]["trace"]["error"];
+        (
+            e["failure_type"].as_str().unwrap().to_owned(),
+            format!("{} | {}", e["message"], e["internal_message"]),
+        )
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.messages
+            .iter()
+            .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
+            .map(|m| {
+                m["trace"]["stream_status"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn check_status(&self) -> (String, String) {
+        let s = self.of_type("CONNECTION_STATUS");
+        assert_eq!(s.len(), 1, "{}", self.stdout);
+        let cs = &s[0]["connectionStatus"];
+        (
+            cs["status"].as_str().unwrap().to_owned(),
+            cs["message"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.of_type("LOG")
+            .into_iter()
+            .filter(|m| m["log"]["level"] == "WARN")
+            .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A failed read: exit 1, the stream INCOMPLETE, no STATE, one TRACE ERROR of `kind`.
+    fn assert_stream_failed(&self, kind: &str) -> String {
+        assert_eq!(self.code, 1, "{}", self.stdout);
+        assert_eq!(
+            self.statuses().last().map(String::as_str),
+            Some("INCOMPLETE"),
+            "{}",
+            self.stdout
+        );
+        assert!(self.of_type("STATE").is_empty(), "{}", self.stdout);
+        let (failure, message) = self.error();
+        assert_eq!(failure, kind, "{message}");
+        message
+    }
+}
+
+fn schemas() -> Reply {
+    Reply::json(200, &json!({"t": {"type": "object", "properties": {}}}))
+}
+
+fn doc(id: &str) -> Value {
+    json!({"_id": id, "_creationTime": 1.5, "_ts": 1_770_000_000_000_000_001i64, "_table": "t", "n": [1, {"s": "é\"}"}]})
+}
+
+fn page(docs: &[Value]) -> Value {
+    json!({"values": docs, "snapshot": 1_770_000_000_000_000_009i64, "cursor": "c", "hasMore": false})
+}
+
+/// A deployment with table `t`: `snapshot` answers list_snapshot, deltas are empty.
+fn deployment(snapshot: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Hostile {
+    Hostile::start(move |req| match req.path.as_str() {
+        "/api/json_schemas" => schemas(),
+        "/api/list_snapshot" => snapshot(req),
+        "/api/document_deltas" => Reply::json(
+            200,
+            &json!({"values": [], "cursor": 1_770_000_000_000_000_009i64, "hasMore": false}),
+        ),
+        _ => Reply::raw(404, "no"),
+    })
+}
+
+/// The request head as an echoing server or proxy sends it back, `Authorization` included.
+fn echo(req: &Req) -> String {
+    assert!(req.head.contains(KEY), "the client sent the key");
+    format!("you sent: {}", req.head)
+}
+
+// ---- defect 2: the key echoed back never reaches output
+
+#[test]
+fn an_echoed_key_is_redacted_in_check_status() {
+    let h = Hostile::start(|req| {
+        Reply::json(401, &json!({"code": "BadDeployKey", "message": echo(req)}))
+    });
+    let run = h.check(json!({}));
+    assert_eq!(run.code, 0);
+    let (status, message) = run.check_status();
+    assert_eq!(status, "FAILED");
+    assert!(
+        message.contains("BadDeployKey") && message.contains("Convex <redacted>"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_echoed_key_is_redacted_in_retry_warnings_and_the_trace() {
+    // A 5xx echoing the headers as plain text, retried at once (Retry-After: 0).
+    let h = deployment(|req| Reply::Full {
+        status: 503,
+        headers: vec![("Retry-After", "0".into())],
+        body: echo(req).into_bytes(),
+    });
+    let run = h.read(json!({}), None);
+    let message = run.assert_stream_failed("transient_error");
+    assert!(message.contains("<redacted>"), "{message}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert!(
+        warnings.iter().all(|w| w.contains("Convex <redacted>")),
+        "{warnings:?}"
+    );
+    assert_eq!(h.hits("/api/list_snapshot"), 6);
+}
+
+#[test]
+fn an_echoed_key_in_a_200_is_redacted() {
+    // A page whose `snapshot` is the echo: serde's message quotes the string it refused.
+    let h = deployment(|req| {
+        Reply::json(
+            200,
+            &json!({"values": [], "snapshot": echo(req), "cursor": null, "hasMore": false}),
+        )
+    });
+    let run = h.read(json!({}), None);
+    let message = run.assert_stream_failed("system_error");
+    assert!(message.contains("Convex <redacted>"), "{message}");
+    // Not retried: a wrong body does not become right.
+    assert_eq!(h.hits("/api/list_snapshot"), 1);
+    // A proxy's HTML page instead of JSON: the same, without the page in the message.
+    let h = deployment(|req| Reply::raw(200, format!("<html>{}</html>", echo(req))));
+    let message = h.read(json!({}), None).assert_stream_failed("system_error");
+    assert!(message.contains("unexpected '<' at byte 0"), "{message}");
+}
+
+// ---- defects 3 and 5: what reaches stdout is valid JSON, one record per line
+
+#[test]
+fn a_bad_document_fails_the_stream_before_its_state() {
+    let good = doc("a").to_string();
+    let bad: [&[u8]; 5] = [
+        br#"{"_id":"b","_ts":+5,"_table":"t"}"#,
+        b"{\"_id\":\"b\",\"_ts\":5,\"_table\":\"t\",\"s\":\"\xff\xfe\"}",
+        b"{\"_id\":\"b\",\"_ts\":5,\"_table\":\"t\",\"s\":\"raw\nline\"}",
+        br#"{"_id":"b",,"_ts":5,"_table":"t"}"#,
+        // An element that is an array with "_ts" inside, split across two chunks: this one
+        // made the parser panic (exit 101, no terminal status).
+        br#"["x","_ts","y"]"#,
+    ];
+    for bad in bad {
+        let mut body = format!(r#"{{"values":[{good},"#).into_bytes();
+        body.extend_from_slice(bad);
+        // Split two bytes before the bad element ends: inside it, after any `"_ts"`.
+        let split = body.len() - 2;
+        body.extend_from_slice(br#"],"snapshot":9,"cursor":"c","hasMore":false}"#);
+        let parts = vec![body[..split].to_vec(), body[split..].to_vec()];
+        let h = deployment(move |_| Reply::Parts {
+            parts: parts.clone(),
+            pause: Duration::from_millis(50),
+        });
+        let run = h.read(json!({}), None);
+        let message = run.assert_stream_failed("system_error");
+        assert!(
+            message.contains("not valid JSON") || message.contains("must be a JSON object"),
+            "{message}"
+        );
+        assert_eq!(h.hits("/api/list_snapshot"), 1, "not retried");
+    }
+}
+
+#[test]
+fn a_pretty_printed_page_becomes_one_line_records() {
+    let docs = [doc("a"), doc("b"), doc("c")];
+    let body = serde_json::to_string_pretty(&page(&docs)).unwrap();
+    assert!(body.lines().count() > 20);
+    let h = deployment(move |_| Reply::raw(200, body.clone()));
+    let run = h.read(json!({}), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let records = run.of_type("RECORD");
+    assert_eq!(records.len(), 3);
+    for (r, d) in records.iter().zip(&docs) {
+        for (k, v) in d.as_object().unwrap() {
+            assert_eq!(r["record"]["data"][k], *v);
+        }
+    }
+    assert_eq!(run.statuses().last().unwrap(), "COMPLETE");
+    assert_eq!(run.of_type("STATE").len(), 1);
+    // One line per message: 3 records among them.
+    assert_eq!(run.stdout.lines().count(), run.messages.len());
+}
+
+// ---- defect 7: endless bodies are cut at their caps
+
+#[test]
+fn an_endless_schemas_body_is_cut_at_its_cap() {
+    let h = Hostile::start(|_| Reply::Endless {
+        status: 200,
+        head_body: b"\r\n{\"t\":{\"type\":\"object\",\"description\":\"".to_vec(),
+        filler: vec![b'x'; 256 * 1024],
+        pause: Duration::ZERO,
+    });
+    let config = h.config(json!({}));
+    let run = h.run(&["discover", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 1);
+    let (kind, message) = run.error();
+    assert_eq!(kind, "system_error");
+    assert!(message.contains("larger than 64 MiB"), "{message}");
+}
+
+#[test]
+fn an_endless_document_is_cut_at_its_cap() {
+    let h = deployment(|_| Reply::Endless {
+        status: 200,
+        head_body: b"\r\n{\"values\":[{\"_id\":\"a\",\"pad\":\"".to_vec(),
+        filler: vec![b'x'; 256 * 1024],
+        pause: Duration::ZERO,
+    });
+    let run = h.read(json!({}), None);
+    let message = run.assert_stream_failed("system_error");
+    assert!(message.contains("larger than 16 MiB"), "{message}");
+}
+
+#[test]
+fn an_endless_error_body_is_read_only_to_its_cap() {
+    let h = deployment(|_| Reply::Endless {
+        status: 503,
+        head_body: b"Retry-After: 0\r\n\r\n<html>".to_vec(),
+        filler: vec![b'x'; 64 * 1024],
+        pause: Duration::ZERO,
+    });
+    let run = h.read(json!({}), None);
+    run.assert_stream_failed("transient_error");
+    assert_eq!(h.hits("/api/list_snapshot"), 6);
+}
+
+// ---- defect 8: deadlines
+
+#[test]
+fn a_trickling_body_ends_at_the_overall_deadline() {
+    // Never idle for a second, never finished: only the overall deadline (5 × 1 s) ends it.
+    let h = deployment(|req| {
+        if req.nth == 0 {
+            Reply::Endless {
+                status: 200,
+                head_body: b"\r\n{\"values\":[".to_vec(),
+                filler: b" ".to_vec(),
+                pause: Duration::from_millis(200),
+            }
+        } else {
+            Reply::json(200, &page(&[doc("a")]))
+        }
+    });
+    let run = h.read(json!({"request_timeout_seconds": 1}), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.of_type("RECORD").len(), 1);
+    assert_eq!(h.hits("/api/list_snapshot"), 2);
+    assert_eq!(run.warnings().len(), 1, "{:?}", run.warnings());
+    assert!(
+        run.elapsed >= Duration::from_secs(5) && run.elapsed < Duration::from_secs(20),
+        "{:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn check_does_not_wait_out_a_long_retry_after() {
+    let h = Hostile::start(|req| {
+        if req.nth == 0 {
+            Reply::Full {
+                status: 429,
+                headers: vec![("Retry-After", "3600".into())],
+                body: br#"{"code":"RateLimited","message":"slow down"}"#.to_vec(),
+            }
+        } else {
+            Reply::json(401, &json!({"code": "BadDeployKey", "message": "no"}))
+        }
+    });
+    let run = h.check(json!({}));
+    let (status, message) = run.check_status();
+    assert_eq!(status, "FAILED");
+    assert!(message.contains("BadDeployKey"), "{message}");
+    assert_eq!(h.hits("/api/json_schemas"), 2);
+    // One wait of at most 5 s, not of two minutes.
+    assert!(
+        run.elapsed >= Duration::from_secs(4) && run.elapsed < Duration::from_secs(15),
+        "{:?}",
+        run.elapsed
+    );
+}
+
+// ---- defect 9 and redirects
+
+#[test]
+fn a_redirect_loop_ends_without_retries() {
+    let h = Hostile::start(|req| Reply::Full {
+        status: 302,
+        headers: vec![("Location", format!("{}?again", req.path))],
+        body: Vec::new(),
+    });
+    let run = h.check(json!({}));
+    let (status, message) = run.check_status();
+    assert_eq!(status, "FAILED");
+    assert!(message.contains("keeps redirecting"), "{message}");
+    // The first request and nine redirects, once: a loop is not retried.
+    assert_eq!(h.hits("/api/json_schemas"), 10);
+}
+
+#[test]
+fn a_redirect_to_https_is_reported_not_blamed_on_tls() {
+    let h = Hostile::start(|_| Reply::Full {
+        status: 301,
+        headers: vec![("Location", "https://127.0.0.1:9/api/json_schemas".into())],
+        body: Vec::new(),
+    });
+    let run = h.check(json!({}));
+    let (status, message) = run.check_status();
+    assert_eq!(status, "FAILED");
+    assert!(
+        message.contains("redirects to \"https://127.0.0.1:9/api/json_schemas\""),
+        "{message}"
+    );
+    assert!(!message.contains("certificate"), "{message}");
+}
+
+// ---- truncation heals
+
+#[test]
+fn a_truncated_page_is_read_again_exactly() {
+    let full = page(&[doc("a"), doc("b")]).to_string().into_bytes();
+    let h = deployment(move |req| {
+        if req.nth == 0 {
+            Reply::Truncated {
+                body: full[..full.len() / 2].to_vec(),
+                claimed: full.len(),
+            }
+        } else {
+            Reply::raw(200, full.clone())
+        }
+    });
+    let run = h.read(json!({}), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let ids: Vec<_> = run
+        .of_type("RECORD")
+        .iter()
+        .map(|r| r["record"]["data"]["_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(h.hits("/api/list_snapshot"), 2);
+}
+
+// ---- defect 10: the smaller list
+
+#[test]
+fn config_mistakes_are_config_errors_before_any_request() {
+    let h = Hostile::start(|_| schemas());
+    let cases = [
+        (
+            json!({"deployment_url": "http://murky-swan-635.convex.cloud", "access_key": KEY}),
+            "use https://murky-swan-635.convex.cloud",
+        ),
+        (
+            json!({"deployment_url": h.url, "access_key": "prod:x|tökén-with-umlauts"}),
+            "non-ASCII",
+        ),
+        (
+            json!({"deployment_url": h.url, "access_key": format!("prod:x|{}", "k".repeat(5000))}),
+            "longer than any Convex deploy key",
+        ),
+        (json!([h.url, KEY]), "must be a JSON object"),
+    ];
+    for (config, want) in cases {
+        let path = h.file("bad.json", &config.to_string());
+        let run = h.run(&["check", "--config", path.to_str().unwrap()]);
+        assert_eq!(run.code, 0);
+        let (status, message) = run.check_status();
+        assert_eq!(status, "FAILED");
+        assert!(message.contains(want), "{message}");
+    }
+    assert_eq!(h.hits("/api/json_schemas"), 0);
+    // A whole float passes the spec check, and now the parse too.
+    let run = h.check(json!({"concurrency": 8.0}));
+    assert_eq!(run.check_status().0, "SUCCEEDED", "{}", run.stdout);
+}
+
+#[test]
+fn a_stream_listed_twice_is_refused() {
+    let h = deployment(|_| Reply::json(200, &page(&[doc("a")])));
+    let config = h.config(json!({}));
+    let stream = json!({"stream": {"name": "t", "json_schema": {}}, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"});
+    let catalog = h.file(
+        "twice.json",
+        &json!({"streams": [stream, stream]}).to_string(),
+    );
+    let run = h.run(&[
+        "read",
+        "--config",
+        config.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1);
+    let (kind, message) = run.error();
+    assert_eq!(kind, "config_error");
+    assert!(message.contains("more than once"), "{message}");
+    assert!(run.of_type("RECORD").is_empty());
+}
+
+#[test]
+fn a_huge_saved_cursor_is_not_sent_retried_or_echoed() {
+    let h = deployment(|_| Reply::json(200, &page(&[doc("a")])));
+    let cursor = "c".repeat(1024 * 1024);
+    let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t", "namespace": null},
+        "stream_state": {"snapshot_cursor": cursor, "snapshot_has_more": true, "delta_cursor": 1_770_000_000_000_000_009i64}}}]);
+    let run = h.read(json!({}), Some(&state.to_string()));
+    let message = run.assert_stream_failed("system_error");
+    assert!(message.contains("reset the stream"), "{message}");
+    assert_eq!(h.hits("/api/list_snapshot"), 0);
+    assert!(
+        run.stdout.len() < 20_000,
+        "{} bytes of stdout",
+        run.stdout.len()
+    );
+}
+
+#[test]
+fn a_closed_stdout_is_a_failure_not_a_silent_success() {
+    let h = deployment(|_| Reply::json(200, &page(&[doc("a")])));
+    let config = h.config(json!({}));
+    let catalog = h.file(
+        "catalog.json",
+        &json!({"streams": [{"stream": {"name": "t"}, "sync_mode": "full_refresh"}]}).to_string(),
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" read --config \"$1\" --catalog \"$2\" >&-")
+        .arg(binary())
+        .arg(&config)
+        .arg(&catalog)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stdout"), "{stderr}");
+}
+
+#[test]
+fn a_stalled_request_gives_up_once_stdouts_reader_is_gone() {
+    let h = deployment(|_| Reply::Stall);
+    let config = h.config(json!({"request_timeout_seconds": 1}));
+    let catalog = h.file(
+        "catalog.json",
+        &json!({"streams": [{"stream": {"name": "t"}, "sync_mode": "full_refresh"}]}).to_string(),
+    );
+    let started = Instant::now();
+    let mut child = h.spawn(
+        &[
+            "read",
+            "--config",
+            config.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+        ],
+        Stdio::piped(),
+    );
+    // Read the first line, then go away like a crashed platform.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = wait_or_kill(child);
+    assert_ne!(out.status.code(), Some(0));
+    // One stalled attempt (1 s), the warning that finds the pipe closed, one backoff; not
+    // six attempts with growing waits (15 s and more).
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(h.hits("/api/list_snapshot") <= 2);
+}
