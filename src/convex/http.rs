@@ -673,7 +673,10 @@ fn snippet(body: &[u8]) -> String {
 }
 
 fn snippet_n(body: &[u8], max: usize) -> String {
-    // Redacted before it is cut: a cut could leave a secret's prefix no longer recognisable.
+    // Redacted before it is cut to `max` characters (a cut could leave a secret's prefix no
+    // longer recognisable); only so much is looked at that the longest form of a key (3 × 2 KiB
+    // URL-encoded) starting within the shown part is still seen whole.
+    let body = &body[..body.len().min(max * 4 + 8 * 1024)];
     let text = String::from_utf8_lossy(body);
     let text = crate::redact::redact(&text);
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
