@@ -12,6 +12,9 @@ use crate::convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
 use crate::error::UserError;
 use crate::protocol::StreamDescriptor;
 
+/// A saved snapshot cursor longer than this cannot be one of Convex's.
+const MAX_SNAPSHOT_CURSOR_BYTES: usize = 4096;
+
 /// Where a stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
@@ -91,6 +94,14 @@ impl Position {
         let cursor = match obj.get("snapshot_cursor") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
+            // Convex's cursors are a few dozen bytes: a huge one is corrupt, and sending it
+            // back would only fail (or echo it into every message).
+            Some(Value::String(s)) if s.len() > MAX_SNAPSHOT_CURSOR_BYTES => {
+                return Err(format!(
+                    "snapshot_cursor is {} bytes long, not a cursor Convex gave (those are under 200 bytes)",
+                    s.len()
+                ))
+            }
             Some(Value::String(s)) => Some(SnapshotCursor(s.clone())),
             Some(other) => return Err(format!("snapshot_cursor {other} is not a string")),
         };

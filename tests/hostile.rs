@@ -28,6 +28,9 @@ struct Req {
     nth: usize,
 }
 
+/// The connector's head probe: a snapshot page of no table.
+const HEAD_PROBE: &str = "/api/list_snapshot (head probe)";
+
 enum Reply {
     Full {
         status: u16,
@@ -217,7 +220,24 @@ fn serve(mut conn: TcpStream, handler: &Handler, hits: &Mutex<HashMap<String, us
     }
     let head = String::from_utf8_lossy(&head).into_owned();
     let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
-    let path = target.split('?').next().unwrap_or("/").to_owned();
+    let mut path = target.split('?').next().unwrap_or("/").to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if conn.read_exact(&mut body).is_err() {
+        return;
+    }
+    let probe = serde_json::from_slice::<Value>(&body)
+        .is_ok_and(|b| b["selection"] == json!({"_other": "excluded"}));
+    if path == "/api/list_snapshot" && probe {
+        path = HEAD_PROBE.to_owned();
+    }
     let nth = {
         let mut h = hits.lock().unwrap();
         let n = h.entry(path.clone()).or_default();
@@ -399,6 +419,10 @@ fn page(docs: &[Value]) -> Value {
 fn deployment(snapshot: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Hostile {
     Hostile::start(move |req| match req.path.as_str() {
         "/api/json_schemas" => schemas(),
+        HEAD_PROBE => Reply::json(
+            200,
+            &json!({"values": [], "snapshot": 1_770_000_000_000_000_009i64, "cursor": null, "hasMore": false}),
+        ),
         "/api/list_snapshot" => snapshot(req),
         "/api/document_deltas" => Reply::json(
             200,
@@ -750,8 +774,8 @@ fn a_huge_saved_cursor_is_not_sent_retried_or_echoed() {
     let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t", "namespace": null},
         "stream_state": {"snapshot_cursor": cursor, "snapshot_has_more": true, "delta_cursor": 1_770_000_000_000_000_009i64}}}]);
     let run = h.read(json!({}), Some(&state.to_string()));
-    let message = run.assert_stream_failed("system_error");
-    assert!(message.contains("reset the stream"), "{message}");
+    let message = run.assert_stream_failed("config_error");
+    assert!(message.contains("reset this stream"), "{message}");
     assert_eq!(h.hits("/api/list_snapshot"), 0);
     assert!(
         run.stdout.len() < 20_000,

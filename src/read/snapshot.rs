@@ -68,10 +68,9 @@ pub async fn walk<A: ConvexApi>(
         );
         em.log(LogLevel::Warn, &text);
         run.position = Position::Fresh;
-        if code.as_deref() == Some(codes::SNAPSHOT_TOO_OLD) {
-            // The read's own timestamp may be the one that is too old: read at the head.
-            at = api.head().await?;
-        }
+        // At the head: the timestamp given may be the one that is too old, or (for a resumed
+        // walk) the saved walk's own.
+        at = api.head().await?;
     }
 }
 
