@@ -1,7 +1,7 @@
 //! How failures reach users: every error is classified as Airbyte's `config_error`,
 //! `transient_error` or `system_error`, with a message that says what went wrong and what to do.
 
-use crate::convex::ConvexError;
+use crate::convex::{codes, ConvexError, NetworkFailure};
 use crate::protocol::FailureType;
 
 /// An error whose message is already written for the person who must act on it.
@@ -49,8 +49,8 @@ pub fn classify(err: &anyhow::Error) -> Classified {
         }
         if let Some(e) = cause.downcast_ref::<ConvexError>() {
             return Classified {
-                failure_type: e.failure_type(),
-                message: e.user_message(),
+                failure_type: failure_type(e),
+                message: user_message(e),
                 internal,
             };
         }
@@ -72,9 +72,128 @@ pub fn classify(err: &anyhow::Error) -> Classified {
     }
 }
 
+/// Airbyte's failure type of a Convex error: what the user (config), time (transient) or we
+/// (system) must fix.
+pub fn failure_type(err: &ConvexError) -> FailureType {
+    match err {
+        ConvexError::Network {
+            kind: NetworkFailure::Tls,
+            ..
+        } => FailureType::ConfigError,
+        ConvexError::Network {
+            kind: NetworkFailure::Unsendable | NetworkFailure::Cancelled,
+            ..
+        } => FailureType::SystemError,
+        ConvexError::Network { .. } => FailureType::TransientError,
+        e if e.is_retryable() => FailureType::TransientError,
+        ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
+            (401 | 403 | 404, _) => FailureType::ConfigError,
+            (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
+            _ => FailureType::SystemError,
+        },
+        ConvexError::Status { status, .. } => match status {
+            401 | 403 | 404 => FailureType::ConfigError,
+            _ => FailureType::SystemError,
+        },
+        ConvexError::InvalidResponse { .. } => FailureType::SystemError,
+    }
+}
+
+/// What to tell a person, with what to do about it.
+pub fn user_message(err: &ConvexError) -> String {
+    format!("{}: {}", err.endpoint(), detail_with_hint(err))
+}
+
+/// `detail()` followed by what to do about it.
+pub fn detail_with_hint(err: &ConvexError) -> String {
+    let hint = match (err.status(), err.code()) {
+        (_, Some("BadAdminKey" | "BadDeployKey")) => {
+            " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
+        }
+        (_, Some("StreamingExportNotEnabled")) => {
+            " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
+        }
+        (_, Some("OperationNotPermitted")) => {
+            " — this key may not read data; use a deploy key with full access to the deployment."
+        }
+        (_, Some(codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW)) => {
+            " — the saved position is older than Convex keeps history; reset the stream to resync it."
+        }
+        (Some(404), _) => {
+            " — no Convex API answered at this path: check deployment_url (it looks like https://<name>.convex.cloud)."
+        }
+        (Some(401 | 403), _) => " — check access_key and the deployment's permissions.",
+        (Some(429), _) => " — Convex kept rate-limiting the export after several retries; try again later.",
+        (Some(s), _) if s >= 500 => {
+            " — Convex kept failing after several retries; this is usually temporary, try again later."
+        }
+        _ => match err {
+            ConvexError::Network {
+                kind: NetworkFailure::Tls,
+                ..
+            } => {
+                " — the deployment's TLS certificate was not trusted: check deployment_url; behind a proxy that re-signs traffic, add its CA to the system's CA bundle (or point SSL_CERT_FILE at a bundle that has it)."
+            }
+            ConvexError::Network {
+                kind: NetworkFailure::Connect,
+                ..
+            } => {
+                " — could not connect after several retries: check deployment_url and that this machine can reach it."
+            }
+            ConvexError::Network {
+                kind: NetworkFailure::Timeout,
+                ..
+            } => {
+                " — Convex did not answer in time after several retries; raise request_timeout_seconds if the deployment is slow."
+            }
+            ConvexError::Network { .. } => " — the connection kept failing after several retries; try again later.",
+            _ => "",
+        },
+    };
+    format!("{}{hint}", err.detail())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_are_classified_for_airbyte() {
+        let e = |status, code: &str| ConvexError::Api {
+            endpoint: "/api/list_snapshot",
+            status,
+            code: code.into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            failure_type(&e(401, "BadAdminKey")),
+            FailureType::ConfigError
+        );
+        assert!(user_message(&e(401, "BadAdminKey")).contains("generate a deploy key"));
+        assert_eq!(
+            failure_type(&e(503, "Overloaded")),
+            FailureType::TransientError
+        );
+        assert!(e(429, "RateLimited").is_retryable());
+        assert!(!e(400, "BadQueryArgs").is_retryable());
+        assert_eq!(
+            failure_type(&e(400, "BadQueryArgs")),
+            FailureType::SystemError
+        );
+        assert_eq!(
+            e(401, "BadAdminKey").to_string(),
+            "/api/list_snapshot: 401: BadAdminKey: m"
+        );
+        let tls = ConvexError::Network {
+            endpoint: "/api/json_schemas",
+            kind: NetworkFailure::Tls,
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(!tls.is_retryable());
+        assert_eq!(failure_type(&tls), FailureType::ConfigError);
+        assert!(user_message(&tls).contains("SSL_CERT_FILE"));
+    }
+
     use anyhow::Context;
 
     #[test]
@@ -90,5 +209,33 @@ mod tests {
         let c = classify(&err.unwrap_err());
         assert_eq!(c.failure_type, FailureType::SystemError);
         assert!(c.message.contains("somewhere: boom"));
+    }
+
+    /// The Convex layer offers walks and typed errors; what becomes a message, and of which
+    /// failure type, is decided on this side.
+    #[test]
+    fn the_convex_layer_knows_nothing_of_airbyte() {
+        let sources = [
+            ("convex/mod.rs", include_str!("convex/mod.rs")),
+            ("convex/http.rs", include_str!("convex/http.rs")),
+            ("convex/page.rs", include_str!("convex/page.rs")),
+            (
+                "convex/page/element.rs",
+                include_str!("convex/page/element.rs"),
+            ),
+            ("convex/selection.rs", include_str!("convex/selection.rs")),
+        ];
+        for (name, text) in sources {
+            for airbyte in [
+                "crate::protocol",
+                "crate::output",
+                "crate::error",
+                "crate::read",
+                "FailureType",
+                "LogLevel",
+            ] {
+                assert!(!text.contains(airbyte), "{name} uses {airbyte}");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod convex;
 mod discovery;
 mod error;
+mod listener;
 mod output;
 mod protocol;
 mod read;
@@ -243,7 +244,8 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 let note = "The concurrency setting is deprecated since 0.6.0 and ignored: a read makes one change walk and one snapshot walk at a time, the way Convex serves data. Remove it from the configuration.";
                 out.send_blocking(Message::log(protocol::LogLevel::Info, note).to_line())?;
             }
-            let api = Arc::new(HttpConvex::new(&config, Some(out.clone()))?);
+            let listener = Arc::new(listener::LogListener(out.clone()));
+            let api = Arc::new(HttpConvex::new(&config, Some(listener))?);
             let options = read::ReadOptions {
                 debug,
                 changes: read::changes::ChangeOptions {
@@ -347,7 +349,7 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
         Err(e) => {
             let message = format!(
                 "Connection to Convex via json_schemas endpoint failed: {}",
-                e.detail_with_hint()
+                error::detail_with_hint(&e)
             );
             out.send_blocking(status(CheckStatus::Failed, Some(&message)))?
         }

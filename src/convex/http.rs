@@ -13,8 +13,9 @@ use super::{
     SnapshotTs, ValueMeta,
 };
 use crate::config::{Config, DeploymentUrl};
-use crate::output::Output;
-use crate::protocol::{LogLevel, Message};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// Convex tells Airbyte's syncs apart by this prefix; the suffix must be a semver.
 pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
@@ -94,7 +95,36 @@ pub struct HttpConvex {
     /// The whole request, body included (`request_deadline`).
     deadline: Duration,
     retry: RetryPolicy,
-    log: Option<Output>,
+    listener: Option<Arc<dyn Listener>>,
+}
+
+/// A request about to be tried again.
+#[derive(Debug)]
+pub struct Retrying<'a> {
+    /// What was being done (`list_snapshot of users`).
+    pub what: &'a str,
+    pub error: &'a ConvexError,
+    pub delay: Duration,
+    pub next_attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// Whoever runs the client: hears about retries and may stop waiting for answers (then
+/// requests are abandoned instead of retried for minutes). The Convex layer shows nothing
+/// to anyone itself; the caller decides what a retry looks like.
+pub trait Listener: Send + Sync {
+    fn retrying<'a>(&'a self, r: Retrying<'a>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// Resolves once nobody waits for answers any more.
+    fn gone(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The error of a request abandoned because its caller stopped waiting.
+fn cancelled(endpoint: &'static str) -> ConvexError {
+    ConvexError::Network {
+        endpoint,
+        kind: NetworkFailure::Cancelled,
+        detail: "abandoned: nobody waits for the answer any more (the output was closed)".into(),
+    }
 }
 
 impl std::fmt::Display for HttpConvex {
@@ -133,11 +163,11 @@ struct ErrorBody {
 }
 
 impl HttpConvex {
-    pub fn new(config: &Config, log: Option<Output>) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, listener: Option<Arc<dyn Listener>>) -> anyhow::Result<Self> {
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Convex {}", config.access_key.expose()))
             .map_err(|_| {
-                crate::error::UserError::config(
+                anyhow::anyhow!(
                     "access_key contains characters that cannot be sent in an HTTP header; paste the deploy key exactly as the Convex dashboard shows it",
                 )
             })?;
@@ -175,7 +205,7 @@ impl HttpConvex {
             request_timeout: config.request_timeout,
             deadline: request_deadline(config.request_timeout),
             retry: RetryPolicy::default(),
-            log,
+            listener,
         })
     }
 
@@ -225,9 +255,9 @@ impl HttpConvex {
         };
         let request = request.timeout(self.deadline).send();
         let mut resp = self
-            .unless_output_closed(tokio::time::timeout(self.request_timeout, request))
+            .unless_gone(tokio::time::timeout(self.request_timeout, request))
             .await
-            .map_err(|closed| AttemptError::Sink(closed.into()))?
+            .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?
             .map_err(|_| self.timeout(endpoint, "waiting for the response"))?
             .map_err(|e| network(endpoint, &e))?;
         let status = resp.status();
@@ -260,9 +290,7 @@ impl HttpConvex {
         // Best effort: what arrived in time, up to the cap, is enough to explain the status.
         let body = match self.read_body(&mut resp, MAX_ERROR_BODY_BYTES).await {
             Ok(b) => b,
-            Err((_, BodyError::Closed)) => {
-                return Err(AttemptError::Sink(crate::output::OutputClosed.into()))
-            }
+            Err((_, BodyError::Closed)) => return Err(cancelled(endpoint).into()),
             Err((partial, _)) => partial,
         };
         let err = match serde_json::from_slice::<ErrorBody>(&body) {
@@ -281,18 +309,15 @@ impl HttpConvex {
         Err(AttemptError::Convex(err, retry_after))
     }
 
-    /// Runs `fut` unless stdout's reader goes away first: then nothing it brings could be
+    /// Runs `fut` unless the listener stops waiting first: then nothing it brings could be
     /// delivered, and waiting (or retrying) would only keep a dead sync alive.
-    async fn unless_output_closed<T>(
-        &self,
-        fut: impl std::future::Future<Output = T>,
-    ) -> Result<T, crate::output::OutputClosed> {
-        let Some(out) = &self.log else {
+    async fn unless_gone<T>(&self, fut: impl Future<Output = T>) -> Result<T, Gone> {
+        let Some(listener) = &self.listener else {
             return Ok(fut.await);
         };
         tokio::select! {
             v = fut => Ok(v),
-            () = out.closed() => Err(crate::output::OutputClosed),
+            () = listener.gone() => Err(Gone),
         }
     }
 
@@ -306,10 +331,10 @@ impl HttpConvex {
         let mut body = Vec::new();
         loop {
             let chunk = match self
-                .unless_output_closed(tokio::time::timeout(self.request_timeout, resp.chunk()))
+                .unless_gone(tokio::time::timeout(self.request_timeout, resp.chunk()))
                 .await
             {
-                Err(crate::output::OutputClosed) => return Err((body, BodyError::Closed)),
+                Err(Gone) => return Err((body, BodyError::Closed)),
                 Ok(Err(_)) => return Err((body, BodyError::Idle)),
                 Ok(Ok(Err(e))) => return Err((body, BodyError::Broken(e))),
                 Ok(Ok(Ok(None))) => return Ok(body),
@@ -359,9 +384,9 @@ impl HttpConvex {
         let mut parser = PageParser::new();
         loop {
             let chunk = self
-                .unless_output_closed(tokio::time::timeout(self.request_timeout, resp.chunk()))
+                .unless_gone(tokio::time::timeout(self.request_timeout, resp.chunk()))
                 .await
-                .map_err(|closed| AttemptError::Sink(closed.into()))?
+                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?
                 .map_err(|_| self.timeout(endpoint, "reading the page"))?
                 .map_err(|e| ConvexError::Network {
                     endpoint,
@@ -476,7 +501,7 @@ impl HttpConvex {
                             ),
                         }
                         .into(),
-                        BodyError::Closed => AttemptError::Sink(crate::output::OutputClosed.into()),
+                        BodyError::Closed => AttemptError::from(cancelled(endpoint)),
                     })?;
                 serde_json::from_slice(&body).map_err(|e| {
                     // A cut-off body fails to parse at its end: treat it as the network's fault.
@@ -526,21 +551,27 @@ impl HttpConvex {
             return Err(err);
         }
         let delay = self.retry.delay(*attempt, retry_after);
-        if let Some(log) = &self.log {
-            let msg = format!(
-                "{what}: {err}; retrying in {:.1} s (attempt {} of {})",
-                delay.as_secs_f64(),
-                *attempt + 1,
-                self.retry.max_attempts
-            );
-            // A closed output will surface on the next record write; a log line can't fail a sync.
-            let _ = log.send(Message::log(LogLevel::Warn, &msg).to_line()).await;
+        if let Some(listener) = &self.listener {
+            listener
+                .retrying(Retrying {
+                    what,
+                    error: &err,
+                    delay,
+                    next_attempt: *attempt + 1,
+                    max_attempts: self.retry.max_attempts,
+                })
+                .await;
         }
-        tokio::time::sleep(delay).await;
+        if self.unless_gone(tokio::time::sleep(delay)).await.is_err() {
+            return Err(cancelled(err.endpoint()));
+        }
         *attempt += 1;
         Ok(())
     }
 }
+
+/// The listener stopped waiting.
+struct Gone;
 
 /// The values one page has handed to the sink, across attempts. The first attempt only
 /// appends keys to one buffer (no allocation per value on the hot path); a retry indexes them.

@@ -15,7 +15,6 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::protocol::FailureType;
 use page::RawMeta;
 pub use selection::{Columns, Selection};
 
@@ -312,6 +311,8 @@ pub enum NetworkFailure {
     Body,
     /// The server's TLS certificate was refused: retrying cannot help.
     Tls,
+    /// Abandoned: whoever ran the request stopped waiting for answers (its output is gone).
+    Cancelled,
     /// The request cannot be sent at all (a URL too long or malformed for any HTTP client):
     /// retrying cannot help, and the fault is ours or the saved position's, not the network's.
     Unsendable,
@@ -398,7 +399,7 @@ impl ConvexError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ConvexError::Network {
-                kind: NetworkFailure::Tls | NetworkFailure::Unsendable,
+                kind: NetworkFailure::Tls | NetworkFailure::Unsendable | NetworkFailure::Cancelled,
                 ..
             } => false,
             ConvexError::Network { .. } => true,
@@ -407,85 +408,6 @@ impl ConvexError {
             }
             ConvexError::InvalidResponse { .. } => false,
         }
-    }
-
-    pub fn failure_type(&self) -> FailureType {
-        match self {
-            ConvexError::Network {
-                kind: NetworkFailure::Tls,
-                ..
-            } => FailureType::ConfigError,
-            ConvexError::Network {
-                kind: NetworkFailure::Unsendable,
-                ..
-            } => FailureType::SystemError,
-            ConvexError::Network { .. } => FailureType::TransientError,
-            e if e.is_retryable() => FailureType::TransientError,
-            ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
-                (401 | 403 | 404, _) => FailureType::ConfigError,
-                (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
-                _ => FailureType::SystemError,
-            },
-            ConvexError::Status { status, .. } => match status {
-                401 | 403 | 404 => FailureType::ConfigError,
-                _ => FailureType::SystemError,
-            },
-            ConvexError::InvalidResponse { .. } => FailureType::SystemError,
-        }
-    }
-
-    /// What to tell a person, with what to do about it.
-    pub fn user_message(&self) -> String {
-        format!("{}: {}", self.endpoint(), self.detail_with_hint())
-    }
-
-    /// `detail()` followed by what to do about it.
-    pub fn detail_with_hint(&self) -> String {
-        let hint = match (self.status(), self.code()) {
-            (_, Some("BadAdminKey" | "BadDeployKey")) => {
-                " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
-            }
-            (_, Some("StreamingExportNotEnabled")) => {
-                " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
-            }
-            (_, Some("OperationNotPermitted")) => {
-                " — this key may not read data; use a deploy key with full access to the deployment."
-            }
-            (_, Some(codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW)) => {
-                " — the saved position is older than Convex keeps history; reset the stream to resync it."
-            }
-            (Some(404), _) => {
-                " — no Convex API answered at this path: check deployment_url (it looks like https://<name>.convex.cloud)."
-            }
-            (Some(401 | 403), _) => " — check access_key and the deployment's permissions.",
-            (Some(429), _) => " — Convex kept rate-limiting the export after several retries; try again later.",
-            (Some(s), _) if s >= 500 => {
-                " — Convex kept failing after several retries; this is usually temporary, try again later."
-            }
-            _ => match self {
-                ConvexError::Network {
-                    kind: NetworkFailure::Tls,
-                    ..
-                } => {
-                    " — the deployment's TLS certificate was not trusted: check deployment_url; behind a proxy that re-signs traffic, add its CA to the system's CA bundle (or point SSL_CERT_FILE at a bundle that has it)."
-                }
-                ConvexError::Network {
-                    kind: NetworkFailure::Connect,
-                    ..
-                } => {
-                    " — could not connect after several retries: check deployment_url and that this machine can reach it."
-                }
-                ConvexError::Network {
-                    kind: NetworkFailure::Timeout,
-                    ..
-                } => {
-                    " — Convex did not answer in time after several retries; raise request_timeout_seconds if the deployment is slow."
-                }
-                ConvexError::Network { .. } => " — the connection kept failing after several retries; try again later.",
-                _ => "",
-            },
-        };
-        format!("{}{hint}", self.detail())
     }
 }
 
@@ -542,44 +464,5 @@ mod tests {
         assert_eq!(flat.components.len(), 1);
         assert!(flat.schema_of(&TableRef::root("users")).is_some());
         assert!(parse_json_schemas(json!([1])).is_err());
-    }
-
-    #[test]
-    fn errors_are_classified_for_airbyte() {
-        let e = |status, code: &str| ConvexError::Api {
-            endpoint: "/api/list_snapshot",
-            status,
-            code: code.into(),
-            message: "m".into(),
-        };
-        assert_eq!(
-            e(401, "BadAdminKey").failure_type(),
-            FailureType::ConfigError
-        );
-        assert!(e(401, "BadAdminKey")
-            .user_message()
-            .contains("generate a deploy key"));
-        assert_eq!(
-            e(503, "Overloaded").failure_type(),
-            FailureType::TransientError
-        );
-        assert!(e(429, "RateLimited").is_retryable());
-        assert!(!e(400, "BadQueryArgs").is_retryable());
-        assert_eq!(
-            e(400, "BadQueryArgs").failure_type(),
-            FailureType::SystemError
-        );
-        assert_eq!(
-            e(401, "BadAdminKey").to_string(),
-            "/api/list_snapshot: 401: BadAdminKey: m"
-        );
-        let tls = ConvexError::Network {
-            endpoint: "/api/json_schemas",
-            kind: NetworkFailure::Tls,
-            detail: "invalid peer certificate: UnknownIssuer".into(),
-        };
-        assert!(!tls.is_retryable());
-        assert_eq!(tls.failure_type(), FailureType::ConfigError);
-        assert!(tls.user_message().contains("SSL_CERT_FILE"));
     }
 }
