@@ -43,7 +43,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     else
-        log "cargo not found. Install a Rust toolchain (https://rustup.rs, rust-version >= 1.85) or use the Docker image (see README.md)."
+        log "cargo not found. Install a Rust toolchain (https://rustup.rs, rust-version >= 1.88) or use the Docker image (see README.md)."
         exit 1
     fi
 fi

@@ -13,7 +13,7 @@
 #
 # Everything PyAirbyte writes (DuckDB cache, logs, temp files) goes under target/quickstart/
 # (override with QUICKSTART_DIR). PyAirbyte runs offline: AIRBYTE_OFFLINE_MODE=1, DO_NOT_TRACK=1.
-# Needs: a Rust toolchain (cargo >= 1.85) and Python 3.11 (on Debian as root the script
+# Needs: a Rust toolchain (cargo >= 1.88) and Python 3.11 (on Debian as root the script
 # installs libc6-dev / python3-venv itself).
 set -euo pipefail
 

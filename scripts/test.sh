@@ -4,7 +4,8 @@
 #   scripts/test.sh                    # full suite
 #   scripts/test.sh -- -k pyairbyte    # extra arguments after `--` go to pytest
 #
-# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> cargo clippy -D warnings
+# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> rust-version vs Cargo.lock
+# (scripts/check-msrv.sh) -> cargo clippy -D warnings
 # -> cargo test --workspace -> release build -> pytest integration_tests (checker unit tests,
 # protocol conformance, airbyte-cdk standard tests, PyAirbyte) -> scripts/image-test.sh and
 # bench/run.sh --smoke when present. Every step runs even if an earlier one failed (unless it
@@ -104,6 +105,7 @@ have_libc_a() {
 
 step python-env -- python_env
 step fmt -- cargo fmt --all -- --check --color never
+step msrv -- scripts/check-msrv.sh
 step clippy -- cargo clippy --workspace --all-targets --locked -- -D warnings
 step cargo-test -- cargo test --workspace --locked
 have_libc_a
