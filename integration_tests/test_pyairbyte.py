@@ -1,6 +1,8 @@
 """PyAirbyte 0.71.3 end to end with `local_executable`: check, discover, select, three reads
 into the default DuckDB cache (the second and third incremental, from the state PyAirbyte
-stored), cache content compared with the emulator's live documents, deletes visible.
+stored), cache content compared with the emulator's live documents, deletes visible. And the
+pip install path: `pip_url=<the release wheel>` (scripts/build-wheel.sh) installed by PyAirbyte
+into its own venv, version found, one read checked the same way.
 Each scenario runs pyairbyte_driver.py in a fresh interpreter with per-test AIRBYTE_* dirs."""
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from harness import IT_DIR, connector_bin, stream_name, table_list
+from harness import (IT_DIR, connector_bin, connector_wheel, crate_version, stream_name,
+                     table_list)
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -35,7 +39,11 @@ def run_driver(scenario: str, params: dict, tmp_path) -> dict:
            "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1",
            "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
            "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
-           "no_proxy": "127.0.0.1,localhost"}
+           "no_proxy": "127.0.0.1,localhost",
+           # PyAirbyte runs `uv` (or pip) from PATH to install a pip_url: this venv's, as when
+           # the user's venv is active. uv's cache stays in the test's directory.
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
     params_path = tmp_path / "params.json"
     params_path.write_text(json.dumps({**params, "binary": str(connector_bin())}))
     proc = subprocess.run([sys.executable, str(IT_DIR / "pyairbyte_driver.py"), scenario,
@@ -64,3 +72,17 @@ def test_pyairbyte_check_bad_key_raises(emulator_factory, tmp_path):
     emu = emulator_factory(tables=1, docs=2)
     result = run_driver("bad_key", {"url": emu.url, "access_key": emu.access_key}, tmp_path)
     assert result["raised"] == "AirbyteConnectorCheckFailedError"
+
+
+def test_pyairbyte_pip_url_installs_the_wheel(emulator_factory, tmp_path):
+    emu = emulator_factory(tables=2, docs=30, components=True, seed=21)
+    expected = [stream_name(c, t) for c, t in table_list(emu)]
+    wheel = connector_wheel()
+    result = run_driver("pip_wheel", {"url": emu.url, "access_key": emu.access_key,
+                                      "expected_streams": expected, "wheel": str(wheel),
+                                      "version": crate_version()}, tmp_path)
+    # The executable PyAirbyte ran is the wheel's copy in its venv, not the build output.
+    assert Path(result["executable"]).resolve() != connector_bin()
+    assert result["version"] == crate_version()
+    assert result["records"] == 30 * len(expected)
+    assert result["cached"] == {s: 30 for s in expected}

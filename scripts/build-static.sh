@@ -19,7 +19,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TARGET=x86_64-unknown-linux-gnu
+# shellcheck source=scripts/static-flags.sh
+source "$ROOT/scripts/static-flags.sh"
+TARGET="$STATIC_TARGET"
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
@@ -56,12 +58,10 @@ fi
 
 cd "$ROOT"
 log "cargo build --release --locked --target $TARGET ${pkg_args[*]} (static)"
-# RUSTFLAGS only reach the target crates because --target is explicit: build scripts and
-# proc-macros stay dynamic, as they must. getrandom_backend: in a static binary getrandom
-# cannot find glibc's getrandom() at run time and falls back to /dev/urandom, which a bare
-# chroot may lack; call it directly instead (bench/run.sh uses the same flags). The separate target/<triple>/ directory keeps
-# this build from invalidating the ordinary `cargo build`/`cargo test` cache.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
+# Flags: scripts/static-flags.sh (shared with scripts/build-wheel.sh). The separate
+# target/<triple>/ directory keeps this build from invalidating the ordinary
+# `cargo build`/`cargo test` cache.
+RUSTFLAGS="$STATIC_RUSTFLAGS" \
     cargo build --release --locked --target "$TARGET" "${pkg_args[@]}"
 
 for bin in "${packages[@]}"; do
