@@ -33,10 +33,9 @@ log() { echo "build-static: $*" >&2; }
 
 packages=("$@")
 [[ ${#packages[@]} -gt 0 ]] || packages=(source-convex convex-emulator)
-pkg_args=()
 for p in "${packages[@]}"; do
     case "$p" in
-        source-convex|convex-emulator) pkg_args+=(-p "$p") ;;
+        source-convex|convex-emulator) ;;
         *) log "unknown package '$p' (expected source-convex and/or convex-emulator)"; exit 2 ;;
     esac
 done
@@ -57,12 +56,15 @@ if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a ]] && command -v dpkg >/dev/null 2>&
 fi
 
 cd "$ROOT"
-log "cargo build --release --locked --target $TARGET ${pkg_args[*]} (static)"
 # Flags: scripts/static-flags.sh (shared with scripts/build-wheel.sh). The separate
 # target/<triple>/ directory keeps this build from invalidating the ordinary
-# `cargo build`/`cargo test` cache.
-RUSTFLAGS="$STATIC_RUSTFLAGS" \
-    cargo build --release --locked --target "$TARGET" "${pkg_args[@]}"
+# `cargo build`/`cargo test` cache. One cargo invocation per package: cargo unifies dependency
+# features across the packages of one invocation, and source-convex built alone gets the same
+# dependency builds (and the same binary) as the wheel (maturin builds only it) and the image.
+for p in "${packages[@]}"; do
+    log "cargo build --release --locked --target $TARGET -p $p (static)"
+    RUSTFLAGS="$STATIC_RUSTFLAGS" cargo build --release --locked --target "$TARGET" -p "$p"
+done
 
 for bin in "${packages[@]}"; do
     path="$OUT/$bin"

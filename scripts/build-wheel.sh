@@ -4,7 +4,7 @@
 #
 #   scripts/build-wheel.sh        # build, verify, print the wheel's path
 #
-# Output: target/wheels/airbyte_source_convex-<version>-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+# Output: target/wheels/airbyte_source_convex-<version>-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
 # (CARGO_TARGET_DIR is honoured). Install it with `pip install <wheel>`, or let PyAirbyte do it:
 # `ab.get_source("source-convex", pip_url="<wheel path or URL>", install_if_missing=True)`.
 #
