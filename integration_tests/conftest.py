@@ -124,7 +124,9 @@ def fixed_emulator(binaries, tmp_path_factory):
 
 
 # -- guard against the CDK suites passing vacuously -------------------------------------------
-# Passing standard tests expected per file when it runs unfiltered (airbyte-protocol.md §7b).
+# Passing standard tests expected per file when it runs unfiltered: airbyte-cdk 7.39.1's
+# Docker-path suite has 6 tests (plus our check that the fake docker comes first on PATH), its
+# in-process suite 7.
 EXPECTED_CDK_PASSES = {"test_cdk_standard_docker.py": 6 + 1, "test_cdk_standard_inprocess.py": 7}
 _cdk_collected: dict = {}
 _cdk_passed: dict = {}

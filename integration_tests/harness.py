@@ -2,7 +2,8 @@
 running the connector binary.
 
 Binary locations come from env vars so packaging can switch the release build to another
-target directory: SOURCE_CONVEX_BIN, CONVEX_EMULATOR_BIN (default target/release/...).
+target directory: SOURCE_CONVEX_BIN, CONVEX_EMULATOR_BIN (default target/release/...), and
+SOURCE_CONVEX_WHEEL (default: the wheel in target/wheels/).
 """
 
 from __future__ import annotations
@@ -41,6 +42,31 @@ def connector_bin() -> Path:
 
 def emulator_bin() -> Path:
     return _bin("CONVEX_EMULATOR_BIN", "convex-emulator")
+
+
+def connector_wheel() -> Path:
+    """The release wheel (scripts/build-wheel.sh): $SOURCE_CONVEX_WHEEL, else the one wheel of
+    the crate's version in target/wheels/."""
+    value = os.environ.get("SOURCE_CONVEX_WHEEL")
+    if value:
+        return Path(value).resolve()
+    wheels = sorted((REPO_ROOT / "target" / "wheels").glob(
+        f"airbyte_source_convex-{crate_version()}-py3-none-*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"expected one wheel in target/wheels, found {wheels} "
+                           "(run scripts/build-wheel.sh or set SOURCE_CONVEX_WHEEL)")
+    return wheels[0]
+
+
+def crate_version() -> str:
+    """`version` of the root crate's [package] in Cargo.toml (the wheel carries the same)."""
+    in_package = False
+    for line in (REPO_ROOT / "Cargo.toml").read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            in_package = line.strip() == "[package]"
+        elif in_package and line.startswith("version"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("no [package] version in Cargo.toml")
 
 
 def require_binaries() -> None:

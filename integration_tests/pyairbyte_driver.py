@@ -10,8 +10,10 @@ Assertions fail the process (exit 1) with a traceback on stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlencode
 
 import airbyte as ab  # noqa: E402  (env is prepared by the parent process)
@@ -163,6 +165,36 @@ def scenario_full_cycle(p: dict) -> dict:
         compare_cache(result, s, live[s], set(), new_fields_ok=True)
     out["changes"] = summary
     return out
+
+
+def scenario_pip_wheel(p: dict) -> dict:
+    """PyAirbyte's install path: get_source(pip_url=<the release wheel>) creates a venv under
+    AIRBYTE_PROJECT_DIR, pip-installs the wheel there and runs the `source-convex` it put
+    there; then check, discover, select, one read into the default DuckDB cache."""
+    config = {"deployment_url": p["url"], "access_key": p["access_key"]}
+    source = ab.get_source("source-convex", pip_url=p["wheel"], install_if_missing=True,
+                           config=config)
+    executor = source.executor
+    exe = Path(executor._cli[0])
+    venv = Path(os.environ["AIRBYTE_PROJECT_DIR"]) / ".venv-source-convex"
+    assert exe == venv / "bin" / "source-convex" and exe.is_file(), (exe, venv)
+    # PyAirbyte's version check: importlib.metadata.version("airbyte-source-convex") in that venv.
+    assert executor.get_installed_version(raise_on_error=True, recheck=True) == p["version"]
+
+    source.check()
+    streams = sorted(source.get_available_streams())
+    assert streams == sorted(p["expected_streams"]), streams
+    source.select_all_streams()
+    cache = ab.get_default_cache()
+    result = source.read(cache=cache)
+    live = {s: live_docs(p["url"], *split_stream(s)) for s in streams}
+    assert result.processed_records == sum(len(d) for d in live.values()), \
+        (result.processed_records, {s: len(d) for s, d in live.items()})
+    for s in streams:
+        compare_cache(result, s, live[s], set())
+    return {"executable": str(exe), "version": executor.reported_version,
+            "records": result.processed_records,
+            "cached": {s: len(cache[s].to_pandas()) for s in streams}}
 
 
 def main() -> int:

@@ -35,7 +35,11 @@ def run_driver(scenario: str, params: dict, tmp_path: Path, *,
            "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1",
            "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
            "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
-           "no_proxy": "127.0.0.1,localhost"}
+           "no_proxy": "127.0.0.1,localhost",
+           # PyAirbyte runs `uv` (or pip) from PATH to install a pip_url: this venv's, as when
+           # the user's venv is active. uv's cache stays in the test's directory.
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
     params_path = tmp_path / "params.json"
     params_path.write_text(json.dumps({**params, "binary": str(connector_bin())}))
     proc = subprocess.run([sys.executable, str(IT_DIR / script), scenario,

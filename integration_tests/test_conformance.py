@@ -1,6 +1,7 @@
 """Protocol conformance of the real binary against the emulator: every command's output goes
-through the strict checker (checker.py), plus the source-convex contract
-(docs: compat-source-convex-0.4.51.md, airbyte-protocol.md)."""
+through the strict checker (checker.py), plus the source-convex contract: the output shape of
+the Python connector 0.4.x it replaces (docs/convex.md), fixed where that one broke the
+Airbyte protocol."""
 
 from __future__ import annotations
 
@@ -224,7 +225,8 @@ def test_discover_streams_and_schemas(session):
         assert props["_ab_cdc_lsn"] == {"type": "integer"}
         assert "_ab_cdc_lsn" in props
         assert set(schema.get("required", [])) <= {"_id"}, \
-            "delete records carry only metadata: required must be at most _id (compat §6.15)"
+            "delete records carry only metadata, and every record must satisfy the discovered " \
+            "schema: required must be at most _id"
 
 
 def test_discover_bad_key_is_config_error(session):
@@ -448,7 +450,8 @@ def test_read_unparsable_catalog_is_trace_error(session):
 
 def test_read_invalid_state_marks_streams_incomplete(session):
     """A failure before the first stream still gives every configured stream INCOMPLETE
-    (compat §6.16), then the TRACE ERROR, exit 1."""
+    (the Python connector emitted no stream status at all, and destinations that want a terminal
+    status per stream then hide the real cause), then the TRACE ERROR, exit 1."""
     s = session(tables=2, docs=3)
     catalog = configured_catalog(s.discover())
     state = s.file("state", '"not a list"', raw=True)

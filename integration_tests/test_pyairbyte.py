@@ -1,13 +1,17 @@
 """PyAirbyte 0.71.3 end to end with `local_executable`: check, discover, select, three reads
 into the default DuckDB cache (the second and third incremental, from the state PyAirbyte
-stored), cache content compared with the emulator's live documents, deletes visible.
+stored), cache content compared with the emulator's live documents, deletes visible. And the
+pip install path: `pip_url=<the release wheel>` (scripts/build-wheel.sh) installed by PyAirbyte
+into its own venv, version found, one read checked the same way.
 Each scenario runs pyairbyte_driver.py in a fresh interpreter with per-test AIRBYTE_* dirs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from harness import stream_name, table_list
+from harness import connector_bin, connector_wheel, crate_version, stream_name, table_list
 from pyairbyte_run import run_driver
 
 pytestmark = pytest.mark.pyairbyte
@@ -27,3 +31,17 @@ def test_pyairbyte_check_bad_key_raises(emulator_factory, tmp_path):
     emu = emulator_factory(tables=1, docs=2)
     result = run_driver("bad_key", {"url": emu.url, "access_key": emu.access_key}, tmp_path)
     assert result["raised"] == "AirbyteConnectorCheckFailedError"
+
+
+def test_pyairbyte_pip_url_installs_the_wheel(emulator_factory, tmp_path):
+    emu = emulator_factory(tables=2, docs=30, components=True, seed=21)
+    expected = [stream_name(c, t) for c, t in table_list(emu)]
+    wheel = connector_wheel()
+    result = run_driver("pip_wheel", {"url": emu.url, "access_key": emu.access_key,
+                                      "expected_streams": expected, "wheel": str(wheel),
+                                      "version": crate_version()}, tmp_path)
+    # The executable PyAirbyte ran is the wheel's copy in its venv, not the build output.
+    assert Path(result["executable"]).resolve() != connector_bin()
+    assert result["version"] == crate_version()
+    assert result["records"] == 30 * len(expected)
+    assert result["cached"] == {s: 30 for s in expected}

@@ -19,7 +19,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TARGET=x86_64-unknown-linux-gnu
+# shellcheck source=scripts/static-flags.sh
+source "$ROOT/scripts/static-flags.sh"
+TARGET="$STATIC_TARGET"
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
@@ -31,10 +33,9 @@ log() { echo "build-static: $*" >&2; }
 
 packages=("$@")
 [[ ${#packages[@]} -gt 0 ]] || packages=(source-convex convex-emulator)
-pkg_args=()
 for p in "${packages[@]}"; do
     case "$p" in
-        source-convex|convex-emulator) pkg_args+=(-p "$p") ;;
+        source-convex|convex-emulator) ;;
         *) log "unknown package '$p' (expected source-convex and/or convex-emulator)"; exit 2 ;;
     esac
 done
@@ -43,7 +44,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     else
-        log "cargo not found. Install a Rust toolchain (https://rustup.rs, rust-version >= 1.85) or use the Docker image (see README.md)."
+        log "cargo not found. Install a Rust toolchain (https://rustup.rs, rust-version >= 1.88) or use the Docker image (see README.md)."
         exit 1
     fi
 fi
@@ -55,14 +56,15 @@ if [[ ! -e /usr/lib/x86_64-linux-gnu/libc.a ]] && command -v dpkg >/dev/null 2>&
 fi
 
 cd "$ROOT"
-log "cargo build --release --locked --target $TARGET ${pkg_args[*]} (static)"
-# RUSTFLAGS only reach the target crates because --target is explicit: build scripts and
-# proc-macros stay dynamic, as they must. getrandom_backend: in a static binary getrandom
-# cannot find glibc's getrandom() at run time and falls back to /dev/urandom, which a bare
-# chroot may lack; call it directly instead (bench/run.sh uses the same flags). The separate target/<triple>/ directory keeps
-# this build from invalidating the ordinary `cargo build`/`cargo test` cache.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
-    cargo build --release --locked --target "$TARGET" "${pkg_args[@]}"
+# Flags: scripts/static-flags.sh (shared with scripts/build-wheel.sh). The separate
+# target/<triple>/ directory keeps this build from invalidating the ordinary
+# `cargo build`/`cargo test` cache. One cargo invocation per package: cargo unifies dependency
+# features across the packages of one invocation, and source-convex built alone gets the same
+# dependency builds (and the same binary) as the wheel (maturin builds only it) and the image.
+for p in "${packages[@]}"; do
+    log "cargo build --release --locked --target $TARGET -p $p (static)"
+    RUSTFLAGS="$STATIC_RUSTFLAGS" cargo build --release --locked --target "$TARGET" -p "$p"
+done
 
 for bin in "${packages[@]}"; do
     path="$OUT/$bin"

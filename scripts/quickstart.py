@@ -7,13 +7,16 @@ data) come from the emulator:
     import airbyte as ab
     source = ab.get_source(
         "source-convex",
-        local_executable="/abs/path/to/source-convex",
+        pip_url="/abs/path/to/airbyte_source_convex-0.5.0-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        install_if_missing=True,        # PyAirbyte pip-installs the wheel into its own venv
         config={"deployment_url": "https://<name>.convex.cloud", "access_key": "<deploy key>"},
     )
     source.check()
+    streams = source.get_available_streams()
     source.select_all_streams()
-    result = source.read()              # first call: full snapshot; later calls: only changes
-    df = result["users"].to_pandas()
+    cache = ab.get_default_cache()
+    source.read(cache=cache)            # first call: full snapshot; later calls: only changes
+    df = cache["users"].to_pandas()
 
 AIRBYTE_OFFLINE_MODE=1 (and DO_NOT_TRACK=1) must be in the environment before `import airbyte`.
 """
@@ -43,12 +46,12 @@ def emulator_post(url: str, path: str, body: dict) -> object:
         return raw.decode(errors="replace")
 
 
-def table_counts(result, streams: list[str]) -> dict[str, tuple[int, int]]:
+def table_counts(cache, streams: list[str]) -> dict[str, tuple[int, int]]:
     """(rows, rows marked _deleted) per stream in the cache."""
     out = {}
     for name in streams:
         try:
-            df = result[name].to_pandas()
+            df = cache[name].to_pandas()
         except Exception:  # a table that never had a row has no cache table
             out[name] = (0, 0)
             continue
@@ -86,7 +89,7 @@ class _QuietTypeNotes:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--executable", required=True, help="absolute path of the source-convex binary")
+    ap.add_argument("--wheel", required=True, help="path of the wheel (scripts/build-wheel.sh)")
     ap.add_argument("--emulator", required=True, help="file holding the emulator's JSON line {url, access_key}")
     ap.add_argument("--changes", type=int, default=200, help="changes to apply before the second read")
     args = ap.parse_args()
@@ -105,11 +108,14 @@ def main() -> int:
     emu = json.loads(open(args.emulator, encoding="utf-8").readline())
     config = {"deployment_url": emu["url"], "access_key": emu["access_key"]}
 
+    print("-- ab.get_source(\"source-convex\", pip_url=<the wheel>, install_if_missing=True)")
     source = ab.get_source(
         "source-convex",
-        local_executable=os.path.abspath(args.executable),
+        pip_url=os.path.abspath(args.wheel),
+        install_if_missing=True,
         config=config,
     )
+    print(f"installed version {source.executor.reported_version} into its own venv")
 
     print("\n-- source.check()")
     source.check()  # raises AirbyteConnectorCheckFailedError on a bad URL or key
@@ -128,16 +134,16 @@ def main() -> int:
     t0 = time.monotonic()
     result = source.read(cache=cache)
     print(f"{result.processed_records} records in {time.monotonic() - t0:.1f}s")
-    before = table_counts(result, streams)
+    before = table_counts(cache, streams)
     for name, (rows, _) in before.items():
         print(f"  {name:<36} {rows:>7} rows")
 
     preview = next((s for s in streams if "/" not in s), streams[0])
-    df = result[preview].to_pandas()
+    df = cache[preview].to_pandas()
     user_cols = [c for c in df.columns if not c.startswith("_")][:4]
     cols = ["_id", *user_cols, "_ab_cdc_updated_at", "_deleted"]
     cols = [c for c in cols if c in df.columns]
-    print(f"\n-- result[{preview!r}].to_pandas(): {len(df)} rows x {len(df.columns)} columns; "
+    print(f"\n-- cache[{preview!r}].to_pandas(): {len(df)} rows x {len(df.columns)} columns; "
           f"first 5 rows of {len(cols)} of them")
     print(df[cols].head(5).to_string(index=False))
 
@@ -151,7 +157,7 @@ def main() -> int:
     result2 = source.read(cache=cache)
     print(f"{result2.processed_records} change records in {time.monotonic() - t0:.1f}s "
           f"(the first read had {result.processed_records})")
-    after = table_counts(result2, streams)
+    after = table_counts(cache, streams)
     print(f"  {'stream':<36} {'rows before':>11} {'rows after':>10} {'_deleted':>8}")
     for name in streams:
         print(f"  {name:<36} {before[name][0]:>11} {after[name][0]:>10} {after[name][1]:>8}")

@@ -3,17 +3,19 @@
 #
 #   scripts/quickstart.sh
 #
-# 1. builds the static release binaries (scripts/build-static.sh: source-convex, convex-emulator);
+# 1. builds the static release binaries (scripts/build-static.sh: source-convex, convex-emulator)
+#    and packs source-convex into the release wheel (scripts/build-wheel.sh; no second compile);
 # 2. creates/reuses the pinned Python venv with PyAirbyte (scripts/python-env.sh: airbyte==0.71.3);
 # 3. starts the Convex emulator on 127.0.0.1 with sample data (3 tables + component tables);
-# 4. runs scripts/quickstart.py: PyAirbyte get_source(local_executable=...) -> check ->
-#    get_available_streams -> select_all_streams -> read() into the default DuckDB cache ->
-#    to_pandas() preview -> changes applied on the emulator -> second, incremental read();
+# 4. runs scripts/quickstart.py, PyAirbyte's documented flow: get_source(pip_url=<the wheel>,
+#    install_if_missing=True) (PyAirbyte pip-installs it into its own venv) -> check ->
+#    get_available_streams -> select_all_streams -> read() into ab.get_default_cache() ->
+#    cache[stream].to_pandas() -> changes applied on the emulator -> second, incremental read();
 # 5. stops the emulator (also on Ctrl-C or failure).
 #
 # Everything PyAirbyte writes (DuckDB cache, logs, temp files) goes under target/quickstart/
 # (override with QUICKSTART_DIR). PyAirbyte runs offline: AIRBYTE_OFFLINE_MODE=1, DO_NOT_TRACK=1.
-# Needs: a Rust toolchain (cargo >= 1.85) and Python 3.11 (on Debian as root the script
+# Needs: a Rust toolchain (cargo >= 1.88) and Python 3.11 (on Debian as root the script
 # installs libc6-dev / python3-venv itself).
 set -euo pipefail
 
@@ -52,10 +54,10 @@ if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null 2>&1 || { log "curl is required"; exit 1; }
 
-say "1/4 Building static release binaries (scripts/build-static.sh)"
+say "1/4 Building static release binaries (scripts/build-static.sh) and the wheel (scripts/build-wheel.sh)"
 BIN_DIR="$(scripts/build-static.sh)"
-CONNECTOR="$BIN_DIR/source-convex"
 EMULATOR="$BIN_DIR/convex-emulator"
+WHEEL="$(scripts/build-wheel.sh)"
 
 say "2/4 Python venv with PyAirbyte (scripts/python-env.sh)"
 VENV="$(scripts/python-env.sh)"
@@ -82,10 +84,13 @@ say "4/4 PyAirbyte: check, discover, read, change data, incremental read"
 # PyAirbyte reads these at import time. Offline mode skips the connector registry download
 # (without it get_source() fails even with local_executable) and disables telemetry.
 export AIRBYTE_OFFLINE_MODE=1 DO_NOT_TRACK=1
+# get_source(pip_url=...) installs with `uv` (a PyAirbyte dependency) found on PATH, as in an
+# activated venv. The connector's venv goes to $AIRBYTE_PROJECT_DIR/.venv-source-convex.
+export PATH="$VENV/bin:$PATH"
 export AIRBYTE_PROJECT_DIR="$WORK" AIRBYTE_CACHE_ROOT="$WORK/cache"
 export AIRBYTE_LOGGING_ROOT="$WORK/logs" AIRBYTE_TEMP_DIR="$WORK/tmp"
 "$VENV/bin/python" -W ignore scripts/quickstart.py \
-    --executable "$CONNECTOR" --emulator "$WORK/emulator.json"
+    --wheel "$WHEEL" --emulator "$WORK/emulator.json"
 
 say "Done"
 cat >&2 <<EOF

@@ -4,11 +4,14 @@
 #   scripts/test.sh                    # full suite
 #   scripts/test.sh -- -k pyairbyte    # extra arguments after `--` go to pytest
 #
-# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> cargo clippy -D warnings
-# -> cargo test --workspace -> release build -> pytest integration_tests (checker unit tests,
-# protocol conformance, airbyte-cdk standard tests, PyAirbyte, and the exactness tests of
-# issue 10, whose Postgres-cache case starts a PostgreSQL server with scripts/postgres.sh,
-# installing the Debian package when root and missing) -> scripts/image-test.sh and
+# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> rust-version vs Cargo.lock
+# (scripts/check-msrv.sh) -> cargo clippy -D warnings
+# -> cargo test --workspace -> release build -> release wheel (scripts/build-wheel.sh, packs the
+# release build's binary) -> pytest integration_tests (checker unit tests, protocol conformance,
+# airbyte-cdk standard tests, PyAirbyte with local_executable and with pip_url=<the wheel>, and
+# the exactness tests of issue 10, whose Postgres-cache case starts a PostgreSQL server with
+# scripts/postgres.sh, installing the Debian package when root and missing)
+# -> scripts/image-test.sh and
 # bench/run.sh --smoke when present. Every step runs even if an earlier one failed (unless it
 # depends on it); the exit code is non-zero if any step failed.
 #
@@ -82,6 +85,12 @@ release_build() {
     done
 }
 
+build_wheel() {
+    local wheel
+    wheel="$(scripts/build-wheel.sh)" || return 1
+    export SOURCE_CONVEX_WHEEL="$wheel"
+}
+
 integration() {
     # pytest exit 5 = no tests collected: a failure here.
     local tmp="${TMPDIR:-/tmp}/source-convex-pytest.$$"
@@ -106,10 +115,12 @@ have_libc_a() {
 
 step python-env -- python_env
 step fmt -- cargo fmt --all -- --check --color never
+step msrv -- scripts/check-msrv.sh
 step clippy -- cargo clippy --workspace --all-targets --locked -- -D warnings
 step cargo-test -- cargo test --workspace --locked
 have_libc_a
 step release-build -- release_build
+step wheel requires=release-build -- build_wheel
 step integration requires=python-env,release-build -- integration
 if [[ -x scripts/image-test.sh ]]; then
     step image-test requires=release-build -- scripts/image-test.sh

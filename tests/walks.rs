@@ -3,6 +3,7 @@
 //! describe, retried pages whose contents changed, and a randomized integrity run with a
 //! background writer and faults on any page. Content is compared with the emulator's
 //! documents as of each stream's end position T.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

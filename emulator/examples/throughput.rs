@@ -2,6 +2,9 @@
 //! connection. `cargo run --release -p convex-emulator --example throughput -- [tables] [docs]`
 //! (default 2 × 100000 documents of ~400 B).
 
+// Test helpers outside #[test] fns may unwrap and panic too (clippy.toml covers only those fns).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

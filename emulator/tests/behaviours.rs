@@ -1,4 +1,8 @@
-//! One test per behaviour of §10 of `convex-streaming-export-api.md`, over real HTTP.
+//! One test per behaviour of the Convex streaming export API that the connector relies on,
+//! over real HTTP; each test's name states the rule it reproduces.
+
+// Test helpers outside #[test] fns may unwrap and panic too (clippy.toml covers only those fns).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -1082,7 +1086,8 @@ fn b40_get_and_post_are_equivalent() {
 
 #[test]
 fn snapshot_then_deltas_reproduces_live_state() {
-    // §4: snapshot at S + deltas from S == live state, through generated changes.
+    // The snapshot/deltas hand-off: a snapshot pinned at S, then the deltas after S, rebuild
+    // exactly the live documents, through generated changes.
     let emu = start();
     let dep = emu.deployment();
     convex_emulator::generate(

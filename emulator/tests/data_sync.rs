@@ -1,6 +1,7 @@
 //! Behaviour tests of the Data Sync API (`POST /api/v1/data/sync`,
 //! `POST /api/data_sync_cursor_from_deltas`), over real HTTP. Each test states the Convex rule
 //! it reproduces (from the backend's `streaming_export` crates and the Deployment API docs).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

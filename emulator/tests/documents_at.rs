@@ -2,6 +2,7 @@
 //! available to tests through `Deployment::documents_at` and `GET /_emulator/documents?ts=T`,
 //! so they can compare a read against the truth at its end position even when writes land
 //! after it.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

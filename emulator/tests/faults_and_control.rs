@@ -1,5 +1,8 @@
 //! Fault injection, the `/_emulator/` control API, the generator and the binary.
 
+// Test helpers outside #[test] fns may unwrap and panic too (clippy.toml covers only those fns).
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

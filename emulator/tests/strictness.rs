@@ -1,6 +1,7 @@
 //! Argument and cursor checks that Convex makes: repeated scalar query arguments, repeated
 //! table selectors, exact decoding of list_snapshot cursor ids, and the order of the cursor
 //! and snapshot-age checks.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

@@ -67,7 +67,9 @@ impl Conn {
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Convex {}\r\nConvex-Client: airbyte-export-0.5.0\r\nAccept: application/json\r\n\r\n",
             self.host, self.key
         );
-        let r = self.stream.as_mut().unwrap();
+        let Some(r) = self.stream.as_mut() else {
+            return Err((true, "not connected".into()));
+        };
         r.get_mut()
             .write_all(req.as_bytes())
             .map_err(|e| (true, format!("write: {e}")))?;

@@ -231,7 +231,7 @@ struct Nesting {
 
 impl Nesting {
     fn push(&mut self, object: bool) {
-        if self.depth >= 64 && self.depth % 64 == 0 {
+        if self.depth >= 64 && self.depth.is_multiple_of(64) {
             self.spilled.push(self.word);
             self.word = 0;
         }
@@ -242,7 +242,7 @@ impl Nesting {
     fn pop(&mut self) {
         self.word >>= 1;
         self.depth -= 1;
-        if self.depth >= 64 && self.depth % 64 == 0 {
+        if self.depth >= 64 && self.depth.is_multiple_of(64) {
             self.word = self.spilled.pop().unwrap_or(0);
         }
     }
