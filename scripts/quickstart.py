@@ -7,7 +7,7 @@ data) come from the emulator:
     import airbyte as ab
     source = ab.get_source(
         "source-convex",
-        pip_url="/abs/path/to/airbyte_source_convex-0.5.0-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        pip_url="/abs/path/to/airbyte_source_convex-0.6.0-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
         install_if_missing=True,        # PyAirbyte pip-installs the wheel into its own venv
         config={"deployment_url": "https://<name>.convex.cloud", "access_key": "<deploy key>"},
     )
@@ -28,6 +28,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 
@@ -44,6 +45,41 @@ def emulator_post(url: str, path: str, body: dict) -> object:
         return json.loads(raw) if raw else None
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def emulator_documents(url: str, stream: str) -> dict[str, int]:
+    """The deployment's live documents of a stream (`_id` -> `_ts`), from the emulator."""
+    component, _, table = stream.rpartition("/")
+    query = urllib.parse.urlencode({"component": component, "table": table})
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/documents?{query}", timeout=30) as r:
+        return {d["_id"]: int(d["_ts"]) for d in json.loads(r.read())}
+
+
+def compare_with_deployment(cache, url: str, streams: list[str]) -> list[str]:
+    """What differs between the cache and the deployment: an `_id` twice, a live row that is
+    stale or deleted in Convex, a document missing. Empty when the cache is exact."""
+    problems = []
+    for name in streams:
+        truth = emulator_documents(url, name)
+        try:
+            df = cache[name].to_pandas()
+        except Exception:  # a table that never had a row has no cache table
+            df = None
+        rows = [] if df is None else list(zip(df["_id"], df["_ts"], df["_deleted"].fillna(False)))
+        seen = {}
+        for _id, ts, deleted in rows:
+            if _id in seen:
+                problems.append(f"{name}: _id {_id} is in the cache twice")
+            seen[_id] = (int(ts), bool(deleted))
+        for _id, (ts, deleted) in seen.items():
+            if not deleted and _id not in truth:
+                problems.append(f"{name}: {_id} is live in the cache but deleted in Convex")
+            elif not deleted and truth[_id] != ts:
+                problems.append(f"{name}: {_id} is at _ts {ts} in the cache, {truth[_id]} in Convex")
+        for _id in truth:
+            if _id not in seen or seen[_id][1]:
+                problems.append(f"{name}: {_id} is missing from the cache")
+    return problems
 
 
 def table_counts(cache, streams: list[str]) -> dict[str, tuple[int, int]]:
@@ -163,6 +199,17 @@ def main() -> int:
         print(f"  {name:<36} {before[name][0]:>11} {after[name][0]:>10} {after[name][1]:>8}")
     print("Deletes arrive as records with _deleted = true and _ab_cdc_deleted_at set; PyAirbyte\n"
           "merges on _id, so a deleted document stays in the cache as a row marked deleted.")
+
+    print("\n-- the cache against the deployment (the emulator's documents, row by row)")
+    problems = compare_with_deployment(cache, emu["url"], streams)
+    if problems:
+        print(f"NOT exact: {len(problems)} differences", file=sys.stderr)
+        for p in problems[:20]:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    live = sum(len(emulator_documents(emu["url"], n)) for n in streams)
+    print(f"exact: every live document once at its latest _ts ({live} in {len(streams)} "
+          "streams), no deleted document live, no _id twice")
 
     if result2.processed_records == 0 or result2.processed_records >= result.processed_records:
         print("unexpected: the second read should pick up only the changes", file=sys.stderr)
