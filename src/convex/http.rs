@@ -349,6 +349,24 @@ impl HttpConvex {
         }
     }
 
+    /// A body that stopped arriving: the connection broke, or reqwest's whole-request timeout
+    /// (the overall deadline) ended a body that trickled in forever.
+    fn broken_body(&self, endpoint: &'static str, what: &str, e: &reqwest::Error) -> ConvexError {
+        if e.is_timeout() {
+            ConvexError::Network {
+                endpoint,
+                kind: NetworkFailure::Timeout,
+                detail: self.deadline_passed(&format!("reading {what}")),
+            }
+        } else {
+            ConvexError::Network {
+                endpoint,
+                kind: NetworkFailure::Body,
+                detail: format!("the connection broke while reading {what}: {}", describe(e)),
+            }
+        }
+    }
+
     /// The overall deadline (`request_deadline`) ran out, however steadily bytes came.
     fn deadline_passed(&self, what: &str) -> String {
         format!(
@@ -388,23 +406,7 @@ impl HttpConvex {
                 .await
                 .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?
                 .map_err(|_| self.timeout(endpoint, "reading the page"))?
-                .map_err(|e| ConvexError::Network {
-                    endpoint,
-                    // reqwest's whole-request timeout: a body that trickles in forever.
-                    kind: if e.is_timeout() {
-                        NetworkFailure::Timeout
-                    } else {
-                        NetworkFailure::Body
-                    },
-                    detail: if e.is_timeout() {
-                        self.deadline_passed("reading the page")
-                    } else {
-                        format!(
-                            "the connection broke while reading the page: {}",
-                            describe(&e)
-                        )
-                    },
-                })?;
+                .map_err(|e| self.broken_body(endpoint, "the page", &e))?;
             let Some(chunk) = chunk else { break };
             parser
                 .feed(&chunk, |raw, raw_meta| {
@@ -476,23 +478,7 @@ impl HttpConvex {
                         BodyError::Idle => {
                             self.timeout(endpoint, &format!("reading {what}")).into()
                         }
-                        BodyError::Broken(e) => ConvexError::Network {
-                            endpoint,
-                            kind: if e.is_timeout() {
-                                NetworkFailure::Timeout
-                            } else {
-                                NetworkFailure::Body
-                            },
-                            detail: if e.is_timeout() {
-                                self.deadline_passed(&format!("reading {what}"))
-                            } else {
-                                format!(
-                                    "the connection broke while reading {what}: {}",
-                                    describe(&e)
-                                )
-                            },
-                        }
-                        .into(),
+                        BodyError::Broken(e) => self.broken_body(endpoint, what, &e).into(),
                         BodyError::TooLarge => ConvexError::InvalidResponse {
                             endpoint,
                             detail: format!(
