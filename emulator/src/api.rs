@@ -53,6 +53,7 @@ pub async fn handle(
             method: parts.method.to_string(),
             uri: uri.clone(),
             status,
+            version: format!("{:?}", parts.version),
         })
     };
 

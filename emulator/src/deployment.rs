@@ -158,6 +158,9 @@ pub struct RequestRecord {
     pub uri: String,
     /// Status sent (0 when the connection was stalled, reset or truncated).
     pub status: u16,
+    /// The HTTP version the request came with (`HTTP/1.1`, `HTTP/2.0`).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// The request log keeps only the most recent entries so long benchmarks stay bounded.

@@ -13,6 +13,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     /// Extra config properties (timeouts, concurrency).
     pub config_extra: Value,
+    /// Extra environment of the binary (`SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -35,6 +37,30 @@ impl Harness {
             emu,
             dir: tempfile::tempdir().unwrap(),
             config_extra: json!({}),
+            env: Vec::new(),
+        }
+    }
+
+    /// An emulator serving `https` (HTTP/2 by ALPN) with a CA of its own, which the binary
+    /// trusts the standard way: `SSL_CERT_FILE`.
+    pub fn tls(generate: GenerateSpec) -> Harness {
+        let emu = EmulatorServer::start(Config {
+            seed: 7,
+            generate,
+            tls: true,
+            ..Config::default()
+        })
+        .expect("emulator starts with TLS");
+        let ca = emu
+            .ca_file()
+            .expect("a CA file")
+            .to_string_lossy()
+            .into_owned();
+        Harness {
+            emu,
+            dir: tempfile::tempdir().unwrap(),
+            config_extra: json!({}),
+            env: vec![("SSL_CERT_FILE".into(), ca)],
         }
     }
 
@@ -87,6 +113,7 @@ impl Harness {
     pub fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_source-convex"))
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run source-convex");
         let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
