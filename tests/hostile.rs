@@ -167,10 +167,11 @@ impl Hostile {
     }
 }
 
-/// The binary under test: this build's, or another one's (`SOURCE_CONVEX_BIN`, e.g. to show
-/// a case failing on an older build).
+/// The binary under test: this build's, or another one's (`HOSTILE_SOURCE_CONVEX_BIN`, e.g.
+/// to show a case failing on an older build). Not `SOURCE_CONVEX_BIN`: the test command sets
+/// that to the release build, which does not exist yet when `cargo test` runs.
 fn binary() -> String {
-    std::env::var("SOURCE_CONVEX_BIN")
+    std::env::var("HOSTILE_SOURCE_CONVEX_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_source-convex").to_owned())
 }
 
