@@ -68,7 +68,8 @@ def run_attempt(tmp: Path, config: Path, catalog: Path, state: Optional[list], *
                 kill_after_states: Optional[int] = None, extra_records: int = 0,
                 timeout: float = 120) -> Attempt:
     """Runs `read`; with `kill_after_states`, stops reading after that many STATE lines and
-    `extra_records` further RECORD lines, and kills the process. Killed after `timeout` s
+    `extra_records` further RECORD lines (or fewer, when another kind of line comes first),
+    and kills the process. Killed after `timeout` s
     in any case."""
     args = [str(connector_bin()), "read", "--config", str(config), "--catalog", str(catalog)]
     if state is not None:
@@ -86,6 +87,11 @@ def run_attempt(tmp: Path, config: Path, catalog: Path, state: Optional[list], *
         try:
             for raw in proc.stdout:
                 msg = json.loads(raw)
+                if left is not None and msg["type"] != "RECORD":
+                    # Fewer records than `extra_records` before the next checkpoint or status
+                    # (a change walk's STATEs come together after its records): kill here.
+                    cut = True
+                    break
                 messages.append(msg)
                 if msg["type"] == "STATE":
                     states += 1
