@@ -52,7 +52,7 @@ def emulator_documents(url: str, stream: str) -> dict[str, int]:
     component, _, table = stream.rpartition("/")
     query = urllib.parse.urlencode({"component": component, "table": table})
     with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/documents?{query}", timeout=30) as r:
-        return {d["_id"]: int(d["_ts"]) for d in json.loads(r.read())}
+        return {d["_id"]: int(d["_ts"]) for d in json.loads(r.read())["documents"]}
 
 
 def compare_with_deployment(cache, url: str, streams: list[str]) -> list[str]:
