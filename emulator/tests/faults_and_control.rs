@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -470,23 +469,21 @@ fn generator_doc_size_and_mixed_types() {
 
 #[test]
 fn binary_prints_url_and_shuts_down() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convex-emulator"))
-        .args([
-            "--port", "0", "--tables", "2", "--docs", "30", "--seed", "4",
-        ])
-        .args([
+    let (mut child, info) = spawn_binary(
+        env!("CARGO_BIN_EXE_convex-emulator"),
+        &[
+            "--port",
+            "0",
+            "--tables",
+            "2",
+            "--docs",
+            "30",
+            "--seed",
+            "4",
             "--fault",
             r#"{"endpoint":"json_schemas","kind":"status","status":503,"times":1}"#,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+        ],
+    );
     assert_eq!(info["access_key"], "emulator-access-key");
     let url = info["url"].as_str().unwrap();
     let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
@@ -537,17 +534,11 @@ fn assert_exits_cleanly(child: &mut std::process::Child) {
 
 #[test]
 fn binary_exits_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convex-emulator"))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("{\"url\":\"http://127.0.0.1:"));
+    let (mut child, info) = spawn_binary(env!("CARGO_BIN_EXE_convex-emulator"), &["--port", "0"]);
+    assert!(info["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

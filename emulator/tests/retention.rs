@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -79,35 +78,26 @@ fn a_snapshot_out_of_retention_is_a_503_that_retries_cannot_fix() {
 /// The binary exposes the switch and the cost/churn settings as flags.
 #[test]
 fn binary_flags_set_retention_costs_and_churn() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convex-emulator"))
-        .args(["--port", "0", "--self-hosted-docker-retention"])
-        .args([
+    let (mut child, info) = spawn_binary(
+        env!("CARGO_BIN_EXE_convex-emulator"),
+        &[
+            "--port",
+            "0",
+            "--self-hosted-docker-retention",
             "--snapshot-build-base-ms",
             "3",
             "--snapshot-build-us-per-row",
             "4",
-        ])
-        .args([
             "--snapshot-read-us-per-doc",
             "5",
             "--snapshot-page-time-limit-ms",
             "60",
-        ])
-        .args([
             "--request-timeout-ms",
             "300",
             "--system-write-interval-ms",
             "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+        ],
+    );
     let addr: std::net::SocketAddr = info["url"]
         .as_str()
         .unwrap()

@@ -3,6 +3,8 @@
 //! HTTP/1.1 still offered.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -136,19 +138,10 @@ async fn an_untrusted_certificate_fails_the_handshake() {
 /// `convex-emulator --tls` prints the https URL and the CA file in its startup line.
 #[test]
 fn binary_tls_flag_prints_the_ca_file() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_convex-emulator"))
-        .args(["--port", "0", "--tls"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (mut child, info) = common::spawn_binary(
+        env!("CARGO_BIN_EXE_convex-emulator"),
+        &["--port", "0", "--tls"],
+    );
     assert!(
         info["url"]
             .as_str()

@@ -286,3 +286,22 @@ pub fn all_deltas(emu: &EmulatorServer, mut cursor: i64, query: &str) -> (Vec<Va
         }
     }
 }
+
+/// Starts the emulator `binary` (`env!("CARGO_BIN_EXE_convex-emulator")`, which only test
+/// crates have) with `args` and reads its startup line (`{"url","access_key"[,"ca_file"]}`);
+/// the caller stops the child.
+pub fn spawn_binary(binary: &str, args: &[&str]) -> (std::process::Child, Value) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info = serde_json::from_str(&line).unwrap();
+    (child, info)
+}
