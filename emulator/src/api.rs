@@ -317,7 +317,8 @@ fn check_client_version(parts: &Parts) -> Result<(), ApiError> {
     }
 }
 
-fn is_semver(s: &str) -> bool {
+/// `x.y.z` (a pre-release or build suffix allowed): what Convex accepts after a client name.
+pub(crate) fn is_semver(s: &str) -> bool {
     let core = s.split(['-', '+']).next().unwrap_or("");
     let nums: Vec<&str> = core.split('.').collect();
     nums.len() == 3

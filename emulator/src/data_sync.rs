@@ -61,22 +61,13 @@ fn sync_id_prefix(client: Option<&str>) -> &'static str {
     let name = s
         .match_indices('-')
         .map(|(i, _)| &s[..i])
-        .find(|name| is_semver(&s[name.len() + 1..]))
+        .find(|name| crate::api::is_semver(&s[name.len() + 1..]))
         .unwrap_or(s);
     match name {
         "airbyte-export" => "airbyte-",
         "fivetran-export" | "fivetran-import" => "fivetran-",
         _ => "",
     }
-}
-
-fn is_semver(s: &str) -> bool {
-    let core = s.split(['-', '+']).next().unwrap_or("");
-    let nums: Vec<&str> = core.split('.').collect();
-    nums.len() == 3
-        && nums
-            .iter()
-            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn new_sync_id(dep: &Deployment, client: Option<&str>) -> String {
