@@ -35,6 +35,19 @@ pub struct RawConfig {
     pub every_revision: Option<bool>,
     #[serde(default)]
     pub change_buffer_mb: Option<u64>,
+    /// `"streaming_export"` or `"data_sync"` (the spec's enum is checked first).
+    #[serde(default)]
+    pub api: Option<String>,
+}
+
+/// Which of Convex's export APIs incremental streams read through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Api {
+    /// `list_snapshot` / `document_deltas` (what the Python connector used).
+    #[default]
+    StreamingExport,
+    /// `POST /api/v1/data/sync`.
+    DataSync,
 }
 
 /// The deploy key. Never printed: `Debug` and `Display` redact it.
@@ -210,6 +223,7 @@ pub struct Config {
     pub every_revision: bool,
     /// Bytes of changed documents one read buffers before it stops taking changes.
     pub change_buffer_bytes: usize,
+    pub api: Api,
 }
 
 fn spec_value() -> Value {
@@ -258,6 +272,15 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
                 .saturating_mul(1024 * 1024),
         )
         .unwrap_or(usize::MAX),
+        api: match raw.api.as_deref() {
+            None | Some("streaming_export") => Api::StreamingExport,
+            Some("data_sync") => Api::DataSync,
+            Some(other) => {
+                return Err(UserError::config(format!(
+                    "Config validation error: api {other:?} is not one of \"streaming_export\", \"data_sync\""
+                )))
+            }
+        },
     })
 }
 
@@ -349,6 +372,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.concurrency, None);
         assert!(!c.every_revision);
+        assert_eq!(c.api, Api::StreamingExport);
+        let c = parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "api": "data_sync"}))
+            .unwrap();
+        assert_eq!(c.api, Api::DataSync);
+        let bad = parse_config(
+            &json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "api": "v2"}),
+        );
+        assert!(bad.is_err());
         assert_eq!(c.change_buffer_bytes, 256 * 1024 * 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(120));
         assert!(parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "concurrency": 0})).is_err());

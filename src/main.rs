@@ -253,6 +253,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                     buffer_bytes: config.change_buffer_bytes,
                     checkpoint_records: read::changes::CHECKPOINT_RECORDS,
                 },
+                api: config.api,
             };
             let out = out.clone();
             runtime()?.block_on(read::read(api, out, catalog, state, options))

@@ -142,6 +142,16 @@ pub struct Trace<'a> {
     pub error: Option<TraceError<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_status: Option<StreamStatus<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<Analytics<'a>>,
+}
+
+/// An ANALYTICS trace: an event the platform records without failing the sync.
+#[derive(Serialize)]
+pub struct Analytics<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub value: &'a str,
 }
 
 #[derive(Serialize, Clone, Copy, Debug)]
@@ -149,6 +159,7 @@ pub struct Trace<'a> {
 pub enum TraceKind {
     Error,
     StreamStatus,
+    Analytics,
 }
 
 #[derive(Serialize)]
@@ -202,6 +213,7 @@ impl<'a> Message<'a> {
                     stream_descriptor: stream,
                     status,
                 }),
+                analytics: None,
             },
         }
     }
@@ -223,6 +235,20 @@ impl<'a> Message<'a> {
                     stream_descriptor: stream,
                 }),
                 stream_status: None,
+                analytics: None,
+            },
+        }
+    }
+
+    /// A TRACE ANALYTICS event (`kind`, `value`): recorded by the platform, never a failure.
+    pub fn analytics(kind: &'a str, value: &'a str) -> Self {
+        Message::Trace {
+            trace: Trace {
+                kind: TraceKind::Analytics,
+                emitted_at: now_ms(),
+                error: None,
+                stream_status: None,
+                analytics: Some(Analytics { kind, value }),
             },
         }
     }

@@ -8,12 +8,20 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::table_for;
+use crate::convex::data_sync::DataSyncCursor;
 use crate::convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
 use crate::error::UserError;
 use crate::protocol::StreamDescriptor;
 
 /// A saved snapshot cursor longer than this cannot be one of Convex's.
 const MAX_SNAPSHOT_CURSOR_BYTES: usize = 4096;
+/// A Data Sync cursor holds the names of the synced tables, so it grows with the selection;
+/// ours select one table. Longer than this, it is corrupt.
+const MAX_DATA_SYNC_CURSOR_BYTES: usize = 64 * 1024;
+
+/// The `state_version` of a Data Sync position. States without one are version 1: the Python
+/// connector's shape, which the streaming export API positions keep.
+pub const DATA_SYNC_STATE_VERSION: u64 = 2;
 
 /// Where a stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,36 +35,118 @@ pub enum Position {
     },
     /// The walk finished; the log continues after `cursor`.
     Deltas(DeltaCursor),
+    /// A sync of the Data Sync API continues after `cursor`. `consistent_at`: the
+    /// deployment's timestamp that everything delivered adds up to, once the sync has a
+    /// consistent copy (`None` while it snapshots); a streaming export read can continue
+    /// from there.
+    DataSync {
+        cursor: DataSyncCursor,
+        sync_id: String,
+        consistent_at: Option<SnapshotTs>,
+    },
 }
 
 /// The saved form. Key names and meanings are the Python connector's: `delta_cursor` holds the
 /// snapshot timestamp during the walk and the deltas cursor after it.
+///
+/// A Data Sync position (`state_version` 2, `api: "data_sync"`) adds its cursor and keeps
+/// those keys meaningful: `delta_cursor` is the timestamp the sync is consistent at, or null
+/// while it snapshots, so an older connector (or this one on the streaming export API)
+/// continues from there instead of misreading the cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConvexStreamState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_sync_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<String>,
     pub snapshot_cursor: Option<String>,
     pub snapshot_has_more: bool,
     pub delta_cursor: Option<i64>,
 }
 
+impl ConvexStreamState {
+    fn legacy(snapshot_cursor: Option<String>, has_more: bool, delta: Option<i64>) -> Self {
+        ConvexStreamState {
+            state_version: None,
+            api: None,
+            data_sync_cursor: None,
+            sync_id: None,
+            snapshot_cursor,
+            snapshot_has_more: has_more,
+            delta_cursor: delta,
+        }
+    }
+}
+
 impl Position {
     pub fn to_state(&self) -> ConvexStreamState {
         match self {
-            Position::Fresh => ConvexStreamState {
-                snapshot_cursor: None,
-                snapshot_has_more: false,
-                delta_cursor: None,
-            },
-            Position::Snapshot { snapshot, cursor } => ConvexStreamState {
-                snapshot_cursor: cursor.as_ref().map(|c| c.0.clone()),
-                snapshot_has_more: true,
-                delta_cursor: Some(snapshot.0),
-            },
-            Position::Deltas(c) => ConvexStreamState {
-                snapshot_cursor: None,
-                snapshot_has_more: false,
-                delta_cursor: Some(c.0),
+            Position::Fresh => ConvexStreamState::legacy(None, false, None),
+            Position::Snapshot { snapshot, cursor } => ConvexStreamState::legacy(
+                cursor.as_ref().map(|c| c.0.clone()),
+                true,
+                Some(snapshot.0),
+            ),
+            Position::Deltas(c) => ConvexStreamState::legacy(None, false, Some(c.0)),
+            Position::DataSync {
+                cursor,
+                sync_id,
+                consistent_at,
+            } => ConvexStreamState {
+                state_version: Some(DATA_SYNC_STATE_VERSION),
+                api: Some("data_sync"),
+                data_sync_cursor: Some(cursor.0.clone()),
+                sync_id: Some(sync_id.clone()),
+                ..ConvexStreamState::legacy(None, false, consistent_at.map(|t| t.0))
             },
         }
+    }
+
+    /// Reads a Data Sync position (`state_version` 2).
+    fn data_sync_from_state(obj: &serde_json::Map<String, Value>) -> Result<Position, String> {
+        match obj.get("api") {
+            Some(Value::String(a)) if a == "data_sync" => {}
+            other => {
+                return Err(format!(
+                    "a version {DATA_SYNC_STATE_VERSION} state names api {}, not \"data_sync\"",
+                    other.map_or("nothing".to_owned(), Value::to_string)
+                ))
+            }
+        }
+        let cursor = match obj.get("data_sync_cursor") {
+            Some(Value::String(s)) if s.len() > MAX_DATA_SYNC_CURSOR_BYTES => {
+                return Err(format!(
+                    "data_sync_cursor is {} bytes long, not a cursor Convex gave",
+                    s.len()
+                ))
+            }
+            Some(Value::String(s)) if !s.is_empty() => DataSyncCursor(s.clone()),
+            _ => return Err("a data_sync state has no data_sync_cursor string".into()),
+        };
+        let sync_id = match obj.get("sync_id") {
+            Some(Value::String(s)) => s.chars().take(200).collect(),
+            _ => String::new(),
+        };
+        let consistent_at = match obj.get("delta_cursor") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(t) if t > 0 => Some(SnapshotTs(t)),
+                _ => {
+                    return Err(format!(
+                        "delta_cursor {v} is not a positive 64-bit integer timestamp"
+                    ))
+                }
+            },
+        };
+        Ok(Position::DataSync {
+            cursor,
+            sync_id,
+            consistent_at,
+        })
     }
 
     /// Reads a saved `stream_state`. Missing keys and nulls are normal (the Python connector
@@ -67,6 +157,18 @@ impl Position {
             Value::Object(o) => o,
             other => return Err(format!("stream_state is not an object: {other}")),
         };
+        match obj.get("state_version") {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_u64() == Some(1) => {}
+            Some(v) if v.as_u64() == Some(DATA_SYNC_STATE_VERSION) => {
+                return Position::data_sync_from_state(obj)
+            }
+            Some(v) => {
+                return Err(format!(
+                    "state_version {v} is not one this connector writes (1 or {DATA_SYNC_STATE_VERSION}); it was saved by a newer version: upgrade the connector, or reset this stream"
+                ))
+            }
+        }
         let delta = match obj.get("delta_cursor") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => match n.as_i64() {
@@ -344,6 +446,11 @@ mod tests {
                 cursor: Some(SnapshotCursor("c".into())),
             },
             Position::Deltas(DeltaCursor(i64::MAX)),
+            Position::DataSync {
+                cursor: DataSyncCursor("01abcdef".into()),
+                sync_id: "airbyte-1".into(),
+                consistent_at: Some(SnapshotTs(1770335566197682922)),
+            },
         ] {
             let saved = serde_json::to_value(p.to_state()).unwrap();
             assert_eq!(Position::from_state(&saved).unwrap(), p);
@@ -352,6 +459,45 @@ mod tests {
                 .unwrap()
                 .contains(&format!("{}", p.to_state().delta_cursor.unwrap())));
         }
+        let snapshotting = Position::DataSync {
+            cursor: DataSyncCursor("01".into()),
+            sync_id: String::new(),
+            consistent_at: None,
+        };
+        let saved = serde_json::to_value(snapshotting.to_state()).unwrap();
+        assert_eq!(Position::from_state(&saved).unwrap(), snapshotting);
+    }
+
+    #[test]
+    fn data_sync_states_are_versioned_and_keep_the_legacy_keys_meaningful() {
+        let p = Position::DataSync {
+            cursor: DataSyncCursor("01ab".into()),
+            sync_id: "airbyte-x".into(),
+            consistent_at: Some(SnapshotTs(1770335566197682922)),
+        };
+        assert_eq!(
+            serde_json::to_value(p.to_state()).unwrap(),
+            json!({"state_version": 2, "api": "data_sync", "data_sync_cursor": "01ab",
+                   "sync_id": "airbyte-x", "snapshot_cursor": null, "snapshot_has_more": false,
+                   "delta_cursor": 1770335566197682922i64})
+        );
+        // The legacy shape has no version keys at all (the Python connector's).
+        assert_eq!(
+            serde_json::to_value(Position::Deltas(DeltaCursor(5)).to_state()).unwrap(),
+            json!({"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": 5})
+        );
+        for bad in [
+            json!({"state_version": 3, "delta_cursor": 5}),
+            json!({"state_version": 2, "api": "data_sync"}),
+            json!({"state_version": 2, "api": "other", "data_sync_cursor": "01"}),
+            json!({"state_version": 2, "api": "data_sync", "data_sync_cursor": "x".repeat(70_000)}),
+        ] {
+            assert!(Position::from_state(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Position::from_state(&json!({"state_version": 1, "delta_cursor": 5})).unwrap(),
+            Position::Deltas(DeltaCursor(5))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::Deserialize;
 
+use super::data_sync::{self, DataSyncApi, DataSyncCursor, SyncPage};
 use super::page::{FeedError, PageParser, PageSyntaxError};
 use super::{
     parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
@@ -467,12 +468,32 @@ impl HttpConvex {
         url: &str,
         what: &str,
     ) -> Result<serde_json::Value, ConvexError> {
+        let body = self
+            .whole(endpoint, url, None, MAX_SCHEMAS_BODY_BYTES, what)
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| ConvexError::InvalidResponse {
+            endpoint,
+            detail: format!("{e}: {}", snippet(&body)),
+        })
+    }
+
+    /// A request whose whole answer is needed, up to `cap` bytes, retried as the policy
+    /// allows. An answer that is not JSON, or is cut off, counts as the network's failure
+    /// (retried); `parse` then decides what the JSON means.
+    async fn whole(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        request: Option<&str>,
+        cap: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, ConvexError> {
         let mut attempt = 1;
         loop {
-            let result: Result<serde_json::Value, AttemptError> = async {
-                let mut resp = self.send(endpoint, url, None).await?;
+            let result: Result<Vec<u8>, AttemptError> = async {
+                let mut resp = self.send(endpoint, url, request).await?;
                 let body = self
-                    .read_body(&mut resp, MAX_SCHEMAS_BODY_BYTES)
+                    .read_body(&mut resp, cap)
                     .await
                     .map_err(|(_, e)| match e {
                         BodyError::Idle => {
@@ -482,29 +503,25 @@ impl HttpConvex {
                         BodyError::TooLarge => ConvexError::InvalidResponse {
                             endpoint,
                             detail: format!(
-                                "{what} are larger than {} MiB; no deployment's are",
-                                MAX_SCHEMAS_BODY_BYTES / (1024 * 1024)
+                                "{what}: the answer is larger than {} MiB, which no Convex answer is",
+                                cap / (1024 * 1024)
                             ),
                         }
                         .into(),
                         BodyError::Closed => AttemptError::from(cancelled(endpoint)),
                     })?;
-                serde_json::from_slice(&body).map_err(|e| {
-                    // A cut-off body fails to parse at its end: treat it as the network's fault.
+                // A cut-off body fails to parse at its end: treat it as the network's fault.
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
                     if e.is_eof() {
-                        ConvexError::Network {
+                        return Err(ConvexError::Network {
                             endpoint,
                             kind: NetworkFailure::Body,
                             detail: "the response ended early (truncated)".into(),
                         }
-                    } else {
-                        ConvexError::InvalidResponse {
-                            endpoint,
-                            detail: format!("{e}: {}", snippet(&body)),
-                        }
+                        .into());
                     }
-                    .into()
-                })
+                }
+                Ok(body)
             }
             .await;
             match result {
@@ -804,6 +821,47 @@ impl ConvexApi for HttpConvex {
             has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,
             values,
         })
+    }
+}
+
+impl DataSyncApi for HttpConvex {
+    async fn data_sync(
+        &self,
+        selection: &Selection,
+        cursor: Option<&DataSyncCursor>,
+    ) -> Result<SyncPage, ConvexError> {
+        let url = self.url(data_sync::DATA_SYNC, &[]);
+        let body = data_sync::sync_body(selection, cursor);
+        let what = format!("the data sync page of {selection}");
+        let page = self
+            .whole(
+                data_sync::DATA_SYNC,
+                &url,
+                Some(&body),
+                data_sync::MAX_PAGE_BODY_BYTES,
+                &what,
+            )
+            .await?;
+        data_sync::parse_page(&page).map_err(|detail| ConvexError::InvalidResponse {
+            endpoint: data_sync::DATA_SYNC,
+            detail,
+        })
+    }
+
+    async fn cursor_from_deltas(
+        &self,
+        selection: &Selection,
+        cursor: DeltaCursor,
+    ) -> Result<DataSyncCursor, ConvexError> {
+        let endpoint = data_sync::CURSOR_FROM_DELTAS;
+        let url = self.url(endpoint, &[]);
+        let body = data_sync::from_deltas_body(selection, cursor);
+        let what = format!("the conversion of position {cursor} of {selection}");
+        let answer = self
+            .whole(endpoint, &url, Some(&body), MAX_ERROR_BODY_BYTES, &what)
+            .await?;
+        data_sync::parse_converted(&answer)
+            .map_err(|detail| ConvexError::InvalidResponse { endpoint, detail })
     }
 }
 

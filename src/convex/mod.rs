@@ -1,10 +1,11 @@
 //! Convex's streaming export API as the read engine sees it: a narrow trait, the positions it
 //! deals in (each its own type), and the errors Convex can answer with.
 //!
-//! `http` implements the trait over the legacy `list_snapshot` / `document_deltas` endpoints;
+//! `http` implements the trait over the legacy `list_snapshot` / `document_deltas` endpoints,
 //! a second backend (Convex's `POST /api/v1/data/sync`) can implement the same trait, and tests
 //! implement it in memory.
 
+pub mod data_sync;
 pub mod http;
 pub mod page;
 pub mod selection;

@@ -80,7 +80,7 @@ impl PageSink for ChangeSink<'_> {
             .into());
         };
         match &mut self.target {
-            Target::Buffer(set) => set.insert(stream, &meta.id, meta.ts, deleted, raw),
+            Target::Buffer(set) => set.insert(stream, &meta.id, meta.ts, meta.ts, deleted, raw),
             Target::Direct { em, runs, touched } => {
                 runs[stream].record(em, raw, meta)?;
                 touched[stream] = true;
@@ -178,6 +178,13 @@ pub async fn walk<A: ConvexApi>(
                 }
             }
             em.flush().await?;
+        }
+        if em.progress_due() {
+            let text = format!(
+                "Change walk of {selection}: at {cursor}, {} changed documents held",
+                set.len()
+            );
+            em.log(LogLevel::Info, &text);
         }
         if !end.has_more {
             break;

@@ -19,6 +19,9 @@ pub const ENTRY_OVERHEAD: usize = 112;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
     pub ts: i64,
+    /// Where the revision came in the walk (its commit timestamp, or its page): the order it
+    /// is sent in.
+    pub seq: i64,
     pub deleted: bool,
     /// The document exactly as Convex sent it.
     pub raw: Box<[u8]>,
@@ -39,7 +42,15 @@ impl ChangeSet {
     /// Takes a revision unless a newer one is already held (the log is read in timestamp
     /// order, so older ones only come from a retried page; the same revision again replaces
     /// itself).
-    pub fn insert(&mut self, stream: usize, id: &str, ts: i64, deleted: bool, raw: &[u8]) {
+    pub fn insert(
+        &mut self,
+        stream: usize,
+        id: &str,
+        ts: i64,
+        seq: i64,
+        deleted: bool,
+        raw: &[u8],
+    ) {
         let cost = |raw_len: usize| raw_len + id.len() + ENTRY_OVERHEAD;
         match self.latest.get_mut(&(stream, Box::from(id))) {
             Some(held) if held.ts > ts => {}
@@ -47,6 +58,7 @@ impl ChangeSet {
                 self.bytes = self.bytes - held.raw.len() + raw.len();
                 *held = Revision {
                     ts,
+                    seq,
                     deleted,
                     raw: raw.into(),
                 };
@@ -57,6 +69,7 @@ impl ChangeSet {
                     (stream, id.into()),
                     Revision {
                         ts,
+                        seq,
                         deleted,
                         raw: raw.into(),
                     },
@@ -74,15 +87,15 @@ impl ChangeSet {
         self.latest.len()
     }
 
-    /// Every held revision with its stream and id, by stream, then in commit order (then id,
-    /// so output is deterministic).
+    /// Every held revision with its stream and id, by stream, then by `seq` (then id, so
+    /// output is deterministic).
     pub fn into_sorted(self) -> Vec<(usize, Box<str>, Revision)> {
         let mut all: Vec<_> = self
             .latest
             .into_iter()
             .map(|((stream, id), rev)| (stream, id, rev))
             .collect();
-        all.sort_unstable_by(|a, b| (a.0, a.2.ts, &a.1).cmp(&(b.0, b.2.ts, &b.1)));
+        all.sort_unstable_by(|a, b| (a.0, a.2.seq, &a.1).cmp(&(b.0, b.2.seq, &b.1)));
         all
     }
 }
@@ -94,12 +107,12 @@ mod tests {
     #[test]
     fn only_the_latest_revision_of_each_document_is_kept() {
         let mut set = ChangeSet::new();
-        set.insert(0, "a", 10, false, b"{\"v\":11}");
-        set.insert(0, "a", 12, false, b"{\"v\":12}");
-        set.insert(0, "a", 11, false, b"{\"v\":0}"); // a retried page's older revision
-        set.insert(0, "b", 11, false, b"{\"v\":1}");
-        set.insert(0, "b", 13, true, b"{}");
-        set.insert(1, "a", 5, false, b"{\"other\":1}"); // same id, other stream
+        set.insert(0, "a", 10, 10, false, b"{\"v\":11}");
+        set.insert(0, "a", 12, 12, false, b"{\"v\":12}");
+        set.insert(0, "a", 11, 11, false, b"{\"v\":0}"); // a retried page's older revision
+        set.insert(0, "b", 11, 11, false, b"{\"v\":1}");
+        set.insert(0, "b", 13, 13, true, b"{}");
+        set.insert(1, "a", 5, 5, false, b"{\"other\":1}"); // same id, other stream
         let all = set.into_sorted();
         let seen: Vec<_> = all
             .iter()
@@ -118,13 +131,13 @@ mod tests {
     #[test]
     fn bytes_follow_what_is_held() {
         let mut set = ChangeSet::new();
-        set.insert(0, "id1", 1, false, &[b'x'; 100]);
+        set.insert(0, "id1", 1, 1, false, &[b'x'; 100]);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id1", 2, false, &[b'x'; 40]);
+        set.insert(0, "id1", 2, 2, false, &[b'x'; 40]);
         assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id1", 1, false, &[b'x'; 400]); // an older revision: ignored
+        set.insert(0, "id1", 1, 1, false, &[b'x'; 400]); // an older revision: ignored
         assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id2", 3, true, b"{}");
+        set.insert(0, "id2", 3, 3, true, b"{}");
         assert_eq!(set.len(), 2);
         assert_eq!(set.bytes(), 40 + 3 + 2 + 3 + 2 * ENTRY_OVERHEAD);
     }

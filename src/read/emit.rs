@@ -22,7 +22,11 @@ pub struct Emitter {
     /// `emitted_at` of the records being written: refreshed per network chunk, not per record.
     emitted_at: i64,
     pub debug: bool,
+    last_progress: Instant,
 }
+
+/// A long read says how it is doing at least this often.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Emitter {
     pub fn new(out: Output, debug: bool) -> Self {
@@ -31,7 +35,18 @@ impl Emitter {
             buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
             emitted_at: now_ms(),
             debug,
+            last_progress: Instant::now(),
         }
+    }
+
+    /// Whether a progress LOG is due (one every [`PROGRESS_EVERY`]); if so, it counts as
+    /// written.
+    pub fn progress_due(&mut self) -> bool {
+        if self.last_progress.elapsed() < PROGRESS_EVERY {
+            return false;
+        }
+        self.last_progress = Instant::now();
+        true
     }
 
     pub fn line(&mut self, msg: Message<'_>) {
@@ -145,6 +160,24 @@ impl StreamRun {
         }
         .write_line(&mut em.buf);
         self.counts.since_state = 0;
+    }
+
+    /// Records so far and their rate, for progress LOGs.
+    pub fn rate(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        format!(
+            "{} records sent so far, {:.0} records/s",
+            self.counts.records,
+            self.counts.records as f64 / elapsed.max(1e-9)
+        )
+    }
+
+    /// A progress LOG of this stream, if one is due.
+    pub fn progress(&self, em: &mut Emitter, doing: &str) {
+        if em.progress_due() {
+            let text = format!("Stream {}: {doing}; {}", self.desc, self.rate());
+            em.log(LogLevel::Info, &text);
+        }
     }
 
     fn summary(&self, em: &mut Emitter) {

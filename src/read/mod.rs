@@ -11,12 +11,19 @@
 //!    snapshot (new, reset, full refresh) reads at T, so the whole read is the deployment as
 //!    of T. Those streams join the change walk on the next read.
 //!
+//!
+//! With `api: data_sync`, step 3 is instead one Convex data sync per incremental stream
+//! (`data_sync.rs`), from its saved cursor, a streaming export position that Convex converts,
+//! or a cold start; full refresh streams, and a stream saved in the middle of a `list_snapshot`
+//! walk (which finishes it first), take step 4.
+//!
 //! Per stream: STARTED → (RUNNING at the first record) → RECORDs and STATEs → COMPLETE, or
 //! INCOMPLETE + TRACE ERROR; one stream's failure does not stop the others.
 
 pub mod cdc_time;
 pub mod changes;
 pub mod changeset;
+pub mod data_sync;
 pub mod emit;
 pub mod plan;
 pub mod record;
@@ -26,6 +33,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::config::Api;
+use crate::convex::data_sync::DataSyncApi;
 use crate::convex::{codes, ConvexApi, ConvexError, DeltaCursor, SnapshotTs};
 use crate::discovery;
 use crate::output::Output;
@@ -39,11 +48,13 @@ use plan::Planned;
 pub struct ReadOptions {
     pub debug: bool,
     pub changes: ChangeOptions,
+    /// The API incremental streams read through.
+    pub api: Api,
 }
 
 /// Runs a whole `read`. Returns whether every stream completed; `Err` only when stdout is
 /// gone.
-pub async fn read<A: ConvexApi>(
+pub async fn read<A: ConvexApi + DataSyncApi>(
     api: Arc<A>,
     out: Output,
     catalog: ConfiguredCatalog,
@@ -51,10 +62,16 @@ pub async fn read<A: ConvexApi>(
     options: ReadOptions,
 ) -> anyhow::Result<bool> {
     let mut em = Emitter::new(out, options.debug);
-    let intro = format!(
-        "Reading {} stream(s) from Convex: one change walk for incremental streams, then snapshot walks one table at a time",
-        catalog.streams.len()
-    );
+    let intro = match options.api {
+        Api::StreamingExport => format!(
+            "Reading {} stream(s) from Convex: one change walk for incremental streams, then snapshot walks one table at a time",
+            catalog.streams.len()
+        ),
+        Api::DataSync => format!(
+            "Reading {} stream(s) from Convex: one Data Sync per incremental stream, then snapshot walks one table at a time for full refresh streams",
+            catalog.streams.len()
+        ),
+    };
     em.log(LogLevel::Info, &intro);
     let descriptors: Vec<_> = catalog.streams.iter().map(plan::descriptor).collect();
     for d in &descriptors {
@@ -106,7 +123,26 @@ pub async fn read<A: ConvexApi>(
     }
     em.flush().await?;
 
-    let t = change_walk(&*api, &mut em, &mut runs, options.changes).await?;
+    let t = match options.api {
+        Api::StreamingExport => {
+            for run in &mut runs {
+                onto_streaming_export(&mut em, run);
+            }
+            change_walk(&*api, &mut em, &mut runs, options.changes).await?
+        }
+        Api::DataSync => {
+            for run in runs.iter_mut().filter(|r| {
+                !r.done
+                    && r.mode == SyncMode::Incremental
+                    && !matches!(r.position, Position::Snapshot { .. })
+            }) {
+                let result = data_sync::walk(&*api, &mut em, run, options.changes).await;
+                finish(&mut em, run, result)?;
+                em.flush().await?;
+            }
+            None
+        }
+    };
 
     // Snapshot walks, one at a time: resumed walks first (each at its own timestamp), then
     // new ones at T.
@@ -137,6 +173,34 @@ pub async fn read<A: ConvexApi>(
     }
     em.flush().await?;
     Ok(all_ok)
+}
+
+/// A stream saved on the Data Sync API, read through the streaming export API: a sync that
+/// had a consistent copy continues from its timestamp (a `document_deltas` position); one
+/// still snapshotting starts over.
+fn onto_streaming_export(em: &mut Emitter, run: &mut StreamRun) {
+    let Position::DataSync { consistent_at, .. } = &run.position else {
+        return;
+    };
+    let text = match consistent_at {
+        Some(t) => {
+            let text = format!(
+                "Stream {}: its saved position is a Data Sync cursor, consistent at {t}; with api streaming_export it continues from that timestamp through document_deltas.",
+                run.desc
+            );
+            run.position = Position::Deltas(DeltaCursor(t.0));
+            (LogLevel::Info, text)
+        }
+        None => {
+            let text = format!(
+                "Stream {}: its saved position is a Data Sync cursor in the middle of its snapshot, which the streaming export API cannot continue; the table is read again from a fresh snapshot (rows deleted meanwhile stay in the destination until the stream is refreshed).",
+                run.desc
+            );
+            run.position = Position::Fresh;
+            (LogLevel::Warn, text)
+        }
+    };
+    em.log(text.0, &text.1);
 }
 
 /// Ends a stream after its walk: COMPLETE, or INCOMPLETE with the walk's error.

@@ -71,7 +71,9 @@ fn resolve(
     };
     // Full refresh resumes a half-done walk (the platform hands a failed attempt's checkpoint
     // to the next attempt), but a finished one is no reason to return nothing: walk again.
-    if s.sync_mode == SyncMode::FullRefresh && matches!(position, Position::Deltas(_)) {
+    if s.sync_mode == SyncMode::FullRefresh
+        && matches!(position, Position::Deltas(_) | Position::DataSync { .. })
+    {
         position = Position::Fresh;
     }
     let mut run = StreamRun::new(desc.clone(), table, s.sync_mode, position);

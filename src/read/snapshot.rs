@@ -82,7 +82,7 @@ async fn walk_once<A: ConvexApi>(
 ) -> anyhow::Result<()> {
     let (snapshot, mut cursor) = match &run.position {
         Position::Snapshot { snapshot, cursor } => (*snapshot, cursor.clone()),
-        Position::Fresh | Position::Deltas(_) => (fresh_at, None),
+        Position::Fresh | Position::Deltas(_) | Position::DataSync { .. } => (fresh_at, None),
     };
     let selection = Selection::one(run.table.clone(), run.columns.clone());
     // A server that repeats a cursor would make the walk loop forever, re-sending records.
@@ -128,6 +128,7 @@ async fn walk_once<A: ConvexApi>(
             (false, _) => Position::Deltas(DeltaCursor::from(snapshot)),
         };
         run.checkpoint(em, next);
+        run.progress(em, &format!("list_snapshot walk at {snapshot}"));
         if em.debug {
             let text = format!(
                 "list_snapshot of {}: {} values, hasMore={}",

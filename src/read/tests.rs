@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::convex::data_sync::{DataSyncApi, DataSyncCursor, SyncPage, SyncStatus, SyncValue};
 use crate::convex::{
     DeltasPageEnd, DeploymentSchemas, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
-    ValueMeta,
+    TableRef, ValueMeta,
 };
 use crate::output::SharedBuffer;
 
@@ -52,6 +53,22 @@ struct Fake {
     stuck_cursor: Option<&'static str>,
     /// Deltas pages answer this cursor instead of the real one.
     deltas_cursor: Option<i64>,
+    /// Data sync: a snapshotting sync whose timestamp lags the head by this much (or more)
+    /// follows the log first (Convex's 30 s freshness rule, in commits here).
+    fresh: i64,
+    /// Data sync cursors at or below this timestamp have expired.
+    expired_below: Mutex<i64>,
+    /// Commits a random write to the selected table before answering each data sync page.
+    churn: Mutex<Option<fastrand::Rng>>,
+}
+
+/// The fake's data sync cursor: where the sync of one table stands.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+struct FakeSyncCursor {
+    synced_ts: i64,
+    done: bool,
+    after: Option<String>,
+    sync_id: String,
 }
 
 const START: i64 = 1_700_000_000_000_000_000;
@@ -86,6 +103,9 @@ impl Fake {
             undescribable: false,
             stuck_cursor: None,
             deltas_cursor: None,
+            fresh: i64::MAX,
+            expired_below: Mutex::new(0),
+            churn: Mutex::new(None),
         }
     }
 
@@ -303,6 +323,183 @@ impl ConvexApi for Fake {
     }
 }
 
+const SEAL: &str = "fake-cursor:";
+
+fn sealed(c: &FakeSyncCursor) -> DataSyncCursor {
+    DataSyncCursor(format!("{SEAL}{}", serde_json::to_string(c).unwrap()))
+}
+
+fn sync_error(endpoint: &'static str, code: &str) -> ConvexError {
+    ConvexError::Api {
+        endpoint,
+        status: 400,
+        code: code.into(),
+        message: "fake".into(),
+    }
+}
+
+impl Fake {
+    /// The one table a data sync selection names.
+    fn synced_table(&self, selection: &Selection) -> String {
+        let tables = self.world.lock().unwrap().tables.clone();
+        let mut selected = tables.into_iter().filter(|t| selection.contains("", t));
+        let t = selected.next().expect("a selected table");
+        assert!(selected.next().is_none(), "one table per data sync");
+        t
+    }
+
+    fn churn_once(&self, table: &str) {
+        let mut churn = self.churn.lock().unwrap();
+        let Some(rng) = churn.as_mut() else { return };
+        if rng.bool() {
+            return;
+        }
+        let live: Vec<String> = self.docs_at(table, self.head()).into_keys().collect();
+        let roll = rng.u8(..10);
+        let v = json!({"v": rng.u32(..1000)});
+        let write = if roll < 4 || live.is_empty() {
+            (format!("w{:06}", rng.u32(..1_000_000)), Some(v))
+        } else {
+            let id = live[rng.usize(..live.len())].clone();
+            (id, (roll < 8).then_some(v))
+        };
+        drop(churn);
+        self.commit(&[(table, &write.0, write.1)]);
+    }
+}
+
+impl DataSyncApi for Fake {
+    async fn data_sync(
+        &self,
+        selection: &Selection,
+        cursor: Option<&DataSyncCursor>,
+    ) -> Result<SyncPage, ConvexError> {
+        const EP: &str = "/api/v1/data/sync";
+        let table = self.synced_table(selection);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("data_sync {table} {}", cursor.is_some()));
+        self.take_error(EP)?;
+        self.churn_once(&table);
+        let head = self.head();
+        let mut c = match cursor {
+            None => FakeSyncCursor {
+                synced_ts: head,
+                done: false,
+                after: None,
+                sync_id: format!("airbyte-{}", self.calls.lock().unwrap().len()),
+            },
+            Some(c) => {
+                let c: FakeSyncCursor =
+                    c.0.strip_prefix(SEAL)
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .ok_or_else(|| sync_error(EP, "InvalidDataSyncCursor"))?;
+                if c.synced_ts <= *self.expired_below.lock().unwrap() {
+                    return Err(sync_error(EP, "DataSyncCursorExpired"));
+                }
+                c
+            }
+        };
+        let export = |e: &Entry| {
+            let raw = Fake::export(selection, e, true);
+            SyncValue {
+                table: TableRef::root(&e.table),
+                id: e.id.clone(),
+                ts: e.ts,
+                deleted: e.value.is_none(),
+                raw,
+            }
+        };
+        let mut values = Vec::new();
+        if !c.done && head - c.synced_ts < self.fresh {
+            // By id, at the sync's timestamp.
+            let after = c.after.clone().unwrap_or_default();
+            let rest: Vec<(String, (i64, Value))> = self
+                .docs_at(&table, c.synced_ts)
+                .into_iter()
+                .filter(|(id, _)| *id > after)
+                .collect();
+            for (id, (ts, value)) in rest.iter().take(self.page) {
+                values.push(export(&Entry {
+                    ts: *ts,
+                    table: table.clone(),
+                    id: id.clone(),
+                    value: Some(value.clone()),
+                }));
+            }
+            if rest.len() <= self.page {
+                c.done = true;
+            } else {
+                c.after = rest.get(self.page - 1).map(|(id, _)| id.clone());
+            }
+        } else {
+            // The log after the sync's timestamp: captured documents only, whole commits.
+            let rows: Vec<Entry> = {
+                let w = self.world.lock().unwrap();
+                w.log
+                    .iter()
+                    .filter(|e| e.ts > c.synced_ts && e.table == table)
+                    .cloned()
+                    .collect()
+            };
+            let mut take = rows.len().min(self.rows);
+            while take > 0 && take < rows.len() && rows[take].ts == rows[take - 1].ts {
+                take += 1;
+            }
+            for e in &rows[..take] {
+                let captured = c.done || c.after.as_ref().is_some_and(|a| e.id <= *a);
+                if captured {
+                    values.push(export(e));
+                }
+            }
+            c.synced_ts = if take < rows.len() {
+                rows[take - 1].ts
+            } else {
+                head
+            };
+        }
+        let status = if !c.done {
+            SyncStatus::Snapshotting
+        } else if c.synced_ts == head {
+            SyncStatus::UpToDate(SnapshotTs(head))
+        } else {
+            SyncStatus::Stale(SnapshotTs(c.synced_ts))
+        };
+        Ok(SyncPage {
+            status,
+            truncates: if cursor.is_none() {
+                vec![TableRef::root(&table)]
+            } else {
+                vec![]
+            },
+            values,
+            sync_id: c.sync_id.clone(),
+            next: sealed(&c),
+        })
+    }
+
+    async fn cursor_from_deltas(
+        &self,
+        selection: &Selection,
+        cursor: DeltaCursor,
+    ) -> Result<DataSyncCursor, ConvexError> {
+        const EP: &str = "/api/data_sync_cursor_from_deltas";
+        let table = self.synced_table(selection);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("cursor_from_deltas {table} {}", cursor.0));
+        self.take_error(EP)?;
+        Ok(sealed(&FakeSyncCursor {
+            synced_ts: cursor.0,
+            done: true,
+            after: None,
+            sync_id: "airbyte-migrated".into(),
+        }))
+    }
+}
+
 impl Fake {
     fn schemas(&self, typed: bool) -> DeploymentSchemas {
         let tables = self.world.lock().unwrap().tables.clone();
@@ -339,6 +536,14 @@ fn options() -> ReadOptions {
             buffer_bytes: 1 << 30,
             checkpoint_records: 1000,
         },
+        api: Api::StreamingExport,
+    }
+}
+
+fn data_sync_options() -> ReadOptions {
+    ReadOptions {
+        api: Api::DataSync,
+        ..options()
     }
 }
 
@@ -650,6 +855,7 @@ fn a_full_change_buffer_ends_the_read_at_a_checkpoint_and_the_next_continues() {
             ReadOptions {
                 debug: false,
                 changes: small.changes,
+                api: Api::StreamingExport,
             },
         );
         assert!(ok);
