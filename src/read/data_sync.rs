@@ -110,7 +110,7 @@ pub async fn walk<D: DataSyncApi>(
         };
         saved = false;
         check_tables(run, &page)?;
-        if !cold && page.truncates.iter().any(|t| *t == run.table) {
+        if !cold && page.truncates.contains(&run.table) {
             truncated(em, run);
         }
         let repeats = w.sent_max.as_deref().and_then(|max| {

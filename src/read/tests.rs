@@ -1219,6 +1219,34 @@ fn a_table_gone_from_the_deployment_fails_its_stream_only() {
     assert!(fake.calls().iter().all(|c| !c.contains("ghost")));
 }
 
+/// What a destination keeps of a read that was killed: each stream's records up to its last
+/// STATE (destinations commit at checkpoints; later records may or may not survive, and are
+/// sent again by the next read).
+fn committed(delivered: &[Value]) -> Vec<Value> {
+    let stream_of = |m: &Value| {
+        if m["type"] == "RECORD" {
+            m["record"]["stream"].as_str().map(str::to_owned)
+        } else {
+            None
+        }
+    };
+    let mut last_state: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, m) in delivered.iter().enumerate() {
+        if let Some(name) = m["state"]["stream"]["stream_descriptor"]["name"].as_str() {
+            last_state.insert(name.to_owned(), i);
+        }
+    }
+    delivered
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| match stream_of(m) {
+            Some(s) => last_state.get(&s).is_some_and(|l| i < l),
+            None => true,
+        })
+        .map(|(_, m)| m.clone())
+        .collect()
+}
+
 /// A destination that merges each read as PyAirbyte's caches do: one merge per read keyed by
 /// `_id`, no deduplication. A read that sends one `_id` twice is a failure in itself.
 #[derive(Default, Debug)]
@@ -1262,10 +1290,37 @@ impl MergingDestination {
 /// after each completed read the destination equals the fake's documents at each stream's T.
 #[test]
 fn randomized_reads_leave_the_destination_exactly_the_deployment() {
+    randomized(Api::StreamingExport);
+}
+
+/// The same on the Data Sync API, with writes while it reads (so snapshots are caught up
+/// through the log and documents come again at newer revisions) and a freshness window of a
+/// few commits (so log pages come in the middle of snapshots).
+#[test]
+fn randomized_data_sync_reads_leave_the_destination_exactly_the_deployment() {
+    randomized(Api::DataSync);
+}
+
+fn randomized(api: Api) {
     const TABLES: [&str; 3] = ["a", "b", "c"];
-    for seed in 0..40u64 {
+    let mut compared = 0;
+    // ORACLE_SEEDS=n runs more seeds by hand.
+    let seeds: u64 = std::env::var("ORACLE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let first: u64 = std::env::var("ORACLE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    for seed in first..first + seeds {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let fake = Arc::new(Fake::new(&[("a", 3), ("b", 0), ("c", 5)]));
+        let mut fake = Fake::new(&[("a", 3), ("b", 0), ("c", 5)]);
+        if api == Api::DataSync {
+            fake.fresh = rng.i64(1..6);
+            *fake.churn.get_mut().unwrap() = Some(fastrand::Rng::with_seed(seed + 1000));
+        }
+        let fake = Arc::new(fake);
         let mut ids: Vec<(String, String)> = Vec::new();
         for t in TABLES {
             for (id, _) in fake.docs_at(t, fake.head()) {
@@ -1316,7 +1371,7 @@ fn randomized_reads_leave_the_destination_exactly_the_deployment() {
                 state = v.to_string();
                 dest.tables.remove("a");
             }
-            let mut opts = options();
+            let mut opts = ReadOptions { api, ..options() };
             if rng.bool() {
                 opts.changes.buffer_bytes = rng.usize(150..2000);
             }
@@ -1343,10 +1398,19 @@ fn randomized_reads_leave_the_destination_exactly_the_deployment() {
                 // resumes from the last STATE that got out.
                 let cut = rng.usize(1..messages.len());
                 let delivered = &messages[..cut];
-                dest.merge(delivered);
+                dest.merge(&committed(delivered));
                 state = state_after(delivered, &state);
                 let (ok, resumed) = run_with(&fake, catalog(), &state, ReadOptions { ..opts });
                 assert!(ok, "seed {seed} round {round} resumed");
+                // A full refresh that had finished before the kill starts over: its new
+                // snapshot replaces what the killed attempt sent.
+                let c_finished = delivered.iter().any(|m| {
+                    m["state"]["stream"]["stream_descriptor"]["name"] == "c"
+                        && m["state"]["stream"]["stream_state"]["snapshot_has_more"] == false
+                });
+                if c_mode == "full_refresh" && c_finished {
+                    dest.tables.remove("c");
+                }
                 resumed
             } else {
                 messages
@@ -1355,7 +1419,13 @@ fn randomized_reads_leave_the_destination_exactly_the_deployment() {
             state = state_after(&messages, &state);
             for (stream, _) in &streams {
                 let run_states = of_stream(&messages, stream);
-                let t = last_state(&run_states)["delta_cursor"].as_i64().unwrap();
+                // A data sync stopped in the middle of its snapshot (before a page that would
+                // repeat a document) is consistent at no timestamp yet: the next reads are.
+                let Some(t) = last_state(&run_states)["delta_cursor"].as_i64() else {
+                    assert_eq!(api, Api::DataSync, "seed {seed} round {round} {stream}");
+                    continue;
+                };
+                compared += 1;
                 let truth: BTreeMap<String, (i64, Value)> = fake
                     .docs_at(stream, t)
                     .into_iter()
@@ -1369,4 +1439,262 @@ fn randomized_reads_leave_the_destination_exactly_the_deployment() {
             }
         }
     }
+    // Most rounds end consistent (a stop mid-snapshot is the exception).
+    assert!(compared > seeds * 8 * 2, "only {compared} comparisons");
+}
+
+fn logs<'a>(messages: &'a [Value], level: &str) -> Vec<&'a str> {
+    messages
+        .iter()
+        .filter(|m| m["log"]["level"] == level)
+        .map(|m| m["log"]["message"].as_str().unwrap())
+        .collect()
+}
+
+fn run_data_sync(fake: &Arc<Fake>, streams: &[(&str, &str)], state: &str) -> (bool, Vec<Value>) {
+    run_with(
+        fake,
+        catalog_of(streams, json!({})),
+        state,
+        data_sync_options(),
+    )
+}
+
+#[test]
+fn a_cold_data_sync_sends_the_table_once_and_saves_a_versioned_cursor() {
+    let fake = Arc::new(Fake::new(&[("users", 7)]));
+    let (ok, messages) = run_data_sync(&fake, &[("users", "incremental")], "");
+    assert!(ok);
+    assert_eq!(records(&messages, "users").len(), 7);
+    let users = of_stream(&messages, "users");
+    // One STATE per by-id page (3 documents each), the last one consistent at the head.
+    assert_eq!(
+        kinds(&users),
+        [
+            "STARTED", "RUNNING", "RECORD", "RECORD", "RECORD", "STATE(3.0)", "RECORD", "RECORD",
+            "RECORD", "STATE(3.0)", "RECORD", "STATE(1.0)", "COMPLETE"
+        ]
+    );
+    let state = last_state(&users);
+    assert_eq!(state["state_version"], 2);
+    assert_eq!(state["api"], "data_sync");
+    assert_eq!(state["delta_cursor"].as_i64(), Some(fake.head()));
+    assert!(state["data_sync_cursor"]
+        .as_str()
+        .unwrap()
+        .starts_with(SEAL));
+    // Nothing new: one page, no records.
+    let (ok, again) = run_data_sync(
+        &fake,
+        &[("users", "incremental")],
+        &state_after(&messages, ""),
+    );
+    assert!(ok);
+    assert!(records(&again, "users").is_empty());
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| !c.contains("list_snapshot") && !c.contains("document_deltas")));
+}
+
+/// Switching a connection to `api: data_sync`: its streaming export position is converted
+/// by Convex, so only what changed since is read, and the conversion happens once.
+#[test]
+fn a_streaming_export_state_moves_to_data_sync_without_a_reread() {
+    let fake = Arc::new(Fake::new(&[("users", 5)]));
+    let (ok, first) = run(&fake, &[("users", "incremental")], "");
+    assert!(ok);
+    let legacy = state_after(&first, "");
+    fake.commit(&[("users", "users0001", Some(json!({"n": 100})))]);
+    fake.commit(&[("users", "users0002", None)]);
+    let (ok, moved) = run_data_sync(&fake, &[("users", "incremental")], &legacy);
+    assert!(ok);
+    let r = records(&moved, "users");
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(
+        (r[0]["_id"].as_str(), r[0]["n"].as_i64()),
+        (Some("users0001"), Some(100))
+    );
+    assert_eq!(
+        (r[1]["_id"].as_str(), r[1]["_deleted"].as_bool()),
+        (Some("users0002"), Some(true))
+    );
+    assert!(logs(&moved, "INFO")
+        .iter()
+        .any(|l| l.contains("nothing is read again")));
+    let calls = fake.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("cursor_from_deltas"))
+            .count(),
+        1
+    );
+    let saved = state_after(&moved, &legacy);
+    assert!(saved.contains("\"api\":\"data_sync\""));
+    let (ok, next) = run_data_sync(&fake, &[("users", "incremental")], &saved);
+    assert!(ok && records(&next, "users").is_empty());
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.starts_with("cursor_from_deltas"))
+            .count(),
+        1,
+        "converted once"
+    );
+    // And back: the data sync's consistent timestamp is a document_deltas position.
+    fake.commit(&[("users", "users0003", Some(json!({"n": 7})))]);
+    let (ok, back) = run(&fake, &[("users", "incremental")], &saved);
+    assert!(ok);
+    let r = records(&back, "users");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["_id"], "users0003");
+    assert!(logs(&back, "INFO")
+        .iter()
+        .any(|l| l.contains("continues from that timestamp")));
+}
+
+#[test]
+fn a_position_convex_cannot_convert_starts_a_new_sync_and_says_what_it_means() {
+    let fake = Arc::new(Fake::new(&[("users", 4)]));
+    let (ok, first) = run(&fake, &[("users", "incremental")], "");
+    assert!(ok);
+    fake.fail_next("/api/data_sync_cursor_from_deltas", "DataSyncCursorExpired");
+    let (ok, moved) = run_data_sync(&fake, &[("users", "incremental")], &state_after(&first, ""));
+    assert!(ok);
+    assert_eq!(records(&moved, "users").len(), 4, "read again from scratch");
+    let warn = logs(&moved, "WARN");
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    assert!(
+        warn[0].contains("DataSyncCursorExpired") && warn[0].contains("force_full_refresh"),
+        "{}",
+        warn[0]
+    );
+}
+
+#[test]
+fn an_expired_cursor_restarts_the_sync_with_a_warning() {
+    let fake = Arc::new(Fake::new(&[("users", 4)]));
+    let (ok, first) = run_data_sync(&fake, &[("users", "incremental")], "");
+    assert!(ok);
+    *fake.expired_below.lock().unwrap() = fake.head();
+    fake.commit(&[("users", "users9999", Some(json!({"n": 9})))]);
+    let (ok, again) = run_data_sync(&fake, &[("users", "incremental")], &state_after(&first, ""));
+    assert!(ok);
+    assert_eq!(records(&again, "users").len(), 5, "read again from scratch");
+    let warn = logs(&again, "WARN");
+    assert!(warn.len() == 1 && warn[0].contains("expired"), "{warn:?}");
+    assert_eq!(
+        kinds(&of_stream(&again, "users")).last().unwrap(),
+        "COMPLETE"
+    );
+}
+
+#[test]
+fn a_tampered_cursor_fails_its_stream_with_what_to_do() {
+    let fake = Arc::new(Fake::new(&[("users", 2), ("posts", 2)]));
+    let state = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"state_version":2,"api":"data_sync","data_sync_cursor":"01deadbeef","delta_cursor":null}}}]"#;
+    let (ok, messages) = run_data_sync(
+        &fake,
+        &[("users", "incremental"), ("posts", "incremental")],
+        state,
+    );
+    assert!(!ok);
+    assert_eq!(
+        kinds(&of_stream(&messages, "users")),
+        ["STARTED", "INCOMPLETE", "ERROR"]
+    );
+    let err = first_error(&messages);
+    assert_eq!(err["failure_type"], "config_error");
+    let text = err["message"].as_str().unwrap();
+    assert!(
+        text.contains("InvalidDataSyncCursor")
+            && text.contains("deployment_url")
+            && text.contains("reset"),
+        "{text}"
+    );
+    assert_eq!(records(&messages, "posts").len(), 2);
+}
+
+/// A document that changes while its table is snapshotted comes again at its new revision;
+/// the read stops before the page that would send it twice, and the next read goes on.
+#[test]
+fn a_data_sync_read_never_sends_a_document_twice() {
+    let mut stopped = 0;
+    for seed in 0..10 {
+        let mut fake = Fake::new(&[("t", 30)]);
+        fake.fresh = 1;
+        *fake.churn.get_mut().unwrap() = Some(fastrand::Rng::with_seed(seed));
+        let fake = Arc::new(fake);
+        let mut state = String::new();
+        let mut dest = MergingDestination::default();
+        for _ in 0..10 {
+            let (ok, m) = run_data_sync(&fake, &[("t", "incremental")], &state);
+            assert!(ok);
+            dest.merge(&m); // panics on an _id sent twice in one read
+            stopped += logs(&m, "INFO")
+                .iter()
+                .filter(|l| l.contains("a second time in this read"))
+                .count();
+            state = state_after(&m, &state);
+            if let Some(t) = last_state(&of_stream(&m, "t"))["delta_cursor"].as_i64() {
+                let truth: BTreeMap<String, (i64, Value)> = fake
+                    .docs_at("t", t)
+                    .into_iter()
+                    .map(|(id, (ts, v))| (id, (ts, v["v"].clone())))
+                    .collect();
+                assert_eq!(dest.live("t"), truth, "seed {seed}");
+            }
+        }
+    }
+    assert!(stopped > 0, "the churn never made a page repeat a document");
+}
+
+#[test]
+fn every_revision_on_data_sync_sends_each_revision_with_a_state_per_page() {
+    let fake = Arc::new(Fake::new(&[("t", 2)]));
+    let (ok, first) = run_data_sync(&fake, &[("t", "incremental")], "");
+    assert!(ok);
+    fake.commit(&[("t", "t0000", Some(json!({"v": 1})))]);
+    fake.commit(&[("t", "t0000", Some(json!({"v": 2})))]);
+    let mut opts = data_sync_options();
+    opts.changes.every_revision = true;
+    let (ok, m) = run_with(
+        &fake,
+        catalog_of(&[("t", "incremental")], json!({})),
+        &state_after(&first, ""),
+        opts,
+    );
+    assert!(ok);
+    let r = records(&m, "t");
+    assert_eq!(
+        r.iter()
+            .map(|d| d["v"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+/// A stream saved in the middle of a `list_snapshot` walk finishes it there (nothing read
+/// twice), then moves to Data Sync on the next read.
+#[test]
+fn a_legacy_snapshot_in_progress_finishes_before_moving_to_data_sync() {
+    let fake = Arc::new(Fake::new(&[("t", 7)]));
+    let (ok, first) = run(&fake, &[("t", "incremental")], "");
+    assert!(ok);
+    let mid = first
+        .iter()
+        .find(|m| m["state"]["stream"]["stream_state"]["snapshot_has_more"] == true)
+        .unwrap();
+    let state = Value::Array(vec![mid["state"].clone()]).to_string();
+    let (ok, rest) = run_data_sync(&fake, &[("t", "incremental")], &state);
+    assert!(ok);
+    assert_eq!(records(&rest, "t").len(), 4, "the rest of the walk");
+    assert!(fake.calls().iter().all(|c| !c.starts_with("data_sync")));
+    let (ok, next) = run_data_sync(&fake, &[("t", "incremental")], &state_after(&rest, &state));
+    assert!(ok && records(&next, "t").is_empty());
+    assert!(fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("cursor_from_deltas")));
 }
