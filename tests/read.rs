@@ -257,16 +257,29 @@ fn resume_everywhere(
 
 #[test]
 fn resumes_from_every_checkpoint_of_an_interrupted_sync() {
-    let h = Harness::generated(
+    resumes_everywhere_on(false);
+}
+
+#[test]
+fn resumes_from_every_checkpoint_of_an_interrupted_data_sync() {
+    resumes_everywhere_on(true);
+}
+
+fn resumes_everywhere_on(data_sync: bool) {
+    let mut h = Harness::generated(
         2,
         23,
         false,
         Settings {
             snapshot_page_limit: 5,
             deltas_page_limit: 4,
+            data_sync_page_entries: 5,
             ..Settings::default()
         },
     );
+    if data_sync {
+        h.use_data_sync();
+    }
     let catalog = h.catalog_all("incremental");
     let base = h.read(&catalog, Some("[]"));
     let resumes = resume_everywhere(&h, &catalog, &base, "[]");

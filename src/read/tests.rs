@@ -1471,8 +1471,19 @@ fn a_cold_data_sync_sends_the_table_once_and_saves_a_versioned_cursor() {
     assert_eq!(
         kinds(&users),
         [
-            "STARTED", "RUNNING", "RECORD", "RECORD", "RECORD", "STATE(3.0)", "RECORD", "RECORD",
-            "RECORD", "STATE(3.0)", "RECORD", "STATE(1.0)", "COMPLETE"
+            "STARTED",
+            "RUNNING",
+            "RECORD",
+            "RECORD",
+            "RECORD",
+            "STATE(3.0)",
+            "RECORD",
+            "RECORD",
+            "RECORD",
+            "STATE(3.0)",
+            "RECORD",
+            "STATE(1.0)",
+            "COMPLETE"
         ]
     );
     let state = last_state(&users);

@@ -84,6 +84,15 @@ impl Harness {
         self.config_extra["concurrency"] = json!(n);
     }
 
+    /// Reads through Convex's Data Sync API (`api: data_sync`).
+    pub fn use_data_sync(&mut self) {
+        self.config_extra["api"] = json!("data_sync");
+    }
+
+    pub fn use_streaming_export(&mut self) {
+        self.config_extra["api"] = json!("streaming_export");
+    }
+
     pub fn config_extra_timeout(&mut self, secs: u64) {
         self.config_extra["request_timeout_seconds"] = json!(secs);
     }
@@ -296,6 +305,10 @@ impl Run {
                     if status == "COMPLETE" || status == "INCOMPLETE" {
                         terminal.insert(s, status.to_owned());
                     }
+                }
+                "TRACE" if m["trace"]["type"] == "ANALYTICS" => {
+                    assert!(m["trace"]["analytics"]["type"].is_string());
+                    assert!(m["trace"]["analytics"]["value"].is_string());
                 }
                 "TRACE" => assert!(m["trace"]["error"]["failure_type"].is_string()),
                 "LOG" => {}
