@@ -96,14 +96,22 @@ def scenario_exact(p: dict) -> dict:
         require_documents_at(request, comp, table, head0)
 
     cache = make_cache(p)
-    source = ab.get_source("source-convex", local_executable=p["binary"],
-                           config={"deployment_url": p["url"], "access_key": p["access_key"]})
-    assert sorted(source.get_available_streams()) == sorted(STREAMS), \
-        source.get_available_streams()
-    source.select_all_streams()
-    out: dict = {"seed": seed, "reads": []}
+
+    def make_source(api: str):
+        config = {"deployment_url": p["url"], "access_key": p["access_key"], "api": api}
+        s = ab.get_source("source-convex", local_executable=p["binary"], config=config)
+        assert sorted(s.get_available_streams()) == sorted(STREAMS), s.get_available_streams()
+        s.select_all_streams()
+        return s
+
+    # `api` is the config's API; with `switch_to`, the connection is switched to that API
+    # after read `switch_after` (PyAirbyte keeps the state in the cache, by source name).
+    api = p.get("api", "streaming_export")
+    source = make_source(api)
+    out: dict = {"seed": seed, "reads": [], "apis": []}
 
     def read(label: str, background_steps: int) -> None:
+        request("POST", "/_emulator/requests/reset", {})
         bg = None
         if concurrent and background_steps:
             bg = Background(writer, seed * 7919 + len(out["reads"]), background_steps, 0.005,
@@ -113,26 +121,34 @@ def scenario_exact(p: dict) -> dict:
         finally:
             if bg:
                 bg.join()
-        cursors = check_exact(f"seed {seed} {label}", request, cache, source)
+        cursors = check_exact(f"seed {seed} {label} ({api})", request, cache, source)
+        out["apis"].append(api)
         # Background writes committed after the connector's first request and at or before
         # the end position: written while the read ran, and part of what it had to deliver.
         during = sum(1 for ts in (bg.commit_ts if bg else []) if ts <= max(cursors.values()))
+        served = request("GET", "/_emulator/requests")["by_endpoint"]
         out["reads"].append({"label": label, "records": result.processed_records,
+                             "requests": served,
                              "background_tx": len(bg.commit_ts) if bg else 0,
                              "background_tx_during_read": during, "cursors": cursors})
 
     # First read: snapshot plus catch-up, with writes landing during it.
     read("read 1 (first)", rng.randrange(2, 5))
     for i in range(p.get("rounds", 4)):
+        if p.get("switch_to") and i == p.get("switch_after", 1):
+            api = p["switch_to"]
+            source = make_source(api)
         writer.steps(rng.randrange(3, 12))
         read(f"read {i + 2}", rng.randrange(0, 4))
 
     # A read killed by a permanent error on document_deltas after a few pages.
     writer.steps(rng.randrange(8, 16))
     before = snapshot_cache(cache, source)
-    after_pages = rng.randrange(2, 6)
+    # A data sync of these small tables takes a page or two per stream; a change walk more.
+    after_pages = rng.randrange(0, 3) if api == "data_sync" else rng.randrange(2, 6)
     request("POST", "/_emulator/requests/reset", {})
-    request("POST", "/_emulator/faults", {"endpoint": "document_deltas", "kind": "status",
+    faulted = "data_sync" if api == "data_sync" else "document_deltas"
+    request("POST", "/_emulator/faults", {"endpoint": faulted, "kind": "status",
                                           "status": 400, "code": "BadRequest",
                                           "message": "injected by test_exact_cache",
                                           "after": after_pages, "times": 0})
@@ -141,10 +157,10 @@ def scenario_exact(p: dict) -> dict:
     except AirbyteConnectorFailedError:
         pass
     else:
-        raise AssertionError(f"seed {seed}: the read with a permanent deltas fault succeeded")
+        raise AssertionError(f"seed {seed}: the read with a permanent {faulted} fault succeeded")
     finally:
         request("DELETE", "/_emulator/faults")
-    served = request("GET", "/_emulator/requests")["by_endpoint"].get("document_deltas", 0)
+    served = request("GET", "/_emulator/requests")["by_endpoint"].get(faulted, 0)
     assert served > after_pages, (served, after_pages)
     assert snapshot_cache(cache, source) == before, \
         f"seed {seed}: the failed read changed the cache or its state (PyAirbyte 0.71.3 " \

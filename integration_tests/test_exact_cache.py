@@ -30,10 +30,13 @@ pytestmark = pytest.mark.exact
 
 DUCKDB_SEEDS = (101, 202, 303)
 POSTGRES_SEEDS = (404,)
-KILL_SEEDS = (505, 606, 707)
+# (seed, api): the resume-from-any-checkpoint test on both APIs.
+KILL_SEEDS = ((505, "streaming_export"), (606, "streaming_export"), (707, "streaming_export"),
+              (808, "data_sync"), (909, "data_sync"))
 
 
 def run_exact(emulator_factory, tmp_path: Path, seed: int, **params) -> dict:
+    """Six reads into one cache, each checked exact against the deployment at T."""
     emu = emulator_factory(tables=0, docs=0, seed=seed)
     result = run_driver("exact", {"url": emu.url, "access_key": emu.access_key, "seed": seed,
                                   "concurrent": TRUTH_AT_T, **params},
@@ -51,6 +54,32 @@ def run_exact(emulator_factory, tmp_path: Path, seed: int, **params) -> dict:
 @pytest.mark.parametrize("seed", DUCKDB_SEEDS)
 def test_random_reads_into_duckdb_are_exact(emulator_factory, tmp_path, seed):
     run_exact(emulator_factory, tmp_path, seed, cache="duckdb")
+
+
+@pytest.mark.pyairbyte
+@pytest.mark.parametrize("seed", (111, 222))
+def test_random_data_sync_reads_into_duckdb_are_exact(emulator_factory, tmp_path, seed):
+    result = run_exact(emulator_factory, tmp_path, seed, cache="duckdb", api="data_sync")
+    assert set(result["apis"]) == {"data_sync"}
+
+
+@pytest.mark.pyairbyte
+@pytest.mark.parametrize("seed", (333,))
+def test_switching_a_connection_to_data_sync_continues_exactly(emulator_factory, tmp_path,
+                                                               seed):
+    """Issue 13's done-when: reads on the streaming export API, then the same connection
+    (same cache, same saved state) switched to `api: data_sync`: every read after the switch
+    continues where the old API left off, exact, and nothing is read again."""
+    result = run_exact(emulator_factory, tmp_path, seed, cache="duckdb",
+                       api="streaming_export", switch_to="data_sync", switch_after=1)
+    apis = result["apis"]
+    assert apis[:2] == ["streaming_export", "streaming_export"] and apis[-1] == "data_sync", apis
+    switched = result["reads"][2]["requests"]
+    # The first data sync read converted each stream's position once and read no snapshot.
+    assert switched.get("data_sync_cursor_from_deltas") == len(STREAMS), switched
+    assert "list_snapshot" not in switched, switched
+    assert all("data_sync_cursor_from_deltas" not in r["requests"]
+               for r in result["reads"][3:]), result["reads"]
 
 
 @pytest.mark.pyairbyte
@@ -123,8 +152,8 @@ def read_with_kills(emu, writer: Writer, rng: random.Random, tmp: Path, config: 
     return state
 
 
-@pytest.mark.parametrize("seed", KILL_SEEDS)
-def test_killed_and_resumed_reads_are_exact(emulator_factory, tmp_path, seed):
+@pytest.mark.parametrize("seed,api", KILL_SEEDS)
+def test_killed_and_resumed_reads_are_exact(emulator_factory, tmp_path, seed, api):
     emu = emulator_factory(tables=0, docs=0, seed=seed)
     emu.request("POST", "/_emulator/settings", EMULATOR_SETTINGS)
     rng = random.Random(seed)
@@ -133,7 +162,7 @@ def test_killed_and_resumed_reads_are_exact(emulator_factory, tmp_path, seed):
     writer.insert_initial(per_table=rng.randrange(6, 12))
     for comp, table in TABLES:
         require_documents_at(emu.request, comp, table, head0)
-    config = write_json(tmp_path / "config.json", emu.config())
+    config = write_json(tmp_path / "config.json", {**emu.config(), "api": api})
     discovered = run_connector(["discover", "--config", config])
     assert discovered.exit_code == 0, discovered.describe()
     catalog_msg = next(m for m in discovered.lines if m.get("type") == "CATALOG")
