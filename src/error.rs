@@ -1,6 +1,7 @@
 //! How failures reach users: every error is classified as Airbyte's `config_error`,
 //! `transient_error` or `system_error`, with a message that says what went wrong and what to do.
 
+use crate::convex::data_sync::codes as sync_codes;
 use crate::convex::{codes, ConvexError, NetworkFailure};
 use crate::protocol::FailureType;
 
@@ -89,6 +90,10 @@ pub fn failure_type(err: &ConvexError) -> FailureType {
         ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
             (401 | 403 | 404, _) => FailureType::ConfigError,
             (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
+            (
+                _,
+                sync_codes::CURSOR_EXPIRED | sync_codes::INVALID_CURSOR | "InvalidDataSyncSelection",
+            ) => FailureType::ConfigError,
             _ => FailureType::SystemError,
         },
         ConvexError::Status { status, .. } => match status {
@@ -111,7 +116,16 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
             " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
         }
         (_, Some("StreamingExportNotEnabled")) => {
-            " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
+            " — streaming export is not available on this deployment's plan (the Data Sync API needs the Pro plan on Convex Cloud); see https://www.convex.dev/plans, or set api to streaming_export."
+        }
+        (_, Some(sync_codes::CURSOR_EXPIRED)) => {
+            " — the saved Data Sync cursor is older than Convex keeps (3 days on Convex Cloud); reset the stream to sync it again."
+        }
+        (_, Some(sync_codes::INVALID_CURSOR)) => {
+            " — the saved Data Sync cursor is not one this deployment made; check deployment_url, or reset the stream."
+        }
+        (_, Some("InvalidDataSyncSelection")) => {
+            " — Convex refused the table or column selection; run discover again and reconfigure the connection's streams."
         }
         (_, Some("OperationNotPermitted")) => {
             " — this key may not read data; use a deploy key with full access to the deployment."
