@@ -238,6 +238,12 @@ class Bench:
             })
         return self.write_json(name, {"streams": streams})
 
+    def saved_state(self, states):
+        """A state file of saved per-stream `stream_state`s (as a read printed them)."""
+        st = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": t}, "stream_state": v}}
+              for t, v in states.items()]
+        return self.write_json("state.json", st)
+
     def state(self, cursors):
         st = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": t},
                                              "stream_state": {"snapshot_cursor": None,
@@ -248,7 +254,7 @@ class Bench:
 
     # -- one measured run of one program
     def measure(self, emu, scenario, program, tables, mode, cursors=None, parallel=False,
-                expect=None, timeout=None, keep_output=False, config_extra=None):
+                expect=None, timeout=None, keep_output=False, config_extra=None, states=None):
         """program: 'transfer-only' | 'ours' | 'peer'. Returns the row (also stored)."""
         self.run_no += 1
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_no:03d}-{scenario}-{program}")
@@ -267,6 +273,8 @@ class Bench:
                    "--catalog", self.catalog(tables, mode)]
             if cursors:
                 cmd += ["--state", self.state(cursors)]
+            elif states:
+                cmd += ["--state", self.saved_state(states)]
         emu.reset_requests()
         m = run_measured(self.o.runner_bin, cmd, out, err, timeout or self.o.timeout)
         reqs = emu.requests()
@@ -275,6 +283,7 @@ class Bench:
                "by_endpoint": reqs.get("by_endpoint") if isinstance(reqs, dict) else None,
                "builds": reqs.get("snapshot_iterator_builds") if isinstance(reqs, dict) else None,
                "rows_read": reqs.get("rows_read") if isinstance(reqs, dict) else None,
+               "bytes_sent": reqs.get("bytes_sent") if isinstance(reqs, dict) else None,
                "stdout_bytes": os.path.getsize(out), "cmd": cmd}
         problem = None
         if m["timeout"]:
@@ -568,6 +577,54 @@ def scenarios(b, o):
     finally:
         emu.stop()
 
+    # ---- 5c. the same syncs on both of Convex's export APIs: streaming export (list_snapshot,
+    # document_deltas) and Data Sync (POST /api/v1/data/sync), one revision per document each
+    docs = 2000 if smoke else 100_000
+    nd = 500 if smoke else 10_000
+    emu = Emulator(emu_bin, ["--tables", 2, "--docs", docs, "--doc-size", 400, "--seed", seed],
+                   b.work, "apis")
+    try:
+        tables = emu.tables[:2]
+        ds = {"config_extra": {"api": "data_sync"}}
+        both = [("ours streaming-export", {}), ("ours data-sync", ds)]
+        apis = {}
+
+        def compare(name, rows):
+            b.agree(name, rows)
+            se, dsr = rows["ours streaming-export"], rows["ours data-sync"]
+            if se["problem"] or dsr["problem"]:
+                return
+            sent = lambda r: sum((r.get("bytes_sent") or {}).values())
+            w = ratio(dsr["wall"], se["wall"])
+            apis[name] = w
+            b.notes.append(
+                f"{name}: Data Sync {dsr['requests']} requests, {sent(dsr) / 1e6:.1f} MB sent by "
+                f"the server, {w:.2f}× the wall time of the streaming export API's "
+                f"{se['requests']} requests, {sent(se) / 1e6:.1f} MB "
+                f"(by endpoint: {json.dumps(dsr.get('by_endpoint'))} vs {json.dumps(se.get('by_endpoint'))}).")
+
+        name = f"first sync 2x{docs // 1000}k, both APIs"
+        rows = b.repeat(N, emu, name, both, tables=tables, mode="incremental", expect=2 * docs)
+        compare(name, rows)
+        # Positions at the head on each API, from one sync each.
+        saved = {}
+        for label, kw in both:
+            row = b.measure(emu, "both APIs (setup)", "ours", tables, "incremental", **kw)
+            if row["problem"]:
+                raise Failure(f"both APIs setup ({label}): {row['problem']}")
+            saved[label] = row["states"]
+        with_states = [(l, {**kw, "states": saved[l]}) for l, kw in both]
+        name = "nothing new, both APIs"
+        rows = b.repeat(max(N, 5), emu, name, with_states, tables=tables, mode="incremental",
+                        expect=0)
+        compare(name, rows)
+        name = f"{nd // 1000 if nd >= 1000 else nd}{'k' if nd >= 1000 else ''} changes, both APIs"
+        emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 3})
+        rows = b.repeat(N, emu, name, with_states, tables=tables, mode="incremental")
+        compare(name, rows)
+    finally:
+        emu.stop()
+
     # ---- 6. documents near the 1 MiB limit (memory bound), at two table sizes
     size = 1_000_000
     small, big = (2, 6) if smoke else (o.bigdoc_small, o.bigdoc_big)
@@ -642,13 +699,13 @@ def machine():
 
 def table_md(b):
     hdr = ("| scenario | program | n | wall s | records | records/s | CPU µs/rec | peak RSS MiB "
-           "| requests | rows read (server) | iterator builds | stdout B/rec |\n"
-           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+           "| requests | rows read (server) | iterator builds | MB sent (server) | stdout B/rec |\n"
+           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     lines = [hdr]
     for r in b.results:
         if r["problem"]:
             lines.append(f"| {r['scenario']} | {r['program']} | {r.get('n', 1)} | FAILED: {r['problem']} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | |")
             continue
         recs = r.get("records") or 0
         c = cpu_us(r)
@@ -658,6 +715,7 @@ def table_md(b):
             f"| {fmt_rate(r)} | {'-' if c is None else f'{c:.2f}'} | {r['rss'] / MIB:.1f} "
             f"| {r['requests'] if r['requests'] is not None else '?'} "
             f"| {sum((r.get('rows_read') or {}).values()):,} | {r.get('builds', '?')} "
+            f"| {sum((r.get('bytes_sent') or {}).values()) / 1e6:.1f} "
             f"| {'-' if bpr is None else f'{bpr:.0f}'} |")
     return "\n".join(lines)
 

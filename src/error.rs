@@ -92,7 +92,9 @@ pub fn failure_type(err: &ConvexError) -> FailureType {
             (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
             (
                 _,
-                sync_codes::CURSOR_EXPIRED | sync_codes::INVALID_CURSOR | "InvalidDataSyncSelection",
+                sync_codes::CURSOR_EXPIRED
+                | sync_codes::INVALID_CURSOR
+                | "InvalidDataSyncSelection",
             ) => FailureType::ConfigError,
             _ => FailureType::SystemError,
         },

@@ -91,6 +91,9 @@ pub async fn handle(
     match mangle {
         None => {
             log(resp.status().as_u16());
+            if let EmuBody::Full(Some(b)) = resp.body() {
+                dep.count_bytes_sent(endpoint, b.len());
+            }
             Ok(resp)
         }
         Some(rule) => {

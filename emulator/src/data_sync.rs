@@ -113,6 +113,7 @@ pub fn sync(dep: &Deployment, client: Option<&str>, body: &Json) -> Result<Vec<u
         String::new()
     };
     let page = page::next_page(&dep.store(), received, sync_id, &selection, &limits)?;
+    dep.count_rows_read("data_sync", page.rows_read);
     Ok(write_response(dep, page))
 }
 

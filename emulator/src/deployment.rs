@@ -147,6 +147,9 @@ pub struct RequestStats {
     /// Rows read per endpoint: list_snapshot counts the documents it visits, document_deltas
     /// every log row it reads (other tables and system tables included).
     pub rows_read: BTreeMap<String, u64>,
+    /// Response body bytes sent per endpoint (whole answers only: not faulted ones).
+    #[serde(default)]
+    pub bytes_sent: BTreeMap<String, u64>,
 }
 
 /// One logged `/api/` request.
@@ -557,6 +560,11 @@ impl Deployment {
         let mut r = lock(&self.inner.requests);
         r.stats.total += 1;
         *r.stats.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn count_bytes_sent(&self, endpoint: &str, bytes: usize) {
+        let mut r = lock(&self.inner.requests);
+        *r.stats.bytes_sent.entry(endpoint.to_owned()).or_default() += bytes as u64;
     }
 
     pub(crate) fn count_rows_read(&self, endpoint: &str, rows: usize) {

@@ -594,3 +594,35 @@ fn malformed_requests_never_panic() {
     // Still alive.
     assert_eq!(get(&emu, conn_path()).status, 200);
 }
+
+/// `bytes_sent` counts the body bytes of the answers sent whole, per endpoint (what the
+/// benchmark reports as bytes on the wire), and not those of faulted ones.
+#[test]
+fn bytes_sent_count_whole_answers_per_endpoint() {
+    let emu = start_with(Config {
+        generate: GenerateSpec {
+            tables: 1,
+            docs: 20,
+            ..GenerateSpec::default()
+        },
+        ..Config::default()
+    });
+    let dep = emu.deployment();
+    dep.reset_requests();
+    let a = get(&emu, "/api/list_snapshot?tableName=users&format=json");
+    let b = post(&emu, "/api/v1/data/sync", &json!({}));
+    assert_eq!((a.status, b.status), (200, 200));
+    dep.add_fault(FaultRule::new("list_snapshot", FaultKind::Truncate).times(1))
+        .unwrap();
+    let _ = request(
+        emu.addr(),
+        "GET",
+        "/api/list_snapshot?tableName=users&format=json",
+        &[("Authorization", &format!("Convex {}", emu.access_key()))],
+        None,
+    );
+    let stats = dep.requests();
+    assert_eq!(stats.bytes_sent["list_snapshot"], a.body.len() as u64);
+    assert_eq!(stats.bytes_sent["data_sync"], b.body.len() as u64);
+    assert_eq!(stats.by_endpoint["list_snapshot"], 2);
+}

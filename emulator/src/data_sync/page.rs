@@ -47,6 +47,8 @@ pub struct Page {
     pub truncates: BTreeSet<(String, String)>,
     /// The `values` array's elements, comma-separated, without brackets.
     pub values: Vec<u8>,
+    /// What the page read (documents by id, or log rows), for the request counters.
+    pub rows_read: usize,
     pub cursor: CursorState,
 }
 
@@ -156,6 +158,7 @@ pub fn next_page(
         status,
         truncates,
         values: w.out,
+        rows_read: w.rows_read,
         cursor: state,
     })
 }
@@ -212,6 +215,7 @@ fn by_id_page(
     };
     let mut full = false;
     for (internal, entry) in table.docs.range((lower, Bound::Unbounded)) {
+        w.rows_read += 1;
         let Some(rev) = entry.at(state.synced_ts) else {
             continue;
         };
@@ -250,15 +254,28 @@ fn log_page(
     let mut i = log.partition_point(|e| e.ts <= state.synced_ts);
     let mut rows_read = 0usize;
     let mut consumed: Option<i64> = None;
+    // A single-table selection reads only that table's log (Convex's
+    // `load_documents_from_table`); a wider one reads the global log, every table's rows.
+    let only = match by_tablet.keys().collect::<Vec<_>>()[..] {
+        [t] => Some(*t),
+        _ => None,
+    };
     while i < log.len() && log[i].ts <= latest {
         let ts = log[i].ts;
         let end = i + log[i..].partition_point(|e| e.ts == ts);
+        let rows = match only {
+            Some(t) => log[i..end]
+                .iter()
+                .filter(|e| store.tables[e.table as usize].tablet == t)
+                .count(),
+            None => end - i,
+        };
         // The row that reaches the read limit ends the page before its commit, unless it is
         // the page's first commit (which is then returned whole).
-        if consumed.is_some() && rows_read + (end - i) >= limits.rows_read {
+        if consumed.is_some() && rows_read + rows >= limits.rows_read {
             break;
         }
-        rows_read += end - i;
+        rows_read += rows;
         for e in &log[i..end] {
             let table = &store.tables[e.table as usize];
             let captured = synced.contains(&table.tablet)
@@ -282,6 +299,7 @@ fn log_page(
             break;
         }
     }
+    w.rows_read += rows_read;
     let exhausted = i >= log.len() || log[i].ts > latest;
     state.synced_ts = if exhausted {
         latest
@@ -312,6 +330,8 @@ struct Writer {
     count: usize,
     /// Bytes of the emitted `value` objects (the page-size measure).
     bytes: usize,
+    /// Documents (by id) or log rows the page read, emitted or not.
+    rows_read: usize,
 }
 
 impl Writer {
@@ -466,13 +486,27 @@ mod tests {
 
     #[test]
     fn the_rows_read_limit_counts_unselected_rows_and_drops_a_partial_commit() {
-        // Rule: a log page reads at most DATA_SYNC_MAX_ROWS_READ rows of every table; the
-        // commit holding the row that reaches the limit is left for the next page, unless it
-        // is the page's first commit, which is read whole.
+        // Rule: a log page of a selection of several tables reads the global log, at most
+        // DATA_SYNC_MAX_ROWS_READ rows of every table; the commit holding the row that reaches
+        // the limit is left for the next page, unless it is the page's first commit, which is
+        // read whole.
         let dep = Deployment::new(1, "k");
         commit(&dep, "y", 1);
-        let sel = only_y();
-        let p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        commit(&dep, "z", 1);
+        let sel = Selection::from_arg(Some(&json!({"_other": "excluded",
+            "": {"_other": "excluded", "y": {"_other": "included"}, "z": {"_other": "included"}}})))
+        .unwrap();
+        let mut p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        while p0.status == Status::Snapshotting {
+            p0 = next_page(
+                &dep.store(),
+                Some(p0.cursor),
+                String::new(),
+                &sel,
+                &limits(4),
+            )
+            .unwrap();
+        }
         assert_eq!(
             p0.status,
             Status::UpToDate {
@@ -516,5 +550,41 @@ mod tests {
         .unwrap();
         assert!(p3.values.is_empty());
         assert_eq!(p3.status, Status::UpToDate { snapshot_ts: big });
+    }
+
+    #[test]
+    fn a_single_table_selection_reads_only_that_tables_log() {
+        // Rule: with one table selected, a log page reads that table's log alone
+        // (`load_documents_from_table`): other tables' rows neither count toward the read
+        // limit nor are read.
+        let dep = Deployment::new(1, "k");
+        commit(&dep, "y", 1);
+        let sel = only_y();
+        let p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        assert_eq!(p0.rows_read, 1, "the by-id walk read one document");
+        for _ in 0..3 {
+            commit(&dep, "x", 3);
+        }
+        commit(&dep, "y", 2);
+        let p1 = next_page(
+            &dep.store(),
+            Some(p0.cursor),
+            String::new(),
+            &sel,
+            &limits(4),
+        )
+        .unwrap();
+        assert_eq!(p1.rows_read, 2, "only y's rows are read");
+        assert_eq!(
+            p1.values.iter().filter(|&&b| b == b'{').count(),
+            4,
+            "2 entries, 2 values"
+        );
+        assert_eq!(
+            p1.status,
+            Status::UpToDate {
+                snapshot_ts: dep.head()
+            }
+        );
     }
 }
