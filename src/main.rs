@@ -254,6 +254,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                     checkpoint_records: read::changes::CHECKPOINT_RECORDS,
                 },
                 api: config.api,
+                progress_every: read::emit::PROGRESS_EVERY,
             };
             let out = out.clone();
             runtime()?.block_on(read::read(api, out, catalog, state, options))

@@ -307,7 +307,7 @@ fn an_altered_cursor_fails_its_stream_with_what_to_do() {
 
 /// Writes during every read, clock jumps past Convex's 30 s freshness window (so snapshots
 /// are caught up through the log and documents come again), small pages, and resets,
-/// truncations, 503s and 429s with `Retry-After` on any page: no `_id` twice in a read, and
+/// truncations, 503s, 429s with `Retry-After` and stalls on any page: no `_id` twice in a read, and
 /// after each read every consistent stream equals the deployment at its timestamp.
 #[test]
 fn randomized_faults_writes_and_clock_jumps_end_exact() {
@@ -338,6 +338,18 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
                     .times(2)
             },
             FaultRule::new("data_sync_cursor_from_deltas", FaultKind::Reset).times(1),
+            // Stalls longer than request_timeout_seconds (2 s): before and after the headers.
+            FaultRule::new("data_sync", FaultKind::Stall)
+                .ms(4000)
+                .after(5)
+                .times(1),
+            FaultRule {
+                after_headers: true,
+                ..FaultRule::new("data_sync", FaultKind::Stall)
+                    .ms(4000)
+                    .after(11)
+                    .times(1)
+            },
         ] {
             dep.add_fault(rule).unwrap();
         }

@@ -616,7 +616,19 @@ fn records_validate_against_the_discovered_schemas_deletes_included() {
 /// asks Convex for just those columns (`_id` always), and records still validate.
 #[test]
 fn a_configured_schema_with_fewer_properties_reads_only_those_columns() {
-    let h = Harness::with_tables(2, 40, true);
+    field_selection_on(false);
+}
+
+#[test]
+fn a_configured_schema_with_fewer_properties_reads_only_those_columns_on_data_sync() {
+    field_selection_on(true);
+}
+
+fn field_selection_on(data_sync: bool) {
+    let mut h = Harness::with_tables(2, 40, true);
+    if data_sync {
+        h.use_data_sync();
+    }
     let mut streams = h.discover();
     for s in &mut streams {
         let props = s["json_schema"]["properties"].as_object_mut().unwrap();

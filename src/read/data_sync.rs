@@ -110,9 +110,6 @@ pub async fn walk<D: DataSyncApi>(
         };
         saved = false;
         check_tables(run, &page)?;
-        if !cold && page.truncates.contains(&run.table) {
-            truncated(em, run);
-        }
         let repeats = w.sent_max.as_deref().and_then(|max| {
             page.values
                 .iter()
@@ -127,6 +124,10 @@ pub async fn walk<D: DataSyncApi>(
             );
             em.log(LogLevel::Info, &text);
             break;
+        }
+        // Said once the page is taken (a page not taken comes again in the next read).
+        if !cold && page.truncates.contains(&run.table) {
+            truncated(em, run);
         }
         let walked_by_id = status == SyncStatus::Snapshotting && by_id_shape(&page);
         w.seq += 1;

@@ -50,6 +50,8 @@ pub struct ReadOptions {
     pub changes: ChangeOptions,
     /// The API incremental streams read through.
     pub api: Api,
+    /// How often a long read logs its progress (`emit::PROGRESS_EVERY`).
+    pub progress_every: std::time::Duration,
 }
 
 /// Runs a whole `read`. Returns whether every stream completed; `Err` only when stdout is
@@ -61,7 +63,7 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
     state: InputState,
     options: ReadOptions,
 ) -> anyhow::Result<bool> {
-    let mut em = Emitter::new(out, options.debug);
+    let mut em = Emitter::new(out, options.debug, options.progress_every);
     let intro = match options.api {
         Api::StreamingExport => format!(
             "Reading {} stream(s) from Convex: one change walk for incremental streams, then snapshot walks one table at a time",

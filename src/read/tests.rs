@@ -537,6 +537,7 @@ fn options() -> ReadOptions {
             checkpoint_records: 1000,
         },
         api: Api::StreamingExport,
+        progress_every: emit::PROGRESS_EVERY,
     }
 }
 
@@ -855,7 +856,7 @@ fn a_full_change_buffer_ends_the_read_at_a_checkpoint_and_the_next_continues() {
             ReadOptions {
                 debug: false,
                 changes: small.changes,
-                api: Api::StreamingExport,
+                ..options()
             },
         );
         assert!(ok);
@@ -1708,4 +1709,39 @@ fn a_legacy_snapshot_in_progress_finishes_before_moving_to_data_sync() {
         .calls()
         .iter()
         .any(|c| c.starts_with("cursor_from_deltas")));
+}
+
+/// A long read says how it is doing (every 15 s in a real read; here at every chance): records
+/// so far and their rate, and on Data Sync the sync's own status.
+#[test]
+fn long_reads_log_their_progress_on_both_apis() {
+    let fake = Arc::new(Fake::new(&[("a", 7), ("b", 4)]));
+    let often = |api| ReadOptions {
+        api,
+        progress_every: std::time::Duration::ZERO,
+        ..options()
+    };
+    let catalog = || catalog_of(&[("a", "incremental"), ("b", "full_refresh")], json!({}));
+    let (ok, legacy) = run_with(&fake, catalog(), "", often(Api::StreamingExport));
+    assert!(ok);
+    let info = logs(&legacy, "INFO");
+    assert!(
+        info.iter().any(|l| l.starts_with("Stream a: list_snapshot walk at") && l.contains("records/s")),
+        "{info:?}"
+    );
+    let (ok, synced) = run_with(&fake, catalog(), "", often(Api::DataSync));
+    assert!(ok);
+    let info = logs(&synced, "INFO");
+    assert!(
+        info.iter().any(|l| l.starts_with("Stream a: Data Sync snapshotting; ") && l.contains("values received")),
+        "{info:?}"
+    );
+    assert!(
+        info.iter().any(|l| l.starts_with("Stream a: Data Sync up to date at ")),
+        "{info:?}"
+    );
+    // A real read does not chatter: none within 15 s.
+    let (ok, quiet) = run_data_sync(&fake, &[("a", "incremental")], "");
+    assert!(ok);
+    assert!(!logs(&quiet, "INFO").iter().any(|l| l.contains("values received")));
 }
