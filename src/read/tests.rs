@@ -1726,22 +1726,28 @@ fn long_reads_log_their_progress_on_both_apis() {
     assert!(ok);
     let info = logs(&legacy, "INFO");
     assert!(
-        info.iter().any(|l| l.starts_with("Stream a: list_snapshot walk at") && l.contains("records/s")),
+        info.iter()
+            .any(|l| l.starts_with("Stream a: list_snapshot walk at") && l.contains("records/s")),
         "{info:?}"
     );
     let (ok, synced) = run_with(&fake, catalog(), "", often(Api::DataSync));
     assert!(ok);
     let info = logs(&synced, "INFO");
     assert!(
-        info.iter().any(|l| l.starts_with("Stream a: Data Sync snapshotting; ") && l.contains("values received")),
+        info.iter()
+            .any(|l| l.starts_with("Stream a: Data Sync snapshotting; ")
+                && l.contains("values received")),
         "{info:?}"
     );
     assert!(
-        info.iter().any(|l| l.starts_with("Stream a: Data Sync up to date at ")),
+        info.iter()
+            .any(|l| l.starts_with("Stream a: Data Sync up to date at ")),
         "{info:?}"
     );
     // A real read does not chatter: none within 15 s.
     let (ok, quiet) = run_data_sync(&fake, &[("a", "incremental")], "");
     assert!(ok);
-    assert!(!logs(&quiet, "INFO").iter().any(|l| l.contains("values received")));
+    assert!(!logs(&quiet, "INFO")
+        .iter()
+        .any(|l| l.contains("values received")));
 }
