@@ -135,6 +135,12 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
         (_, Some(codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW)) => {
             " — the saved position is older than Convex keeps history; reset the stream to resync it."
         }
+        (Some(404), _)
+            if err.endpoint() == crate::convex::data_sync::DATA_SYNC
+                || err.endpoint() == crate::convex::data_sync::CURSOR_FROM_DELTAS =>
+        {
+            " — this Convex backend does not serve the Data Sync API (self-hosted backends before August 2026 lack it): upgrade the backend, or set api to streaming_export."
+        }
         (Some(404), _) => {
             " — no Convex API answered at this path: check deployment_url (it looks like https://<name>.convex.cloud)."
         }

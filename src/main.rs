@@ -23,7 +23,9 @@ use clap::{Parser, Subcommand};
 use serde_json::value::RawValue;
 
 use crate::config::{parse_config, read_json_file, Config};
+use crate::convex::data_sync::DataSyncApi;
 use crate::convex::http::{HttpConvex, RetryPolicy};
+use crate::convex::ConvexApi;
 use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed};
 use crate::protocol::{CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message};
@@ -341,12 +343,16 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
     let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.
-    match runtime()?.block_on(discovery::describe(&api)) {
+    let rt = runtime()?;
+    match rt.block_on(discovery::describe(&api)) {
         Ok(described) => {
             if let Some(w) = &described.warning {
                 out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
             }
-            out.send_blocking(status(CheckStatus::Succeeded, None))?
+            match rt.block_on(check_data_sync(&api, config.api)) {
+                Ok(()) => out.send_blocking(status(CheckStatus::Succeeded, None))?,
+                Err(message) => out.send_blocking(status(CheckStatus::Failed, Some(&message)))?,
+            }
         }
         Err(e) => {
             let message = format!(
@@ -357,4 +363,21 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// With `api: data_sync`, that the deployment serves the Data Sync API to this key: Convex
+/// converts the head timestamp into a cursor for a selection of no table (nothing is read,
+/// and no sync starts).
+async fn check_data_sync(api: &HttpConvex, which: config::Api) -> Result<(), String> {
+    if which != config::Api::DataSync {
+        return Ok(());
+    }
+    let fail = |e: &dyn std::fmt::Display| {
+        format!("Connection to Convex's Data Sync API (api: data_sync) failed: {e}")
+    };
+    let head = api.head().await.map_err(|e| fail(&format!("{e:#}")))?;
+    api.cursor_from_deltas(&convex::Selection::new(), convex::DeltaCursor(head.0))
+        .await
+        .map(|_| ())
+        .map_err(|e| fail(&error::detail_with_hint(&e)))
 }

@@ -253,3 +253,51 @@ fn discover_with_a_bad_key_is_a_config_error_trace() {
     assert_eq!(errs[0]["failure_type"], "config_error");
     assert!(!run.stdout.contains("nope-nope-nope-nope"));
 }
+
+/// With `api: data_sync`, `check` also proves the deployment serves the Data Sync API to this
+/// key (a conversion of the head for no table: nothing read, no sync started), and says what
+/// to do when it does not.
+#[test]
+fn check_on_data_sync_proves_the_api_and_names_the_way_out() {
+    let mut h = Harness::with_tables(1, 3, false);
+    h.use_data_sync();
+    let (code, status, _) = check(&h, &h.config());
+    assert_eq!((code, &status), (0, &json!({"status": "SUCCEEDED"})));
+    let served: Vec<String> = h
+        .dep()
+        .request_log()
+        .into_iter()
+        .map(|r| r.endpoint)
+        .collect();
+    assert!(
+        served.contains(&"data_sync_cursor_from_deltas".to_owned()),
+        "{served:?}"
+    );
+    assert!(
+        !served.contains(&"data_sync".to_owned()),
+        "no sync started: {served:?}"
+    );
+    // A backend without the Data Sync API (an older self-hosted one) answers 404.
+    h.dep()
+        .add_fault(FaultRule::status(
+            "data_sync_cursor_from_deltas",
+            404,
+            "NotFound",
+            "No route",
+        ))
+        .unwrap();
+    let (code, status, _) = check(&h, &h.config());
+    assert_eq!(code, 0);
+    assert_eq!(status["status"], "FAILED");
+    let msg = status["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "Connection to Convex's Data Sync API (api: data_sync) failed: 404: NotFound"
+        ) && msg.contains("set api to streaming_export"),
+        "{msg}"
+    );
+    // The default API does not touch it.
+    h.use_streaming_export();
+    let (_, status, _) = check(&h, &h.config());
+    assert_eq!(status["status"], "SUCCEEDED");
+}
