@@ -309,7 +309,21 @@ fn resumes_everywhere_on(data_sync: bool) {
 
 #[test]
 fn the_python_connectors_saved_state_continues_exactly() {
-    let h = Harness::with_tables(1, 50, false);
+    python_state_continues_on(false);
+}
+
+/// Issue 13: the Python connector's saved state, read with `api: data_sync`, is converted by
+/// Convex and continues with the changes since, without a snapshot.
+#[test]
+fn the_python_connectors_saved_state_continues_exactly_on_data_sync() {
+    python_state_continues_on(true);
+}
+
+fn python_state_continues_on(data_sync: bool) {
+    let mut h = Harness::with_tables(1, 50, false);
+    if data_sync {
+        h.use_data_sync();
+    }
     let head = h.dep().head();
     apply_changes(h.dep(), 20, 3).unwrap();
     let catalog = h.catalog_all("incremental");
@@ -326,6 +340,18 @@ fn the_python_connectors_saved_state_continues_exactly() {
         None,
         "no snapshot, no probe"
     );
+    if data_sync {
+        assert_eq!(
+            h.dep()
+                .requests()
+                .by_endpoint
+                .get("data_sync_cursor_from_deltas"),
+            Some(&1)
+        );
+        let state = &run.final_states().into_values().next().unwrap();
+        assert_eq!(state["api"], "data_sync");
+        assert!(state["delta_cursor"].as_i64().unwrap() >= head);
+    }
 }
 
 #[test]
