@@ -8,11 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{apply, tables, without_cdc, Harness};
+use common::{
+    assert_exact_where_consistent, assert_no_id_twice, tables, BackgroundWriter, Harness,
+};
 use convex_emulator::{apply_changes, Deployment, FaultKind, FaultRule, Settings};
 use serde_json::{json, Value};
 
@@ -29,57 +29,6 @@ fn by_id(run: &common::Run) -> BTreeMap<String, BTreeMap<String, Value>> {
             (stream, rows)
         })
         .collect()
-}
-
-/// Applies `runs` in order and compares every stream with the deployment at its final
-/// `delta_cursor` (the timestamp its data sync is consistent at). Streams whose sync stopped
-/// in the middle of a snapshot have none yet and are skipped; returns how many were compared.
-fn assert_exact_where_consistent(h: &Harness, runs: &[&common::Run]) -> usize {
-    let mut image: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for run in runs {
-        for (stream, records) in run.records() {
-            apply(image.entry(stream).or_default(), &records);
-        }
-    }
-    let last = runs.last().unwrap().final_states();
-    let mut compared = 0;
-    for (component, table, name) in tables(h.dep()) {
-        let desc = json!({"name": name, "namespace": if component.is_empty() { Value::Null } else { json!(component) }});
-        let Some(state) = last.get(&desc.to_string()) else {
-            panic!("no final STATE for {name}");
-        };
-        let Some(t) = state["delta_cursor"].as_i64() else {
-            continue;
-        };
-        compared += 1;
-        let want: BTreeMap<String, Value> = h
-            .dep()
-            .documents_at(&component, &table, t)
-            .into_iter()
-            .map(|d| (d["_id"].as_str().unwrap().to_owned(), without_cdc(d)))
-            .collect();
-        let have = image.get(&name).cloned().unwrap_or_default();
-        if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {
-            panic!(
-                "{name} at {t}: {id} is {doc}, the destination has {:?}",
-                have.get(id)
-            );
-        }
-        if let Some(id) = have.keys().find(|id| !want.contains_key(*id)) {
-            panic!("{name} at {t}: {id} is live in the destination but not in the deployment");
-        }
-    }
-    compared
-}
-
-fn no_id_twice(run: &common::Run, what: &str) {
-    for (name, records) in run.records() {
-        let mut ids: Vec<&str> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n, "{what}: an _id twice in {name}");
-    }
 }
 
 fn logs<'a>(run: &'a common::Run, level: &str) -> Vec<&'a str> {
@@ -356,27 +305,13 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
         let mut runs: Vec<common::Run> = Vec::new();
         let mut state = "[]".to_owned();
         for round in 0..5u64 {
-            let stop = Arc::new(AtomicBool::new(false));
-            let writer = {
-                let (dep, stop) = (dep.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) && i < 400 {
-                        apply_changes(&dep, 3, seed * 100_000 + round * 10_000 + i).unwrap();
-                        if i % 3 == 0 {
-                            dep.advance_clock(Duration::from_secs(31));
-                        }
-                        std::thread::sleep(Duration::from_millis(3));
-                        i += 1;
-                    }
-                })
-            };
+            let writer =
+                BackgroundWriter::start(&dep, seed * 100_000 + round * 10_000, 400, Some(3));
             let run = h.read(&catalog, Some(&state));
-            stop.store(true, Ordering::SeqCst);
-            writer.join().unwrap();
+            writer.stop();
             run.assert_well_formed(h.emu.access_key());
             assert_eq!(run.code, 0, "seed {seed} round {round}: {}", run.stdout);
-            no_id_twice(&run, &format!("seed {seed} round {round}"));
+            assert_no_id_twice(&run, &format!("seed {seed} round {round}"));
             stops += logs(&run, "INFO")
                 .iter()
                 .filter(|l| l.contains("a second time in this read"))

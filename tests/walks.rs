@@ -7,47 +7,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{apply, tables, without_cdc, Harness};
+use common::{assert_no_id_twice, tables, BackgroundWriter, Harness};
 use convex_emulator::{apply_changes, Deployment, FaultKind, FaultRule, Settings};
 use serde_json::{json, Value};
 
 /// Asserts that applying `runs` in order leaves every stream equal to the deployment at the
 /// stream's final `delta_cursor` (the end T of the last run).
 fn assert_exact_at_t(h: &Harness, runs: &[&common::Run]) {
-    let mut image: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for run in runs {
-        for (stream, records) in run.records() {
-            apply(image.entry(stream).or_default(), &records);
-        }
-    }
-    let last = runs.last().unwrap().final_states();
-    for (component, table, name) in tables(h.dep()) {
-        let desc = json!({"name": name, "namespace": if component.is_empty() { Value::Null } else { json!(component) }});
-        let Some(state) = last.get(&desc.to_string()) else {
-            panic!("no final STATE for {name}");
-        };
-        let t = state["delta_cursor"].as_i64().unwrap();
-        let want: BTreeMap<String, Value> = h
-            .dep()
-            .documents_at(&component, &table, t)
-            .into_iter()
-            .map(|d| (d["_id"].as_str().unwrap().to_owned(), without_cdc(d)))
-            .collect();
-        let have = image.get(&name).cloned().unwrap_or_default();
-        if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {
-            panic!(
-                "{name} at {t}: {id} is {doc}, the destination has {:?}",
-                have.get(id)
-            );
-        }
-        if let Some(id) = have.keys().find(|id| !want.contains_key(*id)) {
-            panic!("{name} at {t}: {id} is live in the destination but not in the deployment");
-        }
-    }
+    let compared = common::assert_exact_where_consistent(h, runs);
+    assert_eq!(compared, tables(h.dep()).len(), "every stream ends at a T");
 }
 
 fn log_rows(summary: &convex_emulator::ChangeSummary) -> u64 {
@@ -288,35 +259,12 @@ fn randomized_faults_and_writes_never_lose_or_duplicate_anything() {
         let mut runs: Vec<common::Run> = Vec::new();
         let mut state = "[]".to_owned();
         for round in 0..3 {
-            let stop = Arc::new(AtomicBool::new(false));
-            let writer = {
-                let (dep, stop) = (dep.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut i = 0;
-                    while !stop.load(Ordering::SeqCst) && i < 200 {
-                        apply_changes(&dep, 3, seed * 1000 + round * 100 + i).unwrap();
-                        std::thread::sleep(std::time::Duration::from_millis(3));
-                        i += 1;
-                    }
-                })
-            };
+            let writer = BackgroundWriter::start(&dep, seed * 1000 + round * 100, 200, None);
             let run = h.read(&catalog, Some(&state));
-            stop.store(true, Ordering::SeqCst);
-            writer.join().unwrap();
+            writer.stop();
             run.assert_well_formed(h.emu.access_key());
             assert_eq!(run.code, 0, "seed {seed} round {round}: {}", run.stdout);
-            for (name, records) in run.records() {
-                let mut ids: Vec<&str> =
-                    records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-                let n = ids.len();
-                ids.sort();
-                ids.dedup();
-                assert_eq!(
-                    ids.len(),
-                    n,
-                    "seed {seed} round {round}: an _id twice in {name}"
-                );
-            }
+            assert_no_id_twice(&run, &format!("seed {seed} round {round}"));
             state = run.saved_state();
             runs.push(run);
             let refs: Vec<&common::Run> = runs.iter().collect();

@@ -656,6 +656,23 @@ fn records<'a>(messages: &'a [Value], stream: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// A stream of 7 documents read in pages of 3: a STATE after each page.
+const SEVEN_IN_PAGES_OF_THREE: [&str; 13] = [
+    "STARTED",
+    "RUNNING",
+    "RECORD",
+    "RECORD",
+    "RECORD",
+    "STATE(3.0)",
+    "RECORD",
+    "RECORD",
+    "RECORD",
+    "STATE(3.0)",
+    "RECORD",
+    "STATE(1.0)",
+    "COMPLETE",
+];
+
 #[test]
 fn full_refresh_checkpoints_every_page_and_ends_complete() {
     let fake = Arc::new(Fake::new(&[("users", 7), ("posts", 0)]));
@@ -666,24 +683,7 @@ fn full_refresh_checkpoints_every_page_and_ends_complete() {
     );
     assert!(ok);
     let users = of_stream(&messages, "users");
-    assert_eq!(
-        kinds(&users),
-        [
-            "STARTED",
-            "RUNNING",
-            "RECORD",
-            "RECORD",
-            "RECORD",
-            "STATE(3.0)",
-            "RECORD",
-            "RECORD",
-            "RECORD",
-            "STATE(3.0)",
-            "RECORD",
-            "STATE(1.0)",
-            "COMPLETE"
-        ]
-    );
+    assert_eq!(kinds(&users), SEVEN_IN_PAGES_OF_THREE);
     assert_eq!(
         last_state(&users),
         json!({"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": fake.head()})
@@ -1469,24 +1469,7 @@ fn a_cold_data_sync_sends_the_table_once_and_saves_a_versioned_cursor() {
     assert_eq!(records(&messages, "users").len(), 7);
     let users = of_stream(&messages, "users");
     // One STATE per by-id page (3 documents each), the last one consistent at the head.
-    assert_eq!(
-        kinds(&users),
-        [
-            "STARTED",
-            "RUNNING",
-            "RECORD",
-            "RECORD",
-            "RECORD",
-            "STATE(3.0)",
-            "RECORD",
-            "RECORD",
-            "RECORD",
-            "STATE(3.0)",
-            "RECORD",
-            "STATE(1.0)",
-            "COMPLETE"
-        ]
-    );
+    assert_eq!(kinds(&users), SEVEN_IN_PAGES_OF_THREE);
     let state = last_state(&users);
     assert_eq!(state["state_version"], 2);
     assert_eq!(state["api"], "data_sync");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use convex_emulator::{Config, Deployment, EmulatorServer, GenerateSpec, Settings};
+use convex_emulator::{apply_changes, Config, Deployment, EmulatorServer, GenerateSpec, Settings};
 use serde_json::{json, Value};
 
 pub struct Harness {
@@ -373,4 +373,89 @@ pub fn tables(dep: &Deployment) -> Vec<(String, String, String)> {
             (t.component, t.table, name)
         })
         .collect()
+}
+
+/// Applies `runs` in order and compares every stream with the deployment at its final
+/// `delta_cursor` (the timestamp its data sync is consistent at). Streams whose sync stopped
+/// in the middle of a snapshot have none yet and are skipped; returns how many were compared.
+pub fn assert_exact_where_consistent(h: &Harness, runs: &[&Run]) -> usize {
+    let mut image: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    for run in runs {
+        for (stream, records) in run.records() {
+            apply(image.entry(stream).or_default(), &records);
+        }
+    }
+    let last = runs.last().unwrap().final_states();
+    let mut compared = 0;
+    for (component, table, name) in tables(h.dep()) {
+        let desc = json!({"name": name, "namespace": if component.is_empty() { Value::Null } else { json!(component) }});
+        let Some(state) = last.get(&desc.to_string()) else {
+            panic!("no final STATE for {name}");
+        };
+        let Some(t) = state["delta_cursor"].as_i64() else {
+            continue;
+        };
+        compared += 1;
+        let want: BTreeMap<String, Value> = h
+            .dep()
+            .documents_at(&component, &table, t)
+            .into_iter()
+            .map(|d| (d["_id"].as_str().unwrap().to_owned(), without_cdc(d)))
+            .collect();
+        let have = image.get(&name).cloned().unwrap_or_default();
+        if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {
+            panic!(
+                "{name} at {t}: {id} is {doc}, the destination has {:?}",
+                have.get(id)
+            );
+        }
+        if let Some(id) = have.keys().find(|id| !want.contains_key(*id)) {
+            panic!("{name} at {t}: {id} is live in the destination but not in the deployment");
+        }
+    }
+    compared
+}
+
+/// Generated changes committed every 3 ms until stopped (at most `max` batches of 3), and,
+/// with `clock_jump_every: Some(n)`, the clock moved 31 s ahead every n batches (past Convex's
+/// 30 s Data Sync freshness window).
+pub struct BackgroundWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl BackgroundWriter {
+    pub fn start(dep: &Deployment, seed: u64, max: u64, clock_jump_every: Option<u64>) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dep, flag) = (dep.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut i = 0;
+            while !flag.load(Ordering::SeqCst) && i < max {
+                apply_changes(&dep, 3, seed + i).unwrap();
+                if clock_jump_every.is_some_and(|n| i % n == 0) {
+                    dep.advance_clock(std::time::Duration::from_secs(31));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                i += 1;
+            }
+        });
+        BackgroundWriter { stop, thread }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+}
+
+/// Fails if a read sent one `_id` twice in a stream.
+pub fn assert_no_id_twice(run: &Run, what: &str) {
+    for (name, records) in run.records() {
+        let mut ids: Vec<&str> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "{what}: an _id twice in {name}");
+    }
 }
