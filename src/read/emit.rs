@@ -27,8 +27,8 @@ pub struct Emitter {
 impl Emitter {
     pub fn new(out: Output, debug: bool) -> Self {
         Emitter {
+            buf: out.buffer(),
             out,
-            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
             emitted_at: now_ms(),
             debug,
         }
@@ -53,7 +53,7 @@ impl Emitter {
 
     /// Hands everything written so far on (after a STATE, so it reaches the caller promptly).
     pub async fn flush(&mut self) -> Result<(), OutputClosed> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+        let chunk = std::mem::replace(&mut self.buf, self.out.buffer());
         self.out.send(chunk).await
     }
 }
