@@ -11,6 +11,7 @@
 //! stream stops before the STATE that would have covered it.
 
 mod element;
+mod fast;
 
 use memchr::memchr2;
 
@@ -480,6 +481,30 @@ impl PageParser {
                         (State::Colon, b':') if self.key == "values" => State::ValuesStart,
                         (State::Colon, b':') => State::FieldStart,
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
+                        (State::ElemOrEnd { .. }, b'{') => {
+                            // Most elements: proven whole, compact and valid in one pass.
+                            if let Some(p) = fast::prove(&self.buf[pos..]) {
+                                let end = pos + p.end;
+                                let get =
+                                    |i: usize| p.spans[i].map(|(a, b)| &self.buf[pos + a..pos + b]);
+                                let meta = RawMeta {
+                                    table: get(0),
+                                    component: get(1),
+                                    ts: get(2),
+                                    deleted: get(3),
+                                    id: get(4),
+                                };
+                                on_value(&self.buf[pos..end], meta).map_err(FeedError::Sink)?;
+                                self.pos = end;
+                                self.state = State::AfterElem;
+                                continue;
+                            }
+                            // The rest (split by a chunk boundary, pretty, or invalid): the
+                            // exact path, from the element's start.
+                            self.scan = Scan::element(pos);
+                            self.state = State::Elem;
+                            continue;
+                        }
                         (State::FieldStart, _) | (State::ElemOrEnd { .. }, _) => {
                             (self.scan, self.state) = if self.state == State::FieldStart {
                                 (Scan::new(pos), State::FieldValue)
@@ -896,6 +921,168 @@ mod tests {
         }
         // Both outcomes occur often, or the campaign would prove little.
         assert!(outcomes.iter().all(|&n| n > 500), "{outcomes:?}");
+    }
+
+    /// What the exact path (the resumable scan, then the element check) makes of an element
+    /// at the start of `input`: its end, compact bytes and metadata, when it accepts it as is.
+    fn exact_path(input: &[u8]) -> Option<(usize, Vec<Option<Vec<u8>>>)> {
+        let mut scan = Scan::element(0);
+        let end = scan.advance(input).ok()??;
+        let doc = element::compact_element(&input[..end]).ok()?;
+        if !matches!(doc, std::borrow::Cow::Borrowed(_)) {
+            return None;
+        }
+        let m = scan.raw_meta(input);
+        let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+        Some((end, meta.iter().map(|v| v.map(<[u8]>::to_vec)).collect()))
+    }
+
+    /// The fast path accepts an element only when the exact path accepts it whole and as is,
+    /// with the same end and the same metadata; and it does accept compact documents whole in
+    /// the buffer (or it would not be a fast path). Random documents, mutated (bytes flipped,
+    /// inserted, deleted; control bytes, invalid UTF-8, `+`, whitespace, quotes) and cut.
+    #[test]
+    fn the_fast_path_agrees_with_the_exact_path() {
+        use serde_json::json;
+        let mut rng = fastrand::Rng::with_seed(0xfa57);
+        let pool: [&[u8]; 18] = [
+            b"+",
+            b"-",
+            b"0",
+            b".",
+            b"e",
+            b" ",
+            b"\x01",
+            b"\xff",
+            b"\xc3",
+            b"\xe2\x9c",
+            b"\"",
+            b"\\",
+            b"}",
+            b"]",
+            b"{",
+            b",",
+            b":",
+            b"\\u00",
+        ];
+        let strings = ["a\"b", "é✓", "_ts", "x\ny", "}]", "\u{1}", "😀", "\\", "/"];
+        let (mut proven, mut exact_ok) = (0, 0);
+        for round in 0..20_000 {
+            let s = strings[rng.usize(..strings.len())];
+            let n = [
+                json!(null),
+                json!(1.5e-3),
+                json!([1, {"k": []}]),
+                json!(-0),
+                json!(12345678901234567890u64),
+                json!({"_ts": 1}),
+            ];
+            let n = n[rng.usize(..n.len())].clone();
+            let mut doc = if rng.bool() {
+                json!({"_table": "t", "_ts": rng.i64(..), "_id": s, "s": s, "n": n, "_deleted": rng.bool()})
+            } else {
+                json!({"n": n, "_component": s, "_id": "i", "_ts": rng.i64(0..), "_table": s, "e": {}, "a": []})
+            };
+            if rng.u8(..8) == 0 {
+                doc = json!({"d": doc, "_ts": doc.clone()});
+            }
+            let mut bytes = serde_json::to_vec(&doc).unwrap();
+            for _ in 0..rng.usize(0..3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..bytes.len());
+                match rng.u8(0..4) {
+                    0 => bytes[at] = rng.u8(..),
+                    1 => {
+                        let ins = pool[rng.usize(..pool.len())];
+                        bytes.splice(at..at, ins.iter().copied());
+                    }
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            // What follows the element in the buffer, if anything.
+            let tails: [&[u8]; 5] = [b"", b",", b"]", b",{\"a\":1}]", b"x"];
+            bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
+            let exact = exact_path(&bytes);
+            exact_ok += usize::from(exact.is_some());
+            match fast::prove(&bytes) {
+                Some(p) => {
+                    proven += 1;
+                    let spans: Vec<Option<Vec<u8>>> = p
+                        .spans
+                        .iter()
+                        .map(|s| s.map(|(a, b)| bytes[a..b].to_vec()))
+                        .collect();
+                    assert_eq!(
+                        exact,
+                        Some((p.end, spans)),
+                        "round {round}: {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                None => assert!(
+                    exact.is_none(),
+                    "round {round}: the fast path passed over {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+        // Both outcomes occur often, or the comparison would prove little.
+        assert!(
+            proven > 4000 && 20_000 - exact_ok > 4000,
+            "{proven} {exact_ok}"
+        );
+    }
+
+    /// Elements split anywhere by chunk boundaries, in compact pages: the same values and
+    /// metadata as one whole chunk gives, whichever path each element took.
+    #[test]
+    fn compact_pages_split_anywhere_give_the_same_values() {
+        let body = PAGE.replace(", ", ",");
+        let docs = r#"{"_table":"t","_ts":1,"_id":"a","s":"é✓\u00e9\"","n":-1.5e3},{"_table":"t","_ts":2,"_id":"b","x":[{},[],null,true]}"#;
+        let body2 = format!(r#"{{"values":[{docs},{docs}],"cursor":"c","hasMore":false}}"#);
+        for body in [body, body2] {
+            let whole = parse_with_meta(body.as_bytes(), &[body.len()]);
+            for cut in 1..body.len() {
+                for cut2 in [cut + 1, cut + 7, body.len()] {
+                    let cut2 = cut2.min(body.len());
+                    let parts = [cut, cut2 - cut, body.len() - cut2];
+                    assert_eq!(
+                        parse_with_meta(body.as_bytes(), &parts),
+                        whole,
+                        "cut at {cut} and {cut2}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Values and their metadata, the body fed in parts of the given sizes.
+    fn parse_with_meta(body: &[u8], parts: &[usize]) -> Vec<(String, Vec<Option<String>>)> {
+        let mut p = PageParser::new();
+        let mut got = Vec::new();
+        let mut rest = body;
+        for &n in parts {
+            let (part, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            p.feed(part, |v, m| {
+                let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+                got.push((
+                    String::from_utf8(v.to_vec()).unwrap(),
+                    meta.iter()
+                        .map(|x| x.map(|x| String::from_utf8(x.to_vec()).unwrap()))
+                        .collect(),
+                ));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        p.finish().unwrap();
+        got
     }
 
     #[test]
