@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::page::{FeedError, PageParser, PageSyntaxError};
+use super::page::{trailing_fields, FeedError, PageParser, PageSyntaxError};
 use super::{
     parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
     DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
@@ -15,7 +15,8 @@ use super::{
 use crate::config::{Config, DeploymentUrl};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Convex tells Airbyte's syncs apart by this prefix; the suffix must be a semver.
 pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
@@ -96,7 +97,91 @@ pub struct HttpConvex {
     deadline: Duration,
     retry: RetryPolicy,
     listener: Option<Arc<dyn Listener>>,
+    /// The next page of the snapshot walk, requested ahead (see [`Ahead`]).
+    ahead: Arc<Mutex<Option<Ahead>>>,
 }
+
+impl Drop for HttpConvex {
+    fn drop(&mut self) {
+        // The page read ahead ends with the client (its task holds no strong reference).
+        if let Ok(mut slot) = self.ahead.lock() {
+            slot.take();
+        }
+    }
+}
+
+/// A page's body is read ahead of the parser, up to this many bytes: so the whole body of a
+/// usual page (1,024 documents of a few hundred bytes) has arrived while its first documents
+/// are being turned into records, and the next page can be asked for then.
+const AHEAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the reader of a page hands the parser.
+enum Item {
+    Chunk(bytes::Bytes),
+    End,
+    Failed(AttemptError),
+}
+
+/// One page request, sent and read by its own task into a queue bounded in bytes.
+///
+/// Pipelining: the connector is CPU bound on a full refresh while Convex computes each page,
+/// so a snapshot walk's next page is requested as soon as the body of the page being processed
+/// has arrived (its cursor is then in the body's last bytes, see [`trailing_fields`]). It is
+/// used only for exactly the request the walk then makes; otherwise it is dropped (its task
+/// aborted). At most one page is requested ahead of the one being processed: the next is
+/// requested only once this one is `taken`.
+struct Ahead {
+    endpoint: &'static str,
+    body: String,
+    rx: mpsc::UnboundedReceiver<Item>,
+    budget: Arc<Semaphore>,
+    taken: Option<oneshot::Sender<()>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A snapshot walk's position, for requesting the page after the one being read.
+#[derive(Clone)]
+struct NextPage {
+    selection: Selection,
+    snapshot: SnapshotTs,
+}
+
+impl NextPage {
+    /// The request body of the page after the one whose body ends with `tail`, when that page
+    /// says there is one.
+    fn body_after(&self, tail: &[u8]) -> Option<String> {
+        let fields = trailing_fields(tail)?;
+        let find = |name: &[u8]| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
+            return None;
+        }
+        let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
+        Some(snapshot_body(&self.selection, self.snapshot, Some(&cursor)).to_string())
+    }
+}
+
+/// The request body of a `list_snapshot` page.
+fn snapshot_body(
+    selection: &Selection,
+    snapshot: SnapshotTs,
+    cursor: Option<&str>,
+) -> serde_json::Value {
+    let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
+    if let Some(c) = cursor {
+        position.push(("cursor", serde_json::Value::from(c)));
+    }
+    walk_body(selection, &position)
+}
+
+/// The bytes at the end of a body kept for [`trailing_fields`]: the fields are small (a
+/// cursor is far shorter than this); a body whose fields do not fit is simply not read ahead.
+const TAIL_BYTES: usize = 64 * 1024;
 
 /// A request about to be tried again.
 #[derive(Debug)]
@@ -206,7 +291,152 @@ impl HttpConvex {
             deadline: request_deadline(config.request_timeout),
             retry: RetryPolicy::default(),
             listener,
+            ahead: Arc::default(),
         })
+    }
+
+    /// A copy for a page reader's task (with no page ahead of its own).
+    fn detached(&self) -> HttpConvex {
+        HttpConvex {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            request_timeout: self.request_timeout,
+            deadline: self.deadline,
+            retry: self.retry,
+            listener: self.listener.clone(),
+            ahead: Arc::default(),
+        }
+    }
+
+    /// The page for this request: the one read ahead if it is this request, else a new one.
+    fn start_page(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        body: &str,
+        next: Option<&NextPage>,
+    ) -> Ahead {
+        let ahead = self.ahead.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(mut a) = ahead.filter(|a| a.endpoint == endpoint && a.body == body) {
+            if let Some(taken) = a.taken.take() {
+                let _ = taken.send(());
+            }
+            return a;
+        }
+        let (taken, taken_rx) = oneshot::channel();
+        let _ = taken.send(());
+        self.spawn_page(
+            Arc::downgrade(&self.ahead),
+            endpoint,
+            url.to_owned(),
+            body.to_owned(),
+            next.cloned(),
+            taken_rx,
+        )
+    }
+
+    /// Starts the task that requests a page and reads its body ahead (bounded); `slot` is
+    /// where the page after it goes, if it is read ahead.
+    fn spawn_page(
+        &self,
+        slot: Weak<Mutex<Option<Ahead>>>,
+        endpoint: &'static str,
+        url: String,
+        body: String,
+        next: Option<NextPage>,
+        taken: oneshot::Receiver<()>,
+    ) -> Ahead {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(AHEAD_BYTES));
+        let task = tokio::spawn(self.detached().read_page(
+            endpoint,
+            url,
+            body.clone(),
+            next,
+            tx,
+            Arc::clone(&budget),
+            taken,
+            slot,
+        ));
+        Ahead {
+            endpoint,
+            body,
+            rx,
+            budget,
+            taken: None,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// The task of one page: the request, then its body into `tx` as fast as it comes (up to
+    /// the budget); at its end, once the page is taken, the request of the next page.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_page(
+        self,
+        endpoint: &'static str,
+        url: String,
+        body: String,
+        next: Option<NextPage>,
+        tx: mpsc::UnboundedSender<Item>,
+        budget: Arc<Semaphore>,
+        taken: oneshot::Receiver<()>,
+        slot: Weak<Mutex<Option<Ahead>>>,
+    ) {
+        let mut resp = match self.send(endpoint, &url, Some(&body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e));
+                return;
+            }
+        };
+        let mut tail = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
+                Err(_) => Err(self.timeout(endpoint, "reading the page")),
+                Ok(Err(e)) => Err(self.broken_body(endpoint, "the page", &e)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => Ok(c),
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Item::Failed(e.into()));
+                    return;
+                }
+            };
+            if next.is_some() {
+                if chunk.len() >= TAIL_BYTES {
+                    tail.clear();
+                    tail.extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
+                } else {
+                    let over = (tail.len() + chunk.len()).saturating_sub(TAIL_BYTES);
+                    tail.drain(..over);
+                    tail.extend_from_slice(&chunk);
+                }
+            }
+            match budget.acquire_many(permits_for(chunk.len())).await {
+                Ok(p) => p.forget(),
+                Err(_) => return,
+            }
+            if tx.send(Item::Chunk(chunk)).is_err() {
+                return;
+            }
+        }
+        // The next page is asked for before this one's end is handed on: the walk asks for
+        // it right after, and must find it.
+        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&tail)) {
+            if taken.await.is_ok() {
+                if let Some(shared) = slot.upgrade() {
+                    let (taken_tx, taken_rx) = oneshot::channel();
+                    let mut ahead = self.spawn_page(slot, endpoint, url, next_body, next, taken_rx);
+                    ahead.taken = Some(taken_tx);
+                    if let Ok(mut s) = shared.lock() {
+                        *s = Some(ahead);
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Item::End);
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -395,19 +625,31 @@ impl HttpConvex {
         endpoint: &'static str,
         url: &str,
         body: &str,
+        next: Option<&NextPage>,
         sink: &mut S,
         delivered: &mut Delivered,
     ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
-        let mut resp = self.send(endpoint, url, Some(body)).await?;
+        let mut page = self.start_page(endpoint, url, body, next);
         let mut parser = PageParser::new();
         loop {
-            let chunk = self
-                .unless_gone(tokio::time::timeout(self.request_timeout, resp.chunk()))
+            let item = self
+                .unless_gone(page.rx.recv())
                 .await
-                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?
-                .map_err(|_| self.timeout(endpoint, "reading the page"))?
-                .map_err(|e| self.broken_body(endpoint, "the page", &e))?;
-            let Some(chunk) = chunk else { break };
+                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?;
+            let chunk = match item {
+                Some(Item::Chunk(c)) => c,
+                Some(Item::End) => break,
+                Some(Item::Failed(e)) => return Err(e),
+                None => {
+                    return Err(ConvexError::Network {
+                        endpoint,
+                        kind: NetworkFailure::Other,
+                        detail: "the page's reader stopped before the page ended".into(),
+                    }
+                    .into())
+                }
+            };
+            page.budget.add_permits(permits_for(chunk.len()) as usize);
             parser
                 .feed(&chunk, |raw, raw_meta| {
                     let meta = ValueMeta::from_raw(raw_meta).map_err(|detail| {
@@ -431,12 +673,14 @@ impl HttpConvex {
     }
 
     /// One page of a walk, retried as the policy allows. Returns the page's other fields and
-    /// how many values the sink received.
+    /// how many values the sink received. `next`: the page is one of a snapshot walk, whose
+    /// next page may be requested ahead.
     async fn page<S: PageSink>(
         &self,
         endpoint: &'static str,
         what: &str,
         body: &serde_json::Value,
+        next: Option<NextPage>,
         sink: &mut S,
     ) -> anyhow::Result<(Vec<(String, Vec<u8>)>, usize)> {
         let url = self.url(endpoint, &[]);
@@ -445,7 +689,7 @@ impl HttpConvex {
         let mut attempt = 1;
         loop {
             match self
-                .attempt_page(endpoint, &url, &body, sink, &mut delivered)
+                .attempt_page(endpoint, &url, &body, next.as_ref(), sink, &mut delivered)
                 .await
             {
                 Ok(fields) => return Ok((fields, delivered.count())),
@@ -558,6 +802,12 @@ impl HttpConvex {
 
 /// The listener stopped waiting.
 struct Gone;
+
+/// A chunk takes this much of a page's read-ahead budget (a chunk larger than the whole
+/// budget takes all of it).
+fn permits_for(len: usize) -> u32 {
+    len.min(AHEAD_BYTES) as u32
+}
 
 /// The values one page has handed to the sink, across attempts. The first attempt only
 /// appends keys to one buffer (no allocation per value on the hot path); a retry indexes them.
@@ -762,6 +1012,7 @@ impl ConvexApi for HttpConvex {
                 LIST_SNAPSHOT,
                 "reading the head timestamp",
                 &body,
+                None,
                 &mut sink,
             )
             .await?;
@@ -775,13 +1026,15 @@ impl ConvexApi for HttpConvex {
         cursor: Option<&SnapshotCursor>,
         sink: &mut S,
     ) -> anyhow::Result<SnapshotPageEnd> {
-        let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
-        if let Some(c) = cursor {
-            position.push(("cursor", serde_json::Value::from(c.0.as_str())));
-        }
-        let body = walk_body(selection, &position);
+        let body = snapshot_body(selection, snapshot, cursor.map(|c| c.0.as_str()));
         let what = format!("list_snapshot of {selection}");
-        let (fields, values) = self.page(LIST_SNAPSHOT, &what, &body, sink).await?;
+        let next = NextPage {
+            selection: selection.clone(),
+            snapshot,
+        };
+        let (fields, values) = self
+            .page(LIST_SNAPSHOT, &what, &body, Some(next), sink)
+            .await?;
         Ok(SnapshotPageEnd {
             snapshot: SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?),
             cursor: field::<Option<String>>(LIST_SNAPSHOT, &fields, "cursor")?.map(SnapshotCursor),
@@ -798,7 +1051,7 @@ impl ConvexApi for HttpConvex {
     ) -> anyhow::Result<DeltasPageEnd> {
         let body = walk_body(selection, &[("cursor", serde_json::Value::from(cursor.0))]);
         let what = format!("document_deltas of {selection}");
-        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, sink).await?;
+        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, None, sink).await?;
         Ok(DeltasPageEnd {
             cursor: DeltaCursor(field(DOCUMENT_DELTAS, &fields, "cursor")?),
             has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,

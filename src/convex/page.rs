@@ -344,6 +344,79 @@ fn unexpected(b: u8, offset: usize) -> PageSyntaxError {
     }
 }
 
+/// The top-level members after `values` in a page's body (`"snapshot":…,"cursor":…,
+/// "hasMore":…}`), read backwards from the body's end, as (raw key, raw value) pairs, last
+/// member first; `None` when the end of `tail` is not of that shape.
+///
+/// Only a guess, for requesting the next page early: the page parser reads these fields only
+/// after every document, and the guess is used only when the request it leads to is exactly
+/// the one the walk then makes from what the parser read.
+pub fn trailing_fields(tail: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let b = tail;
+    let ws = |mut i: usize| {
+        while i > 0 && matches!(b[i - 1], b' ' | b'\n' | b'\r' | b'\t') {
+            i -= 1;
+        }
+        i
+    };
+    let mut i = ws(b.len());
+    if i == 0 || b[i - 1] != b'}' {
+        return None;
+    }
+    i -= 1;
+    let mut out = Vec::new();
+    loop {
+        let end = ws(i);
+        let start = match *b.get(end.checked_sub(1)?)? {
+            b'"' => string_start(b, end - 1)?,
+            // The end of `values` (or of another container): what follows is known.
+            b']' | b'}' => return Some(out),
+            _ => {
+                let mut j = end;
+                while j > 0
+                    && (b[j - 1].is_ascii_alphanumeric() || matches!(b[j - 1], b'.' | b'+' | b'-'))
+                {
+                    j -= 1;
+                }
+                if j == end {
+                    return None;
+                }
+                j
+            }
+        };
+        i = ws(start);
+        if b.get(i.checked_sub(1)?) != Some(&b':') {
+            return None;
+        }
+        let key_end = ws(i - 1);
+        if b.get(key_end.checked_sub(1)?) != Some(&b'"') {
+            return None;
+        }
+        let key_start = string_start(b, key_end - 1)?;
+        out.push((&b[key_start..key_end], &b[start..end]));
+        i = ws(key_start);
+        match b.get(i.checked_sub(1)?) {
+            Some(b',') => i -= 1,
+            Some(b'{') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The opening quote of the JSON string whose closing quote is at `close`: the nearest `"`
+/// before it that is not escaped (not preceded by an odd run of backslashes).
+fn string_start(b: &[u8], close: usize) -> Option<usize> {
+    let mut j = close;
+    loop {
+        let q = memchr::memrchr(b'"', &b[..j])?;
+        let run = b[..q].iter().rev().take_while(|&&c| c == b'\\').count();
+        if run % 2 == 0 {
+            return Some(q);
+        }
+        j = q;
+    }
+}
+
 pub struct PageParser {
     buf: Vec<u8>,
     /// Bytes of the body dropped from the front of `buf` so far (for error offsets).
@@ -1083,6 +1156,49 @@ mod tests {
         }
         p.finish().unwrap();
         got
+    }
+
+    #[test]
+    fn trailing_fields_are_read_from_the_end() {
+        let got = trailing_fields(PAGE.as_bytes()).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (&br#""hasMore""#[..], &b"true"[..]),
+                (br#""cursor""#, br#""{\"tablet\":\"X0yj\",\"id\":\"j5\"}""#),
+                (br#""snapshot""#, b"1770335566197682922"),
+            ]
+        );
+        let pretty = " {\n \"values\" : [ {} ] , \"cursor\" : \"a\\\\\" , \"hasMore\":false } \n";
+        assert_eq!(
+            trailing_fields(pretty.as_bytes()).unwrap(),
+            vec![
+                (&br#""hasMore""#[..], &b"false"[..]),
+                (br#""cursor""#, br#""a\\""#)
+            ]
+        );
+        // Fields only: all of them; a cut or odd tail: nothing, and never a panic.
+        assert_eq!(trailing_fields(br#"{"a":1,"b":null}"#).unwrap().len(), 2);
+        for cut in 0..PAGE.len() {
+            let _ = trailing_fields(&PAGE.as_bytes()[cut..]);
+            let _ = trailing_fields(&PAGE.as_bytes()[..cut]);
+        }
+        for bad in [
+            &b""[..],
+            b"}",
+            b"x}",
+            b"\"}",
+            b":1}",
+            b"\"a\"1}",
+            b"[\"a\":1}",
+        ] {
+            assert_eq!(
+                trailing_fields(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
