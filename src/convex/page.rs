@@ -448,19 +448,40 @@ impl PageParser {
     }
 
     /// Feeds the next body chunk; calls `on_value` with each complete element of `values`.
+    ///
+    /// The chunk is scanned where it is: only a value split by a chunk boundary is copied
+    /// into the buffer (its start, and of the next chunk what completes it, a growing piece at
+    /// a time), not every byte of the body.
     pub fn feed<E>(
         &mut self,
         chunk: &[u8],
         mut on_value: impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
-        self.buf.extend_from_slice(chunk);
-        let result = self.run(&mut on_value);
-        self.compact();
-        // After compacting, the buffer holds only the value still being scanned.
-        if result.is_ok() && self.buf.len() > MAX_VALUE_BYTES {
+        let mut rest = chunk;
+        let mut piece = 4096;
+        // The buffer holds only a value still being scanned, if any.
+        while !self.buf.is_empty() && !rest.is_empty() {
+            let (part, tail) = rest.split_at(piece.min(rest.len()));
+            rest = tail;
+            piece = piece.saturating_mul(2);
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(part);
+            let result = self.run(&buf, &mut on_value);
+            self.buf = buf;
+            self.compact();
+            result?;
+        }
+        if !rest.is_empty() {
+            let result = self.run(rest, &mut on_value);
+            let keep_from = self.keep_from();
+            self.buf.extend_from_slice(&rest[keep_from..]);
+            self.rebase(keep_from);
+            result?;
+        }
+        if self.buf.len() > MAX_VALUE_BYTES {
             return Err(FeedError::Syntax(PageSyntaxError::TooLarge));
         }
-        result
+        Ok(())
     }
 
     /// Declares the body complete; returns the top-level fields other than `values`, as raw JSON.
@@ -471,9 +492,9 @@ impl PageParser {
         Ok(self.fields)
     }
 
-    fn skip_ws(&mut self) -> Option<u8> {
-        while self.pos < self.buf.len() {
-            let b = self.buf[self.pos];
+    fn skip_ws(&mut self, data: &[u8]) -> Option<u8> {
+        while self.pos < data.len() {
+            let b = data[self.pos];
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(b);
             }
@@ -489,15 +510,18 @@ impl PageParser {
         }
     }
 
+    /// Goes on over `data`: the buffer, or a chunk when the buffer is empty. Positions
+    /// (`pos`, the scan's) are offsets into `data`.
     fn run<E>(
         &mut self,
+        data: &[u8],
         on_value: &mut impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
         use FeedError::Syntax;
         loop {
             match self.state {
                 State::Key | State::FieldValue | State::Elem => {
-                    let Some(end) = self.scan.advance(&self.buf).map_err(|e| {
+                    let Some(end) = self.scan.advance(data).map_err(|e| {
                         Syntax(match e {
                             PageSyntaxError::Unexpected { found, offset } => {
                                 PageSyntaxError::Unexpected {
@@ -511,7 +535,7 @@ impl PageParser {
                     else {
                         return Ok(());
                     };
-                    let raw = &self.buf[self.scan.start..end];
+                    let raw = &data[self.scan.start..end];
                     self.pos = end;
                     match self.state {
                         State::Key => {
@@ -532,14 +556,13 @@ impl PageParser {
                                     offset: start + e.offset as u64,
                                 })
                             })?;
-                            on_value(&doc, self.scan.raw_meta(&self.buf))
-                                .map_err(FeedError::Sink)?;
+                            on_value(&doc, self.scan.raw_meta(data)).map_err(FeedError::Sink)?;
                             self.state = State::AfterElem;
                         }
                     }
                 }
                 _ => {
-                    let Some(b) = self.skip_ws() else {
+                    let Some(b) = self.skip_ws(data) else {
                         return Ok(());
                     };
                     let pos = self.pos;
@@ -556,10 +579,10 @@ impl PageParser {
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
                         (State::ElemOrEnd { .. }, b'{') => {
                             // Most elements: proven whole, compact and valid in one pass.
-                            if let Some(p) = fast::prove(&self.buf[pos..]) {
+                            if let Some(p) = fast::prove(&data[pos..]) {
                                 let end = pos + p.end;
                                 let get =
-                                    |i: usize| p.spans[i].map(|(a, b)| &self.buf[pos + a..pos + b]);
+                                    |i: usize| p.spans[i].map(|(a, b)| &data[pos + a..pos + b]);
                                 let meta = RawMeta {
                                     table: get(0),
                                     component: get(1),
@@ -567,7 +590,7 @@ impl PageParser {
                                     deleted: get(3),
                                     id: get(4),
                                 };
-                                on_value(&self.buf[pos..end], meta).map_err(FeedError::Sink)?;
+                                on_value(&data[pos..end], meta).map_err(FeedError::Sink)?;
                                 self.pos = end;
                                 self.state = State::AfterElem;
                                 continue;
@@ -600,21 +623,31 @@ impl PageParser {
         }
     }
 
-    /// Drops consumed bytes so the buffer holds at most the value being scanned.
-    fn compact(&mut self) {
-        let keep_from = match self.state {
+    /// Where what is still needed starts: the value being scanned, or the next byte.
+    fn keep_from(&self) -> usize {
+        match self.state {
             State::Key | State::FieldValue | State::Elem => self.scan.start,
             _ => self.pos,
-        };
+        }
+    }
+
+    /// Positions become offsets from `by` on (the bytes before it are gone).
+    fn rebase(&mut self, by: usize) {
+        self.dropped += by as u64;
+        self.pos -= by;
+        if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
+            self.scan.shift(by);
+        }
+    }
+
+    /// Drops consumed bytes so the buffer holds at most the value being scanned.
+    fn compact(&mut self) {
+        let keep_from = self.keep_from();
         if keep_from == 0 {
             return;
         }
         self.buf.drain(..keep_from);
-        self.dropped += keep_from as u64;
-        self.pos -= keep_from;
-        if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
-            self.scan.shift(keep_from);
-        }
+        self.rebase(keep_from);
     }
 }
 
@@ -1132,6 +1165,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Large chunks, as the network brings them, cut anywhere: a value split by a boundary is
+    /// completed in the buffer a piece at a time, the rest scanned in the chunk. The same
+    /// values, metadata, fields and errors (kind and offset) as one whole chunk gives.
+    #[test]
+    fn large_chunks_cut_anywhere_give_the_same_values_and_errors() {
+        let mut rng = fastrand::Rng::with_seed(0xc4);
+        for round in 0..200 {
+            let docs: Vec<String> = (0..rng.usize(1..12))
+                .map(|i| {
+                    let longest = [10, 3000, 20_000][rng.usize(..3)];
+                    let pad = "é".repeat(rng.usize(0..longest));
+                    if rng.bool() {
+                        format!(r#"{{"_table":"t","_ts":{i},"_id":"d{i}","pad":"{pad}"}}"#)
+                    } else {
+                        format!(
+                            r#"{{ "_table" : "t", "pad" : "{pad}", "_ts" : {i}, "_id" : "d{i}" }}"#
+                        )
+                    }
+                })
+                .collect();
+            let mut body = format!(
+                r#"{{"values":[{}],"cursor":"c","hasMore":false}}"#,
+                docs.join(",")
+            )
+            .into_bytes();
+            if round % 4 == 3 {
+                // A bad byte somewhere: the same error whatever the chunks.
+                let at = rng.usize(..body.len());
+                body[at] = [b'\x01', b'+', b'}', 0xff][rng.usize(..4)];
+            }
+            let whole = parse_outcome(&body, &[body.len()]);
+            for _ in 0..10 {
+                let a = rng.usize(0..=body.len());
+                let b = rng.usize(a..=body.len());
+                let parts = [a, b - a, body.len() - b];
+                assert_eq!(
+                    parse_outcome(&body, &parts),
+                    whole,
+                    "round {round}: {parts:?}"
+                );
+            }
+        }
+    }
+
+    /// Values with their metadata, the fields, or the error, the body fed in parts.
+    fn parse_outcome(body: &[u8], parts: &[usize]) -> Result<Parsed, String> {
+        let mut p = PageParser::new();
+        let mut values = Vec::new();
+        let mut rest = body;
+        for &n in parts {
+            let (part, tail) = rest.split_at(n);
+            rest = tail;
+            p.feed(part, |v, m| {
+                let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+                values.push(format!("{} {meta:?}", String::from_utf8_lossy(v)));
+                Ok::<(), ()>(())
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        }
+        let fields = p
+            .finish()
+            .map_err(|e| format!("{e:?}"))?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect();
+        Ok((values, fields))
     }
 
     /// Values and their metadata, the body fed in parts of the given sizes.
