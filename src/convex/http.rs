@@ -179,8 +179,9 @@ fn snapshot_body(
     walk_body(selection, &position)
 }
 
-/// The bytes at the end of a body kept for [`trailing_fields`]: the fields are small (a
-/// cursor is far shorter than this); a body whose fields do not fit is simply not read ahead.
+/// The bytes at the end of a body looked at by [`trailing_fields`]: the fields are small (a
+/// cursor is far shorter than this); a page whose fields do not fit is simply not requested
+/// ahead.
 const TAIL_BYTES: usize = 64 * 1024;
 
 /// A request about to be tried again.
@@ -389,7 +390,7 @@ impl HttpConvex {
                 return;
             }
         };
-        let mut tail = Vec::new();
+        let mut tail: [Option<bytes::Bytes>; 2] = [None, None];
         loop {
             let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
                 Err(_) => Err(self.timeout(endpoint, "reading the page")),
@@ -405,14 +406,8 @@ impl HttpConvex {
                 }
             };
             if next.is_some() {
-                if chunk.len() >= TAIL_BYTES {
-                    tail.clear();
-                    tail.extend_from_slice(&chunk[chunk.len() - TAIL_BYTES..]);
-                } else {
-                    let over = (tail.len() + chunk.len()).saturating_sub(TAIL_BYTES);
-                    tail.drain(..over);
-                    tail.extend_from_slice(&chunk);
-                }
+                // The last two chunks (shared, not copied): the body's end is in them.
+                tail = [tail[1].take(), Some(chunk.clone())];
             }
             match budget.acquire_many(permits_for(chunk.len())).await {
                 Ok(p) => p.forget(),
@@ -424,7 +419,15 @@ impl HttpConvex {
         }
         // The next page is asked for before this one's end is handed on: the walk asks for
         // it right after, and must find it.
-        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&tail)) {
+        let end = match tail {
+            [Some(a), Some(b)] if b.len() < TAIL_BYTES => {
+                let a = &a[a.len().saturating_sub(TAIL_BYTES - b.len())..];
+                [a, &b[..]].concat()
+            }
+            [_, Some(b)] => b[b.len().saturating_sub(TAIL_BYTES)..].to_vec(),
+            _ => Vec::new(),
+        };
+        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&end)) {
             if taken.await.is_ok() {
                 if let Some(shared) = slot.upgrade() {
                     let (taken_tx, taken_rx) = oneshot::channel();
