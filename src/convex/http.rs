@@ -99,6 +99,8 @@ pub struct HttpConvex {
     listener: Option<Arc<dyn Listener>>,
     /// The next page of the snapshot walk, requested ahead (see [`Ahead`]).
     ahead: Arc<Mutex<Option<Ahead>>>,
+    /// Chunk buffers the parser is done with, for the page readers (see `read_page`).
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Drop for HttpConvex {
@@ -117,7 +119,7 @@ const AHEAD_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the reader of a page hands the parser.
 enum Item {
-    Chunk(bytes::Bytes),
+    Chunk(Vec<u8>),
     End,
     Failed(AttemptError),
 }
@@ -182,7 +184,10 @@ fn snapshot_body(
 /// The bytes at the end of a body looked at by [`trailing_fields`]: the fields are small (a
 /// cursor is far shorter than this); a page whose fields do not fit is simply not requested
 /// ahead.
-const TAIL_BYTES: usize = 64 * 1024;
+const TAIL_BYTES: usize = 8 * 1024;
+/// Chunk buffers kept for reuse (each at most `POOL_MAX_CAPACITY`), see `read_page`.
+const POOL_BUFFERS: usize = 4;
+const POOL_MAX_CAPACITY: usize = 1024 * 1024;
 
 /// A request about to be tried again.
 #[derive(Debug)]
@@ -293,6 +298,7 @@ impl HttpConvex {
             retry: RetryPolicy::default(),
             listener,
             ahead: Arc::default(),
+            buffers: Arc::default(),
         })
     }
 
@@ -306,6 +312,7 @@ impl HttpConvex {
             retry: self.retry,
             listener: self.listener.clone(),
             ahead: Arc::default(),
+            buffers: Arc::clone(&self.buffers),
         }
     }
 
@@ -369,6 +376,19 @@ impl HttpConvex {
         }
     }
 
+    /// Keeps a chunk buffer the parser is done with, unless the pool is full or it is large.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut pool) = self.buffers.lock() {
+            if pool.len() < POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+
     /// The task of one page: the request, then its body into `tx` as fast as it comes (up to
     /// the budget); at its end, once the page is taken, the request of the next page.
     #[allow(clippy::too_many_arguments)]
@@ -390,7 +410,7 @@ impl HttpConvex {
                 return;
             }
         };
-        let mut tail: [Option<bytes::Bytes>; 2] = [None, None];
+        let mut tail = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
                 Err(_) => Err(self.timeout(endpoint, "reading the page")),
@@ -405,28 +425,31 @@ impl HttpConvex {
                     return;
                 }
             };
+            // Copied into a reused buffer, and the network's buffer let go at once: kept
+            // until the parser is done with it, hyper's next read would need fresh memory, a
+            // page fault per 4 KiB (more CPU than this copy).
+            let mut buf = self
+                .buffers
+                .lock()
+                .ok()
+                .and_then(|mut pool| pool.pop())
+                .unwrap_or_default();
+            buf.extend_from_slice(&chunk);
+            drop(chunk);
             if next.is_some() {
-                // The last two chunks (shared, not copied): the body's end is in them.
-                tail = [tail[1].take(), Some(chunk.clone())];
+                let keep = TAIL_BYTES.saturating_sub(buf.len()).min(tail.len());
+                tail.drain(..tail.len() - keep);
+                tail.extend_from_slice(&buf[buf.len().saturating_sub(TAIL_BYTES)..]);
             }
-            match budget.acquire_many(permits_for(chunk.len())).await {
+            match budget.acquire_many(permits_for(buf.len())).await {
                 Ok(p) => p.forget(),
                 Err(_) => return,
             }
-            if tx.send(Item::Chunk(chunk)).is_err() {
+            if tx.send(Item::Chunk(buf)).is_err() {
                 return;
             }
         }
-        // The next page is asked for before this one's end is handed on: the walk asks for
-        // it right after, and must find it.
-        let end = match tail {
-            [Some(a), Some(b)] if b.len() < TAIL_BYTES => {
-                let a = &a[a.len().saturating_sub(TAIL_BYTES - b.len())..];
-                [a, &b[..]].concat()
-            }
-            [_, Some(b)] => b[b.len().saturating_sub(TAIL_BYTES)..].to_vec(),
-            _ => Vec::new(),
-        };
+        let end = tail;
         if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&end)) {
             if taken.await.is_ok() {
                 if let Some(shared) = slot.upgrade() {
@@ -652,7 +675,7 @@ impl HttpConvex {
                     .into())
                 }
             };
-            page.budget.add_permits(permits_for(chunk.len()) as usize);
+            let permits = permits_for(chunk.len()) as usize;
             parser
                 .feed(&chunk, |raw, raw_meta| {
                     let meta =
@@ -672,6 +695,8 @@ impl HttpConvex {
                     FeedError::Sink(e) => e,
                     FeedError::Syntax(e) => AttemptError::Convex(syntax(endpoint, e), None),
                 })?;
+            page.budget.add_permits(permits);
+            self.recycle(chunk);
             sink.flush().await.map_err(AttemptError::Sink)?;
         }
         parser.finish().map_err(|e| syntax(endpoint, e).into())
