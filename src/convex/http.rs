@@ -410,6 +410,7 @@ impl HttpConvex {
                 return;
             }
         };
+        // The body's last `TAIL_BYTES`, where the next page's cursor is.
         let mut tail = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
@@ -449,8 +450,7 @@ impl HttpConvex {
                 return;
             }
         }
-        let end = tail;
-        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&end)) {
+        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&tail)) {
             if taken.await.is_ok() {
                 if let Some(shared) = slot.upgrade() {
                     let (taken_tx, taken_rx) = oneshot::channel();
