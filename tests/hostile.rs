@@ -712,6 +712,84 @@ fn a_truncated_page_is_read_again_exactly() {
     assert_eq!(h.hits("/api/list_snapshot"), 2);
 }
 
+// ---- pages requested ahead (the next page of a walk is asked for once a body has arrived)
+
+/// Page `n` of a three-page walk: two documents, and the cursor of the next page.
+fn walk_page(n: usize) -> Value {
+    let docs = [doc(&format!("p{n}a")), doc(&format!("p{n}b"))];
+    let mut p = page(&docs);
+    if n < 2 {
+        p["cursor"] = json!(format!("after \"{n}\""));
+        p["hasMore"] = json!(true);
+    }
+    p
+}
+
+fn record_ids(run: &Run) -> Vec<String> {
+    run.of_type("RECORD")
+        .iter()
+        .map(|r| r["record"]["data"]["_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn pages_requested_ahead_are_each_requested_once_and_kept_in_order() {
+    let h = deployment(|req| Reply::json(200, &walk_page(req.nth)));
+    let run = h.read(json!({}), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(record_ids(&run), ["p0a", "p0b", "p1a", "p1b", "p2a", "p2b"]);
+    assert_eq!(run.of_type("STATE").len(), 3);
+    assert_eq!(h.hits("/api/list_snapshot"), 3);
+}
+
+#[test]
+fn a_page_requested_ahead_that_fails_is_retried_like_any_other() {
+    // The second page's first answer is a 503: requested ahead, it fails when its turn comes,
+    // and is asked for again; nothing is lost or sent twice.
+    let h = deployment(|req| match req.nth {
+        1 => Reply::Full {
+            status: 503,
+            headers: vec![("Retry-After", "0".into())],
+            body: b"busy".to_vec(),
+        },
+        n => Reply::json(200, &walk_page(n.saturating_sub(1))),
+    });
+    let run = h.read(json!({}), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(record_ids(&run), ["p0a", "p0b", "p1a", "p1b", "p2a", "p2b"]);
+    assert_eq!(h.hits("/api/list_snapshot"), 4);
+}
+
+#[test]
+fn a_bad_page_stops_the_walk_with_at_most_one_page_requested_ahead() {
+    let h = deployment(|req| {
+        if req.nth == 1 {
+            let mut body = walk_page(1).to_string().into_bytes();
+            let at = body.windows(4).position(|w| w == b"p1b\"").unwrap();
+            body.insert(at + 4, b'+');
+            Reply::raw(200, body)
+        } else {
+            Reply::json(200, &walk_page(req.nth))
+        }
+    });
+    let run = h.read(json!({}), None);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        run.statuses().last().map(String::as_str),
+        Some("INCOMPLETE")
+    );
+    let (failure, message) = run.error();
+    assert_eq!(failure, "system_error", "{message}");
+    assert!(message.contains("not valid JSON"), "{message}");
+    // The first page and its STATE; nothing of the page after the bad one.
+    assert_eq!(run.of_type("STATE").len(), 1, "{}", run.stdout);
+    let ids = record_ids(&run);
+    assert_eq!(ids[..2], ["p0a", "p0b"]);
+    assert!(ids.iter().all(|id| !id.starts_with("p2")), "{ids:?}");
+    // The bad page's body had arrived: the page after it may have been asked for, no more.
+    assert!((2..=3).contains(&h.hits("/api/list_snapshot")));
+}
+
 // ---- defect 10: the smaller list
 
 #[test]

@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::data_sync::{self, DataSyncApi, DataSyncCursor, SyncPage};
-use super::page::{FeedError, PageParser, PageSyntaxError};
+use super::page::{trailing_fields, FeedError, PageParser, PageSyntaxError, RawMeta};
 use super::{
     parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
     DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
@@ -16,7 +16,8 @@ use super::{
 use crate::config::{Config, DeploymentUrl};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Convex tells Airbyte's syncs apart by this prefix; the suffix must be a semver.
 pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
@@ -97,7 +98,97 @@ pub struct HttpConvex {
     deadline: Duration,
     retry: RetryPolicy,
     listener: Option<Arc<dyn Listener>>,
+    /// The next page of the snapshot walk, requested ahead (see [`Ahead`]).
+    ahead: Arc<Mutex<Option<Ahead>>>,
+    /// Chunk buffers the parser is done with, for the page readers (see `read_page`).
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
 }
+
+impl Drop for HttpConvex {
+    fn drop(&mut self) {
+        // The page read ahead ends with the client (its task holds no strong reference).
+        if let Ok(mut slot) = self.ahead.lock() {
+            slot.take();
+        }
+    }
+}
+
+/// A page's body is read ahead of the parser, up to this many bytes: so the whole body of a
+/// usual page (1,024 documents of a few hundred bytes) has arrived while its first documents
+/// are being turned into records, and the next page can be asked for then.
+const AHEAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the reader of a page hands the parser.
+enum Item {
+    Chunk(Vec<u8>),
+    End,
+    Failed(AttemptError),
+}
+
+/// One page request, sent and read by its own task into a queue bounded in bytes.
+///
+/// Pipelining: the connector is CPU bound on a full refresh while Convex computes each page,
+/// so a snapshot walk's next page is requested as soon as the body of the page being processed
+/// has arrived (its cursor is then in the body's last bytes, see [`trailing_fields`]). It is
+/// used only for exactly the request the walk then makes; otherwise it is dropped (its task
+/// aborted). At most one page is requested ahead of the one being processed: the next is
+/// requested only once this one is `taken`.
+struct Ahead {
+    endpoint: &'static str,
+    body: String,
+    rx: mpsc::UnboundedReceiver<Item>,
+    budget: Arc<Semaphore>,
+    taken: Option<oneshot::Sender<()>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A snapshot walk's position, for requesting the page after the one being read.
+#[derive(Clone)]
+struct NextPage {
+    selection: Selection,
+    snapshot: SnapshotTs,
+}
+
+impl NextPage {
+    /// The request body of the page after the one whose body ends with `tail`, when that page
+    /// says there is one.
+    fn body_after(&self, tail: &[u8]) -> Option<String> {
+        let fields = trailing_fields(tail)?;
+        let find = |name: &[u8]| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
+            return None;
+        }
+        let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
+        Some(snapshot_body(&self.selection, self.snapshot, Some(&cursor)).to_string())
+    }
+}
+
+/// The request body of a `list_snapshot` page.
+fn snapshot_body(
+    selection: &Selection,
+    snapshot: SnapshotTs,
+    cursor: Option<&str>,
+) -> serde_json::Value {
+    let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
+    if let Some(c) = cursor {
+        position.push(("cursor", serde_json::Value::from(c)));
+    }
+    walk_body(selection, &position)
+}
+
+/// The bytes at the end of a body looked at by [`trailing_fields`]: the fields are small (a
+/// cursor is far shorter than this); a page whose fields do not fit is simply not requested
+/// ahead.
+const TAIL_BYTES: usize = 8 * 1024;
+/// Chunk buffers kept for reuse (each at most `POOL_MAX_CAPACITY`), see `read_page`.
+const POOL_BUFFERS: usize = 4;
+const POOL_MAX_CAPACITY: usize = 1024 * 1024;
 
 /// A request about to be tried again.
 #[derive(Debug)]
@@ -207,7 +298,172 @@ impl HttpConvex {
             deadline: request_deadline(config.request_timeout),
             retry: RetryPolicy::default(),
             listener,
+            ahead: Arc::default(),
+            buffers: Arc::default(),
         })
+    }
+
+    /// A copy for a page reader's task (with no page ahead of its own).
+    fn detached(&self) -> HttpConvex {
+        HttpConvex {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            request_timeout: self.request_timeout,
+            deadline: self.deadline,
+            retry: self.retry,
+            listener: self.listener.clone(),
+            ahead: Arc::default(),
+            buffers: Arc::clone(&self.buffers),
+        }
+    }
+
+    /// The page for this request: the one read ahead if it is this request, else a new one.
+    fn start_page(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        body: &str,
+        next: Option<&NextPage>,
+    ) -> Ahead {
+        let ahead = self.ahead.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(mut a) = ahead.filter(|a| a.endpoint == endpoint && a.body == body) {
+            if let Some(taken) = a.taken.take() {
+                let _ = taken.send(());
+            }
+            return a;
+        }
+        let (taken, taken_rx) = oneshot::channel();
+        let _ = taken.send(());
+        self.spawn_page(
+            Arc::downgrade(&self.ahead),
+            endpoint,
+            url.to_owned(),
+            body.to_owned(),
+            next.cloned(),
+            taken_rx,
+        )
+    }
+
+    /// Starts the task that requests a page and reads its body ahead (bounded); `slot` is
+    /// where the page after it goes, if it is read ahead.
+    fn spawn_page(
+        &self,
+        slot: Weak<Mutex<Option<Ahead>>>,
+        endpoint: &'static str,
+        url: String,
+        body: String,
+        next: Option<NextPage>,
+        taken: oneshot::Receiver<()>,
+    ) -> Ahead {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(AHEAD_BYTES));
+        let task = tokio::spawn(self.detached().read_page(
+            endpoint,
+            url,
+            body.clone(),
+            next,
+            tx,
+            Arc::clone(&budget),
+            taken,
+            slot,
+        ));
+        Ahead {
+            endpoint,
+            body,
+            rx,
+            budget,
+            taken: None,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// Keeps a chunk buffer the parser is done with, unless the pool is full or it is large.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut pool) = self.buffers.lock() {
+            if pool.len() < POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+
+    /// The task of one page: the request, then its body into `tx` as fast as it comes (up to
+    /// the budget); at its end, once the page is taken, the request of the next page.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_page(
+        self,
+        endpoint: &'static str,
+        url: String,
+        body: String,
+        next: Option<NextPage>,
+        tx: mpsc::UnboundedSender<Item>,
+        budget: Arc<Semaphore>,
+        taken: oneshot::Receiver<()>,
+        slot: Weak<Mutex<Option<Ahead>>>,
+    ) {
+        let mut resp = match self.send(endpoint, &url, Some(&body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Item::Failed(e));
+                return;
+            }
+        };
+        // The body's last `TAIL_BYTES`, where the next page's cursor is.
+        let mut tail = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
+                Err(_) => Err(self.timeout(endpoint, "reading the page")),
+                Ok(Err(e)) => Err(self.broken_body(endpoint, "the page", &e)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => Ok(c),
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Item::Failed(e.into()));
+                    return;
+                }
+            };
+            // Copied into a reused buffer, and the network's buffer let go at once: kept
+            // until the parser is done with it, hyper's next read would need fresh memory, a
+            // page fault per 4 KiB (more CPU than this copy).
+            let mut buf = self
+                .buffers
+                .lock()
+                .ok()
+                .and_then(|mut pool| pool.pop())
+                .unwrap_or_default();
+            buf.extend_from_slice(&chunk);
+            drop(chunk);
+            if next.is_some() {
+                let keep = TAIL_BYTES.saturating_sub(buf.len()).min(tail.len());
+                tail.drain(..tail.len() - keep);
+                tail.extend_from_slice(&buf[buf.len().saturating_sub(TAIL_BYTES)..]);
+            }
+            match budget.acquire_many(permits_for(buf.len())).await {
+                Ok(p) => p.forget(),
+                Err(_) => return,
+            }
+            if tx.send(Item::Chunk(buf)).is_err() {
+                return;
+            }
+        }
+        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&tail)) {
+            if taken.await.is_ok() {
+                if let Some(shared) = slot.upgrade() {
+                    let (taken_tx, taken_rx) = oneshot::channel();
+                    let mut ahead = self.spawn_page(slot, endpoint, url, next_body, next, taken_rx);
+                    ahead.taken = Some(taken_tx);
+                    if let Ok(mut s) = shared.lock() {
+                        *s = Some(ahead);
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Item::End);
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -396,22 +652,36 @@ impl HttpConvex {
         endpoint: &'static str,
         url: &str,
         body: &str,
+        next: Option<&NextPage>,
         sink: &mut S,
         delivered: &mut Delivered,
     ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
-        let mut resp = self.send(endpoint, url, Some(body)).await?;
+        let mut page = self.start_page(endpoint, url, body, next);
         let mut parser = PageParser::new();
         loop {
-            let chunk = self
-                .unless_gone(tokio::time::timeout(self.request_timeout, resp.chunk()))
+            let item = self
+                .unless_gone(page.rx.recv())
                 .await
-                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?
-                .map_err(|_| self.timeout(endpoint, "reading the page"))?
-                .map_err(|e| self.broken_body(endpoint, "the page", &e))?;
-            let Some(chunk) = chunk else { break };
+                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?;
+            let chunk = match item {
+                Some(Item::Chunk(c)) => c,
+                Some(Item::End) => break,
+                Some(Item::Failed(e)) => return Err(e),
+                None => {
+                    return Err(ConvexError::Network {
+                        endpoint,
+                        kind: NetworkFailure::Other,
+                        detail: "the page's reader stopped before the page ended".into(),
+                    }
+                    .into())
+                }
+            };
+            let permits = permits_for(chunk.len()) as usize;
             parser
                 .feed(&chunk, |raw, raw_meta| {
-                    let meta = ValueMeta::from_raw(raw_meta).map_err(|detail| {
+                    let meta =
+                        plain_meta(&raw_meta).map_or_else(|| ValueMeta::from_raw(raw_meta), Ok);
+                    let meta = meta.map_err(|detail| {
                         AttemptError::Convex(
                             ConvexError::InvalidResponse { endpoint, detail },
                             None,
@@ -426,18 +696,22 @@ impl HttpConvex {
                     FeedError::Sink(e) => e,
                     FeedError::Syntax(e) => AttemptError::Convex(syntax(endpoint, e), None),
                 })?;
+            page.budget.add_permits(permits);
+            self.recycle(chunk);
             sink.flush().await.map_err(AttemptError::Sink)?;
         }
         parser.finish().map_err(|e| syntax(endpoint, e).into())
     }
 
     /// One page of a walk, retried as the policy allows. Returns the page's other fields and
-    /// how many values the sink received.
+    /// how many values the sink received. `next`: the page is one of a snapshot walk, whose
+    /// next page may be requested ahead.
     async fn page<S: PageSink>(
         &self,
         endpoint: &'static str,
         what: &str,
         body: &serde_json::Value,
+        next: Option<NextPage>,
         sink: &mut S,
     ) -> anyhow::Result<(Vec<(String, Vec<u8>)>, usize)> {
         let url = self.url(endpoint, &[]);
@@ -446,7 +720,7 @@ impl HttpConvex {
         let mut attempt = 1;
         loop {
             match self
-                .attempt_page(endpoint, &url, &body, sink, &mut delivered)
+                .attempt_page(endpoint, &url, &body, next.as_ref(), sink, &mut delivered)
                 .await
             {
                 Ok(fields) => return Ok((fields, delivered.count())),
@@ -576,6 +850,12 @@ impl HttpConvex {
 /// The listener stopped waiting.
 struct Gone;
 
+/// A chunk takes this much of a page's read-ahead budget (a chunk larger than the whole
+/// budget takes all of it).
+fn permits_for(len: usize) -> u32 {
+    len.min(AHEAD_BYTES) as u32
+}
+
 /// The values one page has handed to the sink, across attempts. The first attempt only
 /// appends keys to one buffer (no allocation per value on the hot path); a retry indexes them.
 #[derive(Default)]
@@ -589,17 +869,16 @@ struct Delivered {
 impl Delivered {
     /// Whether `meta`'s value is new to this page; if so it counts as delivered from now on.
     fn take(&mut self, meta: &ValueMeta<'_>) -> bool {
+        let Some(index) = &mut self.index else {
+            // The first attempt: nothing to check against, the key goes straight in.
+            key_of(meta, &mut self.keys);
+            self.ends.push(self.keys.len());
+            return true;
+        };
         self.scratch.clear();
-        for part in [&*meta.component, &*meta.table, &*meta.id] {
-            self.scratch.extend_from_slice(part.as_bytes());
-            self.scratch.push(0);
-        }
-        self.scratch
-            .extend_from_slice(itoa::Buffer::new().format(meta.ts).as_bytes());
-        if let Some(index) = &mut self.index {
-            if !index.insert(self.scratch.as_slice().into()) {
-                return false;
-            }
+        key_of(meta, &mut self.scratch);
+        if !index.insert(self.scratch.as_slice().into()) {
+            return false;
         }
         self.keys.extend_from_slice(&self.scratch);
         self.ends.push(self.keys.len());
@@ -623,6 +902,72 @@ impl Delivered {
     fn count(&self) -> usize {
         self.ends.len()
     }
+}
+
+/// `ValueMeta::from_raw` for the usual shape of the metadata (compact, `_ts` a plain integer,
+/// names and id without escapes), with no search or parse call per field: it is a sixth of the
+/// work per record otherwise. `None` for any other shape, which `from_raw` then reads (and
+/// refuses where it must); where this gives a value, it is the one `from_raw` gives.
+fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
+    fn plain_string(json: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+        let inner = json.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        // A loop, not `contains` (a `memchr` call costs more than these short names).
+        for &c in inner {
+            if c == b'\\' {
+                return None;
+            }
+        }
+        std::str::from_utf8(inner)
+            .ok()
+            .map(std::borrow::Cow::Borrowed)
+    }
+    let ts = raw.ts?;
+    let (negative, digits) = match ts.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, ts),
+    };
+    // Nineteen digits at most, as every i64: no overflow in a u64.
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut magnitude = 0u64;
+    for &d in digits {
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        magnitude = magnitude * 10 + u64::from(v);
+    }
+    let ts = if negative {
+        0i64.checked_sub_unsigned(magnitude)?
+    } else {
+        i64::try_from(magnitude).ok()?
+    };
+    Some(ValueMeta {
+        table: plain_string(raw.table?)?,
+        component: match raw.component {
+            Some(c) => plain_string(c)?,
+            None => std::borrow::Cow::Borrowed(""),
+        },
+        id: plain_string(raw.id?)?,
+        ts,
+        deleted: match raw.deleted {
+            None => None,
+            Some(b"true") => Some(true),
+            Some(b"false") => Some(false),
+            Some(_) => return None,
+        },
+    })
+}
+
+/// Appends a value's identity (component, table, `_id`, `_ts`) to `out`: the names each end
+/// with a NUL, the timestamp is its eight bytes.
+fn key_of(meta: &ValueMeta<'_>, out: &mut Vec<u8>) {
+    for part in [&*meta.component, &*meta.table, &*meta.id] {
+        out.extend_from_slice(part.as_bytes());
+        out.push(0);
+    }
+    out.extend_from_slice(&meta.ts.to_le_bytes());
 }
 
 /// A walk request's JSON body: the selection, the position, and the `json` value format.
@@ -779,6 +1124,7 @@ impl ConvexApi for HttpConvex {
                 LIST_SNAPSHOT,
                 "reading the head timestamp",
                 &body,
+                None,
                 &mut sink,
             )
             .await?;
@@ -792,13 +1138,15 @@ impl ConvexApi for HttpConvex {
         cursor: Option<&SnapshotCursor>,
         sink: &mut S,
     ) -> anyhow::Result<SnapshotPageEnd> {
-        let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
-        if let Some(c) = cursor {
-            position.push(("cursor", serde_json::Value::from(c.0.as_str())));
-        }
-        let body = walk_body(selection, &position);
+        let body = snapshot_body(selection, snapshot, cursor.map(|c| c.0.as_str()));
         let what = format!("list_snapshot of {selection}");
-        let (fields, values) = self.page(LIST_SNAPSHOT, &what, &body, sink).await?;
+        let next = NextPage {
+            selection: selection.clone(),
+            snapshot,
+        };
+        let (fields, values) = self
+            .page(LIST_SNAPSHOT, &what, &body, Some(next), sink)
+            .await?;
         Ok(SnapshotPageEnd {
             snapshot: SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?),
             cursor: field::<Option<String>>(LIST_SNAPSHOT, &fields, "cursor")?.map(SnapshotCursor),
@@ -815,7 +1163,7 @@ impl ConvexApi for HttpConvex {
     ) -> anyhow::Result<DeltasPageEnd> {
         let body = walk_body(selection, &[("cursor", serde_json::Value::from(cursor.0))]);
         let what = format!("document_deltas of {selection}");
-        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, sink).await?;
+        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, None, sink).await?;
         Ok(DeltasPageEnd {
             cursor: DeltaCursor(field(DOCUMENT_DELTAS, &fields, "cursor")?),
             has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,
@@ -914,6 +1262,71 @@ mod tests {
         let parts: Vec<_> = version.split('.').collect();
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.parse::<u32>().is_ok()));
+    }
+
+    /// Wherever the plain reading of the metadata gives a value, `from_raw` gives the same;
+    /// and it does give one for the usual shape.
+    #[test]
+    fn plain_metadata_agrees_with_from_raw() {
+        let mut rng = fastrand::Rng::with_seed(0x3e7a);
+        let strings: [&[u8]; 12] = [
+            b"\"users\"",
+            b"\"\"",
+            b"\"",
+            b"\"a\\\"b\"",
+            b"\"\\u0061\"",
+            b" \"t\" ",
+            b"\"\xc3\xa9\"",
+            b"\"\xff\"",
+            b"users",
+            b"\"j57\"",
+            b"null",
+            b"\"a/b\"",
+        ];
+        let numbers: [&[u8]; 14] = [
+            b"9223372036854775808",
+            b"-9999999999999999999",
+            b"0",
+            b"-0",
+            b"17",
+            b"-5",
+            b"1770335566197682000",
+            b"999999999999999999",
+            b"9223372036854775807",
+            b"-9223372036854775808",
+            b"1.5",
+            b" 7",
+            b"+5",
+            b"-",
+        ];
+        let bools: [&[u8]; 5] = [b"true", b"false", b" true", b"1", b"null"];
+        let mut plain = 0;
+        for _ in 0..20_000 {
+            let pick = |rng: &mut fastrand::Rng, pool: &[&'static [u8]]| {
+                (rng.u8(..8) != 0).then(|| pool[rng.usize(..pool.len())])
+            };
+            let raw = RawMeta {
+                table: pick(&mut rng, &strings),
+                component: pick(&mut rng, &strings),
+                ts: pick(&mut rng, &numbers),
+                deleted: pick(&mut rng, &bools),
+                id: pick(&mut rng, &strings),
+            };
+            if let Some(m) = plain_meta(&raw) {
+                plain += 1;
+                assert_eq!(ValueMeta::from_raw(raw), Ok(m), "{raw:?}");
+            }
+        }
+        assert!(plain > 100, "{plain}");
+        let usual = RawMeta {
+            table: Some(b"\"users\""),
+            component: Some(b"\"\""),
+            ts: Some(b"1770335566197682000"),
+            deleted: None,
+            id: Some(b"\"j57\""),
+        };
+        assert_eq!(plain_meta(&usual), ValueMeta::from_raw(usual).ok());
+        assert!(plain_meta(&usual).is_some());
     }
 
     #[test]

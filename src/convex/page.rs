@@ -11,6 +11,7 @@
 //! stream stops before the STATE that would have covered it.
 
 mod element;
+mod fast;
 
 use memchr::memchr2;
 
@@ -343,6 +344,79 @@ fn unexpected(b: u8, offset: usize) -> PageSyntaxError {
     }
 }
 
+/// The top-level members after `values` in a page's body (`"snapshot":…,"cursor":…,
+/// "hasMore":…}`), read backwards from the body's end, as (raw key, raw value) pairs, last
+/// member first; `None` when the end of `tail` is not of that shape.
+///
+/// Only a guess, for requesting the next page early: the page parser reads these fields only
+/// after every document, and the guess is used only when the request it leads to is exactly
+/// the one the walk then makes from what the parser read.
+pub fn trailing_fields(tail: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let b = tail;
+    let ws = |mut i: usize| {
+        while i > 0 && matches!(b[i - 1], b' ' | b'\n' | b'\r' | b'\t') {
+            i -= 1;
+        }
+        i
+    };
+    let mut i = ws(b.len());
+    if i == 0 || b[i - 1] != b'}' {
+        return None;
+    }
+    i -= 1;
+    let mut out = Vec::new();
+    loop {
+        let end = ws(i);
+        let start = match *b.get(end.checked_sub(1)?)? {
+            b'"' => string_start(b, end - 1)?,
+            // The end of `values` (or of another container): what follows is known.
+            b']' | b'}' => return Some(out),
+            _ => {
+                let mut j = end;
+                while j > 0
+                    && (b[j - 1].is_ascii_alphanumeric() || matches!(b[j - 1], b'.' | b'+' | b'-'))
+                {
+                    j -= 1;
+                }
+                if j == end {
+                    return None;
+                }
+                j
+            }
+        };
+        i = ws(start);
+        if b.get(i.checked_sub(1)?) != Some(&b':') {
+            return None;
+        }
+        let key_end = ws(i - 1);
+        if b.get(key_end.checked_sub(1)?) != Some(&b'"') {
+            return None;
+        }
+        let key_start = string_start(b, key_end - 1)?;
+        out.push((&b[key_start..key_end], &b[start..end]));
+        i = ws(key_start);
+        match b.get(i.checked_sub(1)?) {
+            Some(b',') => i -= 1,
+            Some(b'{') => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The opening quote of the JSON string whose closing quote is at `close`: the nearest `"`
+/// before it that is not escaped (not preceded by an odd run of backslashes).
+fn string_start(b: &[u8], close: usize) -> Option<usize> {
+    let mut j = close;
+    loop {
+        let q = memchr::memrchr(b'"', &b[..j])?;
+        let run = b[..q].iter().rev().take_while(|&&c| c == b'\\').count();
+        if run % 2 == 0 {
+            return Some(q);
+        }
+        j = q;
+    }
+}
+
 pub struct PageParser {
     buf: Vec<u8>,
     /// Bytes of the body dropped from the front of `buf` so far (for error offsets).
@@ -374,19 +448,40 @@ impl PageParser {
     }
 
     /// Feeds the next body chunk; calls `on_value` with each complete element of `values`.
+    ///
+    /// The chunk is scanned where it is: only a value split by a chunk boundary is copied
+    /// into the buffer (its start, and of the next chunk what completes it, a growing piece at
+    /// a time), not every byte of the body.
     pub fn feed<E>(
         &mut self,
         chunk: &[u8],
         mut on_value: impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
-        self.buf.extend_from_slice(chunk);
-        let result = self.run(&mut on_value);
-        self.compact();
-        // After compacting, the buffer holds only the value still being scanned.
-        if result.is_ok() && self.buf.len() > MAX_VALUE_BYTES {
+        let mut rest = chunk;
+        let mut piece = 4096;
+        // The buffer holds only a value still being scanned, if any.
+        while !self.buf.is_empty() && !rest.is_empty() {
+            let (part, tail) = rest.split_at(piece.min(rest.len()));
+            rest = tail;
+            piece = piece.saturating_mul(2);
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(part);
+            let result = self.run(&buf, &mut on_value);
+            self.buf = buf;
+            self.compact();
+            result?;
+        }
+        if !rest.is_empty() {
+            let result = self.run(rest, &mut on_value);
+            let keep_from = self.keep_from();
+            self.buf.extend_from_slice(&rest[keep_from..]);
+            self.rebase(keep_from);
+            result?;
+        }
+        if self.buf.len() > MAX_VALUE_BYTES {
             return Err(FeedError::Syntax(PageSyntaxError::TooLarge));
         }
-        result
+        Ok(())
     }
 
     /// Declares the body complete; returns the top-level fields other than `values`, as raw JSON.
@@ -397,9 +492,9 @@ impl PageParser {
         Ok(self.fields)
     }
 
-    fn skip_ws(&mut self) -> Option<u8> {
-        while self.pos < self.buf.len() {
-            let b = self.buf[self.pos];
+    fn skip_ws(&mut self, data: &[u8]) -> Option<u8> {
+        while self.pos < data.len() {
+            let b = data[self.pos];
             if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 return Some(b);
             }
@@ -415,15 +510,18 @@ impl PageParser {
         }
     }
 
+    /// Goes on over `data`: the buffer, or a chunk when the buffer is empty. Positions
+    /// (`pos`, the scan's) are offsets into `data`.
     fn run<E>(
         &mut self,
+        data: &[u8],
         on_value: &mut impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
         use FeedError::Syntax;
         loop {
             match self.state {
                 State::Key | State::FieldValue | State::Elem => {
-                    let Some(end) = self.scan.advance(&self.buf).map_err(|e| {
+                    let Some(end) = self.scan.advance(data).map_err(|e| {
                         Syntax(match e {
                             PageSyntaxError::Unexpected { found, offset } => {
                                 PageSyntaxError::Unexpected {
@@ -437,7 +535,7 @@ impl PageParser {
                     else {
                         return Ok(());
                     };
-                    let raw = &self.buf[self.scan.start..end];
+                    let raw = &data[self.scan.start..end];
                     self.pos = end;
                     match self.state {
                         State::Key => {
@@ -458,14 +556,13 @@ impl PageParser {
                                     offset: start + e.offset as u64,
                                 })
                             })?;
-                            on_value(&doc, self.scan.raw_meta(&self.buf))
-                                .map_err(FeedError::Sink)?;
+                            on_value(&doc, self.scan.raw_meta(data)).map_err(FeedError::Sink)?;
                             self.state = State::AfterElem;
                         }
                     }
                 }
                 _ => {
-                    let Some(b) = self.skip_ws() else {
+                    let Some(b) = self.skip_ws(data) else {
                         return Ok(());
                     };
                     let pos = self.pos;
@@ -480,6 +577,30 @@ impl PageParser {
                         (State::Colon, b':') if self.key == "values" => State::ValuesStart,
                         (State::Colon, b':') => State::FieldStart,
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
+                        (State::ElemOrEnd { .. }, b'{') => {
+                            // Most elements: proven whole, compact and valid in one pass.
+                            if let Some(p) = fast::prove(&data[pos..]) {
+                                let end = pos + p.end;
+                                let get =
+                                    |i: usize| p.spans[i].map(|(a, b)| &data[pos + a..pos + b]);
+                                let meta = RawMeta {
+                                    table: get(0),
+                                    component: get(1),
+                                    ts: get(2),
+                                    deleted: get(3),
+                                    id: get(4),
+                                };
+                                on_value(&data[pos..end], meta).map_err(FeedError::Sink)?;
+                                self.pos = end;
+                                self.state = State::AfterElem;
+                                continue;
+                            }
+                            // The rest (split by a chunk boundary, pretty, or invalid): the
+                            // exact path, from the element's start.
+                            self.scan = Scan::element(pos);
+                            self.state = State::Elem;
+                            continue;
+                        }
                         (State::FieldStart, _) | (State::ElemOrEnd { .. }, _) => {
                             (self.scan, self.state) = if self.state == State::FieldStart {
                                 (Scan::new(pos), State::FieldValue)
@@ -502,21 +623,31 @@ impl PageParser {
         }
     }
 
-    /// Drops consumed bytes so the buffer holds at most the value being scanned.
-    fn compact(&mut self) {
-        let keep_from = match self.state {
+    /// Where what is still needed starts: the value being scanned, or the next byte.
+    fn keep_from(&self) -> usize {
+        match self.state {
             State::Key | State::FieldValue | State::Elem => self.scan.start,
             _ => self.pos,
-        };
+        }
+    }
+
+    /// Positions become offsets from `by` on (the bytes before it are gone).
+    fn rebase(&mut self, by: usize) {
+        self.dropped += by as u64;
+        self.pos -= by;
+        if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
+            self.scan.shift(by);
+        }
+    }
+
+    /// Drops consumed bytes so the buffer holds at most the value being scanned.
+    fn compact(&mut self) {
+        let keep_from = self.keep_from();
         if keep_from == 0 {
             return;
         }
         self.buf.drain(..keep_from);
-        self.dropped += keep_from as u64;
-        self.pos -= keep_from;
-        if matches!(self.state, State::Key | State::FieldValue | State::Elem) {
-            self.scan.shift(keep_from);
-        }
+        self.rebase(keep_from);
     }
 }
 
@@ -896,6 +1027,279 @@ mod tests {
         }
         // Both outcomes occur often, or the campaign would prove little.
         assert!(outcomes.iter().all(|&n| n > 500), "{outcomes:?}");
+    }
+
+    /// What the exact path (the resumable scan, then the element check) makes of an element
+    /// at the start of `input`: its end, compact bytes and metadata, when it accepts it as is.
+    fn exact_path(input: &[u8]) -> Option<(usize, Vec<Option<Vec<u8>>>)> {
+        let mut scan = Scan::element(0);
+        let end = scan.advance(input).ok()??;
+        let doc = element::compact_element(&input[..end]).ok()?;
+        if !matches!(doc, std::borrow::Cow::Borrowed(_)) {
+            return None;
+        }
+        let m = scan.raw_meta(input);
+        let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+        Some((end, meta.iter().map(|v| v.map(<[u8]>::to_vec)).collect()))
+    }
+
+    /// The fast path accepts an element only when the exact path accepts it whole and as is,
+    /// with the same end and the same metadata; and it does accept compact documents whole in
+    /// the buffer (or it would not be a fast path). Random documents, mutated (bytes flipped,
+    /// inserted, deleted; control bytes, invalid UTF-8, `+`, whitespace, quotes) and cut.
+    #[test]
+    fn the_fast_path_agrees_with_the_exact_path() {
+        use serde_json::json;
+        let mut rng = fastrand::Rng::with_seed(0xfa57);
+        let pool: [&[u8]; 18] = [
+            b"+",
+            b"-",
+            b"0",
+            b".",
+            b"e",
+            b" ",
+            b"\x01",
+            b"\xff",
+            b"\xc3",
+            b"\xe2\x9c",
+            b"\"",
+            b"\\",
+            b"}",
+            b"]",
+            b"{",
+            b",",
+            b":",
+            b"\\u00",
+        ];
+        let strings = ["a\"b", "é✓", "_ts", "x\ny", "}]", "\u{1}", "😀", "\\", "/"];
+        let (mut proven, mut exact_ok) = (0, 0);
+        for round in 0..20_000 {
+            let s = strings[rng.usize(..strings.len())];
+            let n = [
+                json!(null),
+                json!(1.5e-3),
+                json!([1, {"k": []}]),
+                json!(-0),
+                json!(12345678901234567890u64),
+                json!({"_ts": 1}),
+            ];
+            let n = n[rng.usize(..n.len())].clone();
+            let mut doc = if rng.bool() {
+                json!({"_table": "t", "_ts": rng.i64(..), "_id": s, "s": s, "n": n, "_deleted": rng.bool()})
+            } else {
+                json!({"n": n, "_component": s, "_id": "i", "_ts": rng.i64(0..), "_table": s, "e": {}, "a": []})
+            };
+            if rng.u8(..8) == 0 {
+                doc = json!({"d": doc, "_ts": doc.clone()});
+            }
+            let mut bytes = serde_json::to_vec(&doc).unwrap();
+            for _ in 0..rng.usize(0..3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..bytes.len());
+                match rng.u8(0..4) {
+                    0 => bytes[at] = rng.u8(..),
+                    1 => {
+                        let ins = pool[rng.usize(..pool.len())];
+                        bytes.splice(at..at, ins.iter().copied());
+                    }
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            // What follows the element in the buffer, if anything.
+            let tails: [&[u8]; 5] = [b"", b",", b"]", b",{\"a\":1}]", b"x"];
+            bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
+            let exact = exact_path(&bytes);
+            exact_ok += usize::from(exact.is_some());
+            match fast::prove(&bytes) {
+                Some(p) => {
+                    proven += 1;
+                    let spans: Vec<Option<Vec<u8>>> = p
+                        .spans
+                        .iter()
+                        .map(|s| s.map(|(a, b)| bytes[a..b].to_vec()))
+                        .collect();
+                    assert_eq!(
+                        exact,
+                        Some((p.end, spans)),
+                        "round {round}: {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                None => assert!(
+                    exact.is_none(),
+                    "round {round}: the fast path passed over {:?}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }
+        }
+        // Both outcomes occur often, or the comparison would prove little.
+        assert!(
+            proven > 4000 && 20_000 - exact_ok > 4000,
+            "{proven} {exact_ok}"
+        );
+    }
+
+    /// Elements split anywhere by chunk boundaries, in compact pages: the same values and
+    /// metadata as one whole chunk gives, whichever path each element took.
+    #[test]
+    fn compact_pages_split_anywhere_give_the_same_values() {
+        let body = PAGE.replace(", ", ",");
+        let docs = r#"{"_table":"t","_ts":1,"_id":"a","s":"é✓\u00e9\"","n":-1.5e3},{"_table":"t","_ts":2,"_id":"b","x":[{},[],null,true]}"#;
+        let body2 = format!(r#"{{"values":[{docs},{docs}],"cursor":"c","hasMore":false}}"#);
+        for body in [body, body2] {
+            let whole = parse_with_meta(body.as_bytes(), &[body.len()]);
+            for cut in 1..body.len() {
+                for cut2 in [cut + 1, cut + 7, body.len()] {
+                    let cut2 = cut2.min(body.len());
+                    let parts = [cut, cut2 - cut, body.len() - cut2];
+                    assert_eq!(
+                        parse_with_meta(body.as_bytes(), &parts),
+                        whole,
+                        "cut at {cut} and {cut2}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Large chunks, as the network brings them, cut anywhere: a value split by a boundary is
+    /// completed in the buffer a piece at a time, the rest scanned in the chunk. The same
+    /// values, metadata, fields and errors (kind and offset) as one whole chunk gives.
+    #[test]
+    fn large_chunks_cut_anywhere_give_the_same_values_and_errors() {
+        let mut rng = fastrand::Rng::with_seed(0xc4);
+        for round in 0..200 {
+            let docs: Vec<String> = (0..rng.usize(1..12))
+                .map(|i| {
+                    let longest = [10, 3000, 20_000][rng.usize(..3)];
+                    let pad = "é".repeat(rng.usize(0..longest));
+                    if rng.bool() {
+                        format!(r#"{{"_table":"t","_ts":{i},"_id":"d{i}","pad":"{pad}"}}"#)
+                    } else {
+                        format!(
+                            r#"{{ "_table" : "t", "pad" : "{pad}", "_ts" : {i}, "_id" : "d{i}" }}"#
+                        )
+                    }
+                })
+                .collect();
+            let mut body = format!(
+                r#"{{"values":[{}],"cursor":"c","hasMore":false}}"#,
+                docs.join(",")
+            )
+            .into_bytes();
+            if round % 4 == 3 {
+                // A bad byte somewhere: the same error whatever the chunks.
+                let at = rng.usize(..body.len());
+                body[at] = [b'\x01', b'+', b'}', 0xff][rng.usize(..4)];
+            }
+            let whole = parse_outcome(&body, &[body.len()]);
+            for _ in 0..10 {
+                let a = rng.usize(0..=body.len());
+                let b = rng.usize(a..=body.len());
+                let parts = [a, b - a, body.len() - b];
+                assert_eq!(
+                    parse_outcome(&body, &parts),
+                    whole,
+                    "round {round}: {parts:?}"
+                );
+            }
+        }
+    }
+
+    /// Values with their metadata, the fields, or the error, the body fed in parts.
+    fn parse_outcome(body: &[u8], parts: &[usize]) -> Result<Parsed, String> {
+        let mut p = PageParser::new();
+        let mut values = Vec::new();
+        let mut rest = body;
+        for &n in parts {
+            let (part, tail) = rest.split_at(n);
+            rest = tail;
+            p.feed(part, |v, m| {
+                let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+                values.push(format!("{} {meta:?}", String::from_utf8_lossy(v)));
+                Ok::<(), ()>(())
+            })
+            .map_err(|e| format!("{e:?}"))?;
+        }
+        let fields = p
+            .finish()
+            .map_err(|e| format!("{e:?}"))?
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+            .collect();
+        Ok((values, fields))
+    }
+
+    /// Values and their metadata, the body fed in parts of the given sizes.
+    fn parse_with_meta(body: &[u8], parts: &[usize]) -> Vec<(String, Vec<Option<String>>)> {
+        let mut p = PageParser::new();
+        let mut got = Vec::new();
+        let mut rest = body;
+        for &n in parts {
+            let (part, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            p.feed(part, |v, m| {
+                let meta = [m.table, m.component, m.ts, m.deleted, m.id];
+                got.push((
+                    String::from_utf8(v.to_vec()).unwrap(),
+                    meta.iter()
+                        .map(|x| x.map(|x| String::from_utf8(x.to_vec()).unwrap()))
+                        .collect(),
+                ));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        p.finish().unwrap();
+        got
+    }
+
+    #[test]
+    fn trailing_fields_are_read_from_the_end() {
+        let got = trailing_fields(PAGE.as_bytes()).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (&br#""hasMore""#[..], &b"true"[..]),
+                (br#""cursor""#, br#""{\"tablet\":\"X0yj\",\"id\":\"j5\"}""#),
+                (br#""snapshot""#, b"1770335566197682922"),
+            ]
+        );
+        let pretty = " {\n \"values\" : [ {} ] , \"cursor\" : \"a\\\\\" , \"hasMore\":false } \n";
+        assert_eq!(
+            trailing_fields(pretty.as_bytes()).unwrap(),
+            vec![
+                (&br#""hasMore""#[..], &b"false"[..]),
+                (br#""cursor""#, br#""a\\""#)
+            ]
+        );
+        // Fields only: all of them; a cut or odd tail: nothing, and never a panic.
+        assert_eq!(trailing_fields(br#"{"a":1,"b":null}"#).unwrap().len(), 2);
+        for cut in 0..PAGE.len() {
+            let _ = trailing_fields(&PAGE.as_bytes()[cut..]);
+            let _ = trailing_fields(&PAGE.as_bytes()[..cut]);
+        }
+        for bad in [
+            &b""[..],
+            b"}",
+            b"x}",
+            b"\"}",
+            b":1}",
+            b"\"a\"1}",
+            b"[\"a\":1}",
+        ] {
+            assert_eq!(
+                trailing_fields(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

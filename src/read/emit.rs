@@ -32,8 +32,8 @@ pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1
 impl Emitter {
     pub fn new(out: Output, debug: bool, progress_every: std::time::Duration) -> Self {
         Emitter {
+            buf: out.buffer(),
             out,
-            buf: Vec::with_capacity(CHUNK_BYTES + 64 * 1024),
             emitted_at: now_ms(),
             debug,
             last_progress: Instant::now(),
@@ -70,7 +70,7 @@ impl Emitter {
 
     /// Hands everything written so far on (after a STATE, so it reaches the caller promptly).
     pub async fn flush(&mut self) -> Result<(), OutputClosed> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 64 * 1024));
+        let chunk = std::mem::replace(&mut self.buf, self.out.buffer());
         self.out.send(chunk).await
     }
 }

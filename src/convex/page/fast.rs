@@ -1,0 +1,448 @@
+//! The fast path for one `values` element: a single pass that proves a compact element is
+//! strict JSON and finds its end and its metadata fields at once.
+//!
+//! The exact path (the resumable [`super::Scan`] to find the end, then
+//! [`super::element::compact_element`] to check it) reads every document twice. Convex sends
+//! compact JSON, and most elements lie whole in the buffer, so this pass is tried first on what
+//! the buffer holds. It only ever says "this is the element, valid, compact, with these
+//! metadata spans" or "not proven here" (`None`): the element is longer than the buffer, has
+//! whitespace, nests deeper than 64, or is invalid. On `None` the parser takes the exact path
+//! from the element's start, so errors (their kind, offset and reason) and pretty-printed
+//! pages are handled exactly as before, and the fast path can only be wrong by accepting
+//! something the exact path refuses (the tests compare the two on random and mutated input).
+//!
+//! Why both paths agree on what this accepts: the grammar checked here is the exact path's
+//! (RFC 8259; the exact path also refuses invalid UTF-8, which outside strings is already a
+//! grammar error, and inside strings is checked here byte for byte), and on valid JSON the
+//! exact path's bracket-matching scan ends where the grammar does.
+
+/// What the fast path proved about the element at the start of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proven {
+    /// The element is `input[..end]`.
+    pub end: usize,
+    /// Spans (`start..end` in the input) of the top-level values of `META_KEYS`, in its order.
+    pub spans: [Option<(usize, usize)>; 5],
+}
+
+/// The element at the start of `b`, if `b` holds it whole, compact and valid.
+pub fn prove(b: &[u8]) -> Option<Proven> {
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let mut spans = [None; 5];
+    if *b.get(1)? == b'}' {
+        return Some(Proven { end: 2, spans });
+    }
+    // The element's members, where the metadata fields are; nested values are passed over
+    // by `value`.
+    let mut i = 1;
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = string(b, i + 1)?;
+        // `META_KEYS`, in its order (a match on the bytes: comparing with each in turn was
+        // a tenth of this pass).
+        let meta = match &b[i + 1..key_end - 1] {
+            b"_table" => Some(0),
+            b"_component" => Some(1),
+            b"_ts" => Some(2),
+            b"_deleted" => Some(3),
+            b"_id" => Some(4),
+            _ => None,
+        };
+        if *b.get(key_end)? != b':' {
+            return None;
+        }
+        let start = key_end + 1;
+        let end = value(b, start)?;
+        if let Some(k) = meta {
+            // A repeated name: the last one counts, as for the exact path.
+            spans[k] = Some((start, end));
+        }
+        match *b.get(end)? {
+            b',' => i = end + 1,
+            b'}' => {
+                return Some(Proven {
+                    end: end + 1,
+                    spans,
+                })
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// One value at `i`; returns where it ends.
+#[inline(always)]
+fn value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string(b, i + 1),
+        b'-' | b'0'..=b'9' => number(b, i),
+        b'{' | b'[' => container(b, i),
+        b't' => literal(b, i, b"true"),
+        b'f' => literal(b, i, b"false"),
+        b'n' => literal(b, i, b"null"),
+        _ => None,
+    }
+}
+
+/// An object or array nested in the element, at `i`; returns where it ends. Containers are
+/// tracked in one word, so at most 63 levels below the element (deeper: not proven).
+fn container(b: &[u8], mut i: usize) -> Option<usize> {
+    // Open containers, innermost in bit 0 (1 = object).
+    let mut stack: u64 = 0;
+    let mut depth: u32 = 0;
+    'value: loop {
+        match *b.get(i)? {
+            open @ (b'{' | b'[') => {
+                i += 1;
+                let close = if open == b'{' { b'}' } else { b']' };
+                if *b.get(i)? == close {
+                    i += 1;
+                } else {
+                    if depth == 63 {
+                        return None;
+                    }
+                    stack = (stack << 1) | u64::from(open == b'{');
+                    depth += 1;
+                    if open == b'{' {
+                        i = key(b, i)?;
+                    }
+                    continue 'value;
+                }
+            }
+            _ => i = value(b, i)?,
+        }
+        // After a value: close containers, or go on to the next member.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            let object = stack & 1 == 1;
+            match *b.get(i)? {
+                b',' => {
+                    i += 1;
+                    if object {
+                        i = key(b, i)?;
+                    }
+                    continue 'value;
+                }
+                b'}' if object => {}
+                b']' if !object => {}
+                _ => return None,
+            }
+            stack >>= 1;
+            depth -= 1;
+            i += 1;
+        }
+    }
+}
+
+/// `"key":` at `i`; returns where the value starts.
+// Always inlined, as the other steps: called a few dozen times per document, a call costs
+// more than the step does.
+#[inline(always)]
+fn key(b: &[u8], i: usize) -> Option<usize> {
+    if *b.get(i)? != b'"' {
+        return None;
+    }
+    let end = string(b, i + 1)?;
+    if *b.get(end)? != b':' {
+        return None;
+    }
+    Some(end + 1)
+}
+
+#[inline(always)]
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b.get(i..)?.starts_with(word).then_some(i + word.len())
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` at `i`; returns its end. A number that
+/// reaches the end of the input may go on in the next chunk: not proven.
+#[inline(always)]
+fn number(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    match *b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(b, i + 1),
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        if !b.get(i + 1)?.is_ascii_digit() {
+            return None;
+        }
+        i = digits(b, i + 2);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !b.get(i)?.is_ascii_digit() {
+            return None;
+        }
+        i = digits(b, i + 1);
+    }
+    // The byte after the number must be in the input (the caller checks which it is).
+    b.get(i)?;
+    Some(i)
+}
+
+/// The end of the run of ASCII digits at `i`. Eight bytes at a time: a byte below `0` borrows
+/// its high bit in `v - 0x30…`, one above `9` carries into it in `v + 0x46…`; the lowest
+/// flagged byte is always a true non-digit (borrows and carries only run upwards, and only out
+/// of bytes that are flagged themselves).
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let v = u64::from_le_bytes(w);
+        let other = (v.wrapping_sub(ONES * 0x30) | v.wrapping_add(ONES * 0x46)) & HIGHS;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// A string's contents from `i` (just after the opening quote); returns the index just after
+/// the closing quote. Checks escapes, refuses raw control characters, and checks UTF-8.
+#[inline(always)]
+fn string(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = next_special(b, i);
+        let c = *b.get(i)?;
+        match c {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                i = match *b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i + 2,
+                    b'u' => {
+                        let hex = b.get(i + 2..i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i + 6
+                    }
+                    _ => return None,
+                }
+            }
+            0x80.. => i += utf8_sequence(b.get(i..)?)?,
+            _ => return None,
+        }
+    }
+}
+
+/// The length of the UTF-8 sequence at the start of `s` (its first byte is ≥ 0x80), if it is
+/// one that `std::str::from_utf8` accepts, and `s` holds it whole.
+fn utf8_sequence(s: &[u8]) -> Option<usize> {
+    let cont = |j: usize| s.get(j).is_some_and(|&c| c & 0xc0 == 0x80);
+    let second = |lo: u8, hi: u8| s.get(1).is_some_and(|&c| (lo..=hi).contains(&c));
+    let len = match *s.first()? {
+        0xc2..=0xdf => 2,
+        0xe0 if second(0xa0, 0xbf) => 3,
+        0xe1..=0xec | 0xee..=0xef => 3,
+        0xed if second(0x80, 0x9f) => 3,
+        0xf0 if second(0x90, 0xbf) => 4,
+        0xf1..=0xf3 => 4,
+        0xf4 if second(0x80, 0x8f) => 4,
+        _ => return None,
+    };
+    (1..len).all(cont).then_some(len)
+}
+
+/// The next `"`, `\\`, control byte (< 0x20) or non-ASCII byte (≥ 0x80) at or after `from`,
+/// or the end of `b`. Eight bytes at a time: the lowest flagged byte of a word is always a
+/// true match (borrows only run upwards).
+#[inline(always)]
+fn next_special(b: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let mut i = from;
+    while let Some(word) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let v = u64::from_le_bytes(w);
+        // High bit of a byte set: the byte is ≥ 0x80, or below 0x20, or equals `"` or `\\`.
+        let hits = (zero(v ^ (ONES * b'"' as u64))
+            | zero(v ^ (ONES * b'\\' as u64))
+            | v.wrapping_sub(ONES * 0x20)
+            | v)
+            & HIGHS;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    b[i.min(b.len())..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+        .map_or(b.len(), |j| i + j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proves_compact_documents_and_finds_their_metadata() {
+        let doc = br#"{"_component":"","_table":"users","_ts":17,"_id":"j5\"7","x":{"_ts":1},"a":[1,-0.5e+3,"\u00e9",true,false,null,{},[]],"_deleted":false}"#;
+        let mut input = doc.to_vec();
+        input.extend_from_slice(br#",{"next":1}]"#);
+        let p = prove(&input).unwrap();
+        assert_eq!(p.end, doc.len());
+        let got: Vec<Option<&[u8]>> = p
+            .spans
+            .iter()
+            .map(|s| s.map(|(a, b)| &input[a..b]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some(&br#""users""#[..]),
+                Some(&br#""""#[..]),
+                Some(&b"17"[..]),
+                Some(&b"false"[..]),
+                Some(&br#""j5\"7""#[..]),
+            ]
+        );
+        // No strict prefix is proven (the element may go on in the next chunk).
+        for cut in 0..doc.len() {
+            assert_eq!(prove(&input[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn leaves_whitespace_depth_and_bad_json_to_the_exact_path() {
+        for s in [
+            &b"{ \"a\":1}"[..],
+            b"{\"a\":1 }",
+            b"[1]",
+            b"\"s\"",
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":+1}"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a":"\u12g4"}"#,
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":\"\xc3\"}",
+            b"{\"a\":\"\xed\xa0\x80\"}",
+            br#"{"a":1,}"#,
+            br#"{"a":[}]}"#,
+            br#"{"a"1}"#,
+            br#"{"a":tru}"#,
+        ] {
+            assert_eq!(prove(s), None, "{}", String::from_utf8_lossy(s));
+        }
+        let deep = |n: usize| format!("{{\"d\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(prove(deep(63).as_bytes()).is_some());
+        assert!(prove(deep(64).as_bytes()).is_none());
+    }
+
+    /// Every UTF-8 sequence of up to three bytes, and four-byte ones around every boundary:
+    /// accepted exactly when `std::str::from_utf8` accepts it.
+    #[test]
+    fn utf8_sequences_match_std() {
+        let check = |s: &[u8]| {
+            let std_len = std::str::from_utf8(s)
+                .ok()
+                .and_then(|t| t.chars().next())
+                .map(char::len_utf8)
+                .filter(|&n| n == s.len());
+            assert_eq!(utf8_sequence(s), std_len, "{s:x?}");
+        };
+        for a in 0x80..=0xffu8 {
+            check(&[a]);
+            for b in 0..=0xffu8 {
+                check(&[a, b]);
+                if a >= 0xe0 {
+                    for c in [0x00, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xff] {
+                        check(&[a, b, c]);
+                        if a >= 0xf0 {
+                            for d in [0x7f, 0x80, 0xbf, 0xc0] {
+                                check(&[a, b, c, d]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_names_are_found_in_meta_keys_order() {
+        for (k, name) in crate::convex::page::META_KEYS.iter().enumerate() {
+            let name = std::str::from_utf8(name).unwrap();
+            let doc = format!(r#"{{"a":1,"{name}":[2],"{name}x":3,"z":"_id"}}"#);
+            let p = prove(doc.as_bytes()).unwrap();
+            for (i, span) in p.spans.iter().enumerate() {
+                assert_eq!(
+                    span.map(|(a, b)| &doc[a..b]),
+                    (i == k).then_some("[2]"),
+                    "{name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digit_runs_match_a_plain_scan() {
+        let mut rng = fastrand::Rng::with_seed(17);
+        for _ in 0..5000 {
+            let len = rng.usize(0..30);
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    let pool = [
+                        b'0', b'5', b'9', b'/', b':', 0x00, 0xb9, 0xba, 0xff, b'.', b'e',
+                    ];
+                    if rng.u8(..4) == 0 {
+                        pool[rng.usize(..pool.len())]
+                    } else {
+                        b'0' + rng.u8(0..10)
+                    }
+                })
+                .collect();
+            let from = rng.usize(0..=len);
+            let want = buf[from..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(len, |j| from + j);
+            assert_eq!(digits(&buf, from), want, "{buf:?} from {from}");
+        }
+    }
+
+    #[test]
+    fn special_byte_search_matches_a_plain_scan() {
+        let mut rng = fastrand::Rng::with_seed(16);
+        for _ in 0..5000 {
+            let len = rng.usize(0..40);
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    [
+                        b'a', b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xc3, 0xff, 0x00, b'!', b']',
+                    ][rng.usize(..12)]
+                })
+                .collect();
+            let from = rng.usize(0..=len);
+            let want = buf[from..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+                .map_or(len, |j| from + j);
+            assert_eq!(next_special(&buf, from), want, "{buf:?} from {from}");
+        }
+    }
+}
