@@ -26,7 +26,7 @@
 use std::borrow::Cow;
 
 use crate::convex::data_sync::{codes, DataSyncApi, DataSyncCursor, SyncPage, SyncStatus};
-use crate::convex::{Selection, SnapshotTs, TableRef, ValueMeta};
+use crate::convex::{ConvexError, Selection, SnapshotTs, TableRef, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::{LogLevel, Message};
 use crate::state::Position;
@@ -83,9 +83,14 @@ pub async fn walk<D: DataSyncApi>(
         pages: 0,
         received: 0,
     };
+    let mut prefetched: Option<Result<SyncPage, ConvexError>> = None;
     loop {
         let cold = cursor.is_none();
-        let page = match api.data_sync(&selection, cursor.as_ref()).await {
+        let answer = match prefetched.take() {
+            Some(answer) => answer,
+            None => api.data_sync(&selection, cursor.as_ref()).await,
+        };
+        let page = match answer {
             Ok(p) => p,
             Err(e) if e.code() == Some(codes::CURSOR_EXPIRED) && !cold && !restarted => {
                 let text = format!(
@@ -144,29 +149,17 @@ pub async fn walk<D: DataSyncApi>(
             );
             em.log(LogLevel::Debug, &text);
         }
-        if options.every_revision {
-            // History mode: every revision as it comes, a STATE after each page.
-            let table = run.table.clone();
-            for v in &page.values {
-                run.record(em, &v.raw, &meta(&table, &v.id, v.ts, v.deleted))?;
-                em.flush_if_full().await?;
-            }
-            run.checkpoint(em, position(&page));
-            em.flush().await?;
-        } else {
-            for v in &page.values {
-                w.set.insert(0, &v.id, v.ts, w.seq, v.deleted, &v.raw);
-            }
-            w.held.push(Held {
-                seq: w.seq,
-                cursor: page.next.clone(),
-                sync_id: page.sync_id.clone(),
-                consistent_at: page.status.consistent_at(),
-            });
-            if walked_by_id || w.set.len() == 0 {
-                send_held(em, run, &mut w, options.checkpoint_records).await?;
-            }
-        }
+        // The next page is asked for while this one is sent (Convex computes it meanwhile);
+        // an up-to-date page is the walk's last.
+        let ahead = async {
+            Ok(match page.status {
+                SyncStatus::UpToDate(_) => None,
+                _ => Some(api.data_sync(&selection, Some(&page.next)).await),
+            })
+        };
+        let take = take_page(em, run, &mut w, &page, walked_by_id, options);
+        let ((), next) = tokio::try_join!(take, ahead)?;
+        prefetched = next;
         progress(em, run, &w, status);
         if matches!(status, SyncStatus::UpToDate(_)) {
             break;
@@ -186,6 +179,56 @@ pub async fn walk<D: DataSyncApi>(
         cursor = Some(page.next);
     }
     send_held(em, run, &mut w, options.checkpoint_records).await?;
+    Ok(())
+}
+
+/// Sends (or holds) the values of a page that is taken, with the STATEs that follow them.
+async fn take_page(
+    em: &mut Emitter,
+    run: &mut StreamRun,
+    w: &mut Walk,
+    page: &SyncPage,
+    walked_by_id: bool,
+    options: ChangeOptions,
+) -> anyhow::Result<()> {
+    if options.every_revision {
+        // History mode: every revision as it comes, a STATE after each page.
+        let table = run.table.clone();
+        for v in &page.values {
+            run.record(em, &v.raw, &meta(&table, &v.id, v.ts, v.deleted))?;
+            em.flush_if_full().await?;
+        }
+        run.checkpoint(em, position(page));
+        em.flush().await?;
+    } else if walked_by_id && w.set.len() == 0 {
+        // A by-id page with nothing held: each document once, in `_id` order, and none of
+        // them sent before (the repeat check): straight out, then its STATE.
+        let table = run.table.clone();
+        for v in &page.values {
+            run.record(em, &v.raw, &meta(&table, &v.id, v.ts, v.deleted))?;
+            em.flush_if_full().await?;
+        }
+        if let Some(last) = page.values.last() {
+            if w.sent_max.as_deref().is_none_or(|m| last.id.as_str() > m) {
+                w.sent_max = Some(last.id.clone());
+            }
+        }
+        run.checkpoint(em, position(page));
+        em.flush().await?;
+    } else {
+        for v in &page.values {
+            w.set.insert(0, &v.id, v.ts, w.seq, v.deleted, &v.raw);
+        }
+        w.held.push(Held {
+            seq: w.seq,
+            cursor: page.next.clone(),
+            sync_id: page.sync_id.clone(),
+            consistent_at: page.status.consistent_at(),
+        });
+        if walked_by_id || w.set.len() == 0 {
+            send_held(em, run, w, options.checkpoint_records).await?;
+        }
+    }
     Ok(())
 }
 
