@@ -20,7 +20,8 @@
 //! greatest sent so far) is not taken: the walk stops before it, and the next read continues
 //! from that page. So every read is exact, and each read moves at least one page.
 //!
-//! Memory: one page (Convex bounds it at 64 MiB of values) plus the held set, bounded by
+//! Memory: two pages, the one being sent and the next (requested meanwhile; Convex bounds a
+//! page at 64 MiB of values), plus the held set, bounded by
 //! `change_buffer_mb` as in the change walk.
 
 use std::borrow::Cow;
