@@ -771,9 +771,12 @@ impl HttpConvex {
                     .await
                     .map_err(|(_, e)| match e {
                         BodyError::Idle => {
-                            self.timeout(endpoint, &format!("reading {what}")).into()
+                            // The retry's WARN already names `what`.
+                            self.timeout(endpoint, "reading the answer").into()
                         }
-                        BodyError::Broken(e) => self.broken_body(endpoint, what, &e).into(),
+                        BodyError::Broken(e) => {
+                            self.broken_body(endpoint, "the answer", &e).into()
+                        }
                         BodyError::TooLarge => ConvexError::InvalidResponse {
                             endpoint,
                             detail: format!(
