@@ -253,16 +253,18 @@ fn to_legacy(table: &TableRef, ts: i64, deleted: bool, value: &[u8]) -> Result<C
     } else {
         b",\"_deleted\":false"
     });
-    let mut body = Vec::with_capacity(value.len() + 16);
-    let id = Transcoder::new(value, &mut body).object_top()?;
+    // The value is transcoded in place after the metadata; its `{` then becomes the `,`
+    // that joins its members to them (or goes, with its whitespace, if it has none).
+    let start = raw.len();
+    let id = Transcoder::new(value, &mut raw).object_top()?;
     let id = id.ok_or("the value has no `_id` string")?;
-    // `body` is `{…}`; splice its members after the metadata.
-    let inner = &body[1..body.len() - 1];
-    if !inner.iter().all(u8::is_ascii_whitespace) {
-        raw.push(b',');
-        raw.extend_from_slice(inner);
+    let members = raw.get(start + 1..raw.len() - 1).unwrap_or_default();
+    if members.iter().all(u8::is_ascii_whitespace) {
+        raw.truncate(start);
+        raw.push(b'}');
+    } else {
+        raw[start] = b',';
     }
-    raw.push(b'}');
     Ok(Converted { id, raw })
 }
 
