@@ -912,19 +912,17 @@ impl Delivered {
 /// work per record otherwise. `None` for any other shape, which `from_raw` then reads (and
 /// refuses where it must); where this gives a value, it is the one `from_raw` gives.
 fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
-    fn plain_string(json: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
-        let inner = json.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    fn plain_string(json: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let inner = json.strip_prefix('"')?.strip_suffix('"')?;
         // A loop, not `contains` (a `memchr` call costs more than these short names).
-        for &c in inner {
+        for &c in inner.as_bytes() {
             if c == b'\\' {
                 return None;
             }
         }
-        std::str::from_utf8(inner)
-            .ok()
-            .map(std::borrow::Cow::Borrowed)
+        Some(std::borrow::Cow::Borrowed(inner))
     }
-    let ts = raw.ts?;
+    let ts = raw.ts?.as_bytes();
     let (negative, digits) = match ts.strip_prefix(b"-") {
         Some(d) => (true, d),
         None => (false, ts),
@@ -956,8 +954,8 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
         ts,
         deleted: match raw.deleted {
             None => None,
-            Some(b"true") => Some(true),
-            Some(b"false") => Some(false),
+            Some("true") => Some(true),
+            Some("false") => Some(false),
             Some(_) => return None,
         },
     })
@@ -1272,40 +1270,40 @@ mod tests {
     #[test]
     fn plain_metadata_agrees_with_from_raw() {
         let mut rng = fastrand::Rng::with_seed(0x3e7a);
-        let strings: [&[u8]; 12] = [
-            b"\"users\"",
-            b"\"\"",
-            b"\"",
-            b"\"a\\\"b\"",
-            b"\"\\u0061\"",
-            b" \"t\" ",
-            b"\"\xc3\xa9\"",
-            b"\"\xff\"",
-            b"users",
-            b"\"j57\"",
-            b"null",
-            b"\"a/b\"",
+        let strings: [&str; 12] = [
+            "\"users\"",
+            "\"\"",
+            "\"",
+            "\"a\\\"b\"",
+            "\"\\u0061\"",
+            " \"t\" ",
+            "\"é\"",
+            "\"✓\"",
+            "users",
+            "\"j57\"",
+            "null",
+            "\"a/b\"",
         ];
-        let numbers: [&[u8]; 14] = [
-            b"9223372036854775808",
-            b"-9999999999999999999",
-            b"0",
-            b"-0",
-            b"17",
-            b"-5",
-            b"1770335566197682000",
-            b"999999999999999999",
-            b"9223372036854775807",
-            b"-9223372036854775808",
-            b"1.5",
-            b" 7",
-            b"+5",
-            b"-",
+        let numbers: [&str; 14] = [
+            "9223372036854775808",
+            "-9999999999999999999",
+            "0",
+            "-0",
+            "17",
+            "-5",
+            "1770335566197682000",
+            "999999999999999999",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "1.5",
+            " 7",
+            "+5",
+            "-",
         ];
-        let bools: [&[u8]; 5] = [b"true", b"false", b" true", b"1", b"null"];
+        let bools: [&str; 5] = ["true", "false", " true", "1", "null"];
         let mut plain = 0;
         for _ in 0..20_000 {
-            let pick = |rng: &mut fastrand::Rng, pool: &[&'static [u8]]| {
+            let pick = |rng: &mut fastrand::Rng, pool: &[&'static str]| {
                 (rng.u8(..8) != 0).then(|| pool[rng.usize(..pool.len())])
             };
             let raw = RawMeta {
@@ -1322,11 +1320,11 @@ mod tests {
         }
         assert!(plain > 100, "{plain}");
         let usual = RawMeta {
-            table: Some(b"\"users\""),
-            component: Some(b"\"\""),
-            ts: Some(b"1770335566197682000"),
+            table: Some("\"users\""),
+            component: Some("\"\""),
+            ts: Some("1770335566197682000"),
             deleted: None,
-            id: Some(b"\"j57\""),
+            id: Some("\"j57\""),
         };
         assert_eq!(plain_meta(&usual), ValueMeta::from_raw(usual).ok());
         assert!(plain_meta(&usual).is_some());

@@ -129,26 +129,21 @@ impl<'a> ValueMeta<'a> {
     /// From the raw field values the page parser located.
     pub fn from_raw(raw: RawMeta<'a>) -> Result<Self, String> {
         let ts = raw.ts.ok_or("a value has no `_ts`")?;
-        let ts = std::str::from_utf8(ts.trim_ascii())
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-            .ok_or_else(|| format!("`_ts` {} is not an integer", String::from_utf8_lossy(ts)))?;
+        let ts = ts
+            .trim_ascii()
+            .parse::<i64>()
+            .map_err(|_| format!("`_ts` {ts} is not an integer"))?;
         let table = raw_string(raw.table.ok_or("a value has no `_table`")?)?;
         let id = raw_string(raw.id.ok_or("a value has no `_id`")?)?;
         let component = match raw.component {
             Some(c) => raw_string(c)?,
             None => Cow::Borrowed(""),
         };
-        let deleted = match raw.deleted.map(<[u8]>::trim_ascii) {
+        let deleted = match raw.deleted.map(str::trim_ascii) {
             None => None,
-            Some(b"true") => Some(true),
-            Some(b"false") => Some(false),
-            Some(other) => {
-                return Err(format!(
-                    "`_deleted` {} is not a boolean",
-                    String::from_utf8_lossy(other)
-                ))
-            }
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => return Err(format!("`_deleted` {other} is not a boolean")),
         };
         Ok(ValueMeta {
             table,
@@ -187,21 +182,19 @@ impl<'a> ValueMeta<'a> {
 }
 
 /// A JSON string's content, borrowed when it has no escapes (table names never do).
-fn raw_string(json: &[u8]) -> Result<Cow<'_, str>, String> {
+fn raw_string(json: &str) -> Result<Cow<'_, str>, String> {
     let json = json.trim_ascii();
-    let bad = || format!("{} is not a JSON string", String::from_utf8_lossy(json));
+    let bad = || format!("{json} is not a JSON string");
     let inner = json
-        .strip_prefix(b"\"")
-        .and_then(|j| j.strip_suffix(b"\""))
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
         .ok_or_else(bad)?;
-    if inner.contains(&b'\\') {
-        return serde_json::from_slice::<String>(json)
+    if inner.contains('\\') {
+        return serde_json::from_str::<String>(json)
             .map(Cow::Owned)
             .map_err(|_| bad());
     }
-    std::str::from_utf8(inner)
-        .map(Cow::Borrowed)
-        .map_err(|_| bad())
+    Ok(Cow::Borrowed(inner))
 }
 
 /// Receives a page's documents one by one, as Convex's exact bytes, while the page streams in.

@@ -73,14 +73,15 @@ struct MetaSpans {
 }
 
 /// The raw JSON of an element's metadata fields (`_table`, `_component`, `_ts`, `_deleted`,
-/// `_id`).
+/// `_id`), as text: the element was proven UTF-8 before it is handed out, so reading them
+/// needs no second check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RawMeta<'a> {
-    pub table: Option<&'a [u8]>,
-    pub component: Option<&'a [u8]>,
-    pub ts: Option<&'a [u8]>,
-    pub deleted: Option<&'a [u8]>,
-    pub id: Option<&'a [u8]>,
+    pub table: Option<&'a str>,
+    pub component: Option<&'a str>,
+    pub ts: Option<&'a str>,
+    pub deleted: Option<&'a str>,
+    pub id: Option<&'a str>,
 }
 
 /// Resumable scan of one JSON value starting at `start` in the buffer.
@@ -132,9 +133,12 @@ impl Scan {
         }
     }
 
-    fn raw_meta<'a>(&self, buf: &'a [u8]) -> RawMeta<'a> {
+    /// The metadata of the scanned element, whose text (from `self.start`) is `element`.
+    fn raw_meta<'a>(&self, element: &'a str) -> RawMeta<'a> {
         let m = self.meta.unwrap_or_default();
-        let get = |i: usize| m.spans[i].map(|(a, b)| &buf[a..b]);
+        let get = |i: usize| {
+            m.spans[i].and_then(|(a, b)| element.get(a.checked_sub(self.start)?..b - self.start))
+        };
         RawMeta {
             table: get(0),
             component: get(1),
@@ -518,6 +522,8 @@ impl PageParser {
         on_value: &mut impl FnMut(&[u8], RawMeta<'_>) -> Result<(), E>,
     ) -> Result<(), FeedError<E>> {
         use FeedError::Syntax;
+        // The UTF-8 part of `data`, checked once for all the elements the fast path proves.
+        let mut text: Option<&str> = None;
         loop {
             match self.state {
                 State::Key | State::FieldValue | State::Elem => {
@@ -550,13 +556,21 @@ impl PageParser {
                         }
                         _ => {
                             let start = self.dropped + self.scan.start as u64;
-                            let doc = element::compact_element(raw).map_err(|e| {
+                            let invalid = |e: element::ElementError| {
                                 Syntax(PageSyntaxError::Invalid {
                                     reason: e.reason,
                                     offset: start + e.offset as u64,
                                 })
+                            };
+                            let doc = element::compact_element(raw).map_err(invalid)?;
+                            // Proven UTF-8 by the check above; read again only on this path.
+                            let element = std::str::from_utf8(raw).map_err(|e| {
+                                invalid(element::ElementError {
+                                    offset: e.valid_up_to(),
+                                    reason: "invalid UTF-8",
+                                })
                             })?;
-                            on_value(&doc, self.scan.raw_meta(data)).map_err(FeedError::Sink)?;
+                            on_value(&doc, self.scan.raw_meta(element)).map_err(FeedError::Sink)?;
                             self.state = State::AfterElem;
                         }
                     }
@@ -579,10 +593,12 @@ impl PageParser {
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
                         (State::ElemOrEnd { .. }, b'{') => {
                             // Most elements: proven whole, compact and valid in one pass.
-                            if let Some(p) = fast::prove(&data[pos..]) {
+                            let text = *text.get_or_insert_with(|| fast::valid_prefix(data));
+                            if let Some(p) = text.get(pos..).and_then(fast::prove) {
                                 let end = pos + p.end;
-                                let get =
-                                    |i: usize| p.spans[i].map(|(a, b)| &data[pos + a..pos + b]);
+                                let get = |i: usize| {
+                                    p.spans[i].and_then(|(a, b)| text.get(pos + a..pos + b))
+                                };
                                 let meta = RawMeta {
                                     table: get(0),
                                     component: get(1),
@@ -1038,9 +1054,14 @@ mod tests {
         if !matches!(doc, std::borrow::Cow::Borrowed(_)) {
             return None;
         }
-        let m = scan.raw_meta(input);
+        let m = scan.raw_meta(std::str::from_utf8(&input[..end]).ok()?);
         let meta = [m.table, m.component, m.ts, m.deleted, m.id];
-        Some((end, meta.iter().map(|v| v.map(<[u8]>::to_vec)).collect()))
+        Some((
+            end,
+            meta.iter()
+                .map(|v| v.map(|v| v.as_bytes().to_vec()))
+                .collect(),
+        ))
     }
 
     /// The fast path accepts an element only when the exact path accepts it whole and as is,
@@ -1115,7 +1136,8 @@ mod tests {
             bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
             let exact = exact_path(&bytes);
             exact_ok += usize::from(exact.is_some());
-            match fast::prove(&bytes) {
+            // As the parser tries it: on the part of the buffer that is UTF-8.
+            match fast::prove(fast::valid_prefix(&bytes)) {
                 Some(p) => {
                     proven += 1;
                     let spans: Vec<Option<Vec<u8>>> = p
@@ -1247,9 +1269,7 @@ mod tests {
                 let meta = [m.table, m.component, m.ts, m.deleted, m.id];
                 got.push((
                     String::from_utf8(v.to_vec()).unwrap(),
-                    meta.iter()
-                        .map(|x| x.map(|x| String::from_utf8(x.to_vec()).unwrap()))
-                        .collect(),
+                    meta.iter().map(|x| x.map(str::to_owned)).collect(),
                 ));
                 Ok::<(), ()>(())
             })

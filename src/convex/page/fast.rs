@@ -12,9 +12,21 @@
 //! something the exact path refuses (the tests compare the two on random and mutated input).
 //!
 //! Why both paths agree on what this accepts: the grammar checked here is the exact path's
-//! (RFC 8259; the exact path also refuses invalid UTF-8, which outside strings is already a
-//! grammar error, and inside strings is checked here byte for byte), and on valid JSON the
-//! exact path's bracket-matching scan ends where the grammar does.
+//! (RFC 8259), and on valid JSON the exact path's bracket-matching scan ends where the grammar
+//! does. UTF-8 is not checked here: the input is a `str`, the part of the buffer that
+//! [`valid_prefix`] proved is UTF-8 all at once (vectorised, a twentieth of what checking it
+//! character by character inside strings cost), so an element holding invalid UTF-8 lies
+//! beyond it, is not proven, and takes the exact path, which refuses it.
+
+/// The longest prefix of `b` that is valid UTF-8 (a chunk may end inside a character, or hold
+/// an invalid document further on).
+pub fn valid_prefix(b: &[u8]) -> &str {
+    match simdutf8::compat::from_utf8(b) {
+        Ok(s) => s,
+        // `valid_up_to` bytes were proven valid; the second call only re-reads them.
+        Err(e) => simdutf8::basic::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
 
 /// What the fast path proved about the element at the start of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +37,10 @@ pub struct Proven {
     pub spans: [Option<(usize, usize)>; 5],
 }
 
-/// The element at the start of `b`, if `b` holds it whole, compact and valid.
-pub fn prove(b: &[u8]) -> Option<Proven> {
+/// The element at the start of `text`, if `text` holds it whole, compact and valid. The spans
+/// lie on character boundaries of `text` (they start and end next to ASCII punctuation).
+pub fn prove(text: &str) -> Option<Proven> {
+    let b = text.as_bytes();
     if b.first() != Some(&b'{') {
         return None;
     }
@@ -218,7 +232,7 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 }
 
 /// A string's contents from `i` (just after the opening quote); returns the index just after
-/// the closing quote. Checks escapes, refuses raw control characters, and checks UTF-8.
+/// the closing quote. Checks escapes and refuses raw control characters (the input is UTF-8).
 #[inline(always)]
 fn string(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
@@ -239,33 +253,14 @@ fn string(b: &[u8], mut i: usize) -> Option<usize> {
                     _ => return None,
                 }
             }
-            0x80.. => i += utf8_sequence(b.get(i..)?)?,
             _ => return None,
         }
     }
 }
 
-/// The length of the UTF-8 sequence at the start of `s` (its first byte is ≥ 0x80), if it is
-/// one that `std::str::from_utf8` accepts, and `s` holds it whole.
-fn utf8_sequence(s: &[u8]) -> Option<usize> {
-    let cont = |j: usize| s.get(j).is_some_and(|&c| c & 0xc0 == 0x80);
-    let second = |lo: u8, hi: u8| s.get(1).is_some_and(|&c| (lo..=hi).contains(&c));
-    let len = match *s.first()? {
-        0xc2..=0xdf => 2,
-        0xe0 if second(0xa0, 0xbf) => 3,
-        0xe1..=0xec | 0xee..=0xef => 3,
-        0xed if second(0x80, 0x9f) => 3,
-        0xf0 if second(0x90, 0xbf) => 4,
-        0xf1..=0xf3 => 4,
-        0xf4 if second(0x80, 0x8f) => 4,
-        _ => return None,
-    };
-    (1..len).all(cont).then_some(len)
-}
-
-/// The next `"`, `\\`, control byte (< 0x20) or non-ASCII byte (≥ 0x80) at or after `from`,
-/// or the end of `b`. Eight bytes at a time: the lowest flagged byte of a word is always a
-/// true match (borrows only run upwards).
+/// The next `"`, `\\` or control byte (< 0x20) at or after `from`, or the end of `b`. Eight
+/// bytes at a time: the lowest flagged byte of a word is always a true match (borrows only run
+/// upwards).
 #[inline(always)]
 fn next_special(b: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -276,11 +271,11 @@ fn next_special(b: &[u8], from: usize) -> usize {
         let mut w = [0u8; 8];
         w.copy_from_slice(word);
         let v = u64::from_le_bytes(w);
-        // High bit of a byte set: the byte is ≥ 0x80, or below 0x20, or equals `"` or `\\`.
+        // High bit of a byte set: the byte is below 0x20, or equals `"` or `\\` (`& !v` keeps
+        // bytes ≥ 0x80, parts of characters, out of the third term).
         let hits = (zero(v ^ (ONES * b'"' as u64))
             | zero(v ^ (ONES * b'\\' as u64))
-            | v.wrapping_sub(ONES * 0x20)
-            | v)
+            | (v.wrapping_sub(ONES * 0x20) & !v))
             & HIGHS;
         if hits != 0 {
             return i + (hits.trailing_zeros() / 8) as usize;
@@ -289,7 +284,7 @@ fn next_special(b: &[u8], from: usize) -> usize {
     }
     b[i.min(b.len())..]
         .iter()
-        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
         .map_or(b.len(), |j| i + j)
 }
 
@@ -302,12 +297,13 @@ mod tests {
         let doc = br#"{"_component":"","_table":"users","_ts":17,"_id":"j5\"7","x":{"_ts":1},"a":[1,-0.5e+3,"\u00e9",true,false,null,{},[]],"_deleted":false}"#;
         let mut input = doc.to_vec();
         input.extend_from_slice(br#",{"next":1}]"#);
-        let p = prove(&input).unwrap();
+        let input = std::str::from_utf8(&input).unwrap();
+        let p = prove(input).unwrap();
         assert_eq!(p.end, doc.len());
         let got: Vec<Option<&[u8]>> = p
             .spans
             .iter()
-            .map(|s| s.map(|(a, b)| &input[a..b]))
+            .map(|s| s.map(|(a, b)| input[a..b].as_bytes()))
             .collect();
         assert_eq!(
             got,
@@ -325,8 +321,13 @@ mod tests {
         }
     }
 
+    /// As the parser calls it: on the part of the buffer that is UTF-8.
+    fn prove_bytes(b: &[u8]) -> Option<Proven> {
+        prove(valid_prefix(b))
+    }
+
     #[test]
-    fn leaves_whitespace_depth_and_bad_json_to_the_exact_path() {
+    fn leaves_whitespace_depth_bad_json_and_bad_utf8_to_the_exact_path() {
         for s in [
             &b"{ \"a\":1}"[..],
             b"{\"a\":1 }",
@@ -346,40 +347,46 @@ mod tests {
             br#"{"a"1}"#,
             br#"{"a":tru}"#,
         ] {
-            assert_eq!(prove(s), None, "{}", String::from_utf8_lossy(s));
+            assert_eq!(prove_bytes(s), None, "{}", String::from_utf8_lossy(s));
         }
         let deep = |n: usize| format!("{{\"d\":{}1{}}}", "[".repeat(n), "]".repeat(n));
-        assert!(prove(deep(63).as_bytes()).is_some());
-        assert!(prove(deep(64).as_bytes()).is_none());
+        assert!(prove(&deep(63)).is_some());
+        assert!(prove(&deep(64)).is_none());
+        // Characters of every length are passed over inside strings.
+        let p = prove_bytes(r#"{"a":"é✓😀\u00e9","_id":"x"}"#.as_bytes()).unwrap();
+        assert_eq!(p.spans[4], Some((29, 32)));
     }
 
-    /// Every UTF-8 sequence of up to three bytes, and four-byte ones around every boundary:
-    /// accepted exactly when `std::str::from_utf8` accepts it.
+    /// The prefix is exactly what `std::str::from_utf8` accepts, for random bytes around every
+    /// boundary of the encoding, cut anywhere.
     #[test]
-    fn utf8_sequences_match_std() {
-        let check = |s: &[u8]| {
-            let std_len = std::str::from_utf8(s)
-                .ok()
-                .and_then(|t| t.chars().next())
-                .map(char::len_utf8)
-                .filter(|&n| n == s.len());
-            assert_eq!(utf8_sequence(s), std_len, "{s:x?}");
-        };
-        for a in 0x80..=0xffu8 {
-            check(&[a]);
-            for b in 0..=0xffu8 {
-                check(&[a, b]);
-                if a >= 0xe0 {
-                    for c in [0x00, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xff] {
-                        check(&[a, b, c]);
-                        if a >= 0xf0 {
-                            for d in [0x7f, 0x80, 0xbf, 0xc0] {
-                                check(&[a, b, c, d]);
-                            }
-                        }
-                    }
-                }
+    fn valid_prefix_matches_std() {
+        let mut rng = fastrand::Rng::with_seed(18);
+        let pool: [&[u8]; 12] = [
+            b"a",
+            b"\xc3\xa9",
+            b"\xe2\x9c\x93",
+            b"\xf0\x9f\x98\x80",
+            b"\xed\x9f\xbf",
+            b"\xed\xa0\x80",
+            b"\xc0\xaf",
+            b"\xf4\x90\x80\x80",
+            b"\xff",
+            b"\x80",
+            b"\xe2\x9c",
+            b"\"",
+        ];
+        for _ in 0..20_000 {
+            let mut buf = Vec::new();
+            for _ in 0..rng.usize(0..80) {
+                buf.extend_from_slice(pool[rng.usize(..pool.len())]);
             }
+            buf.truncate(rng.usize(0..=buf.len()));
+            let want = match std::str::from_utf8(&buf) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            assert_eq!(valid_prefix(&buf).len(), want, "{buf:x?}");
         }
     }
 
@@ -388,7 +395,7 @@ mod tests {
         for (k, name) in crate::convex::page::META_KEYS.iter().enumerate() {
             let name = std::str::from_utf8(name).unwrap();
             let doc = format!(r#"{{"a":1,"{name}":[2],"{name}x":3,"z":"_id"}}"#);
-            let p = prove(doc.as_bytes()).unwrap();
+            let p = prove(&doc).unwrap();
             for (i, span) in p.spans.iter().enumerate() {
                 assert_eq!(
                     span.map(|(a, b)| &doc[a..b]),
@@ -440,7 +447,7 @@ mod tests {
             let from = rng.usize(0..=len);
             let want = buf[from..]
                 .iter()
-                .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
                 .map_or(len, |j| from + j);
             assert_eq!(next_special(&buf, from), want, "{buf:?} from {from}");
         }
