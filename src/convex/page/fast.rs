@@ -303,7 +303,7 @@ mod tests {
         let got: Vec<Option<&[u8]>> = p
             .spans
             .iter()
-            .map(|s| s.map(|(a, b)| input[a..b].as_bytes()))
+            .map(|s| s.map(|(a, b)| &input.as_bytes()[a..b]))
             .collect();
         assert_eq!(
             got,
