@@ -912,16 +912,18 @@ impl Delivered {
 /// work per record otherwise. `None` for any other shape, which `from_raw` then reads (and
 /// refuses where it must); where this gives a value, it is the one `from_raw` gives.
 fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
-    fn plain_string(json: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let plain_string = |json: &'a str| -> Option<std::borrow::Cow<'a, str>> {
         let inner = json.strip_prefix('"')?.strip_suffix('"')?;
-        // A loop, not `contains` (a `memchr` call costs more than these short names).
-        for &c in inner.as_bytes() {
-            if c == b'\\' {
-                return None;
+        if !raw.plain_names {
+            // A loop, not `contains` (a `memchr` call costs more than these short names).
+            for &c in inner.as_bytes() {
+                if c == b'\\' {
+                    return None;
+                }
             }
         }
         Some(std::borrow::Cow::Borrowed(inner))
-    }
+    };
     let ts = raw.ts?.as_bytes();
     let (negative, digits) = match ts.strip_prefix(b"-") {
         Some(d) => (true, d),
@@ -931,14 +933,7 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    let mut magnitude = 0u64;
-    for &d in digits {
-        let v = d.wrapping_sub(b'0');
-        if v > 9 {
-            return None;
-        }
-        magnitude = magnitude * 10 + u64::from(v);
-    }
+    let magnitude = decimal(digits)?;
     let ts = if negative {
         0i64.checked_sub_unsigned(magnitude)?
     } else {
@@ -959,6 +954,35 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
             Some(_) => return None,
         },
     })
+}
+
+/// The value of at most 19 ASCII digits (`None` if any byte is not one), eight at a time:
+/// `_ts` has 19, and a digit at a time was a third of reading the metadata.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut words = digits.chunks_exact(8);
+    let mut value = 0u64;
+    for word in &mut words {
+        let v = u64::from_le_bytes(word.try_into().ok()?);
+        // A byte below `0` borrows into its high bit, one above `9` carries into it.
+        if (v.wrapping_sub(ONES * 0x30) | v.wrapping_add(ONES * 0x46)) & (ONES * 0x80) != 0 {
+            return None;
+        }
+        // Pairs, then fours, then all eight (the first byte is the most significant digit).
+        let v = v - ONES * 0x30;
+        let v = (v.wrapping_mul(10 * 256 + 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+        let v = (v.wrapping_mul(100 * 65_536 + 1) >> 16) & 0x0000_ffff_0000_ffff;
+        let v = v.wrapping_mul(10_000 * (1 << 32) + 1) >> 32;
+        value = value.checked_mul(100_000_000)?.checked_add(v)?;
+    }
+    for &d in words.remainder() {
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(v))?;
+    }
+    Some(value)
 }
 
 /// Appends a value's identity (component, table, `_id`, `_ts`) to `out`: the names each end
@@ -1306,13 +1330,20 @@ mod tests {
             let pick = |rng: &mut fastrand::Rng, pool: &[&'static str]| {
                 (rng.u8(..8) != 0).then(|| pool[rng.usize(..pool.len())])
             };
-            let raw = RawMeta {
+            let mut raw = RawMeta {
                 table: pick(&mut rng, &strings),
                 component: pick(&mut rng, &strings),
                 ts: pick(&mut rng, &numbers),
                 deleted: pick(&mut rng, &bools),
                 id: pick(&mut rng, &strings),
+                plain_names: false,
             };
+            // What the fast path promises, when it is true.
+            raw.plain_names = rng.bool()
+                && [raw.table, raw.component, raw.id]
+                    .iter()
+                    .flatten()
+                    .all(|s| !s.contains('\\'));
             if let Some(m) = plain_meta(&raw) {
                 plain += 1;
                 assert_eq!(ValueMeta::from_raw(raw), Ok(m), "{raw:?}");
@@ -1325,9 +1356,38 @@ mod tests {
             ts: Some("1770335566197682000"),
             deleted: None,
             id: Some("\"j57\""),
+            plain_names: true,
         };
         assert_eq!(plain_meta(&usual), ValueMeta::from_raw(usual).ok());
         assert!(plain_meta(&usual).is_some());
+    }
+
+    #[test]
+    fn decimals_read_eight_digits_at_a_time_as_one_at_a_time() {
+        let mut rng = fastrand::Rng::with_seed(0xdec);
+        let plain = |d: &[u8]| -> Option<u64> {
+            d.iter().try_fold(0u64, |v, &c| {
+                c.is_ascii_digit()
+                    .then(|| v.checked_mul(10)?.checked_add(u64::from(c - b'0')))?
+            })
+        };
+        for _ in 0..50_000 {
+            let len = rng.usize(0..=19);
+            let mut d: Vec<u8> = (0..len).map(|_| b'0' + rng.u8(0..10)).collect();
+            if len > 0 && rng.u8(..4) == 0 {
+                d[rng.usize(..len)] = [b'/', b':', b'a', 0x00, 0xb0, 0xff, b' '][rng.usize(..7)];
+            }
+            assert_eq!(decimal(&d), plain(&d), "{:?}", String::from_utf8_lossy(&d));
+        }
+        assert_eq!(
+            decimal(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(
+            decimal(b"1770335566197682000"),
+            Some(1_770_335_566_197_682_000)
+        );
+        assert_eq!(decimal(b""), Some(0));
     }
 
     #[test]

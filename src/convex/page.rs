@@ -82,6 +82,8 @@ pub struct RawMeta<'a> {
     pub ts: Option<&'a str>,
     pub deleted: Option<&'a str>,
     pub id: Option<&'a str>,
+    /// Known: no string among `table`, `component` and `id` holds an escape (false: not known).
+    pub plain_names: bool,
 }
 
 /// Resumable scan of one JSON value starting at `start` in the buffer.
@@ -145,6 +147,7 @@ impl Scan {
             ts: get(2),
             deleted: get(3),
             id: get(4),
+            plain_names: false,
         }
     }
 
@@ -605,6 +608,7 @@ impl PageParser {
                                     ts: get(2),
                                     deleted: get(3),
                                     id: get(4),
+                                    plain_names: p.plain_names,
                                 };
                                 on_value(&data[pos..end], meta).map_err(FeedError::Sink)?;
                                 self.pos = end;
@@ -1151,6 +1155,14 @@ mod tests {
                         "round {round}: {:?}",
                         String::from_utf8_lossy(&bytes)
                     );
+                    let names = [0, 1, 4].map(|k| p.spans[k].map(|(a, b)| &bytes[a..b]));
+                    if p.plain_names {
+                        assert!(
+                            names.iter().flatten().all(|n| !n.contains(&b'\\')),
+                            "round {round}: {:?}",
+                            String::from_utf8_lossy(&bytes)
+                        );
+                    }
                 }
                 None => assert!(
                     exact.is_none(),

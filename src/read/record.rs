@@ -18,6 +18,40 @@ pub struct RecordWriter {
     prefix: Vec<u8>,
     table: TableRef,
     updated_at: super::cdc_time::UpdatedAt,
+    /// The end of a live record for the `emitted_at` of the last one written.
+    tail: Tail,
+}
+
+/// `","_deleted":false,"_ab_cdc_deleted_at":null},"emitted_at":<ms>}}` and a newline, and the
+/// same without `_deleted` (deltas carry their own): the same bytes for every record of a
+/// network chunk, so built once per chunk instead of piece by piece per record.
+#[derive(Default)]
+struct Tail {
+    emitted_at: Option<i64>,
+    /// Starts with `,"_deleted":false`; `[DELETED_FALSE.len()..]` is the one without it.
+    bytes: Vec<u8>,
+}
+
+const DELETED_FALSE: &[u8] = br#","_deleted":false"#;
+
+impl Tail {
+    fn get(&mut self, emitted_at: i64, with_deleted: bool) -> &[u8] {
+        if self.emitted_at != Some(emitted_at) {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(DELETED_FALSE);
+            self.bytes
+                .extend_from_slice(br#","_ab_cdc_deleted_at":null},"emitted_at":"#);
+            self.bytes
+                .extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
+            self.bytes.extend_from_slice(b"}}\n");
+            self.emitted_at = Some(emitted_at);
+        }
+        if with_deleted {
+            &self.bytes
+        } else {
+            &self.bytes[DELETED_FALSE.len()..]
+        }
+    }
 }
 
 impl RecordWriter {
@@ -33,6 +67,7 @@ impl RecordWriter {
             prefix,
             table,
             updated_at: Default::default(),
+            tail: Tail::default(),
         }
     }
 
@@ -68,6 +103,8 @@ impl RecordWriter {
                 ))
             })?;
         let body = &raw[..close];
+        // One growth check for the whole line (the CDC fields and envelope are < 256 bytes).
+        out.reserve(self.prefix.len() + body.len() + 256);
         out.extend_from_slice(&self.prefix);
         out.extend_from_slice(body);
         if body[1..].iter().any(|b| !b.is_ascii_whitespace()) {
@@ -83,20 +120,16 @@ impl RecordWriter {
         out.extend_from_slice(when);
         out.push(b'"');
         let deleted = meta.deleted.unwrap_or(false);
-        if meta.deleted.is_none() {
-            // Snapshot values have no `_deleted`; deltas carry it and keep their own.
-            out.extend_from_slice(br#","_deleted":false"#);
-        }
         if deleted {
             out.extend_from_slice(br#","_ab_cdc_deleted_at":""#);
             out.extend_from_slice(when);
-            out.push(b'"');
+            out.extend_from_slice(br#""},"emitted_at":"#);
+            out.extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
+            out.extend_from_slice(b"}}\n");
         } else {
-            out.extend_from_slice(br#","_ab_cdc_deleted_at":null"#);
+            // Snapshot values have no `_deleted`; deltas carry it and keep their own.
+            out.extend_from_slice(self.tail.get(emitted_at, meta.deleted.is_none()));
         }
-        out.extend_from_slice(br#"},"emitted_at":"#);
-        out.extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
-        out.extend_from_slice(b"}}\n");
         Ok(Written {
             ts: meta.ts,
             deleted,
@@ -202,6 +235,37 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// One writer, its records' `emitted_at` and deleted flag changing from one to the next:
+    /// every line says its own (the end of live records is kept between them).
+    #[test]
+    fn each_record_ends_with_its_own_emitted_at_and_deleted_flag() {
+        let mut w = users();
+        let mut rng = fastrand::Rng::with_seed(5);
+        for i in 0..200 {
+            let emitted_at = 1_795_500_651_000 + i64::from(rng.u8(..3));
+            let deleted = [None, Some(false), Some(true)][rng.usize(..3)];
+            let flag = deleted.map_or(String::new(), |d| format!(r#","_deleted":{d}"#));
+            let raw =
+                format!(r#"{{"_table":"users","_ts":1700000000000000500{flag},"_id":"j{i}"}}"#);
+            let mut out = Vec::new();
+            write_json(&mut w, raw.as_bytes(), emitted_at, &mut out).unwrap();
+            let line = String::from_utf8(out).unwrap();
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert_eq!(line.matches("\"_deleted\"").count(), 1, "{line}");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let data = &v["record"]["data"];
+            assert_eq!(v["record"]["emitted_at"], json!(emitted_at), "{line}");
+            assert_eq!(data["_id"], json!(format!("j{i}")));
+            assert_eq!(data["_deleted"], json!(deleted == Some(true)), "{line}");
+            let deleted_at = if deleted == Some(true) {
+                json!("2023-11-14T22:13:20")
+            } else {
+                Value::Null
+            };
+            assert_eq!(data["_ab_cdc_deleted_at"], deleted_at, "{line}");
+        }
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Proven {
     pub end: usize,
     /// Spans (`start..end` in the input) of the top-level values of `META_KEYS`, in its order.
     pub spans: [Option<(usize, usize)>; 5],
+    /// No string value of `_table`, `_component` or `_id` holds an escape (so its content is
+    /// the span without its quotes).
+    pub plain_names: bool,
 }
 
 /// The element at the start of `text`, if `text` holds it whole, compact and valid. The spans
@@ -45,8 +48,13 @@ pub fn prove(text: &str) -> Option<Proven> {
         return None;
     }
     let mut spans = [None; 5];
+    let mut plain_names = true;
     if *b.get(1)? == b'}' {
-        return Some(Proven { end: 2, spans });
+        return Some(Proven {
+            end: 2,
+            spans,
+            plain_names,
+        });
     }
     // The element's members, where the metadata fields are; nested values are passed over
     // by `value`.
@@ -70,7 +78,14 @@ pub fn prove(text: &str) -> Option<Proven> {
             return None;
         }
         let start = key_end + 1;
-        let end = value(b, start)?;
+        let end = match meta {
+            Some(0 | 1 | 4) if b.get(start) == Some(&b'"') => {
+                let (end, escaped) = string_noting_escapes(b, start + 1)?;
+                plain_names &= !escaped;
+                end
+            }
+            _ => value(b, start)?,
+        };
         if let Some(k) = meta {
             // A repeated name: the last one counts, as for the exact path.
             spans[k] = Some((start, end));
@@ -81,6 +96,7 @@ pub fn prove(text: &str) -> Option<Proven> {
                 return Some(Proven {
                     end: end + 1,
                     spans,
+                    plain_names,
                 })
             }
             _ => return None,
@@ -234,13 +250,21 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 /// A string's contents from `i` (just after the opening quote); returns the index just after
 /// the closing quote. Checks escapes and refuses raw control characters (the input is UTF-8).
 #[inline(always)]
-fn string(b: &[u8], mut i: usize) -> Option<usize> {
+fn string(b: &[u8], i: usize) -> Option<usize> {
+    string_noting_escapes(b, i).map(|(end, _)| end)
+}
+
+/// [`string`], and whether the string holds an escape.
+#[inline(always)]
+fn string_noting_escapes(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    let mut escaped = false;
     loop {
         i = next_special(b, i);
         let c = *b.get(i)?;
         match c {
-            b'"' => return Some(i + 1),
+            b'"' => return Some((i + 1, escaped)),
             b'\\' => {
+                escaped = true;
                 i = match *b.get(i + 1)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i + 2,
                     b'u' => {
@@ -315,6 +339,10 @@ mod tests {
                 Some(&br#""j5\"7""#[..]),
             ]
         );
+        // `_id` holds an escape; one in any other field does not count.
+        assert!(!p.plain_names);
+        let p = prove(r#"{"_table":"t","_id":"j5","x":"\n","_ts":1}"#).unwrap();
+        assert!(p.plain_names);
         // No strict prefix is proven (the element may go on in the next chunk).
         for cut in 0..doc.len() {
             assert_eq!(prove(&input[..cut]), None, "cut at {cut}");
