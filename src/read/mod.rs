@@ -6,10 +6,11 @@
 //! 3. The change walk: one `document_deltas` walk for all incremental streams that finished
 //!    their snapshot, from the oldest position to the head T (`changes.rs`). Each document
 //!    changed since a stream's position is delivered once, at its latest revision ≤ T.
-//! 4. Snapshot walks, one table after another, never interleaved (`snapshot.rs`): a stream
-//!    that resumes a walk continues it at its own timestamp; every other stream that needs a
-//!    snapshot (new, reset, full refresh) reads at T, so the whole read is the deployment as
-//!    of T. Those streams join the change walk on the next read.
+//! 4. Snapshot walks, one after another, never interleaved (`snapshot.rs`): a stream that
+//!    resumes a walk continues it alone at its own timestamp; every other stream that needs a
+//!    snapshot (new, reset, full refresh) is read in one walk over all their tables at T (one
+//!    Convex iterator for them all), so the whole read is the deployment as of T. Those
+//!    streams join the change walk on the next read.
 //!
 //!
 //! With `api: data_sync`, step 3 is instead one Convex data sync per incremental stream
@@ -66,11 +67,11 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
     let mut em = Emitter::new(out, options.debug, options.progress_every);
     let intro = match options.api {
         Api::StreamingExport => format!(
-            "Reading {} stream(s) from Convex: one change walk for incremental streams, then snapshot walks one table at a time",
+            "Reading {} stream(s) from Convex: one change walk for incremental streams, then one snapshot walk for the streams that need a snapshot",
             catalog.streams.len()
         ),
         Api::DataSync => format!(
-            "Reading {} stream(s) from Convex: one Data Sync per incremental stream, then snapshot walks one table at a time for full refresh streams",
+            "Reading {} stream(s) from Convex: one Data Sync per incremental stream, then one snapshot walk for the full refresh streams",
             catalog.streams.len()
         ),
     };
@@ -146,30 +147,66 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
         }
     };
 
-    // Snapshot walks, one at a time: resumed walks first (each at its own timestamp), then
-    // new ones at T.
-    let mut order: Vec<usize> = (0..runs.len())
-        .filter(|&i| !runs[i].done && delta_position(&runs[i]).is_none())
+    // Snapshot walks, one at a time: resumed walks first, each alone at its own timestamp,
+    // then one walk over the tables of every other stream that needs a snapshot, at T.
+    let resumed: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].done && matches!(runs[i].position, Position::Snapshot { .. }))
         .collect();
-    order.sort_by_key(|&i| !matches!(runs[i].position, Position::Snapshot { .. }));
-    let mut fresh_at = t.map(|c| SnapshotTs(c.0));
-    for i in order {
-        let run = &mut runs[i];
-        let result = async {
-            let at = match (&run.position, fresh_at) {
-                // A resumed walk reads at its own timestamp: no need for T yet.
-                (Position::Snapshot { snapshot, .. }, _) => *snapshot,
-                (_, Some(at)) => at,
-                (_, None) => {
-                    *fresh_at.insert(api.head().await.context("reading the head timestamp")?)
-                }
-            };
-            snapshot::walk(&*api, &mut em, run, at).await
-        }
-        .await;
-        finish(&mut em, run, result)?;
+    for i in resumed {
+        let result = snapshot::walk(&*api, &mut em, &mut runs, &[i], SnapshotTs(0)).await;
+        finish(&mut em, &mut runs[i], result)?;
         em.flush().await?;
     }
+    let fresh: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].done && delta_position(&runs[i]).is_none())
+        .collect();
+    let at = match (fresh.is_empty(), t) {
+        (true, _) => None,
+        (false, Some(c)) => Some(Ok(SnapshotTs(c.0))),
+        (false, None) => Some(api.head().await.context("reading the head timestamp")),
+    };
+    match at {
+        None => {}
+        Some(Err(e)) => {
+            for &i in &fresh {
+                runs[i].fail(&mut em, &e);
+            }
+        }
+        Some(Ok(at)) => match snapshot::walk(&*api, &mut em, &mut runs, &fresh, at).await {
+            Ok(()) => {
+                for &i in &fresh {
+                    runs[i].complete(&mut em);
+                }
+            }
+            Err(e) if is_output_closed(&e) => return Err(e),
+            // One stream's table can stop a walk of several (a document Convex cannot send,
+            // say): the stream whose page broke (it has records past its last STATE, which
+            // must not be sent twice in a read) fails; each other one goes on alone from its
+            // last STATE, so it still finishes in this read.
+            Err(e) => {
+                let (broken, others): (Vec<usize>, Vec<usize>) = fresh
+                    .iter()
+                    .partition(|&&i| runs[i].counts.since_state > 0 || fresh.len() == 1);
+                for &i in &broken {
+                    runs[i].fail(&mut em, &e);
+                }
+                if !others.is_empty() {
+                    let text = format!(
+                        "The snapshot walk of {} streams stopped ({e:#}); {} go on alone from their last checkpoint.",
+                        fresh.len(),
+                        others.len()
+                    );
+                    em.log(LogLevel::Warn, &text);
+                }
+                for i in others {
+                    let result = snapshot::walk(&*api, &mut em, &mut runs, &[i], at).await;
+                    finish(&mut em, &mut runs[i], result)?;
+                    em.flush().await?;
+                }
+            }
+        },
+    }
+    em.flush().await?;
     for run in &runs {
         all_ok &= run.succeeded();
     }

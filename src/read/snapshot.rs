@@ -1,9 +1,17 @@
-//! A snapshot walk: one stream's table at one timestamp, page after page, a STATE after every
-//! page. Walks run one after another, never interleaved: Convex keeps a single cached
-//! `list_snapshot` iterator per deployment, and any request that does not continue the previous
-//! answer rebuilds it under a global lock.
+//! A snapshot walk: the tables of one or more streams at one timestamp, page after page, over
+//! one selection. Convex keeps a single cached `list_snapshot` iterator per deployment, keyed
+//! by the selection and the position it stopped at: one walk over all the tables that need a
+//! snapshot continues that iterator from table to table, where a walk per table rebuilds it
+//! once per table (under a global lock, reading the document log from the snapshot to now).
+//! Walks run one after another, never interleaved.
+//!
+//! Each stream keeps its own position, in the shape a walk of its table alone has: after a
+//! page, every stream with values in it is at `(snapshot, cursor)`. Resuming that stream alone
+//! from there loses and repeats nothing, whatever Convex's order of tables: the cursor is past
+//! everything the walk delivered, and Convex skips the tables below the cursor's table. When
+//! the walk ends, every stream of it has its whole table at the snapshot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::convex::{
     codes, ConvexApi, ConvexError, DeltaCursor, PageSink, Selection, SnapshotCursor, SnapshotTs,
@@ -15,15 +23,34 @@ use crate::state::Position;
 
 use super::emit::{Emitter, StreamRun};
 
-/// Delivers one stream's snapshot values as RECORDs.
+/// Component → table → index of the stream in the read.
+type Routes = HashMap<String, HashMap<String, usize>>;
+
+/// Delivers a walk's values as RECORDs of their streams.
 struct SnapshotSink<'a> {
     em: &'a mut Emitter,
-    run: &'a mut StreamRun,
+    runs: &'a mut [StreamRun],
+    routes: &'a Routes,
+    selection: &'a Selection,
+    /// Streams with values in the current page.
+    touched: &'a mut [bool],
 }
 
 impl PageSink for SnapshotSink<'_> {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
-        self.run.record(self.em, raw, meta)
+        let Some(&stream) = self
+            .routes
+            .get(&*meta.component)
+            .and_then(|t| t.get(&*meta.table))
+        else {
+            return Err(UserError::system(format!(
+                "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The walk was stopped instead of mixing tables; upgrade or contact Convex support.",
+                meta.table, meta.component, self.selection
+            ))
+            .into());
+        };
+        self.touched[stream] = true;
+        self.runs[stream].record(self.em, raw, meta)
     }
 
     async fn flush(&mut self) -> anyhow::Result<()> {
@@ -31,20 +58,27 @@ impl PageSink for SnapshotSink<'_> {
     }
 }
 
-/// Walks `run`'s table to the end: from its saved walk if it has one, else at `fresh_at`.
-/// Heals once when Convex can no longer continue the saved walk (too old, or its cursor is
-/// refused): the table is read again from a fresh snapshot, with a WARN.
+/// Walks the tables of the streams `members` (indexes into `runs`) to the end. One member at
+/// a `Snapshot` position continues its saved walk; otherwise every member starts at
+/// `fresh_at`. Heals once when Convex can no longer continue the walk (too old, or a saved
+/// cursor it refuses): the tables are read again from a fresh snapshot, with a WARN.
+///
+/// On `Ok` every member has its whole table; the caller completes them. On `Err` the members
+/// keep the positions of their last STATE, from which each can be walked alone.
 pub async fn walk<A: ConvexApi>(
     api: &A,
     em: &mut Emitter,
-    run: &mut StreamRun,
+    runs: &mut [StreamRun],
+    members: &[usize],
     fresh_at: SnapshotTs,
 ) -> anyhow::Result<()> {
     let mut at = fresh_at;
     let mut healed = false;
     loop {
-        let resumed = matches!(run.position, Position::Snapshot { .. });
-        let Err(e) = walk_once(api, em, run, at).await else {
+        let resumed = members
+            .iter()
+            .any(|&m| matches!(runs[m].position, Position::Snapshot { .. }));
+        let Err(e) = walk_once(api, em, runs, members, at).await else {
             return Ok(());
         };
         let code = e
@@ -54,7 +88,7 @@ pub async fn walk<A: ConvexApi>(
             .map(str::to_owned);
         let why = match code.as_deref() {
             Some(codes::SNAPSHOT_TOO_OLD) if !healed => {
-                "the saved snapshot is older than Convex keeps (SnapshotTooOld)"
+                "the snapshot is older than Convex keeps (SnapshotTooOld)"
             }
             Some(codes::INVALID_SNAPSHOT_CURSOR) if resumed && !healed => {
                 "Convex refused the saved snapshot cursor (InvalidListSnapshotCursor)"
@@ -62,12 +96,16 @@ pub async fn walk<A: ConvexApi>(
             _ => return Err(e),
         };
         healed = true;
+        let streams: Vec<String> = members.iter().map(|&m| runs[m].desc.to_string()).collect();
         let text = format!(
-            "Stream {}: {why}. Restarting this table from a fresh snapshot now; rows already synced are sent again, and rows deleted since the old snapshot are not reported as deletes.",
-            run.desc
+            "{} {}: {why}. Restarting from a fresh snapshot now; rows already synced are sent again, and rows deleted since the old snapshot are not reported as deletes.",
+            if streams.len() == 1 { "Stream" } else { "Streams" },
+            streams.join(", ")
         );
         em.log(LogLevel::Warn, &text);
-        run.position = Position::Fresh;
+        for &m in members {
+            runs[m].position = Position::Fresh;
+        }
         // At the head: the timestamp given may be the one that is too old, or (for a resumed
         // walk) the saved walk's own.
         at = api.head().await?;
@@ -77,62 +115,89 @@ pub async fn walk<A: ConvexApi>(
 async fn walk_once<A: ConvexApi>(
     api: &A,
     em: &mut Emitter,
-    run: &mut StreamRun,
+    runs: &mut [StreamRun],
+    members: &[usize],
     fresh_at: SnapshotTs,
 ) -> anyhow::Result<()> {
-    let (snapshot, mut cursor) = match &run.position {
-        Position::Snapshot { snapshot, cursor } => (*snapshot, cursor.clone()),
-        Position::Fresh | Position::Deltas(_) | Position::DataSync { .. } => (fresh_at, None),
-    };
-    let selection = Selection::one(run.table.clone(), run.columns.clone());
+    let saved = members.iter().find_map(|&m| match &runs[m].position {
+        Position::Snapshot { snapshot, cursor } => Some((*snapshot, cursor.clone())),
+        _ => None,
+    });
+    if saved.is_some() && members.len() > 1 {
+        return Err(UserError::system(
+            "a saved snapshot walk continues alone: it has its own cursor".to_owned(),
+        )
+        .into());
+    }
+    let (snapshot, mut cursor) = saved.unwrap_or((fresh_at, None));
+    let mut routes: Routes = HashMap::new();
+    let mut selection = Selection::new();
+    for &m in members {
+        let run = &runs[m];
+        routes
+            .entry(run.table.component.clone())
+            .or_default()
+            .insert(run.table.table.clone(), m);
+        selection.add(run.table.clone(), run.columns.clone());
+    }
     // A server that repeats a cursor would make the walk loop forever, re-sending records.
     let mut seen: HashSet<SnapshotCursor> = HashSet::new();
+    let mut touched = vec![false; runs.len()];
     loop {
         let end = {
             let mut sink = SnapshotSink {
                 em: &mut *em,
-                run: &mut *run,
+                runs: &mut *runs,
+                routes: &routes,
+                selection: &selection,
+                touched: &mut touched,
             };
             api.list_snapshot(&selection, snapshot, cursor.as_ref(), &mut sink)
                 .await?
         };
         if end.snapshot != snapshot {
             return Err(UserError::system(format!(
-                "list_snapshot of {} answered at snapshot {} instead of the requested {snapshot}; the pages would not be consistent",
-                run.table, end.snapshot
+                "list_snapshot of {selection} answered at snapshot {} instead of the requested {snapshot}; the pages would not be consistent",
+                end.snapshot
             ))
             .into());
         }
-        let next = match (end.has_more, end.cursor) {
+        match (end.has_more, end.cursor) {
             (true, Some(c)) => {
                 if !seen.insert(c.clone()) {
                     return Err(UserError::system(format!(
-                        "list_snapshot of {} answered a cursor it had already answered in this walk; stopping instead of sending the same records forever",
-                        run.table
+                        "list_snapshot of {selection} answered a cursor it had already answered in this walk; stopping instead of sending the same records forever"
                     ))
                     .into());
                 }
                 cursor = Some(c.clone());
-                Position::Snapshot {
-                    snapshot,
-                    cursor: Some(c),
+                for &m in members {
+                    if std::mem::take(&mut touched[m]) {
+                        let position = Position::Snapshot {
+                            snapshot,
+                            cursor: Some(c.clone()),
+                        };
+                        runs[m].checkpoint(em, position);
+                        runs[m].progress(em, &format!("list_snapshot walk at {snapshot}"));
+                    }
                 }
             }
             (true, None) => {
                 return Err(UserError::system(format!(
-                    "list_snapshot of {} answered hasMore without a cursor",
-                    run.table
+                    "list_snapshot of {selection} answered hasMore without a cursor"
                 ))
                 .into())
             }
-            (false, _) => Position::Deltas(DeltaCursor::from(snapshot)),
-        };
-        run.checkpoint(em, next);
-        run.progress(em, &format!("list_snapshot walk at {snapshot}"));
+            (false, _) => {
+                for &m in members {
+                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor::from(snapshot)));
+                }
+            }
+        }
         if em.debug {
             let text = format!(
-                "list_snapshot of {}: {} values, hasMore={}",
-                run.table, end.values, end.has_more
+                "list_snapshot of {selection}: {} values, hasMore={}",
+                end.values, end.has_more
             );
             em.log(LogLevel::Debug, &text);
         }

@@ -51,6 +51,9 @@ struct Fake {
     undescribable: bool,
     /// Snapshot pages answer this cursor instead of the real one (a server stuck in a loop).
     stuck_cursor: Option<&'static str>,
+    /// `list_snapshot` of a selection with this table fails, every time (a table whose
+    /// documents Convex cannot send).
+    broken_table: Option<&'static str>,
     /// Deltas pages answer this cursor instead of the real one.
     deltas_cursor: Option<i64>,
     /// Data sync: a snapshotting sync whose timestamp lags the head by this much (or more)
@@ -102,6 +105,7 @@ impl Fake {
             schemas_fail: false,
             undescribable: false,
             stuck_cursor: None,
+            broken_table: None,
             deltas_cursor: None,
             fresh: i64::MAX,
             expired_below: Mutex::new(0),
@@ -147,6 +151,10 @@ impl Fake {
             };
         }
         docs
+    }
+
+    fn clear_calls(&self) {
+        self.calls.lock().unwrap().clear();
     }
 
     fn fail_next(&self, endpoint: &'static str, code: &'static str) {
@@ -250,6 +258,15 @@ impl ConvexApi for Fake {
             cursor.map(|c| c.0.clone())
         ));
         self.take_error("/api/list_snapshot")?;
+        if let Some(t) = self.broken_table.filter(|t| selection.contains("", t)) {
+            return Err(ConvexError::Api {
+                endpoint: "/api/list_snapshot",
+                status: 500,
+                code: "InternalServerError".into(),
+                message: format!("injected: table {t} cannot be read"),
+            }
+            .into());
+        }
         let tables: Vec<String> = self.world.lock().unwrap().tables.clone();
         let mut docs: Vec<Entry> = Vec::new();
         for t in tables.iter().filter(|t| self.selected(selection, t)) {
@@ -262,18 +279,46 @@ impl ConvexApi for Fake {
                 });
             }
         }
-        docs.sort_by(|a, b| a.id.cmp(&b.id));
-        let after = cursor.map(|c| c.0.clone()).unwrap_or_default();
-        let rest: Vec<&Entry> = docs.iter().filter(|d| d.id > after).collect();
-        let page: Vec<&&Entry> = rest.iter().take(self.page).collect();
+        // As Convex: tables one after another, each in `_id` order. A cursor is the last
+        // document sent, or `table/` for the start of the next table.
+        docs.sort_by(|a, b| (&a.table, &a.id).cmp(&(&b.table, &b.id)));
+        let after: Option<(String, String)> = cursor.map(|c| match c.0.strip_suffix('/') {
+            Some(table) => (table.to_owned(), String::new()),
+            None => {
+                let table = docs
+                    .iter()
+                    .find(|d| d.id == c.0)
+                    .map(|d| d.table.clone())
+                    .or_else(|| tables.iter().find(|t| self.selected(selection, t)).cloned())
+                    .unwrap_or_default();
+                (table, c.0.clone())
+            }
+        });
+        let rest: Vec<&Entry> = docs
+            .iter()
+            .filter(|d| match &after {
+                None => true,
+                Some((t, id)) if id.is_empty() => d.table >= *t,
+                Some((t, id)) => (&d.table, &d.id) > (t, id),
+            })
+            .collect();
+        // A page never spans two tables; a page that ends a table answers the next one's
+        // start.
+        let table = rest.first().map(|e| e.table.clone());
+        let page: Vec<&&Entry> = rest
+            .iter()
+            .take(self.page)
+            .take_while(|e| Some(&e.table) == table.as_ref())
+            .collect();
         for e in &page {
             deliver(sink, &Fake::export(selection, e, false)).await?;
         }
         sink.flush().await?;
         let has_more = rest.len() > page.len();
-        let next = match self.stuck_cursor {
-            Some(c) => c.to_owned(),
-            None => page.last().map(|e| e.id.clone()).unwrap_or_default(),
+        let next = match (self.stuck_cursor, rest.get(page.len())) {
+            (Some(c), _) => c.to_owned(),
+            (None, Some(e)) if page.len() < self.page => format!("{}/", e.table),
+            (None, _) => page.last().map(|e| e.id.clone()).unwrap_or_default(),
         };
         Ok(SnapshotPageEnd {
             snapshot,
@@ -701,9 +746,9 @@ fn full_refresh_checkpoints_every_page_and_ends_complete() {
 }
 
 #[test]
-fn snapshot_walks_run_one_table_after_another_at_the_reads_timestamp() {
+fn streams_that_need_a_snapshot_share_one_walk_at_the_reads_timestamp() {
     let fake = Arc::new(Fake::new(&[("a", 4), ("b", 4), ("c", 1)]));
-    let (ok, _) = run(
+    let (ok, messages) = run(
         &fake,
         &[
             ("a", "incremental"),
@@ -715,19 +760,89 @@ fn snapshot_walks_run_one_table_after_another_at_the_reads_timestamp() {
     assert!(ok);
     let head = fake.head();
     let calls = fake.calls();
-    // One head probe, then each table's pages in a row at that timestamp: never interleaved.
+    // One head probe, then one walk over the three tables at that timestamp: Convex's one
+    // cached iterator goes on from table to table instead of being built once per table.
+    let walk = |cursor: &str| format!("list_snapshot a, b, c {head} {cursor}");
     assert_eq!(
         calls,
         [
             "json_schemas".to_owned(),
             "head".to_owned(),
-            format!("list_snapshot a {head} None"),
-            format!("list_snapshot a {head} Some(\"a0002\")"),
-            format!("list_snapshot b {head} None"),
-            format!("list_snapshot b {head} Some(\"b0002\")"),
-            format!("list_snapshot c {head} None"),
+            walk("None"),
+            walk("Some(\"a0002\")"),
+            walk("Some(\"b/\")"),
+            walk("Some(\"b0002\")"),
+            walk("Some(\"c/\")"),
         ]
     );
+    // Each stream checkpoints only the pages with its values, in the shape a walk of its
+    // table alone has; at the end every stream is at T.
+    let snapshot_cursors = |name: &str| -> Vec<Value> {
+        of_stream(&messages, name)
+            .iter()
+            .filter(|m| m["type"] == "STATE")
+            .map(|m| m["state"]["stream"]["stream_state"]["snapshot_cursor"].clone())
+            .collect()
+    };
+    assert_eq!(
+        snapshot_cursors("a"),
+        [json!("a0002"), json!("b/"), Value::Null]
+    );
+    assert_eq!(
+        snapshot_cursors("b"),
+        [json!("b0002"), json!("c/"), Value::Null]
+    );
+    assert_eq!(snapshot_cursors("c"), [Value::Null]);
+    for name in ["a", "b"] {
+        assert_eq!(
+            last_state(&of_stream(&messages, name))["delta_cursor"],
+            head
+        );
+    }
+}
+
+/// A read killed in the middle of a walk of several tables: each stream resumes alone from
+/// its own last STATE, and the destination ends exactly the deployment, no document twice.
+#[test]
+fn a_walk_of_several_tables_resumes_stream_by_stream() {
+    let fake = Arc::new(Fake::new(&[("a", 5), ("b", 5), ("c", 5)]));
+    let streams = [
+        ("a", "incremental"),
+        ("b", "incremental"),
+        ("c", "incremental"),
+    ];
+    let (ok, messages) = run(&fake, &streams, "[]");
+    assert!(ok);
+    // Cut after b's first STATE: a is done but not told so, b is mid-table, c not started.
+    let cut = messages
+        .iter()
+        .position(|m| {
+            m["type"] == "STATE" && m["state"]["stream"]["stream_descriptor"]["name"] == "b"
+        })
+        .unwrap();
+    let kept = &messages[..=cut];
+    let state = state_after(kept, "[]");
+    fake.clear_calls();
+    let (ok, next) = run(&fake, &streams, &state);
+    assert!(ok);
+    let head = fake.head();
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&format!("list_snapshot b {head} Some(\"b0002\")")),
+        "{calls:?}"
+    );
+    let mut ids: Vec<String> = kept
+        .iter()
+        .chain(&next)
+        .filter(|m| m["type"] == "RECORD")
+        .map(|m| format!("{}", m["record"]["data"]["_id"]))
+        .collect();
+    let sent = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 15);
+    // Nothing of b before its cursor, nothing of a after its last STATE, is sent again.
+    assert_eq!(sent, 15, "{ids:?}");
 }
 
 #[test]
@@ -992,26 +1107,55 @@ fn expired_positions_heal_with_a_fresh_snapshot() {
 
 #[test]
 fn a_failing_stream_ends_incomplete_and_the_others_finish() {
-    let fake = Arc::new(Fake::new(&[("users", 2), ("posts", 2)]));
-    fake.fail_next("/api/list_snapshot", "BadQueryArgs");
-    let (ok, messages) = run(
-        &fake,
-        &[("users", "full_refresh"), ("posts", "full_refresh")],
-        "",
-    );
+    let mut fake = Fake::new(&[("users", 2), ("posts", 2), ("tags", 2)]);
+    fake.broken_table = Some("posts");
+    let fake = Arc::new(fake);
+    let streams = [
+        ("users", "full_refresh"),
+        ("posts", "full_refresh"),
+        ("tags", "full_refresh"),
+    ];
+    let (ok, messages) = run(&fake, &streams, "");
     assert!(!ok);
-    let users = kinds(&of_stream(&messages, "users"));
-    assert_eq!(users, ["STARTED", "INCOMPLETE", "ERROR"]);
+    let posts = kinds(&of_stream(&messages, "posts"));
+    assert_eq!(posts, ["STARTED", "INCOMPLETE", "ERROR"]);
     let err = first_error(&messages);
-    assert_eq!(err["failure_type"], "system_error");
+    assert_eq!(err["failure_type"], "transient_error", "{err}");
     assert!(err["message"]
         .as_str()
         .unwrap()
+        .starts_with("Stream posts: /api/list_snapshot: 500: InternalServerError"));
+    // The walk of the three stopped at posts; the others went on alone and finished.
+    for name in ["users", "tags"] {
+        assert_eq!(
+            kinds(&of_stream(&messages, name)).last().unwrap(),
+            "COMPLETE"
+        );
+        assert_eq!(records(&messages, name).len(), 2, "{name}");
+    }
+    assert!(messages.iter().any(|m| m["log"]["level"] == "WARN"
+        && m["log"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("go on alone from their last checkpoint")));
+
+    // A failure that belongs to no stream (before any value): every stream still finishes.
+    let fake = Arc::new(Fake::new(&[("users", 2), ("posts", 2)]));
+    fake.fail_next("/api/list_snapshot", "BadQueryArgs");
+    let (ok, messages) = run(&fake, &streams[..2], "");
+    assert!(ok, "{messages:#?}");
+    assert_eq!(records(&messages, "users").len(), 2);
+    assert_eq!(records(&messages, "posts").len(), 2);
+
+    // A single stream fails as it always did.
+    let fake = Arc::new(Fake::new(&[("users", 2)]));
+    fake.fail_next("/api/list_snapshot", "BadQueryArgs");
+    let (ok, messages) = run(&fake, &streams[..1], "");
+    assert!(!ok);
+    assert!(first_error(&messages)["message"]
+        .as_str()
+        .unwrap()
         .starts_with("Stream users: /api/list_snapshot: 400: BadQueryArgs"));
-    assert_eq!(
-        kinds(&of_stream(&messages, "posts")).last().unwrap(),
-        "COMPLETE"
-    );
 }
 
 #[test]
