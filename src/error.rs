@@ -27,6 +27,13 @@ impl UserError {
             message: message.into(),
         }
     }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        UserError {
+            failure_type: FailureType::TransientError,
+            message: message.into(),
+        }
+    }
 }
 
 /// A classified failure: (failure type, message for users, technical detail).

@@ -71,8 +71,9 @@ impl PageSink for SnapshotSink<'_> {
 
 /// Walks the tables of the streams `members` (indexes into `runs`) to the end. One member at
 /// a `Snapshot` position continues its saved walk; otherwise every member starts at
-/// `fresh_at`. Heals once when Convex can no longer continue the walk (too old, or a saved
-/// cursor it refuses): the tables are read again from a fresh snapshot, with a WARN.
+/// `fresh_at`. Heals once when Convex cannot continue the walk (too old, or a saved cursor it
+/// refuses) before it sent anything: the tables are read again from a fresh snapshot, with a
+/// WARN.
 ///
 /// On `Ok` every member has its whole table; the caller completes them. On `Err` the members
 /// keep the positions of their last STATE, from which each can be walked alone.
@@ -106,6 +107,16 @@ pub async fn walk<A: ConvexApi>(
             }
             _ => return Err(e),
         };
+        // Restarting now would send documents this read already sent, a second time in one
+        // read (destinations that merge a read without deduplicating keep both). Only a walk
+        // that outlives Convex's 5-day snapshot age within one read gets here: it stops, and
+        // the next read restarts it before sending anything.
+        if members.iter().any(|&m| runs[m].counts.records > 0) {
+            return Err(UserError::transient(format!(
+                "{why} in the middle of this read, after documents were sent ({e:#}); sync again: the next read restarts the table from a fresh snapshot before it sends anything"
+            ))
+            .into());
+        }
         healed = true;
         let streams: Vec<String> = members.iter().map(|&m| runs[m].desc.to_string()).collect();
         let text = format!(
