@@ -11,15 +11,14 @@
 //! read delivers what it holds and says so, and the next read continues from there. With
 //! `every_revision` (history destinations) revisions are sent as pages arrive instead.
 
-use std::collections::HashMap;
-
-use crate::convex::{ConvexApi, DeltaCursor, PageSink, Selection, ValueMeta};
+use crate::convex::{ConvexApi, DeltaCursor, PageSink, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::LogLevel;
 use crate::state::Position;
 
 use super::changeset::ChangeSet;
 use super::emit::{Emitter, StreamRun};
+use super::routes::Routes;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ChangeOptions {
@@ -36,9 +35,6 @@ pub struct ChangeOptions {
 /// where it stopped, and a slow destination still sees a STATE every few seconds.
 pub const CHECKPOINT_RECORDS: usize = 10_000;
 
-/// Component → table → index of the stream in the read.
-type Routes = HashMap<String, HashMap<String, usize>>;
-
 enum Target<'a> {
     Buffer(&'a mut ChangeSet),
     Direct {
@@ -52,23 +48,12 @@ struct ChangeSink<'a> {
     routes: &'a Routes,
     /// Each stream's position when the walk started (exclusive lower bound of what it takes).
     positions: &'a [i64],
-    selection: &'a Selection,
     target: Target<'a>,
 }
 
 impl PageSink for ChangeSink<'_> {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
-        let Some(&stream) = self
-            .routes
-            .get(&*meta.component)
-            .and_then(|t| t.get(&*meta.table))
-        else {
-            return Err(UserError::system(format!(
-                "Convex returned a change of table {:?} (component {:?}) when asked for {}: the deployment ignored the table selection (see get-convex/convex-backend issue #302). The read was stopped instead of mixing tables; upgrade or contact Convex support.",
-                meta.table, meta.component, self.selection
-            ))
-            .into());
-        };
+        let stream = self.routes.stream(meta, "a change")?;
         if meta.ts <= self.positions[stream] {
             return Ok(());
         }
@@ -115,18 +100,11 @@ pub async fn walk<A: ConvexApi>(
     members: &[usize],
     options: ChangeOptions,
 ) -> anyhow::Result<DeltaCursor> {
-    let mut routes: Routes = HashMap::new();
-    let mut selection = Selection::new();
+    let routes = Routes::of(runs, members);
+    let selection = &routes.selection;
     let mut positions = vec![i64::MAX; runs.len()];
     for &m in members {
-        let run = &runs[m];
-        let start = delta_position(run).map_or(i64::MAX, |c| c.0);
-        positions[m] = start;
-        routes
-            .entry(run.table.component.clone())
-            .or_default()
-            .insert(run.table.table.clone(), m);
-        selection.add(run.table.clone(), run.columns.clone());
+        positions[m] = delta_position(&runs[m]).map_or(i64::MAX, |c| c.0);
     }
     let Some(mut cursor) = members.iter().map(|&m| positions[m]).min() else {
         return Err(UserError::system("a change walk needs at least one stream").into());
@@ -147,10 +125,9 @@ pub async fn walk<A: ConvexApi>(
             let mut sink = ChangeSink {
                 routes: &routes,
                 positions: &positions,
-                selection: &selection,
                 target,
             };
-            api.document_deltas(&selection, DeltaCursor(cursor), &mut sink)
+            api.document_deltas(selection, DeltaCursor(cursor), &mut sink)
                 .await?
         };
         if end.cursor.0 < 0 || (end.has_more && end.cursor.0 <= cursor) {

@@ -28,6 +28,7 @@ pub mod data_sync;
 pub mod emit;
 pub mod plan;
 pub mod record;
+pub mod routes;
 pub mod snapshot;
 
 use std::sync::Arc;

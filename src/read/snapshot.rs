@@ -11,27 +11,23 @@
 //! everything the walk delivered, and Convex skips the tables below the cursor's table. When
 //! the walk ends, every stream of it has its whole table at the snapshot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::convex::{
-    codes, ConvexApi, ConvexError, DeltaCursor, PageSink, Selection, SnapshotCursor, SnapshotTs,
-    ValueMeta,
+    codes, ConvexApi, ConvexError, DeltaCursor, PageSink, SnapshotCursor, SnapshotTs, ValueMeta,
 };
 use crate::error::UserError;
 use crate::protocol::LogLevel;
 use crate::state::Position;
 
 use super::emit::{Emitter, StreamRun};
-
-/// Component → table → index of the stream in the read.
-type Routes = HashMap<String, HashMap<String, usize>>;
+use super::routes::Routes;
 
 /// Delivers a walk's values as RECORDs of their streams.
 struct SnapshotSink<'a> {
     em: &'a mut Emitter,
     runs: &'a mut [StreamRun],
     routes: &'a Routes,
-    selection: &'a Selection,
     /// Streams with values in the current page.
     touched: &'a mut [bool],
     /// The stream of the previous value: a page holds one table, so it is almost always
@@ -48,17 +44,7 @@ impl PageSink for SnapshotSink<'_> {
                 return self.runs[stream].record(self.em, raw, meta);
             }
         }
-        let Some(&stream) = self
-            .routes
-            .get(&*meta.component)
-            .and_then(|t| t.get(&*meta.table))
-        else {
-            return Err(UserError::system(format!(
-                "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The walk was stopped instead of mixing tables; upgrade or contact Convex support.",
-                meta.table, meta.component, self.selection
-            ))
-            .into());
-        };
+        let stream = self.routes.stream(meta, "a document")?;
         self.last = Some(stream);
         self.touched[stream] = true;
         self.runs[stream].record(self.em, raw, meta)
@@ -152,16 +138,8 @@ async fn walk_once<A: ConvexApi>(
         .into());
     }
     let (snapshot, mut cursor) = saved.unwrap_or((fresh_at, None));
-    let mut routes: Routes = HashMap::new();
-    let mut selection = Selection::new();
-    for &m in members {
-        let run = &runs[m];
-        routes
-            .entry(run.table.component.clone())
-            .or_default()
-            .insert(run.table.table.clone(), m);
-        selection.add(run.table.clone(), run.columns.clone());
-    }
+    let routes = Routes::of(runs, members);
+    let selection = &routes.selection;
     // A server that repeats a cursor would make the walk loop forever, re-sending records.
     let mut seen: HashSet<SnapshotCursor> = HashSet::new();
     let mut touched = vec![false; runs.len()];
@@ -171,11 +149,10 @@ async fn walk_once<A: ConvexApi>(
                 em: &mut *em,
                 runs: &mut *runs,
                 routes: &routes,
-                selection: &selection,
                 touched: &mut touched,
                 last: None,
             };
-            api.list_snapshot(&selection, snapshot, cursor.as_ref(), &mut sink)
+            api.list_snapshot(selection, snapshot, cursor.as_ref(), &mut sink)
                 .await?
         };
         if end.snapshot != snapshot {

@@ -1,0 +1,53 @@
+//! Which stream of the read each value of a walk belongs to. A walk reads the tables of
+//! several streams over one selection, so every value is routed by its `_component` and
+//! `_table`; a value of a table the walk did not ask for means the deployment ignored the
+//! selection, and stops the walk instead of mixing tables.
+
+use std::collections::HashMap;
+
+use crate::convex::{Selection, ValueMeta};
+use crate::error::UserError;
+
+use super::emit::StreamRun;
+
+pub struct Routes {
+    /// Component → table → index of the stream in the read.
+    by_table: HashMap<String, HashMap<String, usize>>,
+    /// What the walk asks Convex for: the members' tables, with their columns.
+    pub selection: Selection,
+}
+
+impl Routes {
+    /// The routes and selection of a walk over the streams `members` (indexes into `runs`).
+    pub fn of(runs: &[StreamRun], members: &[usize]) -> Self {
+        let mut by_table: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut selection = Selection::new();
+        for &m in members {
+            let run = &runs[m];
+            by_table
+                .entry(run.table.component.clone())
+                .or_default()
+                .insert(run.table.table.clone(), m);
+            selection.add(run.table.clone(), run.columns.clone());
+        }
+        Routes {
+            by_table,
+            selection,
+        }
+    }
+
+    /// The stream `meta`'s value belongs to. `what` names the value in the error ("a
+    /// document", "a change").
+    pub fn stream(&self, meta: &ValueMeta<'_>, what: &str) -> Result<usize, UserError> {
+        self.by_table
+            .get(&*meta.component)
+            .and_then(|t| t.get(&*meta.table))
+            .copied()
+            .ok_or_else(|| {
+                UserError::system(format!(
+                    "Convex returned {what} of table {:?} (component {:?}) when asked for {}: the deployment ignored the table selection (see get-convex/convex-backend issue #302). The walk was stopped instead of mixing tables; upgrade or contact Convex support.",
+                    meta.table, meta.component, self.selection
+                ))
+            })
+    }
+}
