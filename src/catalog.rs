@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::config::ColumnTypes;
 use crate::convex::{DeploymentSchemas, TableRef};
 use crate::error::UserError;
 use crate::protocol::{AirbyteStream, ConfiguredCatalog, StreamDescriptor, SyncMode};
@@ -76,7 +77,7 @@ pub fn check_streams_unique(catalog: &ConfiguredCatalog) -> Result<(), UserError
     Ok(())
 }
 
-pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
+pub fn build_catalog(schemas: DeploymentSchemas, types: ColumnTypes) -> Vec<AirbyteStream> {
     let mut streams = Vec::new();
     for (component, tables) in schemas.components {
         for (table, schema) in tables {
@@ -87,7 +88,7 @@ pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
             streams.push(AirbyteStream {
                 name: desc.name,
                 namespace: desc.namespace,
-                json_schema: stream_schema(schema),
+                json_schema: stream_schema(schema, types),
                 supported_sync_modes: [SyncMode::FullRefresh, SyncMode::Incremental],
                 source_defined_cursor: true,
                 default_cursor_field: ["_ts"],
@@ -99,7 +100,9 @@ pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
     streams
 }
 
-/// Convex's inferred schema, made to accept every record the connector emits:
+/// A table's schema as the stream declares it: Convex's inferred schema, typed (see
+/// [`crate::typed::schema`]) or in the Python connector's form, made to accept every record the
+/// connector emits:
 /// - the CDC fields are declared, as the Python connector did (same keys, same order);
 /// - `additionalProperties` becomes `true` everywhere, at the top in place as before, and in
 ///   nested objects too: Convex infers schemas from today's documents, so tomorrow's document
@@ -108,14 +111,24 @@ pub fn build_catalog(schemas: DeploymentSchemas) -> Vec<AirbyteStream> {
 ///   metadata (the Python connector's deletes violated its own schema).
 ///
 /// Both changes only make the schema more permissive.
-pub fn stream_schema(schema: Value) -> Value {
+pub fn stream_schema(schema: Value, types: ColumnTypes) -> Value {
     let Value::Object(mut top) = schema else {
         return json!({});
     };
     if top.is_empty() {
         return Value::Object(top);
     }
-    if let Some(props) = top.get_mut("properties").and_then(Value::as_object_mut) {
+    let requires_id = top
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| r.iter().any(|n| n == "_id"));
+    if types == ColumnTypes::Typed {
+        // Typed nested objects are already open and require nothing.
+        match crate::typed::schema::typed(&Value::Object(top)) {
+            Value::Object(t) => top = t,
+            _ => return json!({}),
+        }
+    } else if let Some(props) = top.get_mut("properties").and_then(Value::as_object_mut) {
         for v in props.values_mut() {
             open_nested_objects(v);
         }
@@ -123,6 +136,8 @@ pub fn stream_schema(schema: Value) -> Value {
     top.insert("additionalProperties".into(), Value::Bool(true));
     if let Some(Value::Array(req)) = top.get_mut("required") {
         req.retain(|r| r == "_id");
+    } else if requires_id {
+        top.insert("required".into(), json!(["_id"]));
     }
     let props = top
         .entry("properties")
@@ -132,11 +147,25 @@ pub fn stream_schema(schema: Value) -> Value {
         // timestamp, and destinations (PyAirbyte: DECIMAL, then float64 in pandas) round a
         // `number`. `["null", "string"]` rather than `anyOf`, which PyAirbyte cannot map.
         props.insert("_ab_cdc_lsn".into(), json!({"type": "integer"}));
-        props.insert("_ab_cdc_updated_at".into(), json!({"type": "string"}));
-        props.insert(
-            "_ab_cdc_deleted_at".into(),
-            json!({"type": ["null", "string"]}),
-        );
+        match types {
+            ColumnTypes::Legacy => {
+                props.insert("_ab_cdc_updated_at".into(), json!({"type": "string"}));
+                props.insert(
+                    "_ab_cdc_deleted_at".into(),
+                    json!({"type": ["null", "string"]}),
+                );
+            }
+            ColumnTypes::Typed => {
+                props.insert(
+                    "_ab_cdc_updated_at".into(),
+                    json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"}),
+                );
+                props.insert(
+                    "_ab_cdc_deleted_at".into(),
+                    json!({"type": ["null", "string"], "format": "date-time", "airbyte_type": "timestamp_with_timezone"}),
+                );
+            }
+        }
     }
     Value::Object(top)
 }
@@ -173,7 +202,7 @@ mod tests {
             "additionalProperties":false,
             "required":["_creationTime","_id","name"],
             "$schema":"http://json-schema.org/draft-07/schema#"});
-        let s = stream_schema(convex);
+        let s = stream_schema(convex, ColumnTypes::Legacy);
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(
             text,
@@ -185,19 +214,27 @@ mod tests {
                 r#""additionalProperties":true,"required":["_id"],"$schema":"http://json-schema.org/draft-07/schema#"}"#
             )
         );
-        assert_eq!(stream_schema(json!({})), json!({}));
+        assert_eq!(stream_schema(json!({}), ColumnTypes::Legacy), json!({}));
+        assert_eq!(stream_schema(json!({}), ColumnTypes::Typed), json!({}));
     }
 
     #[test]
     fn delete_records_satisfy_the_schema() {
-        let s = stream_schema(
-            json!({"type":"object","properties":{"_id":{"type":"string"},"_creationTime":{"type":"number"},"name":{"type":"string"}},
-            "additionalProperties":false,"required":["_creationTime","_id","name"]}),
-        );
-        let v = jsonschema::draft7::new(&s).unwrap();
-        let delete = json!({"_id":"x","_ts":5,"_table":"users","_component":"","_deleted":true,
-            "_ab_cdc_lsn":5,"_ab_cdc_updated_at":"1970-01-01T00:00:00","_ab_cdc_deleted_at":"1970-01-01T00:00:00"});
-        assert!(v.is_valid(&delete));
+        for (types, when) in [
+            (ColumnTypes::Legacy, "1970-01-01T00:00:00"),
+            (ColumnTypes::Typed, "1970-01-01T00:00:00.000000Z"),
+        ] {
+            let s = stream_schema(
+                json!({"type":"object","properties":{"_id":{"type":"string"},"_creationTime":{"type":"number"},"name":{"type":"string"}},
+                "additionalProperties":false,"required":["_creationTime","_id","name"]}),
+                types,
+            );
+            assert_eq!(s["required"], json!(["_id"]));
+            let v = jsonschema::draft7::new(&s).unwrap();
+            let delete = json!({"_id":"x","_ts":5,"_table":"users","_component":"","_deleted":true,
+                "_ab_cdc_lsn":5,"_ab_cdc_updated_at":when,"_ab_cdc_deleted_at":when});
+            assert!(v.is_valid(&delete));
+        }
     }
 
     /// Defect 10 of issue 15: a stream listed twice was read twice.
@@ -235,7 +272,7 @@ mod tests {
             "a/b": {"t": {"type":"object"}},
         }))
         .unwrap();
-        let catalog = build_catalog(schemas);
+        let catalog = build_catalog(schemas, ColumnTypes::Typed);
         let names: Vec<_> = catalog
             .iter()
             .map(|s| (s.name.as_str(), s.namespace.as_deref()))

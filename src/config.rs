@@ -38,6 +38,21 @@ pub struct RawConfig {
     /// `"streaming_export"` or `"data_sync"` (the spec's enum is checked first).
     #[serde(default)]
     pub api: Option<String>,
+    /// `"typed"` or `"legacy"` (the spec's enum is checked first).
+    #[serde(default)]
+    pub column_types: Option<String>,
+}
+
+/// How columns are declared and values encoded for destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColumnTypes {
+    /// Each Convex type declared in the form Airbyte and PyAirbyte type (int64 as `integer`,
+    /// nullable fields as `["null", X]`), and values exactly of that form.
+    #[default]
+    Typed,
+    /// The Python connector 0.4.x's schemas and its lossy `json` values (int64 and bytes as
+    /// strings, NaN and infinities as strings), for connections that must not change.
+    Legacy,
 }
 
 /// Which of Convex's export APIs incremental streams read through.
@@ -224,6 +239,7 @@ pub struct Config {
     /// Bytes of changed documents one read buffers before it stops taking changes.
     pub change_buffer_bytes: usize,
     pub api: Api,
+    pub column_types: ColumnTypes,
 }
 
 fn spec_value() -> Value {
@@ -281,6 +297,15 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
                 )))
             }
         },
+        column_types: match raw.column_types.as_deref() {
+            None | Some("typed") => ColumnTypes::Typed,
+            Some("legacy") => ColumnTypes::Legacy,
+            Some(other) => {
+                return Err(UserError::config(format!(
+                    "Config validation error: column_types {other:?} is not one of \"typed\", \"legacy\""
+                )))
+            }
+        },
     })
 }
 
@@ -309,6 +334,7 @@ fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value
         }
         K::Minimum { limit } => format!("'{field}' must be at least {limit}"),
         K::Maximum { limit } => format!("'{field}' must be at most {limit}"),
+        K::Enum { options } => format!("'{field}' must be one of {options}"),
         _ => format!("'{field}' is invalid"),
     }
 }

@@ -14,6 +14,7 @@ mod protocol;
 mod read;
 mod redact;
 mod state;
+mod typed;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,8 +23,9 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::value::RawValue;
 
-use crate::config::{parse_config, read_json_file, Config};
+use crate::config::{parse_config, read_json_file, ColumnTypes, Config};
 use crate::convex::data_sync::DataSyncApi;
+use crate::convex::encoding::ValueFormat;
 use crate::convex::http::{HttpConvex, RetryPolicy};
 use crate::convex::ConvexApi;
 use crate::error::{classify, UserError};
@@ -205,7 +207,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
             if let Some(w) = &described.warning {
                 out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
             }
-            let streams = catalog::build_catalog(described.schemas);
+            let streams = catalog::build_catalog(described.schemas, config.column_types);
             out.send_blocking(
                 Message::Catalog {
                     catalog: protocol::Catalog { streams: &streams },
@@ -247,7 +249,10 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 out.send_blocking(Message::log(protocol::LogLevel::Info, note).to_line())?;
             }
             let listener = Arc::new(listener::LogListener(out.clone()));
-            let api = Arc::new(HttpConvex::new(&config, Some(listener))?);
+            let api = Arc::new(
+                HttpConvex::new(&config, Some(listener))?
+                    .with_value_format(value_format(config.column_types)),
+            );
             let options = read::ReadOptions {
                 debug,
                 changes: read::changes::ChangeOptions {
@@ -257,10 +262,19 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 },
                 api: config.api,
                 progress_every: read::emit::PROGRESS_EVERY,
+                column_types: config.column_types,
             };
             let out = out.clone();
             runtime()?.block_on(read::read(api, out, catalog, state, options))
         }
+    }
+}
+
+/// Typed columns read `export_json`, the encoding that tells every Convex type apart.
+fn value_format(types: ColumnTypes) -> ValueFormat {
+    match types {
+        ColumnTypes::Typed => ValueFormat::ExportJson,
+        ColumnTypes::Legacy => ValueFormat::Json,
     }
 }
 

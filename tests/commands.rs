@@ -188,8 +188,16 @@ fn a_deployment_under_a_path_prefix_and_a_trailing_slash_works() {
 
 #[test]
 fn discover_lists_root_tables_like_before_and_components_as_namespaced_streams() {
-    let h = Harness::with_tables(2, 5, true);
-    let streams = h.discover();
+    let mut h = Harness::with_tables(2, 5, true);
+    let typed = h.discover();
+    h.use_legacy_columns();
+    let legacy = h.discover();
+    for (streams, legacy) in [(typed, false), (legacy, true)] {
+        discovered_streams_are_the_tables(&h, &streams, legacy);
+    }
+}
+
+fn discovered_streams_are_the_tables(h: &Harness, streams: &[Value], legacy: bool) {
     let names: Vec<(String, Option<String>)> = streams
         .iter()
         .map(|s| {
@@ -211,7 +219,7 @@ fn discover_lists_root_tables_like_before_and_components_as_namespaced_streams()
     // The root `users` table and the component's `users` table are distinct streams.
     assert!(names.contains(&("users".into(), None)));
     assert!(names.contains(&("betterAuth/users".into(), Some("betterAuth".into()))));
-    for s in &streams {
+    for s in streams {
         assert_eq!(
             s["supported_sync_modes"],
             json!(["full_refresh", "incremental"])
@@ -225,14 +233,15 @@ fn discover_lists_root_tables_like_before_and_components_as_namespaced_streams()
             schema["properties"]["_ab_cdc_lsn"],
             json!({"type": "integer"})
         );
-        assert_eq!(
-            schema["properties"]["_ab_cdc_updated_at"],
+        let when = if legacy {
             json!({"type": "string"})
-        );
-        assert_eq!(
-            schema["properties"]["_ab_cdc_deleted_at"],
-            json!({"type": ["null", "string"]})
-        );
+        } else {
+            json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"})
+        };
+        assert_eq!(schema["properties"]["_ab_cdc_updated_at"], when);
+        let mut deleted_at = when;
+        deleted_at["type"] = json!(["null", "string"]);
+        assert_eq!(schema["properties"]["_ab_cdc_deleted_at"], deleted_at);
         assert_eq!(schema["properties"]["_ts"], json!({"type": "integer"}));
         assert!(!schema
             .to_string()

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::data_sync::{self, DataSyncApi, DataSyncCursor, SyncPage};
+use super::encoding::ValueFormat;
 use super::page::{trailing_fields, FeedError, PageParser, PageSyntaxError, RawMeta};
 use super::{
     parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
@@ -102,6 +103,8 @@ pub struct HttpConvex {
     ahead: Arc<Mutex<Option<Ahead>>>,
     /// Chunk buffers the parser is done with, for the page readers (see `read_page`).
     buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// The encoding walks and data syncs hand values out in.
+    format: ValueFormat,
 }
 
 impl Drop for HttpConvex {
@@ -153,6 +156,7 @@ impl Drop for Ahead {
 struct NextPage {
     selection: Selection,
     snapshot: SnapshotTs,
+    format: ValueFormat,
 }
 
 impl NextPage {
@@ -165,7 +169,7 @@ impl NextPage {
             return None;
         }
         let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
-        Some(snapshot_body(&self.selection, self.snapshot, Some(&cursor)).to_string())
+        Some(snapshot_body(&self.selection, self.snapshot, Some(&cursor), self.format).to_string())
     }
 }
 
@@ -174,12 +178,13 @@ fn snapshot_body(
     selection: &Selection,
     snapshot: SnapshotTs,
     cursor: Option<&str>,
+    format: ValueFormat,
 ) -> serde_json::Value {
     let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
     if let Some(c) = cursor {
         position.push(("cursor", serde_json::Value::from(c)));
     }
-    walk_body(selection, &position)
+    walk_body(selection, &position, format)
 }
 
 /// The bytes at the end of a body looked at by [`trailing_fields`]: the fields are small (a
@@ -300,7 +305,14 @@ impl HttpConvex {
             listener,
             ahead: Arc::default(),
             buffers: Arc::default(),
+            format: ValueFormat::Json,
         })
+    }
+
+    /// Values handed out in `format` (`json`, what the Python connector read, by default).
+    pub fn with_value_format(mut self, format: ValueFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// A copy for a page reader's task (with no page ahead of its own).
@@ -314,6 +326,7 @@ impl HttpConvex {
             listener: self.listener.clone(),
             ahead: Arc::default(),
             buffers: Arc::clone(&self.buffers),
+            format: self.format,
         }
     }
 
@@ -995,14 +1008,18 @@ fn key_of(meta: &ValueMeta<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&meta.ts.to_le_bytes());
 }
 
-/// A walk request's JSON body: the selection, the position, and the `json` value format.
-fn walk_body(selection: &Selection, position: &[(&str, serde_json::Value)]) -> serde_json::Value {
+/// A walk request's JSON body: the selection, the position, and the value format.
+fn walk_body(
+    selection: &Selection,
+    position: &[(&str, serde_json::Value)],
+    format: ValueFormat,
+) -> serde_json::Value {
     let mut body = serde_json::Map::new();
     body.insert("selection".into(), selection.to_json());
     for (k, v) in position {
         body.insert((*k).into(), v.clone());
     }
-    body.insert("format".into(), "json".into());
+    body.insert("format".into(), format.as_str().into());
     serde_json::Value::Object(body)
 }
 
@@ -1142,7 +1159,7 @@ impl ConvexApi for HttpConvex {
 
     async fn head(&self) -> anyhow::Result<SnapshotTs> {
         // A snapshot page of no table reads nothing and answers the head it would read at.
-        let body = walk_body(&Selection::new(), &[]);
+        let body = walk_body(&Selection::new(), &[], ValueFormat::Json);
         let mut sink = NoValues;
         let (fields, _) = self
             .page(
@@ -1163,11 +1180,17 @@ impl ConvexApi for HttpConvex {
         cursor: Option<&SnapshotCursor>,
         sink: &mut S,
     ) -> anyhow::Result<SnapshotPageEnd> {
-        let body = snapshot_body(selection, snapshot, cursor.map(|c| c.0.as_str()));
+        let body = snapshot_body(
+            selection,
+            snapshot,
+            cursor.map(|c| c.0.as_str()),
+            self.format,
+        );
         let what = format!("list_snapshot of {selection}");
         let next = NextPage {
             selection: selection.clone(),
             snapshot,
+            format: self.format,
         };
         let (fields, values) = self
             .page(LIST_SNAPSHOT, &what, &body, Some(next), sink)
@@ -1186,7 +1209,11 @@ impl ConvexApi for HttpConvex {
         cursor: DeltaCursor,
         sink: &mut S,
     ) -> anyhow::Result<DeltasPageEnd> {
-        let body = walk_body(selection, &[("cursor", serde_json::Value::from(cursor.0))]);
+        let body = walk_body(
+            selection,
+            &[("cursor", serde_json::Value::from(cursor.0))],
+            self.format,
+        );
         let what = format!("document_deltas of {selection}");
         let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, None, sink).await?;
         Ok(DeltasPageEnd {
@@ -1215,7 +1242,7 @@ impl DataSyncApi for HttpConvex {
                 &what,
             )
             .await?;
-        data_sync::parse_page(&page).map_err(|detail| ConvexError::InvalidResponse {
+        data_sync::parse_page(&page, self.format).map_err(|detail| ConvexError::InvalidResponse {
             endpoint: data_sync::DATA_SYNC,
             detail,
         })

@@ -6,6 +6,7 @@
 //! implement it in memory.
 
 pub mod data_sync;
+pub mod encoding;
 pub mod http;
 pub mod page;
 pub mod selection;

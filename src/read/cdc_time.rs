@@ -4,10 +4,14 @@
 //! That is a float division (so it is not the exact instant: ~18% of real timestamps differ from
 //! an integer conversion in the last microsecond), CPython's round-half-even of the fraction to
 //! microseconds, and `isoformat`'s habit of omitting the fraction when it is zero.
+//!
+//! Typed columns declare the field a `date-time`, which needs an offset: there it is the exact
+//! instant in RFC 3339, `2023-11-14T22:13:20.123456Z` (microseconds, as destinations store
+//! them, truncated; `_ab_cdc_lsn` keeps the nanoseconds).
 
 /// Writes the timestamp into `buf` and returns the written part (19 or 26 bytes).
 #[cfg(test)]
-pub fn updated_at(ts_ns: i64, buf: &mut [u8; 26]) -> &[u8] {
+pub fn updated_at(ts_ns: i64, buf: &mut [u8; 27]) -> &[u8] {
     UpdatedAt::default().format(ts_ns, buf)
 }
 
@@ -22,7 +26,7 @@ pub struct UpdatedAt {
 
 impl UpdatedAt {
     /// Writes the timestamp into `buf` and returns the written part (19 or 26 bytes).
-    pub fn format<'a>(&mut self, ts_ns: i64, buf: &'a mut [u8; 26]) -> &'a [u8] {
+    pub fn format<'a>(&mut self, ts_ns: i64, buf: &'a mut [u8; 27]) -> &'a [u8] {
         let (secs, micros) = python_timeval(ts_ns as f64 / 1e9);
         if self.second != Some(secs) {
             write_date_time(secs, &mut self.date_time);
@@ -35,6 +39,21 @@ impl UpdatedAt {
         buf[19] = b'.';
         write_digits(&mut buf[20..26], micros);
         &buf[..26]
+    }
+
+    /// The exact UTC instant in RFC 3339 with microseconds (27 bytes).
+    pub fn format_rfc3339<'a>(&mut self, ts_ns: i64, buf: &'a mut [u8; 27]) -> &'a [u8] {
+        let secs = ts_ns.div_euclid(1_000_000_000);
+        let micros = ts_ns.rem_euclid(1_000_000_000) / 1000;
+        if self.second != Some(secs) {
+            write_date_time(secs, &mut self.date_time);
+            self.second = Some(secs);
+        }
+        buf[..19].copy_from_slice(&self.date_time);
+        buf[19] = b'.';
+        write_digits(&mut buf[20..26], micros);
+        buf[26] = b'Z';
+        &buf[..27]
     }
 }
 
@@ -110,8 +129,20 @@ mod tests {
     use super::*;
 
     fn fmt(ts: i64) -> String {
-        let mut buf = [0u8; 26];
+        let mut buf = [0u8; 27];
         String::from_utf8(updated_at(ts, &mut buf).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn typed_columns_get_the_exact_instant() {
+        let mut f = UpdatedAt::default();
+        let mut buf = [0u8; 27];
+        let mut at = |ts| String::from_utf8(f.format_rfc3339(ts, &mut buf).to_vec()).unwrap();
+        assert_eq!(at(1_700_000_000_000_000_000), "2023-11-14T22:13:20.000000Z");
+        // Truncated, never rounded up into the next microsecond (or second).
+        assert_eq!(at(1_700_000_000_999_999_999), "2023-11-14T22:13:20.999999Z");
+        assert_eq!(at(1_770_335_566_197_682_922), "2026-02-05T23:52:46.197682Z");
+        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
     }
 
     #[test]
@@ -153,7 +184,7 @@ mod tests {
             }
             let mut kept = UpdatedAt::default();
             for (ts, want) in &vectors {
-                let mut buf = [0u8; 26];
+                let mut buf = [0u8; 27];
                 assert_eq!(kept.format(*ts, &mut buf), want.as_bytes(), "{ts}");
                 assert_eq!(
                     kept.format(*ts + 1_000, &mut buf),

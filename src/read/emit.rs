@@ -108,9 +108,10 @@ impl StreamRun {
         table: TableRef,
         mode: SyncMode,
         position: Position,
+        columns: super::record::Columns,
     ) -> Self {
         StreamRun {
-            writer: RecordWriter::new(&desc, table.clone()),
+            writer: RecordWriter::new(&desc, table.clone(), columns),
             desc,
             table,
             mode,
@@ -135,7 +136,13 @@ impl StreamRun {
             self.running = true;
             Message::stream_status(&self.desc, StreamStatusKind::Running).write_line(&mut em.buf);
         }
-        let w = self.writer.write(raw, meta, em.emitted_at, &mut em.buf)?;
+        let mut notices = Vec::new();
+        let w = self
+            .writer
+            .write(raw, meta, em.emitted_at, &mut em.buf, &mut notices)?;
+        for (level, text) in &notices {
+            em.log(*level, text);
+        }
         self.counts.records += 1;
         self.counts.since_state += 1;
         self.counts.deletes += u64::from(w.deleted);

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::config::Api;
+use crate::config::{Api, ColumnTypes};
 use crate::convex::data_sync::DataSyncApi;
 use crate::convex::{codes, ConvexApi, ConvexError, DeltaCursor, SnapshotTs};
 use crate::discovery;
@@ -54,6 +54,8 @@ pub struct ReadOptions {
     pub api: Api,
     /// How often a long read logs its progress (`emit::PROGRESS_EVERY`).
     pub progress_every: std::time::Duration,
+    /// How records carry values (the API client must hand them out in the matching format).
+    pub column_types: ColumnTypes,
 }
 
 /// Runs a whole `read`. Returns whether every stream completed; `Err` only when stdout is
@@ -110,7 +112,7 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
 
     let mut runs: Vec<StreamRun> = Vec::new();
     let mut all_ok = true;
-    for p in plan::plan(&catalog, &state, &described.schemas) {
+    for p in plan::plan(&catalog, &state, &described.schemas, options.column_types) {
         match p {
             Planned::Run(run) => runs.push(*run),
             Planned::Failed(desc, e) => {

@@ -4,12 +4,15 @@
 use serde_json::Value;
 
 use crate::catalog::{stream_schema, table_for};
-use crate::convex::{Columns, DeploymentSchemas};
+use crate::config::ColumnTypes;
+use crate::convex::DeploymentSchemas;
 use crate::error::UserError;
 use crate::protocol::{ConfiguredCatalog, ConfiguredStream, StreamDescriptor, SyncMode};
 use crate::state::{InputState, Position};
 
 use super::emit::StreamRun;
+use super::record::Columns;
+use crate::typed::declared::Declared;
 
 /// A configured stream: ready to run, or failed before it could start.
 pub enum Planned {
@@ -29,13 +32,14 @@ pub fn plan(
     catalog: &ConfiguredCatalog,
     state: &InputState,
     schemas: &DeploymentSchemas,
+    types: ColumnTypes,
 ) -> Vec<Planned> {
     catalog
         .streams
         .iter()
         .map(|s| {
             let desc = descriptor(s);
-            match resolve(s, &desc, state, schemas) {
+            match resolve(s, &desc, state, schemas, types) {
                 Ok(run) => Planned::Run(Box::new(run)),
                 Err(e) => Planned::Failed(desc, e),
             }
@@ -48,6 +52,7 @@ fn resolve(
     desc: &StreamDescriptor,
     state: &InputState,
     schemas: &DeploymentSchemas,
+    types: ColumnTypes,
 ) -> Result<StreamRun, UserError> {
     let table = table_for(desc).map_err(|e| {
         UserError::config(format!(
@@ -76,9 +81,24 @@ fn resolve(
     {
         position = Position::Fresh;
     }
-    let mut run = StreamRun::new(desc.clone(), table, s.sync_mode, position);
+    let columns = record_columns(s.stream.json_schema.as_ref(), discovered, types);
+    let mut run = StreamRun::new(desc.clone(), table, s.sync_mode, position, columns);
     run.columns = selected_columns(s.stream.json_schema.as_ref(), discovered);
     Ok(run)
+}
+
+/// How the stream's records carry values. Typed values are checked against the columns the
+/// destination was set up with: the configured schema, or, when the catalog carries none (a
+/// hand-written one), what discovery declares now.
+fn record_columns(configured: Option<&Value>, discovered: &Value, types: ColumnTypes) -> Columns {
+    match types {
+        ColumnTypes::Legacy => Columns::Legacy,
+        ColumnTypes::Typed => Columns::Typed(
+            configured
+                .and_then(Declared::from_schema)
+                .or_else(|| Declared::from_schema(&stream_schema(discovered.clone(), types))),
+        ),
+    }
 }
 
 /// Fields the connector adds or Convex adds to every value: never columns to select.
@@ -109,9 +129,9 @@ fn columns_of(schema: &Value) -> Option<Vec<String>> {
 /// Airbyte's field selection: a configured schema with fewer top-level properties than
 /// discovery offers asks for just those columns (`_id` always, which `Selection` adds).
 /// Anything else — no properties, the same set, or more — reads every column.
-pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> Columns {
+pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> crate::convex::Columns {
     let configured = columns_of(configured?)?;
-    let offered = columns_of(&stream_schema(discovered.clone()))?;
+    let offered = columns_of(discovered)?;
     (configured.len() < offered.len()).then_some(configured)
 }
 
@@ -125,7 +145,7 @@ mod tests {
         let discovered = json!({"type":"object","properties":{
             "_id":{"type":"string"},"_creationTime":{"type":"number"},
             "name":{"type":"string"},"age":{"type":"number"}}});
-        let all = stream_schema(discovered.clone());
+        let all = stream_schema(discovered.clone(), ColumnTypes::Typed);
         assert_eq!(selected_columns(Some(&all), &discovered), None);
         assert_eq!(selected_columns(None, &discovered), None);
         assert_eq!(selected_columns(Some(&json!({})), &discovered), None);

@@ -1,9 +1,19 @@
 //! Turning one Convex document into one RECORD line, without re-serialising the document:
 //! Convex's bytes are copied through and the CDC fields spliced in before its closing brace.
+//!
+//! With typed columns, a document arrives in `export_json` and is copied through the same way
+//! unless it holds something its columns cannot take: a `$bytes`/`$float` object (written as
+//! a base64 string, or `null` for NaN/±Infinity), or a top-level value of another type than
+//! the catalog declares (written as `null`). Only such documents are rewritten, and every
+//! value nulled is named in the record's `meta.changes`.
 
+use std::collections::HashSet;
+
+use crate::convex::encoding::{transcode, unescape, Target};
 use crate::convex::{TableRef, ValueMeta};
 use crate::error::UserError;
-use crate::protocol::StreamDescriptor;
+use crate::protocol::{LogLevel, StreamDescriptor};
+use crate::typed::declared::{Declared, Misfit};
 
 /// What one written record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,15 +22,38 @@ pub struct Written {
     pub deleted: bool,
 }
 
+/// How records carry values.
+pub enum Columns {
+    /// Convex's `json` values as they come, and the Python connector's `_ab_cdc_updated_at`.
+    Legacy,
+    /// `export_json` values in plain JSON, checked against the declared columns (`None`:
+    /// the catalog declares none), and `_ab_cdc_*_at` as RFC 3339 instants.
+    Typed(Option<Declared>),
+}
+
 /// Writes the records of one stream.
 pub struct RecordWriter {
     /// `{"type":"RECORD","record":{"stream":…[,"namespace":…],"data":`
     prefix: Vec<u8>,
     table: TableRef,
+    stream: String,
     updated_at: super::cdc_time::UpdatedAt,
     /// The end of a live record for the `emitted_at` of the last one written.
     tail: Tail,
+    typed: Option<Typed>,
 }
+
+/// The typed-columns side of a writer.
+struct Typed {
+    declared: Option<Declared>,
+    /// The documents that had to be rewritten, one at a time.
+    scratch: Vec<u8>,
+    /// Fields already told about (one line per stream and field, not per record).
+    told: HashSet<String>,
+}
+
+/// Fields told about per stream, at most: beyond, one line says more were nulled.
+const MAX_TOLD: usize = 32;
 
 /// `","_deleted":false,"_ab_cdc_deleted_at":null},"emitted_at":<ms>}}` and a newline, and the
 /// same without `_deleted` (deltas carry their own): the same bytes for every record of a
@@ -33,6 +66,8 @@ struct Tail {
 }
 
 const DELETED_FALSE: &[u8] = br#","_deleted":false"#;
+/// How every record line ends (after `emitted_at` or `meta`).
+const LINE_END: &[u8] = b"}}\n";
 
 impl Tail {
     fn get(&mut self, emitted_at: i64, with_deleted: bool) -> &[u8] {
@@ -43,7 +78,7 @@ impl Tail {
                 .extend_from_slice(br#","_ab_cdc_deleted_at":null},"emitted_at":"#);
             self.bytes
                 .extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
-            self.bytes.extend_from_slice(b"}}\n");
+            self.bytes.extend_from_slice(LINE_END);
             self.emitted_at = Some(emitted_at);
         }
         if with_deleted {
@@ -54,8 +89,15 @@ impl Tail {
     }
 }
 
+/// A value sent as `null`, for `meta.changes` and the line that tells the user.
+struct Nulled {
+    field: String,
+    /// Declared and found kinds for a value that did not fit; `None`: NaN or ±Infinity.
+    misfit: Option<(&'static str, &'static str)>,
+}
+
 impl RecordWriter {
-    pub fn new(stream: &StreamDescriptor, table: TableRef) -> Self {
+    pub fn new(stream: &StreamDescriptor, table: TableRef, columns: Columns) -> Self {
         let mut prefix = br#"{"type":"RECORD","record":{"stream":"#.to_vec();
         serde_json::to_writer(&mut prefix, &stream.name).expect("string serialises");
         if let Some(ns) = &stream.namespace {
@@ -66,12 +108,22 @@ impl RecordWriter {
         RecordWriter {
             prefix,
             table,
+            stream: stream.to_string(),
             updated_at: Default::default(),
             tail: Tail::default(),
+            typed: match columns {
+                Columns::Legacy => None,
+                Columns::Typed(declared) => Some(Typed {
+                    declared,
+                    scratch: Vec::new(),
+                    told: HashSet::new(),
+                }),
+            },
         }
     }
 
-    /// Appends the RECORD line for `raw` (one element of a page's `values`) to `out`.
+    /// Appends the RECORD line for `raw` (one element of a page's `values`) to `out`, and to
+    /// `notices` a line for each field first seen nulled.
     ///
     /// Checks that the value belongs to this stream's table: a backend that ignores the table
     /// filter (convex-backend issue #302) must fail the stream, not mix tables silently.
@@ -81,6 +133,7 @@ impl RecordWriter {
         meta: &ValueMeta<'_>,
         emitted_at: i64,
         out: &mut Vec<u8>,
+        notices: &mut Vec<(LogLevel, String)>,
     ) -> Result<Written, UserError> {
         let table_ok = same(meta.table.as_bytes(), self.table.table.as_bytes());
         let component_ok = same(meta.component.as_bytes(), self.table.component.as_bytes());
@@ -91,18 +144,22 @@ impl RecordWriter {
                 self.table
             )));
         }
+        let (doc, nulled) = match &mut self.typed {
+            None => (raw, Vec::new()),
+            Some(t) => t.prepare(raw, &self.table)?,
+        };
         // The page parser found it as a complete element; it must be an object.
-        let close = raw
+        let close = doc
             .iter()
             .rposition(|&b| b == b'}')
-            .filter(|_| raw.first() == Some(&b'{'))
+            .filter(|_| doc.first() == Some(&b'{'))
             .ok_or_else(|| {
                 UserError::system(format!(
                     "Convex sent a value of {} that is not a JSON object",
                     self.table
                 ))
             })?;
-        let body = &raw[..close];
+        let body = &doc[..close];
         // One growth check for the whole line (the CDC fields and envelope are < 256 bytes).
         out.reserve(self.prefix.len() + body.len() + 256);
         out.extend_from_slice(&self.prefix);
@@ -115,8 +172,12 @@ impl RecordWriter {
         out.extend_from_slice(br#""_ab_cdc_lsn":"#);
         out.extend_from_slice(ts.as_bytes());
         out.extend_from_slice(br#","_ab_cdc_updated_at":""#);
-        let mut when = [0u8; 26];
-        let when = self.updated_at.format(meta.ts, &mut when);
+        let mut when = [0u8; 27];
+        let when = if self.typed.is_some() {
+            self.updated_at.format_rfc3339(meta.ts, &mut when)
+        } else {
+            self.updated_at.format(meta.ts, &mut when)
+        };
         out.extend_from_slice(when);
         out.push(b'"');
         let deleted = meta.deleted.unwrap_or(false);
@@ -125,16 +186,113 @@ impl RecordWriter {
             out.extend_from_slice(when);
             out.extend_from_slice(br#""},"emitted_at":"#);
             out.extend_from_slice(itoa::Buffer::new().format(emitted_at).as_bytes());
-            out.extend_from_slice(b"}}\n");
+            out.extend_from_slice(LINE_END);
         } else {
             // Snapshot values have no `_deleted`; deltas carry it and keep their own.
             out.extend_from_slice(self.tail.get(emitted_at, meta.deleted.is_none()));
+        }
+        if !nulled.is_empty() {
+            out.truncate(out.len() - LINE_END.len());
+            write_meta(&nulled, out);
+            out.extend_from_slice(LINE_END);
+            if let Some(t) = &mut self.typed {
+                t.tell(&self.stream, &nulled, notices);
+            }
         }
         Ok(Written {
             ts: meta.ts,
             deleted,
         })
     }
+}
+
+impl Typed {
+    /// The document as its record carries it: `raw` itself when every value fits, else a
+    /// rewritten copy; and what was nulled.
+    fn prepare<'a>(
+        &'a mut self,
+        raw: &'a [u8],
+        table: &TableRef,
+    ) -> Result<(&'a [u8], Vec<Nulled>), UserError> {
+        let mut misfits: Vec<Misfit<'_>> = Vec::new();
+        if let Some(d) = &mut self.declared {
+            d.misfits(raw, &mut misfits);
+        }
+        // `"$` begins every `$bytes`/`$float` object (and, rarely, a string that only looks
+        // like one: that document is walked for nothing).
+        if misfits.is_empty() && memchr::memmem::find(raw, b"\"$").is_none() {
+            return Ok((raw, Vec::new()));
+        }
+        let keys: Vec<&[u8]> = misfits.iter().map(|m| m.raw_key).collect();
+        self.scratch.clear();
+        let found = transcode(raw, Target::PlainJson, &keys, &mut self.scratch).map_err(|e| {
+            UserError::system(format!(
+                "Convex sent a value of {table} that is not valid export_json ({e})"
+            ))
+        })?;
+        let mut nulled: Vec<Nulled> = misfits
+            .iter()
+            .map(|m| Nulled {
+                field: unescape(m.raw_key)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(m.raw_key).into_owned()),
+                misfit: Some((m.declared.name(), m.found.name())),
+            })
+            .collect();
+        nulled.extend(found.not_representable.into_iter().map(|field| Nulled {
+            field,
+            misfit: None,
+        }));
+        Ok((&self.scratch, nulled))
+    }
+
+    /// A line for each field not told about before.
+    /// A misfit needs the user to act (a WARN); NaN and the infinities are what typed columns
+    /// always do with them (an INFO).
+    fn tell(&mut self, stream: &str, nulled: &[Nulled], notices: &mut Vec<(LogLevel, String)>) {
+        for n in nulled {
+            if self.told.len() > MAX_TOLD {
+                return;
+            }
+            // One line per field, whatever array element it was in.
+            let mut field = n.field.clone();
+            while let Some(open) = field.find('[') {
+                let close = field[open..]
+                    .find(']')
+                    .map_or(field.len(), |c| open + c + 1);
+                field.replace_range(open..close, "");
+            }
+            if !self.told.insert(field.clone()) {
+                continue;
+            }
+            notices.push(if self.told.len() > MAX_TOLD {
+                (LogLevel::Warn, format!("Stream {stream}: more fields were sent as null; each record names its own in meta.changes."))
+            } else {
+                match n.misfit {
+                    Some((declared, found)) => (LogLevel::Warn, format!(
+                        "Stream {stream}: field `{field}` holds a {found} where the configured catalog declares {declared}: the table's shape in Convex changed since its schema was discovered. Such values are sent as null, and named in each record's meta.changes, so that the destination's load does not fail. Refresh the source schema to get the field's new type (then clear the stream to re-sync its earlier rows)."
+                    )),
+                    None => (LogLevel::Info, format!(
+                        "Stream {stream}: field `{field}` holds NaN or an infinity, which JSON cannot carry as a number: such values are sent as null, and named in each record's meta.changes. To receive them as the strings \"NaN\", \"Infinity\" and \"-Infinity\" instead, set column_types to legacy."
+                    )),
+                }
+            });
+        }
+    }
+}
+
+/// `,"meta":{"changes":[…]}` for the values sent as null.
+fn write_meta(nulled: &[Nulled], out: &mut Vec<u8>) {
+    out.extend_from_slice(br#","meta":{"changes":["#);
+    for (i, n) in nulled.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"field":"#);
+        // Serialising a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &n.field);
+        out.extend_from_slice(br#","change":"NULLED","reason":"SOURCE_SERIALIZATION_ERROR"}"#);
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// `a == b`, for the short names of tables: without a call to `memcmp`, whose (vectorised)
@@ -163,6 +321,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::typed::declared::Declared;
     use serde_json::{json, Value};
 
     /// Writes with the metadata serde finds, as an in-memory source would.
@@ -173,7 +332,7 @@ mod tests {
         out: &mut Vec<u8>,
     ) -> Result<Written, UserError> {
         let meta = ValueMeta::from_json(raw).map_err(UserError::system)?;
-        w.write(raw, &meta, emitted_at, out)
+        w.write(raw, &meta, emitted_at, out, &mut Vec::new())
     }
 
     fn users() -> RecordWriter {
@@ -183,6 +342,7 @@ mod tests {
                 namespace: None,
             },
             TableRef::root("users"),
+            Columns::Legacy,
         )
     }
 
@@ -279,6 +439,7 @@ mod tests {
                 component: "betterAuth".into(),
                 table: "users".into(),
             },
+            Columns::Legacy,
         );
         let mut out = Vec::new();
         write_json(
@@ -322,6 +483,104 @@ mod tests {
             assert!(write_json(&mut users(), bad, 1, &mut out).is_err());
         }
         assert!(out.is_empty(), "nothing is written for a refused value");
+    }
+
+    fn typed_users(declared: Value) -> RecordWriter {
+        RecordWriter::new(
+            &StreamDescriptor {
+                name: "users".into(),
+                namespace: None,
+            },
+            TableRef::root("users"),
+            Columns::Typed(Declared::from_schema(&declared)),
+        )
+    }
+
+    fn write_typed(w: &mut RecordWriter, raw: &str) -> (String, Vec<(LogLevel, String)>) {
+        let mut out = Vec::new();
+        let mut notices = Vec::new();
+        let meta = ValueMeta::from_json(raw.as_bytes()).unwrap();
+        w.write(raw.as_bytes(), &meta, 7, &mut out, &mut notices)
+            .unwrap();
+        (String::from_utf8(out).unwrap(), notices)
+    }
+
+    #[test]
+    fn typed_values_that_fit_pass_through_byte_for_byte() {
+        let mut w = typed_users(
+            json!({"properties": {"n": {"type": "integer"}, "f": {"type": ["null", "number"]}}}),
+        );
+        let raw = r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_id":"j0","n":-9223372036854775808,"f":1.0,"s":"$x"}"#;
+        let (line, notices) = write_typed(&mut w, raw);
+        assert!(notices.is_empty());
+        assert_eq!(
+            line,
+            concat!(
+                r#"{"type":"RECORD","record":{"stream":"users","data":{"_component":"","_table":"users","_ts":1700000000000000123,"_id":"j0","n":-9223372036854775808,"f":1.0,"s":"$x","#,
+                r#""_ab_cdc_lsn":1700000000000000123,"_ab_cdc_updated_at":"2023-11-14T22:13:20.000000Z","_deleted":false,"_ab_cdc_deleted_at":null},"emitted_at":7}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn typed_values_json_cannot_hold_or_that_misfit_are_nulled_and_named() {
+        let mut w = typed_users(
+            json!({"properties": {"n": {"type": "integer"}, "f": {"type": "number"}, "b": {"type": "string"}}}),
+        );
+        let raw = r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_deleted":false,"_id":"j0","n":"now text","f":{"$float":"AAAAAAAA+H8="},"b":{"$bytes":"AAEC"},"deep":[{"x":{"$float":"AAAAAAAA8H8="}}]}"#;
+        let (line, notices) = write_typed(&mut w, raw);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let data = &v["record"]["data"];
+        assert_eq!(data["n"], Value::Null);
+        assert_eq!(data["f"], Value::Null);
+        assert_eq!(data["b"], "AAEC");
+        assert_eq!(data["deep"], json!([{"x": null}]));
+        assert_eq!(data["_deleted"], false);
+        assert_eq!(v["record"]["emitted_at"], 7);
+        let changes: Vec<&str> = v["record"]["meta"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                assert_eq!(c["change"], "NULLED");
+                assert_eq!(c["reason"], "SOURCE_SERIALIZATION_ERROR");
+                c["field"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(changes, ["n", "f", "deep[0].x"]);
+        assert_eq!(notices.len(), 3, "{notices:?}");
+        assert_eq!(notices[0].0, LogLevel::Warn);
+        assert!(
+            notices[0]
+                .1
+                .contains("field `n` holds a string where the configured catalog declares integer"),
+            "{}",
+            notices[0].1
+        );
+        assert!(notices[0].1.contains("Refresh the source schema"));
+        assert_eq!(notices[2].0, LogLevel::Info);
+        assert!(
+            notices[2]
+                .1
+                .contains("field `deep.x` holds NaN or an infinity"),
+            "{}",
+            notices[2].1
+        );
+        // Told once per stream and field.
+        let (_, again) = write_typed(&mut w, raw);
+        assert!(again.is_empty());
+        // A delete keeps its shape.
+        let (line, _) = write_typed(
+            &mut w,
+            r#"{"_component":"","_table":"users","_ts":1700000000000000123,"_deleted":true,"_id":"j0"}"#,
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["record"]["data"]["_ab_cdc_deleted_at"],
+            "2023-11-14T22:13:20.000000Z"
+        );
+        assert!(v["record"].get("meta").is_none());
     }
 
     #[test]

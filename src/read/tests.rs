@@ -588,6 +588,8 @@ fn options() -> ReadOptions {
         },
         api: Api::StreamingExport,
         progress_every: emit::PROGRESS_EVERY,
+        // The fake serves Convex's `json` encoding.
+        column_types: crate::config::ColumnTypes::Legacy,
     }
 }
 

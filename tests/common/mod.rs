@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use convex_emulator::{apply_changes, Config, Deployment, EmulatorServer, GenerateSpec, Settings};
+use convex_emulator::{
+    apply_changes, Config, Deployment, EmulatorServer, Format, GenerateSpec, Settings,
+};
 use serde_json::{json, Value};
 
 pub struct Harness {
@@ -87,6 +89,11 @@ impl Harness {
     /// Reads through Convex's Data Sync API (`api: data_sync`).
     pub fn use_data_sync(&mut self) {
         self.config_extra["api"] = json!("data_sync");
+    }
+
+    /// The Python connector's column types and values (`column_types: legacy`).
+    pub fn use_legacy_columns(&mut self) {
+        self.config_extra["column_types"] = json!("legacy");
     }
 
     pub fn use_streaming_export(&mut self) {
@@ -352,12 +359,26 @@ pub fn apply(image: &mut BTreeMap<String, Value>, records: &[Value]) {
     }
 }
 
-/// The emulator's live documents of a table, keyed by `_id`.
+/// The emulator's live documents of a table, keyed by `_id`, as typed columns carry them.
 pub fn live(dep: &Deployment, component: &str, table: &str) -> BTreeMap<String, Value> {
-    dep.live_documents(component, table)
+    dep.live_documents_in(component, table, Format::Export)
         .into_iter()
-        .map(|d| (d["_id"].as_str().unwrap().to_owned(), d))
+        .map(|d| (d["_id"].as_str().unwrap().to_owned(), typed_value(d)))
         .collect()
+}
+
+/// A value in Convex's `export_json` as typed columns carry it: bytes as their base64 string,
+/// NaN and ±Infinity (which JSON cannot carry as numbers) as null, everything else as is.
+pub fn typed_value(v: Value) -> Value {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("$bytes") => o["$bytes"].clone(),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$float") => Value::Null,
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, typed_value(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(typed_value).collect()),
+        other => other,
+    }
 }
 
 /// (component, table, stream name) of every user table of the deployment.
@@ -398,9 +419,9 @@ pub fn assert_exact_where_consistent(h: &Harness, runs: &[&Run]) -> usize {
         compared += 1;
         let want: BTreeMap<String, Value> = h
             .dep()
-            .documents_at(&component, &table, t)
+            .documents_at_in(&component, &table, t, Format::Export)
             .into_iter()
-            .map(|d| (d["_id"].as_str().unwrap().to_owned(), without_cdc(d)))
+            .map(|d| (d["_id"].as_str().unwrap().to_owned(), typed_value(d)))
             .collect();
         let have = image.get(&name).cloned().unwrap_or_default();
         if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {

@@ -1,0 +1,339 @@
+//! What a connection declares each top-level column to hold, and the values of a document
+//! that do not fit.
+//!
+//! A destination creates its columns from the configured catalog. A value of another JSON
+//! type (a field whose shape widened after the schema was last discovered) makes a typed load
+//! fail: DuckDB and Postgres abort the whole batch on a cast. Such a value is found here, per
+//! document, in one pass over its top-level members; nested values are not looked into (an
+//! object or array column is stored as JSON, whatever it holds).
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// The JSON kinds of value a column accepts, as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kinds(u8);
+
+impl Kinds {
+    pub const NULL: Kinds = Kinds(1);
+    pub const BOOLEAN: Kinds = Kinds(2);
+    /// A number without fraction or exponent (an int64 in `export_json`).
+    pub const INTEGER: Kinds = Kinds(4);
+    /// A number with a fraction or exponent (a float64).
+    pub const FLOAT: Kinds = Kinds(8);
+    pub const STRING: Kinds = Kinds(16);
+    pub const OBJECT: Kinds = Kinds(32);
+    pub const ARRAY: Kinds = Kinds(64);
+    pub const ANY: Kinds = Kinds(127);
+
+    pub fn contains(self, other: Kinds) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    fn union(self, other: Kinds) -> Kinds {
+        Kinds(self.0 | other.0)
+    }
+
+    /// What the kinds are, for messages (null, which every column takes, left unsaid).
+    pub fn name(self) -> &'static str {
+        match Kinds(self.0 & !Kinds::NULL.0) {
+            Kinds(0) => "null",
+            Kinds(12) => "number",
+            Kinds::NULL => "null",
+            Kinds::BOOLEAN => "boolean",
+            Kinds::INTEGER => "integer",
+            Kinds::FLOAT => "number with a fraction",
+            Kinds::STRING => "string",
+            Kinds::OBJECT => "object",
+            Kinds::ARRAY => "array",
+            _ => "value",
+        }
+    }
+
+    /// What a property's schema accepts. Null always fits (every column is nullable in the
+    /// destination); a schema without a `type` (an open union, `{}`) accepts anything.
+    pub fn of_schema(property: &Value) -> Kinds {
+        let of_name = |t: &str| match t {
+            "null" => Kinds::NULL,
+            "boolean" => Kinds::BOOLEAN,
+            "integer" => Kinds::INTEGER,
+            "number" => Kinds::INTEGER.union(Kinds::FLOAT),
+            "string" => Kinds::STRING,
+            "object" => Kinds::OBJECT,
+            "array" => Kinds::ARRAY,
+            _ => Kinds::ANY,
+        };
+        let kinds = match property.get("type") {
+            Some(Value::String(t)) => of_name(t),
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .map(|t| t.as_str().map_or(Kinds::ANY, of_name))
+                .fold(Kinds(0), Kinds::union),
+            _ => Kinds::ANY,
+        };
+        kinds.union(Kinds::NULL)
+    }
+}
+
+/// A top-level member whose value does not fit its declared column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misfit<'a> {
+    /// The key as it is in the document (between its quotes, escapes kept).
+    pub raw_key: &'a [u8],
+    pub found: Kinds,
+    pub declared: Kinds,
+}
+
+/// The declared columns of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    columns: HashMap<Box<[u8]>, Kinds>,
+    /// The columns in the order the last document had them: documents of a table mostly share
+    /// one field order, so the lookup is a comparison with the name at the same position.
+    recent: Vec<(Box<[u8]>, Kinds)>,
+}
+
+impl Declared {
+    /// The top-level properties of a stream's schema; `None` when it declares none (nothing
+    /// to check against).
+    pub fn from_schema(schema: &Value) -> Option<Declared> {
+        let props = schema.get("properties")?.as_object()?;
+        if props.is_empty() {
+            return None;
+        }
+        let columns = props
+            .iter()
+            .map(|(name, s)| (name.as_bytes().into(), Kinds::of_schema(s)))
+            .collect();
+        Some(Declared {
+            columns,
+            recent: Vec::new(),
+        })
+    }
+
+    fn kinds_at(&mut self, position: usize, raw_key: &[u8]) -> Kinds {
+        if let Some((k, kinds)) = self.recent.get(position) {
+            if **k == *raw_key {
+                return *kinds;
+            }
+        }
+        let kinds = if raw_key.contains(&b'\\') {
+            crate::convex::encoding::unescape(raw_key)
+                .ok()
+                .and_then(|k| self.columns.get(k.as_bytes()).copied())
+        } else {
+            self.columns.get(raw_key).copied()
+        }
+        // A field the catalog does not know is not a column of the destination's table.
+        .unwrap_or(Kinds::ANY);
+        self.recent.truncate(position);
+        self.recent.push((raw_key.into(), kinds));
+        kinds
+    }
+
+    /// Appends the members of `doc` (a valid JSON object) that do not fit to `misfits`.
+    pub fn misfits<'a>(&mut self, doc: &'a [u8], misfits: &mut Vec<Misfit<'a>>) {
+        let mut position = 0;
+        for_each_member(doc, |raw_key, found| {
+            let declared = self.kinds_at(position, raw_key);
+            position += 1;
+            if !declared.contains(found) {
+                misfits.push(Misfit {
+                    raw_key,
+                    found,
+                    declared,
+                });
+            }
+        });
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string whose opening quote is at `i - 1`.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let at = memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i + at] == b'\\' {
+            i += at + 2;
+        } else {
+            return Some(i + at + 1);
+        }
+    }
+}
+
+/// The index after the object or array opening at `i`.
+fn container_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *b.get(i)? {
+            b'"' => i = string_end(b, i + 1)?,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The kind of the value at `i` and the index after it.
+fn value_end(b: &[u8], i: usize) -> Option<(Kinds, usize)> {
+    Some(match *b.get(i)? {
+        b'"' => (Kinds::STRING, string_end(b, i + 1)?),
+        b'{' => {
+            // `export_json` writes bytes and the special floats as `$` objects.
+            let inner = &b[skip_ws(b, i + 1)..];
+            let kind = if inner.starts_with(br#""$bytes""#) {
+                Kinds::STRING
+            } else if inner.starts_with(br#""$float""#) {
+                Kinds::FLOAT
+            } else {
+                Kinds::OBJECT
+            };
+            (kind, container_end(b, i)?)
+        }
+        b'[' => (Kinds::ARRAY, container_end(b, i)?),
+        b't' => (Kinds::BOOLEAN, i + 4),
+        b'f' => (Kinds::BOOLEAN, i + 5),
+        b'n' => (Kinds::NULL, i + 4),
+        _ => {
+            let len = b[i..]
+                .iter()
+                .position(|c| !matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                .unwrap_or(b.len() - i);
+            let token = &b[i..i + len];
+            let kind = if crate::convex::encoding::is_integer(token) {
+                Kinds::INTEGER
+            } else {
+                Kinds::FLOAT
+            };
+            (kind, i + len)
+        }
+    })
+}
+
+/// Calls `f(raw key, kind of value)` for each top-level member of `doc`, a valid JSON object
+/// (the page parser proved it; on anything else it stops early).
+fn for_each_member<'a>(doc: &'a [u8], mut f: impl FnMut(&'a [u8], Kinds)) {
+    let mut i = skip_ws(doc, 0);
+    if doc.get(i) != Some(&b'{') {
+        return;
+    }
+    i = skip_ws(doc, i + 1);
+    while doc.get(i) == Some(&b'"') {
+        let Some(key_end) = string_end(doc, i + 1) else {
+            return;
+        };
+        let key = &doc[i + 1..key_end - 1];
+        i = skip_ws(doc, key_end);
+        if doc.get(i) != Some(&b':') {
+            return;
+        }
+        let Some((kind, end)) = value_end(doc, skip_ws(doc, i + 1)) else {
+            return;
+        };
+        f(key, kind);
+        i = skip_ws(doc, end);
+        if doc.get(i) != Some(&b',') {
+            return;
+        }
+        i = skip_ws(doc, i + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn declared() -> Declared {
+        Declared::from_schema(&json!({"properties": {
+            "_id": {"type": "string"},
+            "n": {"type": "integer"},
+            "x": {"type": ["null", "number"]},
+            "s": {"type": ["null", "string"]},
+            "b": {"type": "boolean"},
+            "o": {"type": "object"},
+            "a": {"type": "array"},
+            "mixed": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+            "we\"ird": {"type": "integer"},
+        }}))
+        .unwrap()
+    }
+
+    fn misfits(d: &mut Declared, doc: &str) -> Vec<(String, &'static str)> {
+        let mut out = Vec::new();
+        d.misfits(doc.as_bytes(), &mut out);
+        out.iter()
+            .map(|m| {
+                (
+                    String::from_utf8_lossy(m.raw_key).into_owned(),
+                    m.found.name(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_of_the_declared_kind_fit() {
+        let mut d = declared();
+        let doc = r#"{"_id":"a","n":-9223372036854775808,"x":1.5,"s":null,"b":true,"o":{"k":[1,"}"]},"a":[{"x":"]"}],"mixed":"t","new":[1],"we\"ird":3}"#;
+        // Bytes are strings and special floats numbers, in `export_json`'s `$` objects.
+        assert!(misfits(
+            &mut d,
+            r#"{"s":{"$bytes":"AA=="},"x":{ "$float":"AAAAAAAA+H8="}}"#
+        )
+        .is_empty());
+        assert!(misfits(&mut d, doc).is_empty());
+        // Twice, so the second goes through the remembered field order.
+        assert!(misfits(&mut d, doc).is_empty());
+        assert!(misfits(&mut d, r#"{"x":7,"n":null,"b":false}"#).is_empty());
+        assert!(misfits(&mut d, "{ \"n\" : 1 , \"x\" : 2e5 }").is_empty());
+        assert!(misfits(&mut d, "{}").is_empty());
+    }
+
+    #[test]
+    fn values_of_another_kind_are_found() {
+        let mut d = declared();
+        assert_eq!(
+            misfits(
+                &mut d,
+                r#"{"_id":"a","n":1.5,"x":"NaN","s":5,"b":"yes","o":[],"a":{},"we\"ird":"3"}"#
+            ),
+            [
+                ("n".to_owned(), "number with a fraction"),
+                ("x".to_owned(), "string"),
+                ("s".to_owned(), "integer"),
+                ("b".to_owned(), "string"),
+                ("o".to_owned(), "array"),
+                ("a".to_owned(), "object"),
+                ("we\\\"ird".to_owned(), "string"),
+            ]
+        );
+    }
+
+    #[test]
+    fn schemas_without_types_declare_nothing_to_check() {
+        assert!(Declared::from_schema(&json!({})).is_none());
+        assert!(Declared::from_schema(&json!({"properties": {}})).is_none());
+        assert_eq!(Kinds::of_schema(&json!({})), Kinds::ANY);
+        assert_eq!(
+            Kinds::of_schema(&json!({"type": "integer"})),
+            Kinds::INTEGER.union(Kinds::NULL)
+        );
+    }
+}
