@@ -264,8 +264,8 @@ fn to_deltas_shape(
     // that joins its members to them (or goes, with its whitespace, if it has none).
     let start = raw.len();
     let target = match format {
-        ValueFormat::Json => Target::LegacyJson,
-        ValueFormat::ExportJson => Target::ExportJson,
+        ValueFormat::Json => Target::Legacy,
+        ValueFormat::ExportJson => Target::Unchanged,
     };
     let found = transcode(value, target, &[], &mut raw)?;
     let id = found.id.ok_or("the value has no `_id` string")?;

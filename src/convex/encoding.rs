@@ -33,14 +33,14 @@ impl ValueFormat {
 /// What an `export_json` document becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// Unchanged (only checked, and its `_id` found).
-    ExportJson,
+    /// `export_json` unchanged (only checked, and its `_id` found).
+    Unchanged,
     /// The legacy `json` encoding, as `list_snapshot` with `format=json` sends it.
-    LegacyJson,
+    Legacy,
     /// Plain JSON with every value in its natural form: int64 and finite floats as the numbers
     /// Convex sent, bytes as a base64 string, and a NaN or ±Infinity, which JSON cannot carry
     /// as a number, as `null` with its path reported in [`Transcoded::not_representable`].
-    PlainJson,
+    Plain,
 }
 
 /// What [`transcode`] found besides the output.
@@ -48,7 +48,7 @@ pub enum Target {
 pub struct Transcoded {
     /// The top-level `_id`, if it is a string.
     pub id: Option<String>,
-    /// `PlainJson`: the paths (`a.b[2]`) of the non-finite floats written as `null`.
+    /// `Plain`: the paths (`a.b[2]`) of the non-finite floats written as `null`.
     pub not_representable: Vec<String>,
 }
 
@@ -177,7 +177,7 @@ impl<'a> Transcoder<'a, '_> {
         }
         let token = &self.src[start..self.at];
         // Convex writes every float with a fraction or exponent; a bare integer is an int64.
-        if self.target == Target::LegacyJson && is_integer(token) {
+        if self.target == Target::Legacy && is_integer(token) {
             self.out.push(b'"');
             self.out.extend_from_slice(token);
             self.out.push(b'"');
@@ -275,7 +275,7 @@ impl<'a> Transcoder<'a, '_> {
             return Ok(false);
         };
         match (tag, self.target) {
-            (_, Target::ExportJson) => self.out.extend_from_slice(&self.src[self.at..end]),
+            (_, Target::Unchanged) => self.out.extend_from_slice(&self.src[self.at..end]),
             (Tag::Bytes, _) => {
                 self.out.push(b'"');
                 self.out.extend_from_slice(payload);
@@ -292,7 +292,7 @@ impl<'a> Transcoder<'a, '_> {
                     // Convex sends a finite $float only for -0.0, and only in other encodings.
                     let n = serde_json::Number::from_f64(f).ok_or("a non-finite float")?;
                     self.out.extend_from_slice(n.to_string().as_bytes());
-                } else if target == Target::PlainJson {
+                } else if target == Target::Plain {
                     self.out.extend_from_slice(b"null");
                     let path = self.path_text();
                     self.found.not_representable.push(path);
@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn legacy_json_is_what_format_json_sends() {
-        let (out, t) = run(EVERY_TYPE, Target::LegacyJson, &[]);
+        let (out, t) = run(EVERY_TYPE, Target::Legacy, &[]);
         assert_eq!(t.id.as_deref(), Some("jd7a"));
         assert!(t.not_representable.is_empty());
         assert_eq!(
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn plain_json_keeps_numbers_exact_and_nulls_what_json_cannot_hold() {
-        let (out, t) = run(EVERY_TYPE, Target::PlainJson, &[]);
+        let (out, t) = run(EVERY_TYPE, Target::Plain, &[]);
         // Numbers are copied as Convex wrote them: no f64 round trip, int64 beyond 2^53 exact.
         assert_eq!(
             out,
@@ -470,7 +470,7 @@ mod tests {
     fn nulled_members_drop_what_they_reported() {
         let (out, t) = run(
             r#"{"_id":"a","x":"now a string","y":{"$float":"AAAAAAAA+H8="},"n":{"deep":{"$float":"AAAAAAAA8H8="}},"k":5}"#,
-            Target::PlainJson,
+            Target::Plain,
             &[b"x", b"n"],
         );
         assert_eq!(out, r#"{"_id":"a","x":null,"y":null,"n":null,"k":5}"#);
@@ -479,12 +479,12 @@ mod tests {
 
     #[test]
     fn export_json_is_copied_verbatim() {
-        let (out, t) = run(EVERY_TYPE, Target::ExportJson, &[]);
+        let (out, t) = run(EVERY_TYPE, Target::Unchanged, &[]);
         assert_eq!(out, EVERY_TYPE);
         assert!(t.not_representable.is_empty());
         let pretty =
             "{ \"_id\" : \"a\\u00e9\", \"s\": \"\\u0000 \\ud83d\\ude00 1.5\" ,\"f\":2.50 }";
-        let (out, t) = run(pretty, Target::PlainJson, &[]);
+        let (out, t) = run(pretty, Target::Plain, &[]);
         assert_eq!(out, pretty);
         assert_eq!(t.id.as_deref(), Some("a\u{e9}"));
     }
@@ -500,7 +500,7 @@ mod tests {
         ] {
             let mut out = Vec::new();
             assert!(
-                transcode(bad.as_bytes(), Target::PlainJson, &[], &mut out).is_err(),
+                transcode(bad.as_bytes(), Target::Plain, &[], &mut out).is_err(),
                 "{bad}"
             );
         }

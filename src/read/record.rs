@@ -225,7 +225,7 @@ impl Typed {
         }
         let keys: Vec<&[u8]> = misfits.iter().map(|m| m.raw_key).collect();
         self.scratch.clear();
-        let found = transcode(raw, Target::PlainJson, &keys, &mut self.scratch).map_err(|e| {
+        let found = transcode(raw, Target::Plain, &keys, &mut self.scratch).map_err(|e| {
             UserError::system(format!(
                 "Convex sent a value of {table} that is not valid export_json ({e})"
             ))
