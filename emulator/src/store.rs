@@ -24,6 +24,9 @@ pub struct StoredDoc {
     /// patches, column selection and `export_json`.
     pub encoded: Box<[u8]>,
     pub shape: u32,
+    /// `encoded` is also the document's `export_json` (it holds no int64 and no -0.0), so
+    /// `export_json` reads copy it like the other encodings instead of re-encoding.
+    pub export_is_encoded: bool,
 }
 
 impl StoredDoc {
@@ -31,7 +34,7 @@ impl StoredDoc {
         match format {
             Format::Clean => Some(&self.clean),
             Format::Encoded => Some(&self.encoded),
-            Format::Export => None,
+            Format::Export => self.export_is_encoded.then_some(&*self.encoded),
         }
     }
 
@@ -52,6 +55,21 @@ impl StoredDoc {
 pub enum ShapeSource {
     Known(u32),
     New(u64, Shape),
+}
+
+/// Whether a `convex_encoded_json` document is already its `export_json` form: the two differ
+/// only in int64 (`{"$integer":…}` vs a number) and `-0.0` (`{"$float":"AAAAAAAAAIA="}` vs
+/// `-0.0`). A string that merely contains these bytes is only a false alarm (the slow path).
+pub fn export_equals_encoded(encoded: &[u8]) -> bool {
+    const INTEGER: &[u8] = b"{\"$integer\":";
+    const NEG_ZERO: &[u8] = b"{\"$float\":\"AAAAAAAAAIA=\"}";
+    // Both markers start with `{"$`: look at every `$` with two bytes before it.
+    !encoded.iter().enumerate().any(|(i, &b)| {
+        b == b'$' && i >= 2 && {
+            let tail = &encoded[i - 2..];
+            tail.starts_with(INTEGER) || tail.starts_with(NEG_ZERO)
+        }
+    })
 }
 
 /// A document before it is committed: encoded, with its shape not yet interned.
@@ -460,6 +478,7 @@ impl Store {
         for w in writes {
             let doc = w.doc.map(|p| {
                 Arc::new(StoredDoc {
+                    export_is_encoded: export_equals_encoded(&p.encoded),
                     clean: p.clean,
                     encoded: p.encoded,
                     shape: match p.shape {

@@ -308,21 +308,6 @@ fn log_page(
     };
 }
 
-/// Whether a stored `convex_encoded_json` document is already its `export_json` form: the two
-/// differ only in int64 (`{"$integer":…}` vs a number) and `-0.0` (`{"$float":"AAAAAAAAAIA="}` vs
-/// `-0.0`). A string that merely contains these bytes is only a false alarm (the slow path).
-fn export_equals_encoded(encoded: &[u8]) -> bool {
-    const INTEGER: &[u8] = b"{\"$integer\":";
-    const NEG_ZERO: &[u8] = b"{\"$float\":\"AAAAAAAAAIA=\"}";
-    // Both markers start with `{"$`: look at every `$` with two bytes before it.
-    !encoded.iter().enumerate().any(|(i, &b)| {
-        b == b'$' && i >= 2 && {
-            let tail = &encoded[i - 2..];
-            tail.starts_with(INTEGER) || tail.starts_with(NEG_ZERO)
-        }
-    })
-}
-
 /// Writes `{"component","table","ts","deleted","value"}` entries.
 #[derive(Default)]
 struct Writer {
@@ -357,7 +342,7 @@ impl Writer {
     fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
         self.head(table, ts, false);
         let start = self.out.len();
-        if columns.keeps_all() && export_equals_encoded(&doc.encoded) {
+        if columns.keeps_all() && doc.export_is_encoded {
             self.out.extend_from_slice(&doc.encoded);
         } else {
             let fields = doc.fields();
@@ -443,7 +428,7 @@ mod tests {
                 .max_by_key(|r| r.ts)
                 .unwrap();
             let stored = latest.doc.as_ref().unwrap();
-            assert_eq!(export_equals_encoded(&stored.encoded), fast);
+            assert_eq!(stored.export_is_encoded, fast);
             let mut slow = vec![b'{'];
             write_fields(stored.fields().iter(), Format::Export, &mut slow);
             slow.push(b'}');
