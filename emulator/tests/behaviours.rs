@@ -746,6 +746,51 @@ fn b30_encoded_json_encoding() {
     assert!(matches!(m["nz"], Value::Float64(f) if f == 0.0 && f.is_sign_negative()));
 }
 
+/// `export_json` as the backend's `export_clean_lossless` writes it, on both walk endpoints,
+/// for a document the emulator re-encodes (it holds an int64) and one it copies (no int64).
+#[test]
+fn b30b_export_json_encoding() {
+    let emu = start();
+    emu.deployment().insert("", "t", special_doc()).unwrap();
+    let mut plain = special_doc();
+    if let Value::Object(m) = &mut plain {
+        m.retain(|k, _| k != "i" && k != "min" && k != "nz");
+    }
+    emu.deployment().insert("", "u", plain).unwrap();
+    let cursor = emu.deployment().head() - 1_000_000_000_000;
+    for (table, copied) in [("t", false), ("u", true)] {
+        for raw in [
+            get(
+                &emu,
+                &format!("/api/list_snapshot?tableName={table}&format=export_json"),
+            )
+            .text(),
+            get(
+                &emu,
+                &format!(
+                    "/api/document_deltas?tableName={table}&cursor={cursor}&format=export_json"
+                ),
+            )
+            .text(),
+        ] {
+            let mut frags = vec![
+                r#""nan":{"$float":"AAAAAAAA+H8="}"#,
+                r#""inf":{"$float":"AAAAAAAA8H8="}"#,
+                r#""ninf":{"$float":"AAAAAAAA8P8="}"#,
+                r#""one":1.0"#,
+                r#""b":{"$bytes":"ABCD"}"#,
+                r#""s":"é\"\n""#,
+            ];
+            if !copied {
+                frags.extend([r#""i":5"#, r#""min":-9223372036854775808"#, r#""nz":-0.0"#]);
+            }
+            for frag in frags {
+                assert!(raw.contains(frag), "{frag} not in {raw}");
+            }
+        }
+    }
+}
+
 #[test]
 fn b31_selection_variants() {
     let emu = start();
