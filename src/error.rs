@@ -97,6 +97,7 @@ pub fn failure_type(err: &ConvexError) -> FailureType {
         ConvexError::Api { status, code, .. } => match (*status, code.as_str()) {
             (401 | 403 | 404, _) => FailureType::ConfigError,
             (_, codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW) => FailureType::ConfigError,
+            (_, "BadFormat") => FailureType::ConfigError,
             (
                 _,
                 sync_codes::CURSOR_EXPIRED
@@ -124,8 +125,17 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
         (_, Some("BadAdminKey" | "BadDeployKey")) => {
             " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
         }
+        (_, Some("StreamingExportNotEnabled"))
+            if err.endpoint() == crate::convex::data_sync::DATA_SYNC
+                || err.endpoint() == crate::convex::data_sync::CURSOR_FROM_DELTAS =>
+        {
+            " — the Data Sync API is not available on this deployment's plan (it needs the Pro plan on Convex Cloud); see https://www.convex.dev/plans, or set api to streaming_export."
+        }
         (_, Some("StreamingExportNotEnabled")) => {
-            " — streaming export is not available on this deployment's plan (the Data Sync API needs the Pro plan on Convex Cloud); see https://www.convex.dev/plans, or set api to streaming_export."
+            " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
+        }
+        (_, Some("BadFormat")) => {
+            " — this Convex backend does not know the export_json value format that typed columns read (an older self-hosted backend): upgrade the backend, or set column_types to legacy."
         }
         (_, Some(sync_codes::CURSOR_EXPIRED)) => {
             " — the saved Data Sync cursor is older than Convex keeps (3 days on Convex Cloud); reset the stream to sync it again."
@@ -185,6 +195,27 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_without_export_json_says_how_to_get_typed_columns() {
+        let e = ConvexError::Api {
+            endpoint: "/api/list_snapshot",
+            status: 400,
+            code: "BadFormat".into(),
+            message: "format param must be one of [`json`]. Got export_json".into(),
+        };
+        assert_eq!(failure_type(&e), FailureType::ConfigError);
+        let m = user_message(&e);
+        assert!(m.contains("Got export_json") && m.contains("set column_types to legacy"), "{m}");
+        let plan = |endpoint| ConvexError::Api {
+            endpoint,
+            status: 403,
+            code: "StreamingExportNotEnabled".into(),
+            message: "m".into(),
+        };
+        assert!(!user_message(&plan("/api/list_snapshot")).contains("set api"));
+        assert!(user_message(&plan(crate::convex::data_sync::DATA_SYNC)).contains("set api to streaming_export"));
+    }
 
     #[test]
     fn errors_are_classified_for_airbyte() {

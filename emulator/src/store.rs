@@ -24,9 +24,10 @@ pub struct StoredDoc {
     /// patches, column selection and `export_json`.
     pub encoded: Box<[u8]>,
     pub shape: u32,
-    /// `encoded` is also the document's `export_json` (it holds no int64 and no -0.0), so
-    /// `export_json` reads copy it like the other encodings instead of re-encoding.
-    pub export_is_encoded: bool,
+    /// The same object in `export_json`, when it differs from `encoded` (an int64 or a -0.0
+    /// in it); `None`: `encoded` is also the `export_json`. Kept so every encoding a read
+    /// asks for is a copy of stored bytes.
+    pub export: Option<Box<[u8]>>,
 }
 
 impl StoredDoc {
@@ -34,7 +35,7 @@ impl StoredDoc {
         match format {
             Format::Clean => Some(&self.clean),
             Format::Encoded => Some(&self.encoded),
-            Format::Export => self.export_is_encoded.then_some(&*self.encoded),
+            Format::Export => Some(self.export.as_deref().unwrap_or(&self.encoded)),
         }
     }
 
@@ -76,6 +77,8 @@ pub fn export_equals_encoded(encoded: &[u8]) -> bool {
 pub struct PreparedDoc {
     pub clean: Box<[u8]>,
     pub encoded: Box<[u8]>,
+    /// `export_json`, when it differs from `encoded`.
+    pub export: Option<Box<[u8]>>,
     pub shape: ShapeSource,
 }
 
@@ -121,9 +124,11 @@ pub fn prepare_doc(
         out.push(b'}');
         out.into_boxed_slice()
     };
+    let encoded = encode(Format::Encoded);
     PreparedDoc {
         clean: encode(Format::Clean),
-        encoded: encode(Format::Encoded),
+        export: (!export_equals_encoded(&encoded)).then(|| encode(Format::Export)),
+        encoded,
         shape,
     }
 }
@@ -478,7 +483,7 @@ impl Store {
         for w in writes {
             let doc = w.doc.map(|p| {
                 Arc::new(StoredDoc {
-                    export_is_encoded: export_equals_encoded(&p.encoded),
+                    export: p.export,
                     clean: p.clean,
                     encoded: p.encoded,
                     shape: match p.shape {

@@ -342,8 +342,8 @@ impl Writer {
     fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
         self.head(table, ts, false);
         let start = self.out.len();
-        if columns.keeps_all() && doc.export_is_encoded {
-            self.out.extend_from_slice(&doc.encoded);
+        if let Some(bytes) = doc.bytes(Format::Export).filter(|_| columns.keeps_all()) {
+            self.out.extend_from_slice(bytes);
         } else {
             let fields = doc.fields();
             self.out.push(b'{');
@@ -428,7 +428,7 @@ mod tests {
                 .max_by_key(|r| r.ts)
                 .unwrap();
             let stored = latest.doc.as_ref().unwrap();
-            assert_eq!(stored.export_is_encoded, fast);
+            assert_eq!(stored.export.is_none(), fast);
             let mut slow = vec![b'{'];
             write_fields(stored.fields().iter(), Format::Export, &mut slow);
             slow.push(b'}');
