@@ -124,10 +124,14 @@ def fixed_emulator(binaries, tmp_path_factory):
 
 
 # -- guard against the CDK suites passing vacuously -------------------------------------------
-# Passing standard tests expected per file when it runs unfiltered: airbyte-cdk 7.39.1's
-# Docker-path suite has 6 tests (plus our check that the fake docker comes first on PATH), its
-# in-process suite 7.
-EXPECTED_CDK_PASSES = {"test_cdk_standard_docker.py": 6 + 1, "test_cdk_standard_inprocess.py": 7}
+# Passing standard tests expected per file when it runs unfiltered, with the scenarios of
+# acceptance-test-config.yml (config.json = typed columns, config_legacy.json, invalid_config):
+# airbyte-cdk 7.39.1's Docker-path suite runs spec once, check 3 times, config-matches-spec,
+# discover 2 each, read once (it reads only a scenario named `config`), plus our check that the
+# fake docker comes first on PATH; its in-process suite runs spec once, check 3 times,
+# config-matches-spec, discover, basic_read and fail_read_with_bad_catalog 2 each.
+EXPECTED_CDK_PASSES = {"test_cdk_standard_docker.py": 1 + 3 + 2 + 2 + 1 + 1,
+                       "test_cdk_standard_inprocess.py": 1 + 3 + 2 + 2 + 2 + 2}
 _cdk_collected: dict = {}
 _cdk_passed: dict = {}
 

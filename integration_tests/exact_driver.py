@@ -64,12 +64,13 @@ def stream_cursors(cache, source) -> dict:
     return out
 
 
-def check_exact(label: str, request, cache, source) -> dict:
+def check_exact(label: str, request, cache, source, column_types: str = "typed") -> dict:
     cursors = stream_cursors(cache, source)
     problems = {}
     for s in STREAMS:
-        docs = truth(request, *table_of(s), cursors[s])
-        problems[s] = diff_rows(s, cache_rows(cache, s), docs, column=normalize, equal=same)
+        docs = truth(request, *table_of(s), cursors[s], column_types)
+        problems[s] = diff_rows(s, cache_rows(cache, s), docs, column=normalize, equal=same,
+                                column_types=column_types)
     message = report(label, problems)
     assert message is None, message
     return cursors
@@ -84,6 +85,7 @@ def snapshot_cache(cache, source) -> tuple:
 
 def scenario_exact(p: dict) -> dict:
     seed = p["seed"]
+    column_types = p.get("column_types", "typed")
     request = functools.partial(control, p["url"])
     concurrent = p.get("concurrent", True)
     assert TRUTH_AT_T or not concurrent, "writes during a read need the truth at T (ts=)"
@@ -98,7 +100,8 @@ def scenario_exact(p: dict) -> dict:
     cache = make_cache(p)
 
     def make_source(api: str):
-        config = {"deployment_url": p["url"], "access_key": p["access_key"], "api": api}
+        config = {"deployment_url": p["url"], "access_key": p["access_key"], "api": api,
+                  "column_types": column_types}
         s = ab.get_source("source-convex", local_executable=p["binary"], config=config)
         assert sorted(s.get_available_streams()) == sorted(STREAMS), s.get_available_streams()
         s.select_all_streams()
@@ -108,7 +111,7 @@ def scenario_exact(p: dict) -> dict:
     # after read `switch_after` (PyAirbyte keeps the state in the cache, by source name).
     api = p.get("api", "streaming_export")
     source = make_source(api)
-    out: dict = {"seed": seed, "reads": [], "apis": []}
+    out: dict = {"seed": seed, "reads": [], "apis": [], "column_types": column_types}
 
     def read(label: str, background_steps: int) -> None:
         request("POST", "/_emulator/requests/reset", {})
@@ -121,7 +124,8 @@ def scenario_exact(p: dict) -> dict:
         finally:
             if bg:
                 bg.join()
-        cursors = check_exact(f"seed {seed} {label} ({api})", request, cache, source)
+        cursors = check_exact(f"seed {seed} {label} ({api}, {column_types})", request, cache,
+                              source, column_types)
         out["apis"].append(api)
         # Background writes committed after the connector's first request and at or before
         # the end position: written while the read ran, and part of what it had to deliver.

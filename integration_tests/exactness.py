@@ -13,11 +13,14 @@ data as sent); it returns every problem, one line each, so a failure shows the w
 
 from __future__ import annotations
 
+import datetime
 import decimal
+import re
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urlencode
 
 from cache_values import is_null, plain
+from harness import typed_truth
 
 # The one-line switch. True: the truth is the documents as of T (`ts=`), which stays right
 # when writes land while a read runs. False: the live documents, right only when nothing is
@@ -35,17 +38,53 @@ MAX_LINES = 60
 Request = Callable[..., Any]
 
 
-def documents(request: Request, component: str, table: str, ts: Optional[int]) -> dict:
-    """{_id: document} of one table, as of `ts` (None: live at head)."""
+def documents(request: Request, component: str, table: str, ts: Optional[int],
+              column_types: str = "typed") -> dict:
+    """{_id: document} of one table, as of `ts` (None: live at head), as records of
+    `column_types` carry it: `legacy` Convex's `json` encoding (int64 and bytes as strings,
+    NaN as "NaN"); `typed` the `export_json` encoding with `{"$bytes": b}` -> b and
+    `{"$float": ...}` -> None (harness.typed_truth)."""
     q = {"component": component, "table": table}
     if ts is not None:
         q["ts"] = str(ts)
+    if column_types == "typed":
+        q["format"] = "export_json"
     docs = request("GET", f"/_emulator/documents?{urlencode(q)}")["documents"]
+    if column_types == "typed":
+        docs = [typed_truth(d) for d in docs]
     return {d["_id"]: d for d in docs}
 
 
-def truth(request: Request, component: str, table: str, ts: int) -> dict:
-    return documents(request, component, table, ts if TRUTH_AT_T else None)
+def truth(request: Request, component: str, table: str, ts: int,
+          column_types: str = "typed") -> dict:
+    return documents(request, component, table, ts if TRUTH_AT_T else None, column_types)
+
+
+TYPED_UPDATED_AT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def updated_at_of(ts: int) -> datetime.datetime:
+    """`_ab_cdc_updated_at` of typed columns: `_ts` (ns) truncated to microseconds, UTC."""
+    return EPOCH + datetime.timedelta(microseconds=ts // 1000)
+
+
+def typed_updated_at_ok(cell: Any, ts: int) -> bool:
+    """A typed `_ab_cdc_updated_at`: the RFC 3339 text `2023-11-14T22:13:20.123456Z` (as sent)
+    or a timestamp cell (a cache's TIMESTAMP column; naive means UTC), equal to `_ts`
+    truncated to microseconds."""
+    cell = plain(cell)
+    if isinstance(cell, str):
+        if not TYPED_UPDATED_AT_RE.match(cell):
+            return False
+        cell = datetime.datetime.strptime(cell, "%Y-%m-%dT%H:%M:%S.%fZ")
+    if hasattr(cell, "to_pydatetime"):
+        cell = cell.to_pydatetime()
+    if not isinstance(cell, datetime.datetime):
+        return False
+    if cell.tzinfo is None:
+        cell = cell.replace(tzinfo=datetime.timezone.utc)
+    return cell == updated_at_of(ts)
 
 
 def require_documents_at(request: Request, component: str, table: str,
@@ -99,12 +138,14 @@ def _brief(row: dict) -> str:
 
 def diff_rows(stream: str, rows: Iterable[dict], truth_docs: dict, *,
               column: Callable[[str], str], equal: Callable[[Any, Any], bool],
-              new_fields_ok: bool = False) -> list:
+              new_fields_ok: bool = False, column_types: str = "typed") -> list:
     """Every way `rows` (one destination table) differs from `truth_docs` ({_id: doc}).
 
     `column(field)` names a document field's column; `equal(expected, got)` compares a value
     with a cell. `new_fields_ok`: a field without a column (added after discover) is skipped.
-    A column that no field of the document maps to must be null (a removed field)."""
+    A column that no field of the document maps to must be null (a removed field).
+    `column_types`: `legacy` wants `_ab_cdc_updated_at` a string; `typed` the document's
+    `_ts` as a date-time (`typed_updated_at_ok`)."""
     by_id: dict = {}
     for row in rows:
         by_id.setdefault(plain(row.get("_id")), []).append(row)
@@ -138,9 +179,14 @@ def diff_rows(stream: str, rows: Iterable[dict], truth_docs: dict, *,
         if LSN_EXACT and lsn != doc["_ts"]:
             problems.append(f"LSN {stream} _id={_id}: expected _ab_cdc_lsn={doc['_ts']} "
                             f"exactly, got {plain(row.get(column('_ab_cdc_lsn')))!r}")
-        if not isinstance(plain(row.get(column("_ab_cdc_updated_at"))), str):
+        updated_at = row.get(column("_ab_cdc_updated_at"))
+        if column_types == "legacy" and not isinstance(plain(updated_at), str):
             problems.append(f"UPDATED-AT {stream} _id={_id}: _ab_cdc_updated_at is "
-                            f"{row.get(column('_ab_cdc_updated_at'))!r}, not a string")
+                            f"{updated_at!r}, not a string")
+        elif column_types == "typed" and not typed_updated_at_ok(updated_at, doc["_ts"]):
+            problems.append(f"UPDATED-AT {stream} _id={_id}: _ab_cdc_updated_at is "
+                            f"{updated_at!r}, not the date-time of _ts={doc['_ts']} "
+                            f"({updated_at_of(doc['_ts']).isoformat()})")
         if not is_null(row.get(column("_ab_cdc_deleted_at"))):
             problems.append(f"DELETED-AT {stream} _id={_id}: live row has _ab_cdc_deleted_at="
                             f"{row.get(column('_ab_cdc_deleted_at'))!r}")

@@ -158,10 +158,15 @@ class Emulator:
     def changes(self, count: int, seed: int = 7) -> Any:
         return self.request("POST", "/_emulator/changes", {"count": count, "seed": seed})
 
-    def documents(self, table: str, component: str = "") -> list:
+    def documents(self, table: str, component: str = "", column_types: str = "legacy") -> list:
+        """The live documents as records of `column_types` carry them: `legacy` Convex's
+        `json` encoding; `typed` the `export_json` one converted (`typed_truth`)."""
         from urllib.parse import urlencode
-        q = urlencode({"table": table, "component": component})
-        return self.request("GET", f"/_emulator/documents?{q}")["documents"]
+        q = {"table": table, "component": component}
+        if column_types == "typed":
+            q["format"] = "export_json"
+        docs = self.request("GET", f"/_emulator/documents?{urlencode(q)}")["documents"]
+        return [typed_truth(d) for d in docs] if column_types == "typed" else docs
 
     def tables(self) -> Any:
         return self.request("GET", "/_emulator/tables")
@@ -195,6 +200,24 @@ class Emulator:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+COLUMN_TYPES = ("typed", "legacy")
+
+
+def typed_truth(value: Any) -> Any:
+    """An `export_json` document (or value) as `column_types: typed` records carry it:
+    `{"$bytes": b}` -> b (base64 text), `{"$float": ...}` (NaN, ±Infinity) -> None; int64
+    stays an exact integer, floats numbers."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$bytes" in value:
+            return value["$bytes"]
+        if len(value) == 1 and "$float" in value:
+            return None
+        return {k: typed_truth(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_truth(v) for v in value]
+    return value
 
 
 def table_list(emulator: Emulator) -> list:

@@ -9,6 +9,7 @@ Assertions fail the process (exit 1) with a traceback on stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from airbyte.exceptions import AirbyteConnectorCheckFailedError
 from sqlalchemy import select
 
 from cache_values import normalize, same
-from exactness import diff_rows, report
+from exactness import diff_rows, documents, report
 
 
 def control(url: str, method: str, path: str, body=None):
@@ -34,9 +35,9 @@ def control(url: str, method: str, path: str, body=None):
     return json.loads(raw) if raw.strip() else None
 
 
-def live_docs(url: str, component: str, table: str) -> dict:
-    q = urlencode({"table": table, "component": component})
-    return {d["_id"]: d for d in control(url, "GET", f"/_emulator/documents?{q}")["documents"]}
+def live_docs(url: str, component: str, table: str, column_types: str = "typed") -> dict:
+    """The live documents as records of `column_types` carry them (exactness.documents)."""
+    return documents(functools.partial(control, url), component, table, None, column_types)
 
 
 def split_stream(name: str):
@@ -50,17 +51,19 @@ def cached_rows(result, stream: str) -> list:
 
 
 def compare_cache(result, stream: str, expected_live: dict, expected_deleted: set,
-                  transient: frozenset = frozenset(), new_fields_ok: bool = False) -> None:
+                  transient: frozenset = frozenset(), new_fields_ok: bool = False,
+                  column_types: str = "typed") -> None:
     """The cached rows of `stream` are exactly the deployment: one row per `_id`; each live
     document's row at its latest `_ts` with its values; each id of `expected_deleted` one
     delete row (`_deleted` true, `_ab_cdc_deleted_at` set); each id of `transient` (created
     and deleted since the last read) no row or one delete row; no other row. Rows are counted
     per `_id`, so a duplicate or a stale revision fails, with every difference listed.
     `new_fields_ok`: fields added by changes after discover (not in the catalog PyAirbyte
-    discovered once) have no cache column."""
+    discovered once) have no cache column. `column_types`: the source's, which says what
+    `expected_live` is (live_docs) and how `_ab_cdc_updated_at` is cached."""
     rows = cached_rows(result, stream)
     problems = diff_rows(stream, rows, expected_live, column=normalize, equal=same,
-                         new_fields_ok=new_fields_ok)
+                         new_fields_ok=new_fields_ok, column_types=column_types)
     by_id: dict = {}
     for row in rows:
         by_id.setdefault(row["_id"], []).append(row)
@@ -77,6 +80,8 @@ def compare_cache(result, stream: str, expected_live: dict, expected_deleted: se
 
 def make_source(p: dict, key: str | None = None):
     config = {"deployment_url": p["url"], "access_key": key or p["access_key"]}
+    if p.get("column_types"):
+        config["column_types"] = p["column_types"]
     return ab.get_source("source-convex", local_executable=p["binary"], config=config)
 
 
@@ -91,6 +96,7 @@ def scenario_bad_key(p: dict) -> dict:
 
 def scenario_full_cycle(p: dict) -> dict:
     url = p["url"]
+    ct = p.get("column_types", "typed")
     source = make_source(p)
     source.check()
     streams = sorted(source.get_available_streams())
@@ -100,11 +106,11 @@ def scenario_full_cycle(p: dict) -> dict:
     out: dict = {"streams": streams, "reads": []}
     result = source.read()
     out["reads"].append(result.processed_records)
-    live = {s: live_docs(url, *split_stream(s)) for s in streams}
+    live = {s: live_docs(url, *split_stream(s), ct) for s in streams}
     assert result.processed_records == sum(len(d) for d in live.values()), \
         (result.processed_records, {s: len(d) for s, d in live.items()})
     for s in streams:
-        compare_cache(result, s, live[s], set(), new_fields_ok=True)
+        compare_cache(result, s, live[s], set(), new_fields_ok=True, column_types=ct)
 
     # Explicit changes, one transaction each: exactly 5 change records expected.
     users = sorted(live["users"])
@@ -130,15 +136,15 @@ def scenario_full_cycle(p: dict) -> dict:
     out["reads"].append(result.processed_records)
     assert result.processed_records == len(ops), \
         f"second read processed {result.processed_records} records, expected {len(ops)} changes"
-    live = {s: live_docs(url, *split_stream(s)) for s in streams}
+    live = {s: live_docs(url, *split_stream(s), ct) for s in streams}
     for s in streams:
-        compare_cache(result, s, live[s], deleted.get(s, set()))
+        compare_cache(result, s, live[s], deleted.get(s, set()), column_types=ct)
 
     # Generated changes (transactions of 1-8 inserts/updates/deletes).
     before = live
     summary = control(url, "POST", "/_emulator/changes", {"count": p.get("changes", 40),
                                                            "seed": 17})
-    live = {s: live_docs(url, *split_stream(s)) for s in streams}
+    live = {s: live_docs(url, *split_stream(s), ct) for s in streams}
     result = source.read()
     out["reads"].append(result.processed_records)
     changed = 0
@@ -155,14 +161,15 @@ def scenario_full_cycle(p: dict) -> dict:
     for s in streams:
         # Ids inserted and deleted within the change set: absent, or one delete row.
         transient = {r["_id"] for r in cached_rows(result, s)} - set(before[s]) - set(live[s])
-        compare_cache(result, s, live[s], deleted[s], transient=transient, new_fields_ok=True)
+        compare_cache(result, s, live[s], deleted[s], transient=transient, new_fields_ok=True,
+                      column_types=ct)
 
     # A full refresh replaces the cache with exactly the live documents.
     result = source.read(force_full_refresh=True, write_strategy="replace")
     out["reads"].append(result.processed_records)
     assert result.processed_records == sum(len(d) for d in live.values())
     for s in streams:
-        compare_cache(result, s, live[s], set(), new_fields_ok=True)
+        compare_cache(result, s, live[s], set(), new_fields_ok=True, column_types=ct)
     out["changes"] = summary
     return out
 
@@ -187,7 +194,7 @@ def scenario_pip_wheel(p: dict) -> dict:
     source.select_all_streams()
     cache = ab.get_default_cache()
     result = source.read(cache=cache)
-    live = {s: live_docs(p["url"], *split_stream(s)) for s in streams}
+    live = {s: live_docs(p["url"], *split_stream(s), "typed") for s in streams}
     assert result.processed_records == sum(len(d) for d in live.values()), \
         (result.processed_records, {s: len(d) for s, d in live.items()})
     for s in streams:

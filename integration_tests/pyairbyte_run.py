@@ -21,10 +21,12 @@ def closed_port() -> int:
 
 
 def run_driver(scenario: str, params: dict, tmp_path: Path, *,
-               script: str = "pyairbyte_driver.py", timeout: float = 600) -> dict:
+               script: str = "pyairbyte_driver.py", timeout: float = 600,
+               output: bool = False) -> dict:
     """Runs `script SCENARIO PARAMS.json` in a fresh interpreter with per-run AIRBYTE_* dirs
     under `tmp_path`, no network beyond loopback; returns its RESULT line, or fails with
-    its output and PyAirbyte's logs."""
+    its output and PyAirbyte's logs. `output`: the result also carries the process's
+    `_stdout` and `_stderr` (what PyAirbyte printed)."""
     dirs = {name: tmp_path / name.lower() for name in
             ("AIRBYTE_PROJECT_DIR", "AIRBYTE_CACHE_ROOT", "AIRBYTE_LOGGING_ROOT",
              "AIRBYTE_TEMP_DIR")}
@@ -51,4 +53,7 @@ def run_driver(scenario: str, params: dict, tmp_path: Path, *,
                                   f"--- stdout ---\n{proc.stdout[-5000:]}\n"
                                   f"--- stderr ---\n{proc.stderr[-8000:]}\n{logs}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT "):])
+    if output:
+        result.update(_stdout=proc.stdout, _stderr=proc.stderr)
+    return result

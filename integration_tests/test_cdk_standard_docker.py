@@ -2,7 +2,8 @@
 integration_tests/fake_docker/docker, which executes the release binary in place of the image
 airbyte/source-convex:dev. Scenarios come from /work/main/acceptance-test-config.yml; the
 emulator behind integration_tests/config.json is the session fixture `fixed_emulator`.
-Expected: 6 passing (spec, check x2, config matches spec, discover, read)."""
+Expected: 9 passing with the two configs of acceptance-test-config.yml (spec, check x3,
+config matches spec x2, discover x2, read of `config` only: the CDK reads no other scenario)."""
 
 import shutil
 from pathlib import Path

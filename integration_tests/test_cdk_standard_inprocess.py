@@ -1,6 +1,7 @@
 """airbyte-cdk 7.39.1 in-process standard tests (SourceTestSuiteBase) through a `Source`
-adapter that shells out to the release binary (subprocess_source.py). Expected: 7 passing
-(config matches spec, check x2, discover, spec, basic_read, fail_read_with_bad_catalog)."""
+adapter that shells out to the release binary (subprocess_source.py). Expected: 12 passing
+(spec, check x3, and config matches spec, discover, basic_read, fail_read_with_bad_catalog
+for config.json and config_legacy.json each)."""
 
 from pathlib import Path
 

@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from checker import check_output
-from harness import (IT_DIR, Emulator, configured_catalog, run_connector, stream_name,
-                     table_list, values_match, write_json)
+from exactness import typed_updated_at_ok
+from harness import (COLUMN_TYPES, IT_DIR, Emulator, configured_catalog, run_connector,
+                     stream_name, table_list, typed_truth, values_match, write_json)
 
 pytestmark = pytest.mark.conformance
 
 CDC_FIELDS = ("_ab_cdc_lsn", "_ab_cdc_updated_at", "_deleted", "_ab_cdc_deleted_at")
+# `_ab_cdc_updated_at` with `column_types: legacy`: the Python connector's form. Typed:
+# RFC 3339 with microseconds and `Z`, `_ts` truncated (exactness.typed_updated_at_ok).
 UPDATED_AT_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?$")
 BAD_CATALOG = {"streams": [{"stream": {
     "name": "__AIRBYTE__stream_that_does_not_exist",
@@ -29,11 +32,15 @@ BAD_CATALOG = {"streams": [{"stream": {
 class Session:
     """Runs commands for one emulator and checks every output with the checker."""
 
-    def __init__(self, emu: Emulator, tmp: Path):
+    def __init__(self, emu: Emulator, tmp: Path, column_types: str = "typed"):
+        """`column_types`: `typed` leaves the property out (the default must be typed);
+        `legacy` sets it."""
         self.emu = emu
         self.tmp = tmp
         self.n = 0
-        self.config_path = write_json(tmp / "config.json", emu.config())
+        self.column_types = column_types
+        extra = {"column_types": "legacy"} if column_types == "legacy" else {}
+        self.config_path = write_json(tmp / "config.json", emu.config(**extra))
 
     def file(self, stem: str, value, *, raw: bool = False, suffix: str = ".json") -> Path:
         self.n += 1
@@ -80,8 +87,8 @@ class Session:
 
 @pytest.fixture
 def session(emulator_factory, tmp_path):
-    def make(**kwargs) -> Session:
-        return Session(emulator_factory(**kwargs), tmp_path)
+    def make(column_types: str = "typed", **kwargs) -> Session:
+        return Session(emulator_factory(**kwargs), tmp_path, column_types)
     return make
 
 
@@ -89,11 +96,13 @@ def strip_cdc(data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in CDC_FIELDS}
 
 
-def live_documents(emu: Emulator) -> dict:
-    """{stream name: {_id: document}} from the emulator's control API."""
+def live_documents(emu: Emulator, column_types: str = "typed") -> dict:
+    """{stream name: {_id: document}} from the emulator's control API, as records of
+    `column_types` carry them (Emulator.documents)."""
     out = {}
     for component, table in table_list(emu):
-        out[stream_name(component, table)] = {d["_id"]: d for d in emu.documents(table, component)}
+        out[stream_name(component, table)] = {
+            d["_id"]: d for d in emu.documents(table, component, column_types)}
     return out
 
 
@@ -204,8 +213,9 @@ def test_check_unreachable_deployment_fails_gracefully(session, tmp_path):
 
 # -- discover --------------------------------------------------------------------------------
 
-def test_discover_streams_and_schemas(session):
-    s = session(tables=3, docs=5, components=True)
+@pytest.mark.parametrize("column_types", COLUMN_TYPES)
+def test_discover_streams_and_schemas(session, column_types):
+    s = session(tables=3, docs=5, components=True, column_types=column_types)
     catalog = s.discover()
     expected = {stream_name(c, t): (c or None) for c, t in table_list(s.emu)}
     got = {st["name"]: st.get("namespace") for st in catalog["streams"]}
@@ -220,8 +230,15 @@ def test_discover_streams_and_schemas(session):
         props = schema["properties"]
         for meta in ("_id", "_ts", "_table", "_component", "_deleted"):
             assert meta in props, (st["name"], meta)
-        assert props["_ab_cdc_updated_at"] == {"type": "string"}
-        assert props["_ab_cdc_deleted_at"] == {"type": ["null", "string"]}
+        if column_types == "legacy":  # the Python connector's schemas
+            assert props["_ab_cdc_updated_at"] == {"type": "string"}
+            assert props["_ab_cdc_deleted_at"] == {"type": ["null", "string"]}
+        else:
+            date_time = {"format": "date-time", "airbyte_type": "timestamp_with_timezone"}
+            assert props["_ab_cdc_updated_at"] == {"type": "string", **date_time}
+            assert props["_ab_cdc_deleted_at"] == {"type": ["null", "string"], **date_time}
+            assert "anyOf" not in json.dumps({k: v for k, v in props.items()
+                                              if k in ("_id", "_ts", "_creationTime")})
         assert props["_ab_cdc_lsn"] == {"type": "integer"}
         assert "_ab_cdc_lsn" in props
         assert set(schema.get("required", [])) <= {"_id"}, \
@@ -239,8 +256,8 @@ def test_discover_bad_key_is_config_error(session):
 
 # -- read ------------------------------------------------------------------------------------
 
-def assert_matches_live(report, emu: Emulator, streams=None):
-    live = live_documents(emu)
+def assert_matches_live(report, emu: Emulator, streams=None, column_types: str = "typed"):
+    live = live_documents(emu, column_types)
     got = by_stream_name(report)
     for name, docs in live.items():
         if streams is not None and name not in streams:
@@ -254,33 +271,43 @@ def assert_matches_live(report, emu: Emulator, streams=None):
                 f"{name} {_id}: record differs from document:\n{strip_cdc(rec)}\n{doc}"
             assert rec["_ab_cdc_lsn"] == doc["_ts"]
             assert rec["_deleted"] is False and rec["_ab_cdc_deleted_at"] is None
-            assert UPDATED_AT_RE.match(rec["_ab_cdc_updated_at"]), rec["_ab_cdc_updated_at"]
+            if column_types == "legacy":
+                assert UPDATED_AT_RE.match(rec["_ab_cdc_updated_at"]), rec["_ab_cdc_updated_at"]
+            else:
+                assert typed_updated_at_ok(rec["_ab_cdc_updated_at"], doc["_ts"]), \
+                    (rec["_ab_cdc_updated_at"], doc["_ts"])
 
 
+@pytest.mark.parametrize("column_types", COLUMN_TYPES)
 @pytest.mark.parametrize("components", [False, True], ids=["root", "components"])
-def test_read_snapshot_matches_documents(session, components):
-    s = session(tables=3, docs=30, components=components, seed=5)
+def test_read_snapshot_matches_documents(session, components, column_types):
+    s = session(tables=3, docs=30, components=components, seed=5, column_types=column_types)
     catalog = configured_catalog(s.discover())
     run, report = s.run("read", catalog=catalog, state=[])
-    assert_matches_live(report, s.emu)
+    assert_matches_live(report, s.emu, column_types=s.column_types)
     assert set(report.terminal_statuses().values()) == {"COMPLETE"}
     # JSON text of values passes through unchanged: big integers and floats.
     assert b'"_ts":1' in run.stdout
 
 
-def test_read_passes_api_bytes_through(session):
+@pytest.mark.parametrize("column_types", COLUMN_TYPES)
+def test_read_passes_api_bytes_through(session, column_types):
     """Records carry Convex's values exactly (no float reformatting, no int64 rounding):
-    compared with list_snapshot's own response, fetched here page by page."""
+    compared with list_snapshot's own response, fetched here page by page. `legacy`: the
+    `json` format, byte for byte (the Python connector's records). `typed`: the
+    `export_json` format, `$bytes` as base64 text and `$float` as null (typed_truth); the
+    bytes of each document without such a value pass through unchanged."""
     import urllib.parse
     import urllib.request
-    s = session(tables=2, docs=300, seed=5)
+    s = session(tables=2, docs=300, seed=5, column_types=column_types)
+    fmt = "json" if column_types == "legacy" else "export_json"
     catalog = configured_catalog(s.discover())
     run, report = s.run("read", catalog=catalog, state=[])
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     for _component, table in table_list(s.emu):
         api, cursor, snapshot = {}, None, None
         while True:
-            q = {"tableName": table, "format": "json"}
+            q = {"tableName": table, "format": fmt}
             if cursor:
                 q.update(cursor=cursor, snapshot=snapshot)
             req = urllib.request.Request(f"{s.emu.url}/api/list_snapshot?{urllib.parse.urlencode(q)}",
@@ -292,17 +319,24 @@ def test_read_passes_api_bytes_through(session):
                 break
         recs = {r["_id"]: strip_cdc(r) for r in by_stream_name(report)[table]}
         assert recs.keys() == api.keys()
+        converted = 0
         for _id, doc in api.items():
-            assert recs[_id] == doc, f"{table} {_id}:\n{recs[_id]}\n{doc}"
+            want = doc if column_types == "legacy" else typed_truth(doc)
+            assert recs[_id] == want, f"{table} {_id}:\n{recs[_id]}\n{want}"
+            if want != doc:
+                converted += 1
+                continue
             raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
             assert raw[:-1].encode() in run.stdout, "record bytes differ from the API's"
+        if column_types == "legacy":
+            assert converted == 0
 
 
 def test_read_multi_page_checkpoints(session):
     s = session(tables=1, docs=2600, seed=9)
     catalog = configured_catalog(s.discover())
     _, report = s.run("read", catalog=catalog)
-    assert_matches_live(report, s.emu)
+    assert_matches_live(report, s.emu, column_types=s.column_types)
     assert len(report.states) >= 3, "expected a STATE per list_snapshot page (1024 docs)"
 
 
@@ -310,8 +344,8 @@ def test_incremental_reads_bring_only_changes(session):
     s = session(tables=2, docs=40, components=True, seed=3)
     catalog = configured_catalog(s.discover())
     _, first = s.run("read", catalog=catalog, state=[])
-    assert_matches_live(first, s.emu)
-    users = live_documents(s.emu)["users"]
+    assert_matches_live(first, s.emu, column_types=s.column_types)
+    users = live_documents(s.emu, s.column_types)["users"]
     ids = sorted(users)
     tx = [
         [{"op": "insert", "component": "", "table": "users",
@@ -352,9 +386,9 @@ def test_generated_changes_roundtrip(session):
     s = session(tables=3, docs=50, seed=21)
     catalog = configured_catalog(s.discover())
     _, first = s.run("read", catalog=catalog, state=[])
-    before = live_documents(s.emu)
+    before = live_documents(s.emu, s.column_types)
     summary = s.emu.changes(60, seed=4)
-    after = live_documents(s.emu)
+    after = live_documents(s.emu, s.column_types)
     # The changes add columns: refresh the schema as the platform does (a configured schema
     # with fewer properties than discovered is a field selection).
     catalog = configured_catalog(s.discover())
@@ -397,7 +431,7 @@ def test_state_input_forms_start_from_scratch(session, form):
     }[form]
     state_path = None if state is None else s.file("state", state, raw=True, suffix=".txt")
     _, report = s.run("read", catalog=catalog, state=state_path)
-    assert_matches_live(report, s.emu)
+    assert_matches_live(report, s.emu, column_types=s.column_types)
 
 
 def test_full_refresh_after_finished_sync_rereads_everything(session):
@@ -407,7 +441,7 @@ def test_full_refresh_after_finished_sync_rereads_everything(session):
     fr = configured_catalog(discovered, sync_mode="full_refresh", destination_sync_mode="overwrite")
     state = s.file("state", state_messages(first), raw=True, suffix=".txt")
     _, second = s.run("read", catalog=fr, state=state)
-    assert_matches_live(second, s.emu)
+    assert_matches_live(second, s.emu, column_types=s.column_types)
 
 
 def test_catalog_subset_and_cdk_null_form(session):
@@ -420,7 +454,8 @@ def test_catalog_subset_and_cdk_null_form(session):
                      minimum_generation_id=None, sync_id=None, unknown_future_key={"x": 1})
     _, report = s.run("read", catalog=cat)
     assert set(by_stream_name(report)) == {"messages", "betterAuth/users"}
-    assert_matches_live(report, s.emu, streams={"messages", "betterAuth/users"})
+    assert_matches_live(report, s.emu, streams={"messages", "betterAuth/users"},
+                        column_types=s.column_types)
 
 
 def test_read_bad_key_marks_every_stream_incomplete(session):
@@ -485,7 +520,7 @@ def test_transient_errors_are_retried(session):
                      "code": "Overloaded", "message": "try later", "times": 2})
     s.emu.add_fault({"endpoint": "json_schemas", "kind": "html", "status": 502, "times": 1})
     _, report = s.run("read", catalog=catalog, state=[])
-    assert_matches_live(report, s.emu)
+    assert_matches_live(report, s.emu, column_types=s.column_types)
 
 
 def test_permanent_stream_error_fails_sync(session):
@@ -518,3 +553,17 @@ def test_connector_directory_files(fixed_emulator, tmp_path):
         _, report = s.run("read", catalog=catalog_path, state=IT_DIR / name)
         if name == "abnormal_state.json":  # a cursor far in the future: nothing new
             assert not report.records, report.summary()
+    # config_legacy.json: the same deployment with `column_types: legacy` (the CDK standard
+    # tests run with both): int64 columns declared and sent as strings, as before.
+    legacy = IT_DIR / "config_legacy.json"
+    assert json.loads(legacy.read_text()) == {**json.loads(s.config_path.read_text()),
+                                              "column_types": "legacy"}
+    _, report = s.run("check", config=legacy)
+    assert report.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+    s.config_path = legacy
+    legacy_streams = {st["name"]: st for st in s.discover()["streams"]}
+    assert legacy_streams.keys() == discovered
+    assert legacy_streams["users"]["json_schema"]["properties"]["balance"]["type"] == "string"
+    assert {e["stream"]["name"]: e["stream"]["json_schema"]["properties"]["balance"]
+            for e in catalog["streams"]} == {"users": {"type": "integer"},
+                                             "betterAuth/users": {"type": "integer"}}

@@ -57,6 +57,15 @@ def test_random_reads_into_duckdb_are_exact(emulator_factory, tmp_path, seed):
 
 
 @pytest.mark.pyairbyte
+@pytest.mark.parametrize("seed", (101,))
+def test_random_legacy_reads_into_duckdb_are_exact(emulator_factory, tmp_path, seed):
+    """`column_types: legacy`: the cache equals the `json` documents (int64 and bytes as
+    strings), `_ab_cdc_updated_at` a string, as before typed columns."""
+    result = run_exact(emulator_factory, tmp_path, seed, cache="duckdb", column_types="legacy")
+    assert result["column_types"] == "legacy"
+
+
+@pytest.mark.pyairbyte
 @pytest.mark.parametrize("seed", (111, 222))
 def test_random_data_sync_reads_into_duckdb_are_exact(emulator_factory, tmp_path, seed):
     result = run_exact(emulator_factory, tmp_path, seed, cache="duckdb", api="data_sync")

@@ -17,12 +17,19 @@ from pyairbyte_run import run_driver
 pytestmark = pytest.mark.pyairbyte
 
 
-@pytest.mark.parametrize("components", [False, True], ids=["root", "components"])
-def test_pyairbyte_full_cycle(emulator_factory, tmp_path, components):
+@pytest.mark.parametrize("components,column_types",
+                         [(False, "typed"), (True, "typed"), (False, "legacy")],
+                         ids=["root", "components", "root-legacy"])
+def test_pyairbyte_full_cycle(emulator_factory, tmp_path, components, column_types):
+    """Typed columns (the default; the cache compared with the export_json documents) and,
+    once, `column_types: legacy` (compared with the json documents, as before)."""
     emu = emulator_factory(tables=3, docs=25, components=components, seed=13)
     expected = [stream_name(c, t) for c, t in table_list(emu)]
-    result = run_driver("full_cycle", {"url": emu.url, "access_key": emu.access_key,
-                                       "expected_streams": expected, "changes": 40}, tmp_path)
+    params = {"url": emu.url, "access_key": emu.access_key, "expected_streams": expected,
+              "changes": 40}
+    if column_types == "legacy":
+        params["column_types"] = "legacy"
+    result = run_driver("full_cycle", params, tmp_path)
     assert result["reads"][0] == 25 * len(expected)
     assert result["reads"][1] == (5 if components else 4)
 

@@ -206,7 +206,10 @@ mod tests {
         };
         assert_eq!(failure_type(&e), FailureType::ConfigError);
         let m = user_message(&e);
-        assert!(m.contains("Got export_json") && m.contains("set column_types to legacy"), "{m}");
+        assert!(
+            m.contains("Got export_json") && m.contains("set column_types to legacy"),
+            "{m}"
+        );
         let plan = |endpoint| ConvexError::Api {
             endpoint,
             status: 403,
@@ -214,7 +217,8 @@ mod tests {
             message: "m".into(),
         };
         assert!(!user_message(&plan("/api/list_snapshot")).contains("set api"));
-        assert!(user_message(&plan(crate::convex::data_sync::DATA_SYNC)).contains("set api to streaming_export"));
+        assert!(user_message(&plan(crate::convex::data_sync::DATA_SYNC))
+            .contains("set api to streaming_export"));
     }
 
     #[test]

@@ -966,6 +966,7 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
             Some("false") => Some(false),
             Some(_) => return None,
         },
+        members: raw.members,
     })
 }
 
@@ -1364,6 +1365,7 @@ mod tests {
                 deleted: pick(&mut rng, &bools),
                 id: pick(&mut rng, &strings),
                 plain_names: false,
+                members: None,
             };
             // What the fast path promises, when it is true.
             raw.plain_names = rng.bool()
@@ -1384,6 +1386,7 @@ mod tests {
             deleted: None,
             id: Some("\"j57\""),
             plain_names: true,
+            members: None,
         };
         assert_eq!(plain_meta(&usual), ValueMeta::from_raw(usual).ok());
         assert!(plain_meta(&usual).is_some());

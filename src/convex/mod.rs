@@ -124,6 +124,9 @@ pub struct ValueMeta<'a> {
     pub id: Cow<'a, str>,
     pub ts: i64,
     pub deleted: Option<bool>,
+    /// Where the document's top-level members are, when the page parser found them (so
+    /// consumers that look at every column need not walk the document again).
+    pub members: Option<&'a [page::Member]>,
 }
 
 impl<'a> ValueMeta<'a> {
@@ -152,6 +155,7 @@ impl<'a> ValueMeta<'a> {
             id,
             ts,
             deleted,
+            members: raw.members,
         })
     }
 
@@ -178,6 +182,7 @@ impl<'a> ValueMeta<'a> {
             id: m.id,
             ts: m.ts,
             deleted: m.deleted,
+            members: None,
         })
     }
 }

@@ -12,6 +12,7 @@
 
 mod element;
 mod fast;
+pub use fast::Member;
 
 use memchr::memchr2;
 
@@ -84,6 +85,8 @@ pub struct RawMeta<'a> {
     pub id: Option<&'a str>,
     /// Known: no string among `table`, `component` and `id` holds an escape (false: not known).
     pub plain_names: bool,
+    /// The element's top-level members, when the pass that checked it found them.
+    pub members: Option<&'a [fast::Member]>,
 }
 
 /// Resumable scan of one JSON value starting at `start` in the buffer.
@@ -148,6 +151,7 @@ impl Scan {
             deleted: get(3),
             id: get(4),
             plain_names: false,
+            members: None,
         }
     }
 
@@ -433,6 +437,8 @@ pub struct PageParser {
     scan: Scan,
     key: String,
     fields: Vec<(String, Vec<u8>)>,
+    /// The members of the element the fast path proved last.
+    members: Vec<fast::Member>,
 }
 
 impl Default for PageParser {
@@ -451,6 +457,7 @@ impl PageParser {
             scan: Scan::new(0),
             key: String::new(),
             fields: Vec::new(),
+            members: Vec::new(),
         }
     }
 
@@ -597,7 +604,10 @@ impl PageParser {
                         (State::ElemOrEnd { .. }, b'{') => {
                             // Most elements: proven whole, compact and valid in one pass.
                             let text = *text.get_or_insert_with(|| fast::valid_prefix(data));
-                            if let Some(p) = text.get(pos..).and_then(fast::prove) {
+                            let proven = text
+                                .get(pos..)
+                                .and_then(|t| fast::prove(t, &mut self.members));
+                            if let Some(p) = proven {
                                 let end = pos + p.end;
                                 let get = |i: usize| {
                                     p.spans[i].and_then(|(a, b)| text.get(pos + a..pos + b))
@@ -609,6 +619,7 @@ impl PageParser {
                                     deleted: get(3),
                                     id: get(4),
                                     plain_names: p.plain_names,
+                                    members: Some(&self.members),
                                 };
                                 on_value(&data[pos..end], meta).map_err(FeedError::Sink)?;
                                 self.pos = end;
@@ -1141,7 +1152,7 @@ mod tests {
             let exact = exact_path(&bytes);
             exact_ok += usize::from(exact.is_some());
             // As the parser tries it: on the part of the buffer that is UTF-8.
-            match fast::prove(fast::valid_prefix(&bytes)) {
+            match fast::prove(fast::valid_prefix(&bytes), &mut Vec::new()) {
                 Some(p) => {
                     proven += 1;
                     let spans: Vec<Option<Vec<u8>>> = p

@@ -189,6 +189,7 @@ pub async fn walk<A: ConvexApi>(
             id: std::borrow::Cow::Borrowed(id),
             ts: rev.ts,
             deleted: Some(rev.deleted),
+            members: None,
         };
         runs[stream].record(em, &rev.raw, &meta)?;
         since_state += 1;

@@ -327,6 +327,7 @@ fn meta<'a>(table: &'a TableRef, id: &'a str, ts: i64, deleted: bool) -> ValueMe
         id: Cow::Borrowed(id),
         ts,
         deleted: Some(deleted),
+        members: None,
     }
 }
 

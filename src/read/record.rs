@@ -9,11 +9,12 @@
 
 use std::collections::HashSet;
 
-use crate::convex::encoding::{transcode, unescape, Target};
+use crate::convex::encoding::{plain_bytes_only, transcode, unescape, Target};
+use crate::convex::page::Member;
 use crate::convex::{TableRef, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::{LogLevel, StreamDescriptor};
-use crate::typed::declared::{Declared, Misfit};
+use crate::typed::declared::{same_bytes, Declared, Misfit};
 
 /// What one written record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ struct Typed {
     scratch: Vec<u8>,
     /// Fields already told about (one line per stream and field, not per record).
     told: HashSet<String>,
+    /// `"$`, which begins every `$bytes`/`$float` object (a searcher built once, not per record).
+    dollar: memchr::memmem::Finder<'static>,
 }
 
 /// Fields told about per stream, at most: beyond, one line says more were nulled.
@@ -117,6 +120,7 @@ impl RecordWriter {
                     declared,
                     scratch: Vec::new(),
                     told: HashSet::new(),
+                    dollar: memchr::memmem::Finder::new(b"\"$"),
                 }),
             },
         }
@@ -135,8 +139,8 @@ impl RecordWriter {
         out: &mut Vec<u8>,
         notices: &mut Vec<(LogLevel, String)>,
     ) -> Result<Written, UserError> {
-        let table_ok = same(meta.table.as_bytes(), self.table.table.as_bytes());
-        let component_ok = same(meta.component.as_bytes(), self.table.component.as_bytes());
+        let table_ok = same_bytes(meta.table.as_bytes(), self.table.table.as_bytes());
+        let component_ok = same_bytes(meta.component.as_bytes(), self.table.component.as_bytes());
         if !table_ok || !component_ok {
             return Err(UserError::system(format!(
                 "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The stream was stopped instead of mixing tables; upgrade or contact Convex support.",
@@ -146,7 +150,7 @@ impl RecordWriter {
         }
         let (doc, nulled) = match &mut self.typed {
             None => (raw, Vec::new()),
-            Some(t) => t.prepare(raw, &self.table)?,
+            Some(t) => t.prepare(raw, meta.members, &self.table)?,
         };
         // The page parser found it as a complete element; it must be an object.
         let close = doc
@@ -212,16 +216,23 @@ impl Typed {
     fn prepare<'a>(
         &'a mut self,
         raw: &'a [u8],
+        members: Option<&[Member]>,
         table: &TableRef,
     ) -> Result<(&'a [u8], Vec<Nulled>), UserError> {
         let mut misfits: Vec<Misfit<'_>> = Vec::new();
         if let Some(d) = &mut self.declared {
-            d.misfits(raw, &mut misfits);
+            d.misfits(raw, members, &mut misfits);
         }
-        // `"$` begins every `$bytes`/`$float` object (and, rarely, a string that only looks
-        // like one: that document is walked for nothing).
-        if misfits.is_empty() && memchr::memmem::find(raw, b"\"$").is_none() {
-            return Ok((raw, Vec::new()));
+        if misfits.is_empty() {
+            let mut dollars = self.dollar.find_iter(raw).peekable();
+            if dollars.peek().is_none() {
+                return Ok((raw, Vec::new()));
+            }
+            // Most `$` objects are bytes, which need no walk of the document.
+            self.scratch.clear();
+            if plain_bytes_only(raw, dollars, &mut self.scratch) {
+                return Ok((&self.scratch, Vec::new()));
+            }
         }
         let keys: Vec<&[u8]> = misfits.iter().map(|m| m.raw_key).collect();
         self.scratch.clear();
@@ -293,29 +304,6 @@ fn write_meta(nulled: &[Nulled], out: &mut Vec<u8>) {
         out.extend_from_slice(br#","change":"NULLED","reason":"SOURCE_SERIALIZATION_ERROR"}"#);
     }
     out.extend_from_slice(b"]}");
-}
-
-/// `a == b`, for the short names of tables: without a call to `memcmp`, whose (vectorised)
-/// set-up cost more than the comparison itself in profiles (a tenth of the record loop).
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut words_a = a.chunks_exact(8);
-    let mut words_b = b.chunks_exact(8);
-    for (x, y) in (&mut words_a).zip(&mut words_b) {
-        if u64::from_ne_bytes(x.try_into().unwrap_or_default())
-            != u64::from_ne_bytes(y.try_into().unwrap_or_default())
-        {
-            return false;
-        }
-    }
-    let mut diff = 0;
-    for (x, y) in words_a.remainder().iter().zip(words_b.remainder()) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 #[cfg(test)]
@@ -597,11 +585,11 @@ mod tests {
         ];
         for a in names {
             for b in names {
-                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
             }
         }
-        assert!(!same(b"abcdefghij", b"abcdefghiX"));
-        assert!(!same(b"Xbcdefghij", b"abcdefghij"));
+        assert!(!same_bytes(b"abcdefghij", b"abcdefghiX"));
+        assert!(!same_bytes(b"Xbcdefghij", b"abcdefghij"));
     }
 
     #[test]

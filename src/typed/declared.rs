@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::convex::page::Member;
+
 /// The JSON kinds of value a column accepts, as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kinds(u8);
@@ -89,9 +91,10 @@ pub struct Misfit<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
     columns: HashMap<Box<[u8]>, Kinds>,
-    /// The columns in the order the last document had them: documents of a table mostly share
-    /// one field order, so the lookup is a comparison with the name at the same position.
-    recent: Vec<(Box<[u8]>, Kinds)>,
+    /// The last two columns seen at each member position: documents of a table mostly share
+    /// one field order (or a few, with optional fields), so finding a column is a comparison
+    /// of its name with one or two remembered at the same position, not a hash lookup.
+    recent: Vec<[Option<(Box<[u8]>, Kinds)>; 2]>,
 }
 
 impl Declared {
@@ -113,8 +116,12 @@ impl Declared {
     }
 
     fn kinds_at(&mut self, position: usize, raw_key: &[u8]) -> Kinds {
-        if let Some((k, kinds)) = self.recent.get(position) {
-            if **k == *raw_key {
+        if self.recent.len() <= position {
+            self.recent.resize(position + 1, [None, None]);
+        }
+        let slot = &mut self.recent[position];
+        for (name, kinds) in slot.iter().flatten() {
+            if same_bytes(name, raw_key) {
                 return *kinds;
             }
         }
@@ -127,15 +134,21 @@ impl Declared {
         }
         // A field the catalog does not know is not a column of the destination's table.
         .unwrap_or(Kinds::ANY);
-        self.recent.truncate(position);
-        self.recent.push((raw_key.into(), kinds));
+        slot.swap(0, 1);
+        slot[0] = Some((raw_key.into(), kinds));
         kinds
     }
 
     /// Appends the members of `doc` (a valid JSON object) that do not fit to `misfits`.
-    pub fn misfits<'a>(&mut self, doc: &'a [u8], misfits: &mut Vec<Misfit<'a>>) {
+    /// `members`: where its members are, when the page parser found them; else `doc` is walked.
+    pub fn misfits<'a>(
+        &mut self,
+        doc: &'a [u8],
+        members: Option<&[Member]>,
+        misfits: &mut Vec<Misfit<'a>>,
+    ) {
         let mut position = 0;
-        for_each_member(doc, |raw_key, found| {
+        let mut check = |raw_key: &'a [u8], found: Kinds| {
             let declared = self.kinds_at(position, raw_key);
             position += 1;
             if !declared.contains(found) {
@@ -145,7 +158,67 @@ impl Declared {
                     declared,
                 });
             }
-        });
+        };
+        let span = |(a, b): (u32, u32)| doc.get(a as usize..b as usize);
+        match members {
+            Some(members) => {
+                for m in members {
+                    if let (Some(key), Some(value)) = (span(m.key), span(m.value)) {
+                        check(key, kind_of(value));
+                    }
+                }
+            }
+            None => for_each_member(doc, check),
+        }
+    }
+}
+
+/// `a == b`, for short names: without a call to `memcmp`, whose (vectorised) set-up costs more
+/// than the comparison itself.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut words_a = a.chunks_exact(8);
+    let mut words_b = b.chunks_exact(8);
+    for (x, y) in (&mut words_a).zip(&mut words_b) {
+        if u64::from_ne_bytes(x.try_into().unwrap_or_default())
+            != u64::from_ne_bytes(y.try_into().unwrap_or_default())
+        {
+            return false;
+        }
+    }
+    let mut diff = 0;
+    for (x, y) in words_a.remainder().iter().zip(words_b.remainder()) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// The kind of a whole JSON value (its exact bytes).
+fn kind_of(value: &[u8]) -> Kinds {
+    match value.first() {
+        Some(b'"') => Kinds::STRING,
+        Some(b't' | b'f') => Kinds::BOOLEAN,
+        Some(b'n') => Kinds::NULL,
+        Some(b'[') => Kinds::ARRAY,
+        Some(b'{') => object_kind(value),
+        _ if crate::convex::encoding::is_integer(value) => Kinds::INTEGER,
+        _ => Kinds::FLOAT,
+    }
+}
+
+/// An object, or one of `export_json`'s `$` objects: bytes are strings and the special floats
+/// numbers.
+fn object_kind(value: &[u8]) -> Kinds {
+    let inner = &value[skip_ws(value, 1)..];
+    if inner.starts_with(br#""$bytes""#) {
+        Kinds::STRING
+    } else if inner.starts_with(br#""$float""#) {
+        Kinds::FLOAT
+    } else {
+        Kinds::OBJECT
     }
 }
 
@@ -195,16 +268,8 @@ fn value_end(b: &[u8], i: usize) -> Option<(Kinds, usize)> {
     Some(match *b.get(i)? {
         b'"' => (Kinds::STRING, string_end(b, i + 1)?),
         b'{' => {
-            // `export_json` writes bytes and the special floats as `$` objects.
-            let inner = &b[skip_ws(b, i + 1)..];
-            let kind = if inner.starts_with(br#""$bytes""#) {
-                Kinds::STRING
-            } else if inner.starts_with(br#""$float""#) {
-                Kinds::FLOAT
-            } else {
-                Kinds::OBJECT
-            };
-            (kind, container_end(b, i)?)
+            let end = container_end(b, i)?;
+            (object_kind(&b[i..end]), end)
         }
         b'[' => (Kinds::ARRAY, container_end(b, i)?),
         b't' => (Kinds::BOOLEAN, i + 4),
@@ -275,9 +340,37 @@ mod tests {
         .unwrap()
     }
 
+    /// The misfits found by walking the document, checked equal to those found from the
+    /// members the page parser reports.
     fn misfits(d: &mut Declared, doc: &str) -> Vec<(String, &'static str)> {
         let mut out = Vec::new();
-        d.misfits(doc.as_bytes(), &mut out);
+        d.misfits(doc.as_bytes(), None, &mut out);
+        let page = format!(r#"{{"values":[{doc}]}}"#);
+        let mut parser = crate::convex::page::PageParser::new();
+        let mut from_members = Vec::new();
+        parser
+            .feed::<()>(page.as_bytes(), |raw, meta| {
+                let Some(members) = meta.members else {
+                    // Not compact: the fast path left it to the exact one.
+                    assert!(doc.contains(' '), "{doc}");
+                    return Ok(());
+                };
+                let mut found = Vec::new();
+                d.misfits(raw, Some(members), &mut found);
+                from_members = found
+                    .iter()
+                    .map(|m| (m.raw_key.to_vec(), m.found, m.declared))
+                    .collect();
+                Ok(())
+            })
+            .unwrap();
+        let walked: Vec<_> = out
+            .iter()
+            .map(|m| (m.raw_key.to_vec(), m.found, m.declared))
+            .collect();
+        if !doc.contains(' ') {
+            assert_eq!(walked, from_members, "{doc}");
+        }
         out.iter()
             .map(|m| {
                 (

@@ -11,7 +11,6 @@
 //!                 [--delta-cursors a=TS,b=TS] [--parallel]
 //! Prints one JSON line: {"records":N,"requests":R,"body_bytes":B,"tables":{...}}.
 
-
 /// The value format the connector reads by default (typed columns): the same bytes from the
 /// same server work, so the comparison is of the clients alone.
 const FORMAT: &str = "export_json";

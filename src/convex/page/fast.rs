@@ -40,11 +40,22 @@ pub struct Proven {
     pub plain_names: bool,
 }
 
+/// Where one top-level member of an element is: its key's content (between the quotes) and
+/// its value, as `start..end` offsets into the element. Consumers that look at every member
+/// (the type of each column) get them from this pass instead of walking the element again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub key: (u32, u32),
+    pub value: (u32, u32),
+}
+
 /// The element at the start of `text`, if `text` holds it whole, compact and valid. The spans
 /// lie on character boundaries of `text` (they start and end next to ASCII punctuation).
-pub fn prove(text: &str) -> Option<Proven> {
+/// `members` receives the element's top-level members (complete only when it is proven).
+pub fn prove(text: &str, members: &mut Vec<Member>) -> Option<Proven> {
     let b = text.as_bytes();
     let sp = &mut Specials::new(b);
+    members.clear();
     if b.first() != Some(&b'{') {
         return None;
     }
@@ -91,6 +102,11 @@ pub fn prove(text: &str) -> Option<Proven> {
             // A repeated name: the last one counts, as for the exact path.
             spans[k] = Some((start, end));
         }
+        let offset = |o: usize| u32::try_from(o).ok();
+        members.push(Member {
+            key: (offset(i + 1)?, offset(key_end - 1)?),
+            value: (offset(start)?, offset(end)?),
+        });
         match *b.get(end)? {
             b',' => i = end + 1,
             b'}' => {
@@ -376,7 +392,7 @@ mod tests {
         let mut input = doc.to_vec();
         input.extend_from_slice(br#",{"next":1}]"#);
         let input = std::str::from_utf8(&input).unwrap();
-        let p = prove(input).unwrap();
+        let p = prove(input, &mut Vec::new()).unwrap();
         assert_eq!(p.end, doc.len());
         let got: Vec<Option<&[u8]>> = p
             .spans
@@ -395,17 +411,21 @@ mod tests {
         );
         // `_id` holds an escape; one in any other field does not count.
         assert!(!p.plain_names);
-        let p = prove(r#"{"_table":"t","_id":"j5","x":"\n","_ts":1}"#).unwrap();
+        let p = prove(
+            r#"{"_table":"t","_id":"j5","x":"\n","_ts":1}"#,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert!(p.plain_names);
         // No strict prefix is proven (the element may go on in the next chunk).
         for cut in 0..doc.len() {
-            assert_eq!(prove(&input[..cut]), None, "cut at {cut}");
+            assert_eq!(prove(&input[..cut], &mut Vec::new()), None, "cut at {cut}");
         }
     }
 
     /// As the parser calls it: on the part of the buffer that is UTF-8.
     fn prove_bytes(b: &[u8]) -> Option<Proven> {
-        prove(valid_prefix(b))
+        prove(valid_prefix(b), &mut Vec::new())
     }
 
     #[test]
@@ -432,8 +452,8 @@ mod tests {
             assert_eq!(prove_bytes(s), None, "{}", String::from_utf8_lossy(s));
         }
         let deep = |n: usize| format!("{{\"d\":{}1{}}}", "[".repeat(n), "]".repeat(n));
-        assert!(prove(&deep(63)).is_some());
-        assert!(prove(&deep(64)).is_none());
+        assert!(prove(&deep(63), &mut Vec::new()).is_some());
+        assert!(prove(&deep(64), &mut Vec::new()).is_none());
         // Characters of every length are passed over inside strings.
         let p = prove_bytes(r#"{"a":"é✓😀\u00e9","_id":"x"}"#.as_bytes()).unwrap();
         assert_eq!(p.spans[4], Some((29, 32)));
@@ -477,7 +497,7 @@ mod tests {
         for (k, name) in crate::convex::page::META_KEYS.iter().enumerate() {
             let name = std::str::from_utf8(name).unwrap();
             let doc = format!(r#"{{"a":1,"{name}":[2],"{name}x":3,"z":"_id"}}"#);
-            let p = prove(&doc).unwrap();
+            let p = prove(&doc, &mut Vec::new()).unwrap();
             for (i, span) in p.spans.iter().enumerate() {
                 assert_eq!(
                     span.map(|(a, b)| &doc[a..b]),
