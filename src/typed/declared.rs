@@ -94,8 +94,11 @@ pub struct Declared {
     /// The last two columns seen at each member position: documents of a table mostly share
     /// one field order (or a few, with optional fields), so finding a column is a comparison
     /// of its name with one or two remembered at the same position, not a hash lookup.
-    recent: Vec<[Option<(Box<[u8]>, Kinds)>; 2]>,
+    recent: Vec<[Option<Column>; 2]>,
 }
+
+/// A column's name (as the document writes it) and what it accepts.
+type Column = (Box<[u8]>, Kinds);
 
 impl Declared {
     /// The top-level properties of a stream's schema; `None` when it declares none (nothing
