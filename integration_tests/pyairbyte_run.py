@@ -20,13 +20,9 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def run_driver(scenario: str, params: dict, tmp_path: Path, *,
-               script: str = "pyairbyte_driver.py", timeout: float = 600,
-               output: bool = False) -> dict:
-    """Runs `script SCENARIO PARAMS.json` in a fresh interpreter with per-run AIRBYTE_* dirs
-    under `tmp_path`, no network beyond loopback; returns its RESULT line, or fails with
-    its output and PyAirbyte's logs. `output`: the result also carries the process's
-    `_stdout` and `_stderr` (what PyAirbyte printed)."""
+def pyairbyte_env(tmp_path: Path) -> tuple[dict, dict]:
+    """The environment of a fresh PyAirbyte interpreter: per-run AIRBYTE_* dirs under
+    `tmp_path`, offline, no network beyond loopback. Returns (env, the AIRBYTE_* dirs)."""
     dirs = {name: tmp_path / name.lower() for name in
             ("AIRBYTE_PROJECT_DIR", "AIRBYTE_CACHE_ROOT", "AIRBYTE_LOGGING_ROOT",
              "AIRBYTE_TEMP_DIR")}
@@ -42,6 +38,17 @@ def run_driver(scenario: str, params: dict, tmp_path: Path, *,
            # the user's venv is active. uv's cache stays in the test's directory.
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    return env, dirs
+
+
+def run_driver(scenario: str, params: dict, tmp_path: Path, *,
+               script: str = "pyairbyte_driver.py", timeout: float = 600,
+               output: bool = False) -> dict:
+    """Runs `script SCENARIO PARAMS.json` in a fresh interpreter with per-run AIRBYTE_* dirs
+    under `tmp_path`, no network beyond loopback; returns its RESULT line, or fails with
+    its output and PyAirbyte's logs. `output`: the result also carries the process's
+    `_stdout` and `_stderr` (what PyAirbyte printed)."""
+    env, dirs = pyairbyte_env(tmp_path)
     params_path = tmp_path / "params.json"
     params_path.write_text(json.dumps({**params, "binary": str(connector_bin())}))
     proc = subprocess.run([sys.executable, str(IT_DIR / script), scenario,

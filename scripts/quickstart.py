@@ -213,7 +213,7 @@ def main() -> int:
         print(f"unexpected: PyAirbyte could not type {notes.seen} column(s) and stored them as text",
               file=sys.stderr)
         return 1
-    print("typed: PyAirbyte typed every column (no \"Could not determine airbyte type\")")
+    print("typed: PyAirbyte gave every column its SQL type")
     return 0
 
 
