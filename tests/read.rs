@@ -703,3 +703,132 @@ fn field_selection_on(data_sync: bool) {
         );
     }
 }
+
+/// Every stream's saved state moved `by` nanoseconds later (as if it came from a deployment
+/// whose clock is ahead), in the shape `--state` takes.
+fn state_shifted(state: &str, by: i64, mid_snapshot: bool) -> String {
+    let mut states: Vec<Value> = serde_json::from_str(state).unwrap();
+    for s in &mut states {
+        let st = &mut s["stream"]["stream_state"];
+        let t = st["delta_cursor"].as_i64().unwrap();
+        st["delta_cursor"] = json!(t + by);
+        if mid_snapshot {
+            st["snapshot_has_more"] = json!(true);
+            st["snapshot_cursor"] = Value::Null;
+        }
+    }
+    Value::Array(states).to_string()
+}
+
+fn warnings(run: &common::Run) -> Vec<String> {
+    run.messages
+        .iter()
+        .filter(|m| m["log"]["level"] == "WARN")
+        .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A saved position later than anything the deployment has written can never receive the
+/// changes in between: it is not kept (Convex answers its head below it); the stream is read
+/// again from a fresh snapshot with a WARN that names the likely cause, and the next read goes
+/// on from the head.
+#[test]
+fn a_position_ahead_of_the_deployment_heals_with_a_fresh_snapshot() {
+    for mid_snapshot in [false, true] {
+        let h = Harness::generated(2, 60, false, Settings::default());
+        let catalog = h.catalog_all("incremental");
+        let first = h.read(&catalog, Some("[]"));
+        assert_eq!(first.code, 0);
+        let day = 86_400_000_000_000;
+        let ahead = state_shifted(&first.saved_state(), day, mid_snapshot);
+        let run = h.read(&catalog, Some(&ahead));
+        run.assert_well_formed(h.emu.access_key());
+        assert_eq!(run.code, 0, "{}", run.stdout);
+        let w = warnings(&run);
+        assert_eq!(w.len(), 2, "{w:?}");
+        let cause = if mid_snapshot {
+            "SnapshotTooNew"
+        } else {
+            "later than anything this deployment has written"
+        };
+        assert!(
+            w.iter()
+                .all(|w| w.contains(cause) && w.contains("another deployment")),
+            "{w:?}"
+        );
+        assert_matches_live(&h, &[&run]);
+        let head = h.dep().head();
+        for s in run.final_states().values() {
+            assert!(s["delta_cursor"].as_i64().unwrap() <= head, "{s}");
+        }
+        // From there, changes flow again (fields they add are columns after a new discovery).
+        apply_changes(h.dep(), 30, 3).unwrap();
+        let catalog = h.catalog_all("incremental");
+        let next = h.read(&catalog, Some(&run.saved_state()));
+        assert_eq!(next.code, 0);
+        assert!(warnings(&next).is_empty());
+        assert!(!next.records().is_empty());
+        assert_matches_live(&h, &[&run, &next]);
+    }
+}
+
+/// Pointing an existing connection at another deployment (dev → prod, say) whose clock is
+/// behind the first one's: its tables are read whole, with a WARN, and the destination ends
+/// equal to the new deployment (rows of the old one aside, which only a refresh removes).
+#[test]
+fn a_state_from_another_deployment_ends_exact_with_a_warning() {
+    let dev = Harness::generated(2, 40, false, Settings::default());
+    dev.dep()
+        .advance_clock(std::time::Duration::from_secs(3600));
+    apply_changes(dev.dep(), 20, 1).unwrap();
+    let catalog = dev.catalog_all("incremental");
+    let on_dev = dev.read(&catalog, Some("[]"));
+    assert_eq!(on_dev.code, 0);
+    let prod = Harness::new(
+        convex_emulator::GenerateSpec {
+            tables: 2,
+            docs: 70,
+            seed: 99,
+            ..convex_emulator::GenerateSpec::default()
+        },
+        Settings::default(),
+    );
+    assert!(prod.dep().head() < dev.dep().head());
+    let catalog = prod.catalog_all("incremental");
+    let run = prod.read(&catalog, Some(&on_dev.saved_state()));
+    run.assert_well_formed(prod.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(warnings(&run).len(), 2, "{:?}", warnings(&run));
+    assert_matches_live(&prod, &[&run]);
+}
+
+/// A deployment restored from a backup: its timestamps are behind the connection's state.
+/// Every table is read again from a fresh snapshot, with a WARN, and ends exact.
+#[test]
+fn a_deployment_restored_with_older_timestamps_ends_exact_with_a_warning() {
+    let spec = || convex_emulator::GenerateSpec {
+        tables: 2,
+        docs: 50,
+        seed: 5,
+        ..convex_emulator::GenerateSpec::default()
+    };
+    let before = Harness::new(spec(), Settings::default());
+    let catalog = before.catalog_all("incremental");
+    apply_changes(before.dep(), 40, 2).unwrap();
+    let synced = before.read(&catalog, Some("[]"));
+    assert_eq!(synced.code, 0);
+    // The backup: the same documents as at the start, at the start's timestamps.
+    let restored = Harness::new(spec(), Settings::default());
+    apply_changes(restored.dep(), 10, 3).unwrap();
+    assert!(restored.dep().head() < before.dep().head());
+    let catalog = restored.catalog_all("incremental");
+    let run = restored.read(&catalog, Some(&synced.saved_state()));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let w = warnings(&run);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w.iter().all(|w| w.contains("restored from a backup")),
+        "{w:?}"
+    );
+    assert_matches_live(&restored, &[&run]);
+}

@@ -299,6 +299,7 @@ pub fn parse_table_columns(body: Value) -> Result<DeploymentSchemas, String> {
 /// Convex error codes the engine reacts to.
 pub mod codes {
     pub const SNAPSHOT_TOO_OLD: &str = "SnapshotTooOld";
+    pub const SNAPSHOT_TOO_NEW: &str = "SnapshotTooNew";
     pub const INVALID_WINDOW: &str = "InvalidWindowToReadDocuments";
     pub const INVALID_SNAPSHOT_CURSOR: &str = "InvalidListSnapshotCursor";
 }

@@ -90,16 +90,26 @@ pub fn delta_position(run: &StreamRun) -> Option<DeltaCursor> {
     }
 }
 
+/// Where a change walk ended.
+#[derive(Debug)]
+pub struct WalkEnd {
+    /// Every member not in `ahead` is delivered up to here (and checkpointed there).
+    pub at: DeltaCursor,
+    /// Members whose saved position is later than the deployment's head: Convex answered its
+    /// head below it, so their changes cannot come from this deployment (the state is another
+    /// deployment's, or this one was restored from a backup). They got nothing and no STATE.
+    pub ahead: Vec<usize>,
+}
+
 /// Walks the changes of the streams `members` (indexes into `runs`, all at `Deltas`
-/// positions) and delivers them. Returns where the walk ended: every member's position is now
-/// at least that.
+/// positions) and delivers them.
 pub async fn walk<A: ConvexApi>(
     api: &A,
     em: &mut Emitter,
     runs: &mut [StreamRun],
     members: &[usize],
     options: ChangeOptions,
-) -> anyhow::Result<DeltaCursor> {
+) -> anyhow::Result<WalkEnd> {
     let routes = Routes::of(runs, members);
     let selection = &routes.selection;
     let mut positions = vec![i64::MAX; runs.len()];
@@ -111,6 +121,8 @@ pub async fn walk<A: ConvexApi>(
     };
     let mut set = ChangeSet::new();
     let mut touched = vec![false; runs.len()];
+    // The deployment's head, once a page says the walk caught up with it.
+    let mut head = None;
     loop {
         let end = {
             let target = if options.every_revision {
@@ -140,6 +152,9 @@ pub async fn walk<A: ConvexApi>(
         // A caught-up page may answer an older cursor than asked (the head, when asked past
         // it); a position never moves backwards.
         cursor = cursor.max(end.cursor.0);
+        if !end.has_more {
+            head = Some(end.cursor.0);
+        }
         if em.debug {
             let text = format!(
                 "document_deltas of {selection}: {} values, hasMore={}, cursor {}",
@@ -206,10 +221,22 @@ pub async fn walk<A: ConvexApi>(
         }
         em.flush_if_full().await?;
     }
-    for &m in members {
-        let at = positions[m].max(cursor);
+    let ahead: Vec<usize> = match head {
+        Some(head) => members
+            .iter()
+            .copied()
+            .filter(|&m| positions[m] > head)
+            .collect(),
+        None => Vec::new(),
+    };
+    let end = head.map_or(cursor, |head| head.min(cursor));
+    for &m in members.iter().filter(|m| !ahead.contains(m)) {
+        let at = positions[m].max(end);
         runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)));
     }
     em.flush().await?;
-    Ok(DeltaCursor(cursor))
+    Ok(WalkEnd {
+        at: DeltaCursor(end),
+        ahead,
+    })
 }

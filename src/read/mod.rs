@@ -279,12 +279,25 @@ async fn change_walk<A: ConvexApi>(
             return Ok(None);
         }
         match changes::walk(api, em, runs, &members, options).await {
-            Ok(t) => {
+            Ok(end) => {
                 for &m in &members {
-                    runs[m].complete(em);
+                    if !end.ahead.contains(&m) {
+                        runs[m].complete(em);
+                        continue;
+                    }
+                    // Waiting would not help: the changes between this deployment's head and
+                    // the saved position may never be written here.
+                    let text = format!(
+                        "Stream {}: its saved position ({}) is later than anything this deployment has written (its latest is {}): the state comes from another deployment (deployment_url changed), or this deployment was restored from a backup. Re-reading the table from a fresh snapshot now; rows the destination holds that this deployment does not have stay there until the stream is refreshed.",
+                        runs[m].desc,
+                        delta_position(&runs[m]).map_or(0, |c| c.0),
+                        end.at
+                    );
+                    em.log(LogLevel::Warn, &text);
+                    runs[m].position = Position::Fresh;
                 }
                 em.flush().await?;
-                return Ok(Some(t));
+                return Ok(Some(end.at));
             }
             Err(e) if is_output_closed(&e) => return Err(e),
             Err(e) => {

@@ -57,9 +57,9 @@ impl PageSink for SnapshotSink<'_> {
 
 /// Walks the tables of the streams `members` (indexes into `runs`) to the end. One member at
 /// a `Snapshot` position continues its saved walk; otherwise every member starts at
-/// `fresh_at`. Heals once when Convex cannot continue the walk (too old, or a saved cursor it
-/// refuses) before it sent anything: the tables are read again from a fresh snapshot, with a
-/// WARN.
+/// `fresh_at`. Heals once when Convex cannot continue the walk (too old, a saved cursor it
+/// refuses, or a saved timestamp ahead of the deployment) before it sent anything: the tables
+/// are read again from a fresh snapshot, with a WARN.
 ///
 /// On `Ok` every member has its whole table; the caller completes them. On `Err` the members
 /// keep the positions of their last STATE, from which each can be walked alone.
@@ -90,6 +90,10 @@ pub async fn walk<A: ConvexApi>(
             }
             Some(codes::INVALID_SNAPSHOT_CURSOR) if resumed && !healed => {
                 "Convex refused the saved snapshot cursor (InvalidListSnapshotCursor)"
+            }
+            // Waiting cannot help: the saved walk's changes up to its timestamp may never be.
+            Some(codes::SNAPSHOT_TOO_NEW) if resumed && !healed => {
+                "the saved snapshot is later than anything this deployment has written (SnapshotTooNew): the state comes from another deployment, or this one was restored from a backup"
             }
             _ => return Err(e),
         };
