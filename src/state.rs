@@ -106,6 +106,18 @@ impl Position {
         }
     }
 
+    /// Whether a later read resumes exactly here: the saved shape reads back as this very
+    /// position. Checked before every STATE, so the connector never writes a state it would
+    /// refuse (a cursor beyond the size Convex gives, a timestamp of 0 or below).
+    pub fn check_resumable(&self) -> Result<(), String> {
+        let saved = serde_json::to_value(self.to_state()).map_err(|e| e.to_string())?;
+        match Position::from_state(&saved) {
+            Ok(back) if back == *self => Ok(()),
+            Ok(_) => Err("it would read back as another position".into()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a Data Sync position (`state_version` 2).
     fn data_sync_from_state(obj: &serde_json::Map<String, Value>) -> Result<Position, String> {
         match obj.get("api") {
@@ -432,6 +444,32 @@ mod tests {
         assert!(Position::from_state(&json!({"delta_cursor": 1.5})).is_err());
         assert!(Position::from_state(&json!({"delta_cursor": -3})).is_err());
         assert!(Position::from_state(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn positions_a_later_read_would_refuse_are_found_before_they_are_saved() {
+        let sync = |cursor: String, at: Option<i64>| Position::DataSync {
+            cursor: DataSyncCursor(cursor),
+            sync_id: "airbyte-1".into(),
+            consistent_at: at.map(SnapshotTs),
+        };
+        assert!(sync("01ab".into(), Some(1770335566197682922))
+            .check_resumable()
+            .is_ok());
+        assert!(sync("01ab".into(), None).check_resumable().is_ok());
+        let e = sync("x".repeat(MAX_DATA_SYNC_CURSOR_BYTES + 1), Some(5)).check_resumable();
+        assert!(e.unwrap_err().contains("bytes long"));
+        for at in [0, -5] {
+            let e = sync("01ab".into(), Some(at)).check_resumable().unwrap_err();
+            assert!(e.contains("not a positive"), "{e}");
+        }
+        assert!(Position::Deltas(DeltaCursor(0)).check_resumable().is_err());
+        assert!(Position::Deltas(DeltaCursor(7)).check_resumable().is_ok());
+        let long = Position::Snapshot {
+            snapshot: SnapshotTs(7),
+            cursor: Some(SnapshotCursor("c".repeat(MAX_SNAPSHOT_CURSOR_BYTES + 1))),
+        };
+        assert!(long.check_resumable().is_err());
     }
 
     #[test]

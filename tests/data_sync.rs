@@ -354,3 +354,32 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
     // Documents changed under a snapshot made some read stop before repeating one.
     assert!(stops > 0, "no read met a document again");
 }
+
+/// A Data Sync position consistent at a timestamp later than the deployment's head (a page a
+/// hostile or restored server answered) is not kept after a switch to the streaming export
+/// API: the stream is read again from a fresh snapshot, with a WARN, and ends exact.
+#[test]
+fn a_data_sync_position_ahead_of_the_head_heals_after_a_switch() {
+    let mut h = Harness::generated(2, 40, false, Settings::default());
+    h.use_data_sync();
+    let catalog = h.catalog_all("incremental");
+    let first = h.read(&catalog, Some("[]"));
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    let mut states: Vec<Value> = serde_json::from_str(&first.saved_state()).unwrap();
+    for s in &mut states {
+        let st = &mut s["stream"]["stream_state"];
+        st["delta_cursor"] = json!(st["delta_cursor"].as_i64().unwrap() + 86_400_000_000_000);
+    }
+    h.use_streaming_export();
+    let run = h.read(&catalog, Some(&Value::Array(states).to_string()));
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let warn = logs(&run, "WARN");
+    assert_eq!(warn.len(), 2, "{warn:?}");
+    assert!(
+        warn.iter()
+            .all(|w| w.contains("later than anything this deployment has written")),
+        "{warn:?}"
+    );
+    assert!(assert_exact_where_consistent(&h, &[&run]) > 0);
+}

@@ -147,10 +147,15 @@ impl Hostile {
 
     /// `read` of the full-refresh stream `t`, with an optional state.
     fn read(&self, extra: Value, state: Option<&str>) -> Run {
+        self.read_in("full_refresh", extra, state)
+    }
+
+    /// `read` of stream `t` in `mode`, with an optional state.
+    fn read_in(&self, mode: &str, extra: Value, state: Option<&str>) -> Run {
         let config = self.config(extra);
         let catalog = self.file(
             "catalog.json",
-            &json!({"streams": [{"stream": {"name": "t", "json_schema": {}}, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"}]}).to_string(),
+            &json!({"streams": [{"stream": {"name": "t", "json_schema": {}}, "sync_mode": mode, "destination_sync_mode": "append"}]}).to_string(),
         );
         let mut args = vec![
             "read".to_owned(),
@@ -919,4 +924,173 @@ fn a_stalled_request_gives_up_once_stdouts_reader_is_gone() {
         started.elapsed()
     );
     assert!(h.hits("/api/list_snapshot") <= 2);
+}
+
+// ---- the Data Sync API answering out of its own bounds (issue: hostile input on Data Sync)
+
+/// The deployment's head in these cases.
+const HEAD: i64 = 1_770_000_000_000_000_009;
+
+/// A deployment with table `t` whose data syncs `sync` answers (POST /api/v1/data/sync).
+fn data_sync_deployment(sync: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Hostile {
+    Hostile::start(move |req| match req.path.as_str() {
+        "/api/json_schemas" => schemas(),
+        HEAD_PROBE => Reply::json(
+            200,
+            &json!({"values": [], "snapshot": HEAD, "cursor": null, "hasMore": false}),
+        ),
+        "/api/v1/data/sync" => sync(req),
+        _ => Reply::raw(404, "no"),
+    })
+}
+
+fn sync_value(id: &str, deleted: bool) -> Value {
+    let value = if deleted {
+        json!({"_id": id})
+    } else {
+        json!({"_id": id, "_creationTime": 1.5, "n": 1})
+    };
+    json!({"component": "", "table": "t", "ts": HEAD - 5, "deleted": deleted, "value": value})
+}
+
+fn sync_page(status: Value, values: Vec<Value>, next: &str) -> Reply {
+    Reply::json(
+        200,
+        &json!({"status": status, "truncates": [], "values": values, "syncId": "airbyte-h",
+                "pagination": {"hasMore": true, "nextCursor": next}}),
+    )
+}
+
+fn up_to_date(at: i64) -> Value {
+    json!({"type": "upToDate", "snapshotTs": at})
+}
+
+fn read_data_sync(h: &Hostile) -> Run {
+    h.read_in("incremental", json!({"api": "data_sync"}), Some("[]"))
+}
+
+/// A page whose timestamp is 0 or below, or whose next cursor is larger than any Convex gives,
+/// would be saved and then refused by the next read (a stream stuck until reset). It is refused
+/// when it arrives instead, before any of its values, as a retryable error.
+#[test]
+fn a_data_sync_page_the_next_read_could_not_resume_after_is_refused_before_its_values() {
+    let huge = "c".repeat(64 * 1024 + 1);
+    for (status, next) in [
+        (up_to_date(0), "c1".to_owned()),
+        (up_to_date(-3), "c1".to_owned()),
+        (up_to_date(HEAD), huge),
+    ] {
+        let h = data_sync_deployment(move |_| {
+            sync_page(status.clone(), vec![sync_value("a", false)], &next)
+        });
+        let run = read_data_sync(&h);
+        let message = run.assert_stream_failed("transient_error");
+        assert!(
+            message.contains("could not resume after") && message.contains("Sync again"),
+            "{message}"
+        );
+        assert!(run.of_type("RECORD").is_empty(), "{}", run.stdout);
+    }
+}
+
+/// A data sync that never reports `upToDate` is not read forever: after a bounded number of
+/// pages without progress the read ends cleanly at its last position, with a WARN, and empty
+/// pages do not each emit a STATE. Stale pages repeating one tombstone are bounded the same way.
+#[test]
+fn a_data_sync_that_never_catches_up_ends_the_read_at_its_last_position() {
+    for tombstones in [false, true] {
+        let h = data_sync_deployment(move |req| {
+            let values = if tombstones {
+                vec![sync_value("gone", true)]
+            } else {
+                vec![]
+            };
+            sync_page(
+                json!({"type": "stale", "snapshotTs": HEAD - 1}),
+                values,
+                &format!("c{}", req.nth),
+            )
+        });
+        let run = read_data_sync(&h);
+        assert_eq!(run.code, 0, "{}", run.stdout);
+        let requests = h.hits("/api/v1/data/sync");
+        assert!(requests <= 70, "{requests} pages");
+        let warn = run.warnings();
+        assert_eq!(warn.len(), 1, "{warn:?}");
+        assert!(
+            warn[0].contains("neither walked the table nor moved"),
+            "{}",
+            warn[0]
+        );
+        let states = run.of_type("STATE");
+        assert_eq!(states.len(), 1, "{}", run.stdout);
+        // The read's last position: the next read goes on from there (the page asked for
+        // ahead, the last request, was not taken).
+        let saved = &states[0]["state"]["stream"]["stream_state"];
+        assert_eq!(saved["data_sync_cursor"], format!("c{}", requests - 2));
+        assert_eq!(
+            run.of_type("RECORD").len(),
+            usize::from(tombstones),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+/// Held pages keep their cursors until the read delivers them: those count against
+/// `change_buffer_mb` with the documents, so huge cursors cannot grow memory without bound.
+#[test]
+fn held_data_sync_cursors_count_against_the_change_buffer() {
+    let cursor = "k".repeat(60 * 1024);
+    let h = data_sync_deployment(move |req| {
+        // A log page (not a walk by `_id`): one changed document, and a 60 KiB cursor.
+        sync_page(
+            json!({"type": "stale", "snapshotTs": HEAD - 1_000 + req.nth as i64}),
+            vec![sync_value(&format!("d{}", 1000 - req.nth), false)],
+            &format!("{}{}", req.nth, cursor),
+        )
+    });
+    let run = h.read_in(
+        "incremental",
+        json!({"api": "data_sync", "change_buffer_mb": 1}),
+        Some("[]"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let pages = h.hits("/api/v1/data/sync");
+    // 1 MiB of 60 KiB cursors: the read stops after about 17 pages, not at the 64-page bound.
+    assert!((15..=20).contains(&pages), "{pages} pages");
+    assert!(
+        run.warnings()[0].contains("reached the change buffer"),
+        "{:?}",
+        run.warnings()
+    );
+}
+
+/// A cursor Convex answered a page ago, then refused: a server-side problem, retried; not the
+/// user's saved state or deployment_url.
+#[test]
+fn a_refused_cursor_the_server_issued_in_this_read_is_a_system_error() {
+    let h = data_sync_deployment(|req| {
+        if req.nth == 0 {
+            sync_page(
+                json!({"type": "snapshotting"}),
+                vec![sync_value("a", false)],
+                "c1",
+            )
+        } else {
+            Reply::json(
+                400,
+                &json!({"code": "InvalidDataSyncCursor", "message": "Invalid cursor"}),
+            )
+        }
+    });
+    let run = read_data_sync(&h);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let (failure, message) = run.error();
+    assert_eq!(failure, "system_error", "{message}");
+    assert!(
+        message.contains("answered itself earlier in this read"),
+        "{message}"
+    );
+    assert!(!message.contains("deployment_url"), "{message}");
 }

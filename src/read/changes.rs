@@ -166,7 +166,7 @@ pub async fn walk<A: ConvexApi>(
             for &m in members {
                 if std::mem::take(&mut touched[m]) {
                     let at = positions[m].max(cursor);
-                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
                 }
             }
             em.flush().await?;
@@ -217,7 +217,7 @@ pub async fn walk<A: ConvexApi>(
         if since_state >= options.checkpoint_records && boundary {
             since_state = 0;
             let at = positions[stream].max(rev.ts);
-            runs[stream].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+            runs[stream].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
         }
         em.flush_if_full().await?;
     }
@@ -232,7 +232,7 @@ pub async fn walk<A: ConvexApi>(
     let end = head.map_or(cursor, |head| head.min(cursor));
     for &m in members.iter().filter(|m| !ahead.contains(m)) {
         let at = positions[m].max(end);
-        runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)));
+        runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
     }
     em.flush().await?;
     Ok(WalkEnd {

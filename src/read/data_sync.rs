@@ -21,8 +21,14 @@
 //! from that page. So every read is exact, and each read moves at least one page.
 //!
 //! Memory: two pages, the one being sent and the next (requested meanwhile; Convex bounds a
-//! page at 64 MiB of values), plus the held set, bounded by
-//! `change_buffer_mb` as in the change walk.
+//! page at 64 MiB of values), plus the held set and the held pages' cursors, together bounded
+//! by `change_buffer_mb` as in the change walk.
+//!
+//! Bounds on a server that misbehaves: a page whose position a later read could not resume
+//! from (a cursor over 64 KiB, a timestamp of 0 or below) is refused before any of its values
+//! is sent; [`MAX_PAGES_WITHOUT_PROGRESS`] pages in a row that neither walk the table nor move
+//! the consistent timestamp end the read at its last position, with a WARN; a page without
+//! values emits no STATE of its own.
 
 use std::borrow::Cow;
 
@@ -44,10 +50,22 @@ struct Held {
     consistent_at: Option<SnapshotTs>,
 }
 
+/// Consecutive pages without progress after which a walk stops: Convex's pages either walk the
+/// table (values) or consume its log (a later consistent timestamp), so a server answering
+/// this many pages that do neither would be read forever.
+pub const MAX_PAGES_WITHOUT_PROGRESS: u32 = 64;
+
 /// What a walk has sent and holds in this read.
 struct Walk {
     set: ChangeSet,
     held: Vec<Held>,
+    /// Bytes of the held pages' cursors and sync ids: counted with the held revisions against
+    /// the change buffer.
+    held_bytes: usize,
+    /// The latest consistent timestamp a page of this read reported.
+    best_consistent: Option<SnapshotTs>,
+    /// Pages in a row that brought no value and no later consistent timestamp.
+    stalled: u32,
     /// The greatest `_id` sent in this read: a page with an `_id` at or below it may repeat
     /// a document.
     sent_max: Option<String>,
@@ -79,6 +97,9 @@ pub async fn walk<D: DataSyncApi>(
     let mut w = Walk {
         set: ChangeSet::new(),
         held: Vec::new(),
+        held_bytes: 0,
+        best_consistent: None,
+        stalled: 0,
         sent_max: None,
         seq: 0,
         pages: 0,
@@ -104,6 +125,15 @@ pub async fn walk<D: DataSyncApi>(
                 cursor = None;
                 continue;
             }
+            Err(e) if e.code() == Some(codes::INVALID_CURSOR) && !saved && !cold => {
+                // The cursor came from this deployment a page ago: not the user's doing.
+                return Err(UserError::system(format!(
+                    "Convex refused a Data Sync cursor of {} that it had answered itself earlier in this read ({}); nothing of the refused page was saved. Sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
+                    run.table,
+                    e.detail()
+                ))
+                .into());
+            }
             Err(e) if e.code() == Some(codes::INVALID_CURSOR) && saved => {
                 return Err(UserError::config(format!(
                     "Convex refused the saved Data Sync cursor of {} ({}): it was not made by this deployment, or it was altered. Check that deployment_url is the deployment this connection synced, or reset this stream (Airbyte: Refresh or Clear data; PyAirbyte: read(force_full_refresh=True)).",
@@ -116,6 +146,15 @@ pub async fn walk<D: DataSyncApi>(
         };
         saved = false;
         check_tables(run, &page)?;
+        // What this page's STATE would say must be a position a later read resumes from;
+        // refused now, before any of its values is sent.
+        if let Err(why) = position(&page).check_resumable() {
+            return Err(UserError::transient(format!(
+                "Stream {}: Convex answered a Data Sync page this connector could not resume after ({why}); it was not taken. Sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
+                run.desc
+            ))
+            .into());
+        }
         let repeats = w.sent_max.as_deref().and_then(|max| {
             page.values
                 .iter()
@@ -140,6 +179,15 @@ pub async fn walk<D: DataSyncApi>(
         w.pages += 1;
         w.received += page.values.len() as u64;
         status = page.status;
+        let later = page
+            .status
+            .consistent_at()
+            .is_some_and(|t| w.best_consistent.is_none_or(|b| t > b));
+        if later {
+            w.best_consistent = page.status.consistent_at();
+        }
+        let walking = status == SyncStatus::Snapshotting && !page.values.is_empty();
+        w.stalled = if later || walking { 0 } else { w.stalled + 1 };
         if em.debug {
             let text = format!(
                 "data sync of {}: {} values, {} truncates, status {:?}",
@@ -165,7 +213,15 @@ pub async fn walk<D: DataSyncApi>(
         if matches!(status, SyncStatus::UpToDate(_)) {
             break;
         }
-        if !options.every_revision && w.set.bytes() >= options.buffer_bytes {
+        if w.stalled >= MAX_PAGES_WITHOUT_PROGRESS {
+            let text = format!(
+                "Stream {}: Convex's Data Sync answered {} pages in a row that neither walked the table nor moved its consistent timestamp; stopped this read at its last position instead of asking forever. The next read continues from there; if this repeats, report it to Convex support.",
+                run.desc, w.stalled
+            );
+            em.log(LogLevel::Warn, &text);
+            break;
+        }
+        if !options.every_revision && w.set.bytes() + w.held_bytes >= options.buffer_bytes {
             let text = format!(
                 "Stream {}: stopped this read's Data Sync after {} pages: {} changed documents ({:.1} MiB) reached the change buffer (change_buffer_mb = {}). They are delivered now, one revision each; the next read continues from there.",
                 run.desc,
@@ -199,8 +255,11 @@ async fn take_page(
             run.record(em, &v.raw, &meta(&table, &v.id, v.ts, v.deleted))?;
             em.flush_if_full().await?;
         }
-        run.checkpoint(em, position(page));
-        em.flush().await?;
+        // An empty page's STATE only when it is the last (up to date): not one per page.
+        if !page.values.is_empty() || matches!(page.status, SyncStatus::UpToDate(_)) {
+            run.checkpoint(em, position(page))?;
+            em.flush().await?;
+        }
     } else if walked_by_id && w.set.len() == 0 {
         // A by-id page with nothing held: each document once, in `_id` order, and none of
         // them sent before (the repeat check): straight out, then its STATE.
@@ -214,19 +273,38 @@ async fn take_page(
                 w.sent_max = Some(last.id.clone());
             }
         }
-        run.checkpoint(em, position(page));
+        // Positions of empty pages still waiting for their STATE are older: this one covers them.
+        w.held.clear();
+        w.held_bytes = 0;
+        run.checkpoint(em, position(page))?;
         em.flush().await?;
     } else {
         for v in &page.values {
             w.set.insert(0, &v.id, v.ts, w.seq, v.deleted, &v.raw);
         }
-        w.held.push(Held {
+        let held = Held {
             seq: w.seq,
             cursor: page.next.clone(),
             sync_id: page.sync_id.clone(),
             consistent_at: page.status.consistent_at(),
-        });
-        if walked_by_id || w.set.len() == 0 {
+        };
+        match w.held.last_mut() {
+            // A page without values supersedes the position of the page before it (resuming
+            // after it loses nothing once that page's revisions are out): its STATE waits for
+            // the next that is due, so empty pages neither each emit one nor pile up.
+            Some(last) if page.values.is_empty() => {
+                w.held_bytes -= last.cursor.0.len() + last.sync_id.len();
+                *last = Held {
+                    seq: last.seq,
+                    ..held
+                };
+            }
+            _ => w.held.push(held),
+        }
+        if let Some(last) = w.held.last() {
+            w.held_bytes += last.cursor.0.len() + last.sync_id.len();
+        }
+        if walked_by_id {
             send_held(em, run, w, options.checkpoint_records).await?;
         }
     }
@@ -265,7 +343,7 @@ async fn start<D: DataSyncApi>(
                     sync_id: String::new(),
                     consistent_at: Some(SnapshotTs(at.0)),
                 },
-            );
+            )?;
             em.flush().await?;
             Ok(Some(cursor))
         }
@@ -353,6 +431,7 @@ async fn send_held(
         return Ok(());
     };
     let held = std::mem::take(&mut w.held);
+    w.held_bytes = 0;
     let sorted = std::mem::take(&mut w.set).into_sorted();
     let mut since_state = 0;
     let table = run.table.clone();
@@ -366,12 +445,12 @@ async fn send_held(
         if since_state >= checkpoint_records && boundary {
             if let Some(h) = held.iter().find(|h| h.seq == rev.seq) {
                 since_state = 0;
-                run.checkpoint(em, held_position(h));
+                run.checkpoint(em, held_position(h))?;
             }
         }
         em.flush_if_full().await?;
     }
-    run.checkpoint(em, held_position(&last));
+    run.checkpoint(em, held_position(&last))?;
     em.flush().await?;
     Ok(())
 }

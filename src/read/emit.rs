@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::convex::{Columns, TableRef, ValueMeta};
-use crate::error::classify;
+use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed, CHUNK_BYTES};
 use crate::protocol::{
     now_ms, LogLevel, Message, SourceStats, StateMessage, StreamDescriptor, StreamState,
@@ -150,8 +150,16 @@ impl StreamRun {
         Ok(())
     }
 
-    /// Appends the STATE that says everything up to `position` is delivered.
-    pub fn checkpoint(&mut self, em: &mut Emitter, position: Position) {
+    /// Appends the STATE that says everything up to `position` is delivered. A position a
+    /// later read could not resume from (Convex answered something out of its own bounds) is
+    /// refused instead, as a retryable error: the next read resumes from the last saved one.
+    pub fn checkpoint(&mut self, em: &mut Emitter, position: Position) -> Result<(), UserError> {
+        if let Err(why) = position.check_resumable() {
+            return Err(UserError::transient(format!(
+                "Stream {}: Convex answered a position this connector could not resume from ({why}), so it was not saved; sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
+                self.desc
+            )));
+        }
         self.counts.pages += 1;
         self.position = position;
         let state = self.position.to_state();
@@ -169,6 +177,7 @@ impl StreamRun {
         }
         .write_line(&mut em.buf);
         self.counts.since_state = 0;
+        Ok(())
     }
 
     /// Records so far and their rate, for progress LOGs.

@@ -181,7 +181,7 @@ async fn walk_once<A: ConvexApi>(
                             snapshot,
                             cursor: Some(c.clone()),
                         };
-                        runs[m].checkpoint(em, position);
+                        runs[m].checkpoint(em, position)?;
                         runs[m].progress(em, &format!("list_snapshot walk at {snapshot}"));
                     }
                 }
@@ -194,7 +194,7 @@ async fn walk_once<A: ConvexApi>(
             }
             (false, _) => {
                 for &m in members {
-                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor::from(snapshot)));
+                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor::from(snapshot)))?;
                 }
             }
         }
