@@ -33,6 +33,7 @@ from sqlalchemy import select
 from cache_values import normalize, same
 from exactness import cursor_of, diff_rows, report, require_documents_at, truth, TRUTH_AT_T
 from pyairbyte_driver import control
+from pyairbyte_run import driver_main
 from random_writes import (EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer,
                            connector_started, table_of)
 
@@ -176,14 +177,5 @@ def scenario_exact(p: dict) -> dict:
     return out
 
 
-def main() -> int:
-    scenario, params_path = sys.argv[1], sys.argv[2]
-    with open(params_path, encoding="utf-8") as f:
-        params = json.load(f)
-    result = globals()[f"scenario_{scenario}"](params)
-    print("RESULT " + json.dumps(result, default=str))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main(globals()))

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from cache_values import normalize, same
 from exactness import diff_rows, documents, report
+from pyairbyte_run import driver_main
 
 
 def control(url: str, method: str, path: str, body=None):
@@ -204,14 +205,5 @@ def scenario_pip_wheel(p: dict) -> dict:
             "cached": {s: len(cache[s].to_pandas()) for s in streams}}
 
 
-def main() -> int:
-    scenario, params_path = sys.argv[1], sys.argv[2]
-    with open(params_path, encoding="utf-8") as f:
-        params = json.load(f)
-    result = globals()[f"scenario_{scenario}"](params)
-    print("RESULT " + json.dumps(result, default=str))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main(globals()))

@@ -64,3 +64,14 @@ def run_driver(scenario: str, params: dict, tmp_path: Path, *,
     if output:
         result.update(_stdout=proc.stdout, _stderr=proc.stderr)
     return result
+
+
+def driver_main(scenarios: dict) -> int:
+    """The `main` of a driver script: `script SCENARIO PARAMS.json` runs `scenario_SCENARIO`
+    of `scenarios` (the driver's globals) and prints its result as one `RESULT <json>` line."""
+    scenario, params_path = sys.argv[1], sys.argv[2]
+    with open(params_path, encoding="utf-8") as f:
+        params = json.load(f)
+    result = scenarios[f"scenario_{scenario}"](params)
+    print("RESULT " + json.dumps(result, default=str))
+    return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import decimal
 import functools
-import json
 import sys
 
 import airbyte as ab  # noqa: E402  (env is prepared by the parent process)
@@ -28,6 +27,7 @@ from sqlalchemy import select
 from cache_values import normalize, same
 from exactness import diff_rows, documents, report
 from pyairbyte_driver import control
+from pyairbyte_run import driver_main
 
 TABLE = "everything"
 
@@ -124,14 +124,5 @@ def scenario_widened(p: dict) -> dict:
             ["properties"]["big"]}
 
 
-def main() -> int:
-    scenario, params_path = sys.argv[1], sys.argv[2]
-    with open(params_path, encoding="utf-8") as f:
-        params = json.load(f)
-    result = globals()[f"scenario_{scenario}"](params)
-    print("RESULT " + json.dumps(result, default=str))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(driver_main(globals()))

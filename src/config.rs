@@ -288,25 +288,38 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
                 .saturating_mul(1024 * 1024),
         )
         .unwrap_or(usize::MAX),
-        api: match raw.api.as_deref() {
-            None | Some("streaming_export") => Api::StreamingExport,
-            Some("data_sync") => Api::DataSync,
-            Some(other) => {
-                return Err(UserError::config(format!(
-                    "Config validation error: api {other:?} is not one of \"streaming_export\", \"data_sync\""
-                )))
-            }
-        },
-        column_types: match raw.column_types.as_deref() {
-            None | Some("typed") => ColumnTypes::Typed,
-            Some("legacy") => ColumnTypes::Legacy,
-            Some(other) => {
-                return Err(UserError::config(format!(
-                    "Config validation error: column_types {other:?} is not one of \"typed\", \"legacy\""
-                )))
-            }
-        },
+        api: choice(
+            "api",
+            raw.api.as_deref(),
+            &[
+                ("streaming_export", Api::StreamingExport),
+                ("data_sync", Api::DataSync),
+            ],
+        )?,
+        column_types: choice(
+            "column_types",
+            raw.column_types.as_deref(),
+            &[
+                ("typed", ColumnTypes::Typed),
+                ("legacy", ColumnTypes::Legacy),
+            ],
+        )?,
     })
+}
+
+/// The value of the enum property `name`: one of `options`, the first when it is absent.
+fn choice<T: Copy>(name: &str, value: Option<&str>, options: &[(&str, T)]) -> Result<T, UserError> {
+    let value = value.unwrap_or(options[0].0);
+    match options.iter().find(|(text, _)| *text == value) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let allowed: Vec<String> = options.iter().map(|(t, _)| format!("{t:?}")).collect();
+            Err(UserError::config(format!(
+                "Config validation error: {name} {value:?} is not one of {}",
+                allowed.join(", ")
+            )))
+        }
+    }
 }
 
 /// Messages in the words Airbyte users know from the Python connector

@@ -228,9 +228,7 @@ impl<'a> Transcoder<'a, '_> {
         self.expect(b'[')?;
         self.ws();
         if self.peek() == Some(b']') {
-            self.expect(b']')?;
-            self.depth -= 1;
-            return Ok(());
+            return self.close(b']');
         }
         let mut index = 0;
         loop {
@@ -239,13 +237,26 @@ impl<'a> Transcoder<'a, '_> {
             self.value()?;
             self.path.pop();
             index += 1;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.expect(b',')?,
-                _ => break,
+            if !self.comma()? {
+                break;
             }
         }
-        self.expect(b']')?;
+        self.close(b']')
+    }
+
+    /// After a member or element: whether a `,` follows (it is copied).
+    fn comma(&mut self) -> Result<bool, String> {
+        self.ws();
+        if self.peek() != Some(b',') {
+            return Ok(false);
+        }
+        self.expect(b',')?;
+        Ok(true)
+    }
+
+    /// The closing bracket of the container being walked.
+    fn close(&mut self, bracket: u8) -> Result<(), String> {
+        self.expect(bracket)?;
         self.depth -= 1;
         Ok(())
     }
@@ -267,9 +278,7 @@ impl<'a> Transcoder<'a, '_> {
         self.expect(b'{')?;
         self.ws();
         if self.peek() == Some(b'}') {
-            self.expect(b'}')?;
-            self.depth -= 1;
-            return Ok(());
+            return self.close(b'}');
         }
         loop {
             self.ws();
@@ -294,15 +303,11 @@ impl<'a> Transcoder<'a, '_> {
                 _ => self.value()?,
             }
             self.path.pop();
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.expect(b',')?,
-                _ => break,
+            if !self.comma()? {
+                break;
             }
         }
-        self.expect(b'}')?;
-        self.depth -= 1;
-        Ok(())
+        self.close(b'}')
     }
 
     /// `{"$bytes": …}` / `{"$float": …}` at the cursor: writes it in the target encoding and

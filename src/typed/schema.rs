@@ -191,26 +191,19 @@ mod tests {
     #[test]
     fn a_type_or_null_is_that_type_nullable() {
         // Convex lists null first (its shape order); either order is the same union.
-        assert_eq!(
-            typed(&either("null", "float")),
-            json!({"type": ["null", "number"]})
-        );
-        assert_eq!(
-            typed(&either("int64", "null")),
-            json!({"type": ["null", "integer"]})
-        );
-        assert_eq!(
-            typed(&either("null", "special")),
-            json!({"type": ["null", "number"]})
-        );
-        assert_eq!(
-            typed(&either("null", "string")),
-            json!({"type": ["null", "string"]})
-        );
-        assert_eq!(
-            typed(&either("null", "boolean")),
-            json!({"type": ["null", "boolean"]})
-        );
+        for (a, b, declared) in [
+            ("null", "float", "number"),
+            ("int64", "null", "integer"),
+            ("null", "special", "number"),
+            ("null", "string", "string"),
+            ("null", "boolean", "boolean"),
+        ] {
+            assert_eq!(
+                typed(&either(a, b)),
+                json!({"type": ["null", declared]}),
+                "{a} | {b}"
+            );
+        }
         assert_eq!(
             typed(&either("null", "id")),
             json!({"$description": "Id(users)", "type": ["null", "string"]})
