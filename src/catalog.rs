@@ -77,6 +77,66 @@ pub fn check_streams_unique(catalog: &ConfiguredCatalog) -> Result<(), UserError
     Ok(())
 }
 
+/// Whether a catalog file is `discover`'s output (a CATALOG message, or its streams without a
+/// sync mode) rather than a configured catalog.
+pub fn is_discovered_catalog(value: &Value) -> bool {
+    if value.get("type").and_then(Value::as_str) == Some("CATALOG")
+        || value.get("catalog").is_some()
+    {
+        return true;
+    }
+    value
+        .get("streams")
+        .and_then(Value::as_array)
+        .and_then(|s| s.first())
+        .is_some_and(|s| s.get("name").is_some() && s.get("stream").is_none())
+}
+
+/// What to say of a stream name the deployment has no table for and that was never synced
+/// (a typo, most likely): the closest names, and where the names come from.
+pub fn unknown_stream(name: &str, names: &[&str]) -> String {
+    let mut by_distance: Vec<(usize, &str)> =
+        names.iter().map(|n| (edit_distance(name, n), *n)).collect();
+    by_distance.sort();
+    let close: Vec<String> = by_distance
+        .iter()
+        .take_while(|(d, _)| *d <= name.chars().count().max(2) / 2)
+        .take(3)
+        .map(|(_, n)| format!("{n:?}"))
+        .collect();
+    let hint = if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", close.join(" or "))
+    };
+    let mut listed: Vec<String> = names.iter().take(20).map(|n| format!("{n:?}")).collect();
+    if names.len() > 20 {
+        listed.push(format!("and {} more", names.len() - 20));
+    }
+    format!(
+        "stream {name:?} is not a table of this deployment{hint}; its streams are {}. Use a name `discover` lists (`source-convex catalog --config config.json` writes a configured catalog of them)",
+        if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
+    )
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn build_catalog(schemas: DeploymentSchemas, types: ColumnTypes) -> Vec<AirbyteStream> {
     let mut streams = Vec::new();
     for (component, tables) in schemas.components {
@@ -262,6 +322,34 @@ mod tests {
             s("betterAuth/users", json!("betterAuth"))
         ]));
         assert!(check_streams_unique(&distinct).is_ok());
+    }
+
+    #[test]
+    fn a_mistyped_stream_gets_the_closest_names() {
+        let names = ["users", "messages", "betterAuth/users"];
+        let m = unknown_stream("usres", &names);
+        assert!(m.contains(r#"did you mean "users"?"#), "{m}");
+        assert!(
+            m.contains(r#""messages""#) && m.contains("source-convex catalog"),
+            "{m}"
+        );
+        assert!(!unknown_stream("zzzzzzzz", &names).contains("did you mean"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn discover_output_is_told_from_a_configured_catalog() {
+        let stream =
+            json!({"name": "users", "json_schema": {}, "supported_sync_modes": ["full_refresh"]});
+        assert!(is_discovered_catalog(
+            &json!({"type": "CATALOG", "catalog": {"streams": [stream]}})
+        ));
+        assert!(is_discovered_catalog(&json!({"streams": [stream]})));
+        assert!(!is_discovered_catalog(
+            &json!({"streams": [{"stream": stream, "sync_mode": "incremental"}]})
+        ));
+        assert!(!is_discovered_catalog(&json!({"streams": []})));
     }
 
     #[test]

@@ -61,6 +61,18 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print a configured catalog of the deployment's streams, for `read --catalog` (a JSON
+    /// file, not an Airbyte message).
+    Catalog {
+        #[arg(long)]
+        config: PathBuf,
+        /// How every stream is read.
+        #[arg(long, value_enum, default_value_t = CatalogMode::Incremental)]
+        sync_mode: CatalogMode,
+        /// Only these streams (comma-separated names, as discover lists them).
+        #[arg(long, value_delimiter = ',')]
+        streams: Vec<String>,
+    },
     /// Read the configured streams.
     Read {
         #[arg(long)]
@@ -70,6 +82,14 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CatalogMode {
+    /// Changes only, after a first full snapshot (destination mode append_dedup).
+    Incremental,
+    /// Every table whole on every read (destination mode overwrite).
+    FullRefresh,
 }
 
 fn main() -> ExitCode {
@@ -199,21 +219,39 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
         }
         Command::Check { config } => check(&config, out),
         Command::Discover { config } => {
-            let config = load_config(&config, out)?;
-            let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
-            let described = runtime()?
-                .block_on(discovery::describe(&api))
-                .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
-            if let Some(w) = &described.warning {
-                out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
-            }
-            let streams = catalog::build_catalog(described.schemas, config.column_types);
+            let (_, streams) = discover(&config, out)?;
             out.send_blocking(
                 Message::Catalog {
                     catalog: protocol::Catalog { streams: &streams },
                 }
                 .to_line(),
             )?;
+            Ok(true)
+        }
+        Command::Catalog {
+            config,
+            sync_mode,
+            streams: only,
+        } => {
+            let (_, streams) = discover(&config, out)?;
+            let (sync, destination) = match sync_mode {
+                CatalogMode::Incremental => ("incremental", "append_dedup"),
+                CatalogMode::FullRefresh => ("full_refresh", "overwrite"),
+            };
+            let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+            if let Some(unknown) = only.iter().find(|n| !names.contains(&n.as_str())) {
+                return Err(UserError::config(catalog::unknown_stream(unknown, &names)).into());
+            }
+            let configured: Vec<serde_json::Value> = streams
+                .iter()
+                .filter(|s| only.is_empty() || only.contains(&s.name))
+                .map(|s| {
+                    serde_json::json!({"stream": s, "sync_mode": sync, "destination_sync_mode": destination})
+                })
+                .collect();
+            // One line, as every line this connector prints is one JSON value.
+            let text = serde_json::to_string(&serde_json::json!({ "streams": configured }))?;
+            out.send_blocking(format!("{text}\n").into_bytes())?;
             Ok(true)
         }
         Command::Read {
@@ -300,11 +338,36 @@ fn warn_if_cleartext(config: &Config, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The deployment's streams as `discover` lists them.
+fn discover(path: &Path, out: &Output) -> anyhow::Result<(Config, Vec<protocol::AirbyteStream>)> {
+    let config = load_config(path, out)?;
+    let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
+    let described = runtime()?
+        .block_on(discovery::describe(&api))
+        .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
+    if let Some(w) = &described.warning {
+        out.send_blocking(Message::log(protocol::LogLevel::Warn, w).to_line())?;
+    }
+    let streams = catalog::build_catalog(described.schemas, config.column_types);
+    Ok((config, streams))
+}
+
+/// The configured catalog, in the protocol's form or as a bare list of its streams.
 fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
-    let value = read_json_file(path, "catalog")?;
+    const FORM: &str = r#"{"streams": [{"stream": {"name": "users", "json_schema": {}}, "sync_mode": "incremental", "destination_sync_mode": "append_dedup"}]}; `source-convex catalog --config config.json` writes one of every stream"#;
+    let value = match read_json_file(path, "catalog")? {
+        serde_json::Value::Array(streams) => serde_json::json!({ "streams": streams }),
+        other => other,
+    };
+    if catalog::is_discovered_catalog(&value) {
+        return Err(UserError::config(format!(
+            "the catalog file is discover's output (streams without a sync mode), not a configured catalog: wrap each stream as {{\"stream\": <the stream>, \"sync_mode\": \"incremental\" or \"full_refresh\"}}, like {FORM}"
+        ))
+        .into());
+    }
     let catalog = serde_json::from_value(value).map_err(|e| {
         UserError::config(format!(
-            "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental"
+            "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental, like {FORM}"
         ))
     })?;
     catalog::check_streams_unique(&catalog)?;

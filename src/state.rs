@@ -241,15 +241,34 @@ pub struct InputState {
 impl InputState {
     /// Accepts what real callers send: a JSON array of state messages (PyAirbyte spreads it over
     /// lines, with nulls, unknown keys and even duplicate keys), `[]`, an empty file, a single
-    /// message, a GLOBAL message, or a legacy `{stream name: state}` object.
+    /// message, a GLOBAL message, or a legacy `{stream name: state}` object; and what people
+    /// collect from `read`: whole `{"type": "STATE", "state": …}` lines, as an array or as JSON
+    /// Lines (a whole `read` output too: its other messages are passed over). The last state of
+    /// a stream wins, as it would in a destination.
     pub fn parse(text: &str) -> Result<InputState, UserError> {
         let mut state = InputState::default();
-        if text.trim().is_empty() {
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        let mut all = Vec::new();
+        for (line, value) in (1..).zip(&mut values) {
+            all.push(value.map_err(|e| {
+                UserError::config(format!(
+                    "the state file is not valid JSON (value {line}: {e}); pass the state this connector saved (its STATE messages, as a JSON array or one per line), or none to start over"
+                ))
+            })?);
+        }
+        if all.len() > 1 {
+            // JSON Lines: each value is one message (or a list of them).
+            for value in all {
+                match value {
+                    Value::Array(items) => items.into_iter().for_each(|i| state.add_message(i)),
+                    other => state.add_message(other),
+                }
+            }
             return Ok(state);
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            UserError::config(format!("the state file is not valid JSON ({e}); pass the state this connector saved, or none to start over"))
-        })?;
+        let Some(value) = all.pop() else {
+            return Ok(state);
+        };
         match value {
             Value::Array(items) => {
                 for item in items {
@@ -296,6 +315,14 @@ impl InputState {
         };
         let kind = msg.get("type").and_then(Value::as_str).unwrap_or("");
         match kind {
+            // A whole Airbyte message as `read` prints it: its `state` is the state message.
+            "STATE" if msg.get("state").is_some_and(Value::is_object) => {
+                if let Some(inner) = msg.get("state") {
+                    self.add_message(inner.clone());
+                }
+            }
+            // The other messages of a `read` output carry no position.
+            "RECORD" | "LOG" | "TRACE" | "CONTROL" | "SPEC" | "CATALOG" | "CONNECTION_STATUS" => {}
             "GLOBAL" => {
                 if let Some(Value::Array(states)) =
                     msg.get("global").and_then(|g| g.get("stream_states"))
@@ -618,5 +645,42 @@ mod tests {
         assert_eq!(global.get(&users()).unwrap()["delta_cursor"], 3);
         assert!(InputState::parse("{not json").is_err());
         assert!(InputState::parse("42").is_err());
+    }
+
+    /// What people collect from `read`: its STATE lines, whole, as an array or one per line,
+    /// or the whole output; the last state of each stream wins.
+    #[test]
+    fn state_messages_as_read_prints_them_are_taken() {
+        let line = |t: i64| {
+            json!({"type": "STATE", "state": {"type": "STREAM", "stream": {
+                "stream_descriptor": {"name": "users", "namespace": null},
+                "stream_state": {"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": t}},
+                "sourceStats": {"recordCount": 1.0}}})
+            .to_string()
+        };
+        let record =
+            r#"{"type":"RECORD","record":{"stream":"users","data":{"_id":"a"},"emitted_at":1}}"#;
+        let log = r#"{"type":"LOG","log":{"level":"INFO","message":"hi"}}"#;
+        let forms = [
+            format!("[{}, {}]", line(5), line(1770335566197682922)),
+            format!("{}\n{}\n", line(5), line(1770335566197682922)),
+            format!(
+                "{log}\n{}\n{record}\n{}\n{log}",
+                line(5),
+                line(1770335566197682922)
+            ),
+            line(1770335566197682922),
+        ];
+        for text in forms {
+            let s = InputState::parse(&text).unwrap();
+            assert!(s.unrecognised().is_empty(), "{:?}", s.unrecognised());
+            assert_eq!(
+                s.get(&users()).unwrap()["delta_cursor"].as_i64(),
+                Some(1770335566197682922),
+                "{text}"
+            );
+        }
+        let e = InputState::parse(&format!("{}\n{{broken", line(5))).unwrap_err();
+        assert!(e.message.contains("value 2"), "{}", e.message);
     }
 }

@@ -310,3 +310,117 @@ fn check_on_data_sync_proves_the_api_and_names_the_way_out() {
     let (_, status, _) = check(&h, &h.config());
     assert_eq!(status["status"], "SUCCEEDED");
 }
+
+/// The CLI's own steps for a person at a terminal: `catalog` writes a configured catalog
+/// (`read` takes it, or a bare list of its streams); discover's output given as a catalog is
+/// refused with the right form; `read`'s own output is a state (its STATE lines, one per line,
+/// the rest passed over); a mistyped option value names the allowed ones.
+#[test]
+fn the_cli_forgives_what_is_unambiguous_and_says_the_fix_otherwise() {
+    let h = Harness::with_tables(2, 5, false);
+    let config = h.config();
+    let config = config.to_str().unwrap();
+    let made = h.run(&["catalog", "--config", config]);
+    assert_eq!(made.code, 0, "{}", made.stdout);
+    let catalog: Value = serde_json::from_str(&made.stdout).unwrap();
+    let streams = catalog["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2);
+    assert!(streams
+        .iter()
+        .all(|s| s["sync_mode"] == "incremental" && s["destination_sync_mode"] == "append_dedup"));
+    let one = h.run(&[
+        "catalog",
+        "--config",
+        config,
+        "--sync-mode",
+        "full-refresh",
+        "--streams",
+        "users",
+    ]);
+    let one: Value = serde_json::from_str(&one.stdout).unwrap();
+    assert_eq!(one["streams"].as_array().unwrap().len(), 1);
+    assert_eq!(one["streams"][0]["sync_mode"], "full_refresh");
+    let typo = h.run(&["catalog", "--config", config, "--streams", "usres"]);
+    assert_eq!(typo.code, 1);
+    assert!(
+        typo.stdout.contains(r#"did you mean \"users\"?"#),
+        "{}",
+        typo.stdout
+    );
+
+    // `read` takes the file `catalog` wrote, and a bare list of its streams.
+    let file = h.write("configured.json", &made.stdout);
+    let first = h.run(&[
+        "read",
+        "--config",
+        config,
+        "--catalog",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    assert_eq!(first.records().values().map(Vec::len).sum::<usize>(), 10);
+    let bare = h.write("bare.json", &catalog["streams"].to_string());
+    let again = h.run(&[
+        "read",
+        "--config",
+        config,
+        "--catalog",
+        bare.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+
+    // discover's output is not a configured catalog: the error shows the form and the command.
+    let discovered = h.run(&["discover", "--config", config]);
+    let wrong = h.write("discovered.json", &discovered.stdout);
+    let refused = h.run(&[
+        "read",
+        "--config",
+        config,
+        "--catalog",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 1);
+    let message = refused.errors()[0]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("discover's output") && message.contains("source-convex catalog"),
+        "{message}"
+    );
+
+    // The whole output of the first read, as it was printed, resumes exactly: nothing new.
+    let state = h.write("read-output.jsonl", &first.stdout);
+    let resumed = h.run(&[
+        "read",
+        "--config",
+        config,
+        "--catalog",
+        file.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stdout);
+    assert!(
+        resumed.records().values().all(Vec::is_empty),
+        "{}",
+        resumed.stdout
+    );
+    assert!(
+        !resumed.stdout.contains(r#""level":"WARN""#),
+        "{}",
+        resumed.stdout
+    );
+
+    // A value outside an option's list names the list.
+    let bad = h.write(
+        "bad-config.json",
+        &json!({"deployment_url": h.emu.url(), "access_key": h.emu.access_key(), "api": "datasync"})
+            .to_string(),
+    );
+    let check = h.run(&["check", "--config", bad.to_str().unwrap()]);
+    assert!(
+        check
+            .stdout
+            .contains(r#"'api' must be one of [\"streaming_export\",\"data_sync\"]"#),
+        "{}",
+        check.stdout
+    );
+}

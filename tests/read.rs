@@ -582,7 +582,7 @@ fn an_invalid_catalog_is_a_config_error_not_a_crash() {
     assert_eq!(run.code, 1);
     assert_eq!(run.errors().len(), 1);
     assert_eq!(run.errors()[0]["failure_type"], "config_error");
-    for garbage in ["", "{", "[]", "{\"streams\": 5}"] {
+    for garbage in ["", "{", "[5]", "{\"streams\": 5}"] {
         let p = h.write("garbage.json", garbage);
         let run = h.run(&[
             "read",

@@ -70,6 +70,27 @@ fn resolve(
     // A configured table the deployment no longer has (deleted or renamed) would silently
     // read as empty forever: fail its stream instead, so someone refreshes the schema.
     let Some(discovered) = schemas.schema_of(&table) else {
+        // A stream that was synced had a table: it went. One never synced is most likely a
+        // name that never was one.
+        if state.get(desc).is_none() {
+            let names: Vec<String> = schemas
+                .components
+                .iter()
+                .flat_map(|(c, tables)| {
+                    tables.iter().map(move |(t, _)| {
+                        crate::catalog::stream_for(&crate::convex::TableRef {
+                            component: c.clone(),
+                            table: t.clone(),
+                        })
+                        .name
+                    })
+                })
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            return Err(UserError::config(crate::catalog::unknown_stream(
+                &desc.name, &names,
+            )));
+        }
         return Err(UserError::config(format!(
             "table {table} is not in the deployment any more (deleted or renamed); refresh the source schema and update the connection's streams"
         )));

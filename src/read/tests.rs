@@ -1375,10 +1375,12 @@ fn unusable_state_or_stream_fails_only_that_stream() {
 #[test]
 fn a_table_gone_from_the_deployment_fails_its_stream_only() {
     let fake = Arc::new(Fake::new(&[("users", 1)]));
+    // `ghost` was synced before (it has a state): its table went.
+    let synced = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"ghost"},"stream_state":{"snapshot_cursor":null,"snapshot_has_more":false,"delta_cursor":5}}}]"#;
     let (ok, messages) = run(
         &fake,
         &[("users", "incremental"), ("ghost", "incremental")],
-        "",
+        synced,
     );
     assert!(!ok);
     assert_eq!(
@@ -1391,6 +1393,17 @@ fn a_table_gone_from_the_deployment_fails_its_stream_only() {
         .as_str()
         .unwrap()
         .contains("refresh the source schema"));
+    // Never synced: a name that is no table, most likely mistyped.
+    let (ok, typo) = run(
+        &fake,
+        &[("users", "incremental"), ("usres", "incremental")],
+        "",
+    );
+    assert!(!ok);
+    let err = first_error(&typo);
+    assert_eq!(err["failure_type"], "config_error");
+    let text = err["message"].as_str().unwrap();
+    assert!(text.contains(r#"did you mean "users"?"#), "{text}");
     assert_eq!(
         kinds(&of_stream(&messages, "users")).last().unwrap(),
         "COMPLETE"
