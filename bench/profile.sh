@@ -7,7 +7,8 @@
 # Prints: instructions of an incremental read with nothing new (fixed start-up cost), of a full
 # refresh of DOCS documents, the difference per record, and the top functions (self and
 # inclusive). Outputs stay in bench/out/profile/. Binaries: SOURCE_CONVEX_BIN,
-# CONVEX_EMULATOR_BIN (default: target/release/, built with `cargo build --release`).
+# CONVEX_EMULATOR_BIN (default: target/release/, built with `cargo build --release`);
+# COLUMN_TYPES=legacy profiles the Python connector's value encoding instead of typed columns.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DOCS="${1:-20000}"
@@ -25,9 +26,9 @@ command -v valgrind >/dev/null || { echo "valgrind not installed (apt-get instal
 EMU_PID=$!
 trap 'kill $EMU_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [[ -s emu.json ]] && break; sleep 0.1; done
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "${COLUMN_TYPES:-typed}" <<'PY'
 import json, sys, urllib.request
-out = sys.argv[1]
+out, column_types = sys.argv[1], sys.argv[2]
 e = json.load(open(f"{out}/emu.json"))
 url, key = e["url"], e["access_key"]
 t = json.load(urllib.request.urlopen(url + "/_emulator/tables"))[0]["table"]
@@ -35,7 +36,8 @@ def get(p):
     r = urllib.request.Request(url + p, headers={"Authorization": "Convex " + key})
     return json.load(urllib.request.urlopen(r))
 head = get("/api/list_snapshot?tableName=__no_such_table__&format=json")["snapshot"]
-json.dump({"deployment_url": url, "access_key": key}, open(f"{out}/config.json", "w"))
+json.dump({"deployment_url": url, "access_key": key, "column_types": column_types},
+          open(f"{out}/config.json", "w"))
 def cat(mode):
     return {"streams": [{"stream": {"name": t, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
             "source_defined_cursor": True, "default_cursor_field": ["_ts"], "source_defined_primary_key": [["_id"]]},

@@ -148,27 +148,40 @@ impl RecordWriter {
                 self.table
             )));
         }
-        let (doc, nulled) = match &mut self.typed {
-            None => (raw, Vec::new()),
-            Some(t) => t.prepare(raw, meta.members, &self.table)?,
+        let line_start = out.len();
+        // One growth check for the whole line (the CDC fields and envelope are < 256 bytes).
+        out.reserve(self.prefix.len() + raw.len() + 256);
+        out.extend_from_slice(&self.prefix);
+        let body_start = out.len();
+        let nulled = match &mut self.typed {
+            None => {
+                out.extend_from_slice(raw);
+                Vec::new()
+            }
+            Some(t) => match t.write_doc(raw, meta.members, &self.table, out) {
+                Ok(nulled) => nulled,
+                Err(e) => {
+                    out.truncate(line_start);
+                    return Err(e);
+                }
+            },
         };
         // The page parser found it as a complete element; it must be an object.
-        let close = doc
+        let written = &out[body_start..];
+        let Some(close) = written
             .iter()
             .rposition(|&b| b == b'}')
-            .filter(|_| doc.first() == Some(&b'{'))
-            .ok_or_else(|| {
-                UserError::system(format!(
-                    "Convex sent a value of {} that is not a JSON object",
-                    self.table
-                ))
-            })?;
-        let body = &doc[..close];
-        // One growth check for the whole line (the CDC fields and envelope are < 256 bytes).
-        out.reserve(self.prefix.len() + body.len() + 256);
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(body);
-        if body[1..].iter().any(|b| !b.is_ascii_whitespace()) {
+            .filter(|_| written.first() == Some(&b'{'))
+        else {
+            out.truncate(line_start);
+            return Err(UserError::system(format!(
+                "Convex sent a value of {} that is not a JSON object",
+                self.table
+            )));
+        };
+        let has_members = written[1..close].iter().any(|b| !b.is_ascii_whitespace());
+        out.truncate(body_start + close);
+        if has_members {
             out.push(b',');
         }
         let mut ts_buf = itoa::Buffer::new();
@@ -211,14 +224,16 @@ impl RecordWriter {
 }
 
 impl Typed {
-    /// The document as its record carries it: `raw` itself when every value fits, else a
-    /// rewritten copy; and what was nulled.
-    fn prepare<'a>(
-        &'a mut self,
-        raw: &'a [u8],
+    /// Appends the document as its record carries it to `out`: `raw` itself when every value
+    /// fits, its `$bytes` spliced as strings when those are all it needs, else a rewritten copy.
+    /// Returns what was nulled.
+    fn write_doc(
+        &mut self,
+        raw: &[u8],
         members: Option<&[Member]>,
         table: &TableRef,
-    ) -> Result<(&'a [u8], Vec<Nulled>), UserError> {
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<Nulled>, UserError> {
         let mut misfits: Vec<Misfit<'_>> = Vec::new();
         if let Some(d) = &mut self.declared {
             d.misfits(raw, members, &mut misfits);
@@ -226,13 +241,15 @@ impl Typed {
         if misfits.is_empty() {
             let mut dollars = self.dollar.find_iter(raw).peekable();
             if dollars.peek().is_none() {
-                return Ok((raw, Vec::new()));
+                out.extend_from_slice(raw);
+                return Ok(Vec::new());
             }
             // Most `$` objects are bytes, which need no walk of the document.
-            self.scratch.clear();
-            if plain_bytes_only(raw, dollars, &mut self.scratch) {
-                return Ok((&self.scratch, Vec::new()));
+            let start = out.len();
+            if plain_bytes_only(raw, dollars, out) {
+                return Ok(Vec::new());
             }
+            out.truncate(start);
         }
         let keys: Vec<&[u8]> = misfits.iter().map(|m| m.raw_key).collect();
         self.scratch.clear();
@@ -241,6 +258,7 @@ impl Typed {
                 "Convex sent a value of {table} that is not valid export_json ({e})"
             ))
         })?;
+        out.extend_from_slice(&self.scratch);
         let mut nulled: Vec<Nulled> = misfits
             .iter()
             .map(|m| Nulled {
@@ -253,10 +271,9 @@ impl Typed {
             field,
             misfit: None,
         }));
-        Ok((&self.scratch, nulled))
+        Ok(nulled)
     }
 
-    /// A line for each field not told about before.
     /// A misfit needs the user to act (a WARN); NaN and the infinities are what typed columns
     /// always do with them (an INFO).
     fn tell(&mut self, stream: &str, nulled: &[Nulled], notices: &mut Vec<(LogLevel, String)>) {

@@ -7,8 +7,6 @@
 //! document, in one pass over its top-level members; nested values are not looked into (an
 //! object or array column is stored as JSON, whatever it holds).
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use crate::convex::page::Member;
@@ -90,14 +88,17 @@ pub struct Misfit<'a> {
 /// The declared columns of one stream.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
-    columns: HashMap<Box<[u8]>, Kinds>,
-    /// The last two columns seen at each member position: documents of a table mostly share
-    /// one field order (or a few, with optional fields), so finding a column is a comparison
-    /// of its name with one or two remembered at the same position, not a hash lookup.
-    recent: Vec<[Option<Column>; 2]>,
+    /// The slot of the column found at each member position of the last document: documents
+    /// of a table mostly share their field order, so the usual lookup is one comparison.
+    recent: Vec<usize>,
+    /// Open addressing on a hash of the name's first and last eight bytes: finding a column
+    /// is a multiplication and one or two word comparisons, whatever the documents' field order
+    /// (a general-purpose map hashed every name byte by byte, a tenth of the record's cost).
+    slots: Vec<Option<Column>>,
+    mask: usize,
 }
 
-/// A column's name (as the document writes it) and what it accepts.
+/// A column's name and what it accepts.
 type Column = (Box<[u8]>, Kinds);
 
 impl Declared {
@@ -108,38 +109,86 @@ impl Declared {
         if props.is_empty() {
             return None;
         }
-        let columns = props
-            .iter()
-            .map(|(name, s)| (name.as_bytes().into(), Kinds::of_schema(s)))
-            .collect();
-        Some(Declared {
-            columns,
+        // At most a quarter full: probes stay short.
+        let size = (props.len() * 4).next_power_of_two();
+        let mut d = Declared {
             recent: Vec::new(),
-        })
+            slots: vec![None; size],
+            mask: size - 1,
+        };
+        for (name, s) in props {
+            let mut i = d.home(name.as_bytes());
+            while d.slots[i].is_some() {
+                i = (i + 1) & d.mask;
+            }
+            d.slots[i] = Some((name.as_bytes().into(), Kinds::of_schema(s)));
+        }
+        Some(d)
     }
 
+    fn home(&self, name: &[u8]) -> usize {
+        let n = name.len();
+        let (first, last) = if n >= 8 {
+            (word(name, 0), word(name, n - 8))
+        } else {
+            // Byte by byte: a copy into a buffer would call `memcpy`.
+            (name.iter().fold(0u64, |w, &b| (w << 8) | u64::from(b)), 0)
+        };
+        let h = (first ^ last.rotate_left(23) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 40) as usize & self.mask
+    }
+
+    /// [`Declared::kinds_of`] of the member at `position`, remembered for the next document.
+    #[inline]
     fn kinds_at(&mut self, position: usize, raw_key: &[u8]) -> Kinds {
-        if self.recent.len() <= position {
-            self.recent.resize(position + 1, [None, None]);
-        }
-        let slot = &mut self.recent[position];
-        for (name, kinds) in slot.iter().flatten() {
+        if let Some(Some((name, kinds))) = self
+            .recent
+            .get(position)
+            .and_then(|&slot| self.slots.get(slot))
+        {
             if same_bytes(name, raw_key) {
                 return *kinds;
             }
         }
-        let kinds = if raw_key.contains(&b'\\') {
-            crate::convex::encoding::unescape(raw_key)
-                .ok()
-                .and_then(|k| self.columns.get(k.as_bytes()).copied())
-        } else {
-            self.columns.get(raw_key).copied()
+        match self.slot_of(raw_key) {
+            Some(slot) => {
+                if self.recent.len() <= position {
+                    self.recent.resize(position + 1, usize::MAX);
+                }
+                self.recent[position] = slot;
+                self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1)
+            }
+            None => self.kinds_of(raw_key),
         }
-        // A field the catalog does not know is not a column of the destination's table.
-        .unwrap_or(Kinds::ANY);
-        slot.swap(0, 1);
-        slot[0] = Some((raw_key.into(), kinds));
-        kinds
+    }
+
+    /// What the column `raw_key` (as the document writes it) accepts; anything, for a field
+    /// the catalog does not know (it is not a column of the destination's table).
+    fn kinds_of(&self, raw_key: &[u8]) -> Kinds {
+        if let Some(slot) = self.slot_of(raw_key) {
+            return self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1);
+        }
+        // A name with an escape is found by its text (rare: only then is it unescaped).
+        if raw_key.contains(&b'\\') {
+            if let Ok(k) = crate::convex::encoding::unescape(raw_key) {
+                if let Some(slot) = self.slot_of(k.as_bytes()) {
+                    return self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1);
+                }
+            }
+        }
+        Kinds::ANY
+    }
+
+    /// The slot holding the column `name`.
+    fn slot_of(&self, name: &[u8]) -> Option<usize> {
+        let mut i = self.home(name);
+        loop {
+            match &self.slots[i] {
+                None => return None,
+                Some((k, _)) if same_bytes(k, name) => return Some(i),
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
     }
 
     /// Appends the members of `doc` (a valid JSON object) that do not fit to `misfits`.
@@ -151,52 +200,88 @@ impl Declared {
         misfits: &mut Vec<Misfit<'a>>,
     ) {
         let mut position = 0;
-        let mut check = |raw_key: &'a [u8], found: Kinds| {
-            let declared = self.kinds_at(position, raw_key);
-            position += 1;
-            if !declared.contains(found) {
-                misfits.push(Misfit {
-                    raw_key,
-                    found,
-                    declared,
-                });
-            }
-        };
-        let span = |(a, b): (u32, u32)| doc.get(a as usize..b as usize);
         match members {
             Some(members) => {
                 for m in members {
-                    if let (Some(key), Some(value)) = (span(m.key), span(m.value)) {
-                        check(key, kind_of(value));
+                    let (a, b) = (m.key.0 as usize, m.key.1 as usize);
+                    let (c, d) = (m.value.0 as usize, m.value.1 as usize);
+                    let (Some(raw_key), Some(value)) = (doc.get(a..b), doc.get(c..d)) else {
+                        continue;
+                    };
+                    // System fields (`_id`, `_creationTime` and the export's metadata) have
+                    // the types Convex gives them: user fields cannot start with `_`.
+                    if raw_key.first() == Some(&b'_') {
+                        continue;
+                    }
+                    let declared = self.kinds_at(position, raw_key);
+                    position += 1;
+                    if declared == Kinds::ANY {
+                        continue;
+                    }
+                    if let Some(found) = misfit_kind(value, declared) {
+                        misfits.push(Misfit {
+                            raw_key,
+                            found,
+                            declared,
+                        });
                     }
                 }
             }
-            None => for_each_member(doc, check),
+            None => for_each_member(doc, |raw_key, found| {
+                let declared = self.kinds_at(position, raw_key);
+                position += 1;
+                if !declared.contains(found) {
+                    misfits.push(Misfit {
+                        raw_key,
+                        found,
+                        declared,
+                    });
+                }
+            }),
         }
     }
 }
 
-/// `a == b`, for short names: without a call to `memcmp`, whose (vectorised) set-up costs more
-/// than the comparison itself.
+/// `a == b`, for short names: their first and last eight bytes as two words each (most names
+/// fit in sixteen), without a call to `memcmp`, whose set-up costs more than such a comparison.
 #[inline]
 pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let mut words_a = a.chunks_exact(8);
-    let mut words_b = b.chunks_exact(8);
-    for (x, y) in (&mut words_a).zip(&mut words_b) {
-        if u64::from_ne_bytes(x.try_into().unwrap_or_default())
-            != u64::from_ne_bytes(y.try_into().unwrap_or_default())
-        {
-            return false;
+    if n < 8 {
+        let mut diff = 0;
+        for (x, y) in a.iter().zip(b) {
+            diff |= x ^ y;
         }
+        return diff == 0;
     }
-    let mut diff = 0;
-    for (x, y) in words_a.remainder().iter().zip(words_b.remainder()) {
-        diff |= x ^ y;
-    }
-    diff == 0
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8) && (n <= 16 || a[8..] == b[8..])
+}
+
+/// The eight bytes of `s` from `at` as a word (0 past its end).
+#[inline]
+fn word(s: &[u8], at: usize) -> u64 {
+    s.get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map_or(0, u64::from_ne_bytes)
+}
+
+/// The kind of `value` when it is not one `declared` accepts (`None`: it fits). Null fits any
+/// column, and a number fits a `number` column without looking for its fraction.
+#[inline]
+fn misfit_kind(value: &[u8], declared: Kinds) -> Option<Kinds> {
+    let found = match value.first() {
+        Some(b'n') => return None,
+        Some(b'"') => Kinds::STRING,
+        Some(b't' | b'f') => Kinds::BOOLEAN,
+        Some(b'[') => Kinds::ARRAY,
+        Some(b'{') => object_kind(value),
+        _ if declared.contains(Kinds::INTEGER.union(Kinds::FLOAT)) => return None,
+        _ => kind_of(value),
+    };
+    (!declared.contains(found)).then_some(found)
 }
 
 /// The kind of a whole JSON value (its exact bytes).
