@@ -670,7 +670,11 @@ impl HttpConvex {
         delivered: &mut Delivered,
     ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
         let mut page = self.start_page(endpoint, url, body, next);
-        let mut parser = PageParser::new();
+        // Members are what typed columns check (they read `export_json`).
+        let mut parser = match self.format {
+            ValueFormat::ExportJson => PageParser::with_members(),
+            ValueFormat::Json => PageParser::new(),
+        };
         loop {
             let item = self
                 .unless_gone(page.rx.recv())

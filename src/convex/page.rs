@@ -437,8 +437,8 @@ pub struct PageParser {
     scan: Scan,
     key: String,
     fields: Vec<(String, Vec<u8>)>,
-    /// The members of the element the fast path proved last.
-    members: Vec<fast::Member>,
+    /// The members of the element the fast path proved last, when asked for.
+    members: Option<Vec<fast::Member>>,
 }
 
 impl Default for PageParser {
@@ -457,7 +457,16 @@ impl PageParser {
             scan: Scan::new(0),
             key: String::new(),
             fields: Vec::new(),
-            members: Vec::new(),
+            members: None,
+        }
+    }
+
+    /// A parser that also hands out where each element's top-level members are
+    /// ([`RawMeta::members`]), for consumers that look at every member.
+    pub fn with_members() -> Self {
+        PageParser {
+            members: Some(Vec::new()),
+            ..PageParser::new()
         }
     }
 
@@ -606,7 +615,7 @@ impl PageParser {
                             let text = *text.get_or_insert_with(|| fast::valid_prefix(data));
                             let proven = text
                                 .get(pos..)
-                                .and_then(|t| fast::prove(t, &mut self.members));
+                                .and_then(|t| fast::prove(t, self.members.as_mut()));
                             if let Some(p) = proven {
                                 let end = pos + p.end;
                                 let get = |i: usize| {
@@ -619,7 +628,7 @@ impl PageParser {
                                     deleted: get(3),
                                     id: get(4),
                                     plain_names: p.plain_names,
-                                    members: Some(&self.members),
+                                    members: self.members.as_deref(),
                                 };
                                 on_value(&data[pos..end], meta).map_err(FeedError::Sink)?;
                                 self.pos = end;
@@ -1152,7 +1161,7 @@ mod tests {
             let exact = exact_path(&bytes);
             exact_ok += usize::from(exact.is_some());
             // As the parser tries it: on the part of the buffer that is UTF-8.
-            match fast::prove(fast::valid_prefix(&bytes), &mut Vec::new()) {
+            match fast::prove(fast::valid_prefix(&bytes), None) {
                 Some(p) => {
                     proven += 1;
                     let spans: Vec<Option<Vec<u8>>> = p

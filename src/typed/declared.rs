@@ -434,7 +434,7 @@ mod tests {
         let mut out = Vec::new();
         d.misfits(doc.as_bytes(), None, &mut out);
         let page = format!(r#"{{"values":[{doc}]}}"#);
-        let mut parser = crate::convex::page::PageParser::new();
+        let mut parser = crate::convex::page::PageParser::with_members();
         let mut from_members = Vec::new();
         parser
             .feed::<()>(page.as_bytes(), |raw, meta| {

@@ -51,11 +51,17 @@ pub struct Member {
 
 /// The element at the start of `text`, if `text` holds it whole, compact and valid. The spans
 /// lie on character boundaries of `text` (they start and end next to ASCII punctuation).
-/// `members` receives the element's top-level members (complete only when it is proven).
-pub fn prove(text: &str, members: &mut Vec<Member>) -> Option<Proven> {
+/// `members`, when given, receives the element's top-level members (complete only when it is
+/// proven; not collected past 4 GiB of input, where the offsets would not fit).
+pub fn prove(text: &str, mut members: Option<&mut Vec<Member>>) -> Option<Proven> {
     let b = text.as_bytes();
     let sp = &mut Specials::new(b);
-    members.clear();
+    if let Some(m) = members.as_deref_mut() {
+        m.clear();
+    }
+    if u32::try_from(b.len()).is_err() {
+        members = None;
+    }
     if b.first() != Some(&b'{') {
         return None;
     }
@@ -102,11 +108,13 @@ pub fn prove(text: &str, members: &mut Vec<Member>) -> Option<Proven> {
             // A repeated name: the last one counts, as for the exact path.
             spans[k] = Some((start, end));
         }
-        let offset = |o: usize| u32::try_from(o).ok();
-        members.push(Member {
-            key: (offset(i + 1)?, offset(key_end - 1)?),
-            value: (offset(start)?, offset(end)?),
-        });
+        if let Some(m) = members.as_deref_mut() {
+            // Offsets within `b`, whose length fits in u32 (checked above).
+            m.push(Member {
+                key: ((i + 1) as u32, (key_end - 1) as u32),
+                value: (start as u32, end as u32),
+            });
+        }
         match *b.get(end)? {
             b',' => i = end + 1,
             b'}' => {
@@ -392,7 +400,7 @@ mod tests {
         let mut input = doc.to_vec();
         input.extend_from_slice(br#",{"next":1}]"#);
         let input = std::str::from_utf8(&input).unwrap();
-        let p = prove(input, &mut Vec::new()).unwrap();
+        let p = prove(input, None).unwrap();
         assert_eq!(p.end, doc.len());
         let got: Vec<Option<&[u8]>> = p
             .spans
@@ -411,21 +419,17 @@ mod tests {
         );
         // `_id` holds an escape; one in any other field does not count.
         assert!(!p.plain_names);
-        let p = prove(
-            r#"{"_table":"t","_id":"j5","x":"\n","_ts":1}"#,
-            &mut Vec::new(),
-        )
-        .unwrap();
+        let p = prove(r#"{"_table":"t","_id":"j5","x":"\n","_ts":1}"#, None).unwrap();
         assert!(p.plain_names);
         // No strict prefix is proven (the element may go on in the next chunk).
         for cut in 0..doc.len() {
-            assert_eq!(prove(&input[..cut], &mut Vec::new()), None, "cut at {cut}");
+            assert_eq!(prove(&input[..cut], None), None, "cut at {cut}");
         }
     }
 
     /// As the parser calls it: on the part of the buffer that is UTF-8.
     fn prove_bytes(b: &[u8]) -> Option<Proven> {
-        prove(valid_prefix(b), &mut Vec::new())
+        prove(valid_prefix(b), None)
     }
 
     #[test]
@@ -452,8 +456,8 @@ mod tests {
             assert_eq!(prove_bytes(s), None, "{}", String::from_utf8_lossy(s));
         }
         let deep = |n: usize| format!("{{\"d\":{}1{}}}", "[".repeat(n), "]".repeat(n));
-        assert!(prove(&deep(63), &mut Vec::new()).is_some());
-        assert!(prove(&deep(64), &mut Vec::new()).is_none());
+        assert!(prove(&deep(63), None).is_some());
+        assert!(prove(&deep(64), None).is_none());
         // Characters of every length are passed over inside strings.
         let p = prove_bytes(r#"{"a":"é✓😀\u00e9","_id":"x"}"#.as_bytes()).unwrap();
         assert_eq!(p.spans[4], Some((29, 32)));
@@ -497,7 +501,7 @@ mod tests {
         for (k, name) in crate::convex::page::META_KEYS.iter().enumerate() {
             let name = std::str::from_utf8(name).unwrap();
             let doc = format!(r#"{{"a":1,"{name}":[2],"{name}x":3,"z":"_id"}}"#);
-            let p = prove(&doc, &mut Vec::new()).unwrap();
+            let p = prove(&doc, None).unwrap();
             for (i, span) in p.spans.iter().enumerate() {
                 assert_eq!(
                     span.map(|(a, b)| &doc[a..b]),
