@@ -88,9 +88,11 @@ pub struct Misfit<'a> {
 /// The declared columns of one stream.
 #[derive(Debug, Clone, Default)]
 pub struct Declared {
-    /// The slot of the column found at each member position of the last document: documents
-    /// of a table mostly share their field order, so the usual lookup is one comparison.
-    recent: Vec<usize>,
+    /// For each slot (and, last, the document's start), the slot of the member that followed it
+    /// in the last document: documents of a table mostly share their field order, and a field
+    /// one of them lacks changes only the successor of the field before it, so the usual
+    /// lookup is one comparison.
+    next: Vec<usize>,
     /// Open addressing on a hash of the name's first and last eight bytes: finding a column
     /// is a multiplication and one or two word comparisons, whatever the documents' field order
     /// (a general-purpose map hashed every name byte by byte, a tenth of the record's cost).
@@ -112,7 +114,7 @@ impl Declared {
         // At most a quarter full: probes stay short.
         let size = (props.len() * 4).next_power_of_two();
         let mut d = Declared {
-            recent: Vec::new(),
+            next: vec![usize::MAX; size + 1],
             slots: vec![None; size],
             mask: size - 1,
         };
@@ -138,27 +140,27 @@ impl Declared {
         (h >> 40) as usize & self.mask
     }
 
-    /// [`Declared::kinds_of`] of the member at `position`, remembered for the next document.
+    /// [`Declared::kinds_of`] of the member after the one in slot `prev` (the start: the
+    /// slots' count), and the slot to pass for the next member (the start again after a field
+    /// the catalog does not know).
     #[inline]
-    fn kinds_at(&mut self, position: usize, raw_key: &[u8]) -> Kinds {
-        if let Some(Some((name, kinds))) = self
-            .recent
-            .get(position)
-            .and_then(|&slot| self.slots.get(slot))
-        {
+    fn kinds_after(&mut self, prev: usize, raw_key: &[u8]) -> (Kinds, usize) {
+        let start = self.slots.len();
+        let guess = self.next.get(prev).copied().unwrap_or(usize::MAX);
+        if let Some(Some((name, kinds))) = self.slots.get(guess) {
             if same_bytes(name, raw_key) {
-                return *kinds;
+                return (*kinds, guess);
             }
         }
         match self.slot_of(raw_key) {
             Some(slot) => {
-                if self.recent.len() <= position {
-                    self.recent.resize(position + 1, usize::MAX);
+                if let Some(n) = self.next.get_mut(prev) {
+                    *n = slot;
                 }
-                self.recent[position] = slot;
-                self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1)
+                let kinds = self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1);
+                (kinds, slot)
             }
-            None => self.kinds_of(raw_key),
+            None => (self.kinds_of(raw_key), start),
         }
     }
 
@@ -199,7 +201,7 @@ impl Declared {
         members: Option<&[Member]>,
         misfits: &mut Vec<Misfit<'a>>,
     ) {
-        let mut position = 0;
+        let mut prev = self.slots.len();
         match members {
             Some(members) => {
                 for m in members {
@@ -213,8 +215,8 @@ impl Declared {
                     if raw_key.first() == Some(&b'_') {
                         continue;
                     }
-                    let declared = self.kinds_at(position, raw_key);
-                    position += 1;
+                    let declared;
+                    (declared, prev) = self.kinds_after(prev, raw_key);
                     if declared == Kinds::ANY {
                         continue;
                     }
@@ -228,8 +230,8 @@ impl Declared {
                 }
             }
             None => for_each_member(doc, |raw_key, found| {
-                let declared = self.kinds_at(position, raw_key);
-                position += 1;
+                let declared;
+                (declared, prev) = self.kinds_after(prev, raw_key);
                 if !declared.contains(found) {
                     misfits.push(Misfit {
                         raw_key,
