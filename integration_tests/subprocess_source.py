@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
@@ -65,6 +66,9 @@ class SubprocessSource(Source):
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=stderr)
                 saw_error = False
+                # A run that hangs without closing stdout would block the loop below forever.
+                watchdog = threading.Timer(CONNECTOR_TIMEOUT, proc.kill)
+                watchdog.start()
                 try:
                     assert proc.stdout is not None
                     for raw in proc.stdout:
@@ -83,6 +87,7 @@ class SubprocessSource(Source):
                         yield message
                     code = proc.wait(timeout=CONNECTOR_TIMEOUT)
                 finally:
+                    watchdog.cancel()
                     if proc.poll() is None:
                         proc.kill()
                         proc.wait()

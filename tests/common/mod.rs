@@ -2,13 +2,53 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use convex_emulator::{
     apply_changes, Config, Deployment, EmulatorServer, Format, GenerateSpec, Settings,
 };
 use serde_json::{json, Value};
+
+/// No run of the binary in these tests may take longer: past it, it is a hang, killed, and
+/// the test fails (memory is bounded by the connector itself: its change buffer and pages).
+pub const RUN_BOUND: Duration = Duration::from_secs(300);
+
+/// The child's output once it exits, or a failed test once `bound` has passed (the child is
+/// killed first). Its pipes are drained meanwhile, so a large output cannot block it.
+pub fn wait_bounded(mut child: Child, bound: Duration) -> Output {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + bound;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for source-convex") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("source-convex ran longer than {bound:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
 
 pub struct Harness {
     pub emu: EmulatorServer,
@@ -127,11 +167,15 @@ impl Harness {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_source-convex"))
+        let child = Command::new(env!("CARGO_BIN_EXE_source-convex"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run source-convex");
+        let out = wait_bounded(child, RUN_BOUND);
         let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
         let messages = stdout
             .lines()
