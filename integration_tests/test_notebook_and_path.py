@@ -224,3 +224,30 @@ def test_quickstart_notebook_runs(emulator_factory, tmp_path, wheel_venv):
     assert len(images) == 1, "no chart image in the notebook's outputs"
     assert chart.is_file() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert chart.stat().st_size > 1000
+
+
+def readme_python_block(section: str) -> str:
+    """The first ```python block after the README heading `section`."""
+    text = (REPO_ROOT / "README.md").read_text()
+    after = text[text.index(section):]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start:after.index("```", start)]
+
+
+def test_the_readme_pyairbyte_snippet_runs_as_written(emulator_factory, tmp_path, wheel_venv):
+    """README § PyAirbyte's first snippet, verbatim but for the deployment URL of its example
+    (the emulator's), with the key in CONVEX_DEPLOY_KEY as the snippet reads it."""
+    emu = emulator_factory(tables=2, docs=30, seed=37)
+    snippet = readme_python_block("### PyAirbyte")
+    example = "https://murky-swan-635.convex.cloud"
+    assert example in snippet
+    script = tmp_path / "readme_snippet.py"
+    script.write_text(snippet.replace(example, emu.url))
+    env = {**user_env(tmp_path, wheel_venv), "CONVEX_DEPLOY_KEY": emu.access_key}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=600, cwd=tmp_path)
+    output = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n{airbyte_logs(env)}"
+    assert proc.returncode == 0, output[-12000:]
+    # It prints the users table's dtypes: int64 columns come out as int64.
+    assert "int64" in proc.stdout and "balance" in proc.stdout, output[-6000:]
+    assert UNTYPED not in proc.stdout + proc.stderr

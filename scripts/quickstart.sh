@@ -11,7 +11,7 @@
 #    install_if_missing=True) (PyAirbyte pip-installs it into its own venv) -> check ->
 #    get_available_streams -> select_all_streams -> read() into ab.get_default_cache() ->
 #    cache[stream].to_pandas() -> changes applied on the emulator -> second, incremental read();
-# 5. stops the emulator (also on Ctrl-C or failure).
+# and at the end stops the emulator (also on Ctrl-C or failure).
 #
 # Everything PyAirbyte writes (DuckDB cache, logs, temp files) goes under target/quickstart/
 # (override with QUICKSTART_DIR). PyAirbyte runs offline: AIRBYTE_OFFLINE_MODE=1, DO_NOT_TRACK=1.
