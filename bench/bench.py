@@ -8,8 +8,15 @@ against the same pages:
   ours           source-convex read --config C --catalog K [--state S] > file
   peer           Airbyte's Python source-convex 0.4.51 (same config/catalog/state)
 
-Per scenario and program: wall s, records/s, CPU us/record (user+sys of the child from
-wait4), peak RSS (ru_maxrss of the child), requests (emulator counters), stdout bytes/record.
+Incremental scenarios run on both of Convex's APIs, interleaved in one run: the streaming
+export API (list_snapshot + document_deltas) and Data Sync (POST /api/v1/data/sync, one sync
+per stream); ours and transfer-only read through each, the peer through the streaming export
+API only. Full refresh reads list_snapshot on either API and is measured once, with a "first
+sync" (incremental, no state) twin on both APIs.
+
+Per scenario, API and program: wall s, records/s, CPU us/record (user+sys of the child from
+wait4), peak RSS (ru_maxrss of the child), requests and rows read (emulator counters),
+stdout bytes/record.
 Targets are ratios/limits checked in the same run and printed PASS/MISS; the exit status only
 reflects failures (a program failing, or record counts disagreeing), never a MISS.
 
@@ -30,6 +37,12 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Which API a row read through: a full refresh reads list_snapshot on either API (the
+# connector's `api` option only picks how incremental streams read), an incremental read
+# goes through the streaming export API (list_snapshot + document_deltas) or Data Sync
+# (POST /api/v1/data/sync, one data sync per stream).
+FR, SE, DS = "list_snapshot", "streaming_export", "data_sync"
+API_NAME = {FR: "either (list_snapshot)", SE: "streaming export", DS: "Data Sync"}
 ROOT = os.path.dirname(HERE)
 MIB = 1024 * 1024
 
@@ -254,22 +267,48 @@ class Bench:
 
     # -- one measured run of one program
     def measure(self, emu, scenario, program, tables, mode, cursors=None, parallel=False,
-                expect=None, timeout=None, keep_output=False, config_extra=None, states=None):
-        """program: 'transfer-only' | 'ours' | 'peer'. Returns the row (also stored)."""
+                expect=None, timeout=None, keep_output=False, config_extra=None, states=None,
+                api=None, label=None):
+        """program: 'transfer-only' | 'ours' | 'peer'. Returns the row (not stored: `repeat`
+        stores its medians).
+
+        api: None for a full refresh (list_snapshot whatever the API; ours gets the default
+        config), SE or DS for an incremental read through that API (ours gets `"api"` set
+        explicitly, so a change of the default moves no row). cursors: streaming export
+        deltas cursors (a legacy state for ours and the peer). states: saved `stream_state`s
+        as a read printed them; on DS, transfer-only pages from their `data_sync_cursor`s.
+        label: the program's label in the log (default: program)."""
+        if api not in (None, SE, DS):
+            raise ValueError(f"api {api!r}")
+        if program == "peer" and api == DS:
+            raise ValueError("the peer has no Data Sync API")
         self.run_no += 1
-        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.run_no:03d}-{scenario}-{program}")
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_",
+                     f"{self.run_no:03d}-{scenario}-{label or program}{'-ds' if api == DS else ''}")
         out = os.path.join(self.work, tag + ".stdout")
         err = os.path.join(self.work, tag + ".stderr")
         if program == "transfer-only":
             cmd = [self.o.transfer_bin, "--url", emu.url, "--key", emu.key,
-                   "--tables", ",".join(tables), "--mode", mode]
-            if cursors:
-                cmd += ["--delta-cursors", ",".join(f"{t}={c}" for t, c in cursors.items())]
-            if parallel:
-                cmd.append("--parallel")
+                   "--tables", ",".join(tables)]
+            if api == DS:
+                cmd += ["--api", "data_sync"]
+                if states:
+                    cmd += ["--data-sync-cursors",
+                            ",".join(f"{t}={s['data_sync_cursor']}" for t, s in states.items())]
+            else:
+                cmd += ["--mode", mode]
+                if cursors:
+                    cmd += ["--delta-cursors", ",".join(f"{t}={c}" for t, c in cursors.items())]
+                if parallel:
+                    cmd.append("--parallel")
         else:
             binary = self.o.ours_bin if program == "ours" else self.o.peer_bin
-            cmd = [binary, "read", "--config", self.config(emu, config_extra if program == "ours" else None),
+            extra = None
+            if program == "ours":
+                extra = dict(config_extra or {})
+                if api is not None:
+                    extra["api"] = api
+            cmd = [binary, "read", "--config", self.config(emu, extra),
                    "--catalog", self.catalog(tables, mode)]
             if cursors:
                 cmd += ["--state", self.state(cursors)]
@@ -278,7 +317,7 @@ class Bench:
         emu.reset_requests()
         m = run_measured(self.o.runner_bin, cmd, out, err, timeout or self.o.timeout)
         reqs = emu.requests()
-        row = {"scenario": scenario, "program": program, "tables": list(tables), **m,
+        row = {"scenario": scenario, "program": program, "api": api or FR, "tables": list(tables), **m,
                "requests": reqs.get("total") if isinstance(reqs, dict) else None,
                "by_endpoint": reqs.get("by_endpoint") if isinstance(reqs, dict) else None,
                "builds": reqs.get("snapshot_iterator_builds") if isinstance(reqs, dict) else None,
@@ -318,28 +357,34 @@ class Bench:
                     tail = f.read()[-600:].decode(errors="replace")
             except OSError:
                 tail = ""
-            self.failures.append(f"{scenario} / {program}: {problem}" + (f" (stderr: {tail.strip()})" if tail.strip() else ""))
-            log(f"FAIL {scenario} / {program}: {problem}")
+            self.failures.append(f"{scenario} / {label or program} ({API_NAME[api or FR]}): {problem}" + (f" (stderr: {tail.strip()})" if tail.strip() else ""))
+            log(f"FAIL {scenario} / {label or program}{' [DS]' if api == DS else ''}: {problem}")
         else:
-            log(f"{scenario:28s} {program:22s} {m['wall']:8.3f}s {row.get('records', 0):>9} rec  "
+            log(f"{scenario:28s} {(label or program) + (' [DS]' if api == DS else ''):26s} {m['wall']:8.3f}s {row.get('records', 0):>9} rec  "
                 f"cpu {m['cpu']:.3f}s  rss {m['rss'] / MIB:.1f} MiB  req {row['requests']}")
         if not keep_output and row["stdout_bytes"] > 50 * MIB:
             os.truncate(out, 0)
         return row
 
     def repeat(self, n, emu, scenario, variants, **kw):
-        """Runs each (program-label, kwargs) variant n times, interleaved; stores medians."""
-        runs = {label: [] for label, _ in variants}
+        """Runs each (program-label, kwargs) variant n times, interleaved; stores medians.
+
+        Returns the rows keyed by (api, label): api is FR for a full refresh, else the
+        variant's `api` (SE or DS), so one scenario can hold both APIs side by side."""
+        runs = {}
         for _ in range(n):
             for label, vkw in variants:
                 a = dict(kw)
                 a.update(vkw)
-                runs[label].append(self.measure(emu, scenario, label.split(" ")[0], **a))
+                key = (a.get("api") or FR, label)
+                runs.setdefault(key, []).append(
+                    self.measure(emu, scenario, label.split(" ")[0], label=label, **a))
         rows = {}
-        for label, rs in runs.items():
+        for (api, label), rs in runs.items():
             ok = [r for r in rs if not r["problem"]]
             base = dict(rs[-1])
             base["program"] = label
+            base["api"] = api
             base["n"] = len(rs)
             if ok:
                 for k in ("wall", "cpu"):
@@ -347,15 +392,16 @@ class Bench:
                 base["rss"] = max(r["rss"] for r in ok)
                 base["walls"] = [r["wall"] for r in ok]
                 base["problem"] = None if len(ok) == len(rs) else rs[[r["problem"] is not None for r in rs].index(True)]["problem"]
-            rows[label] = base
+            rows[(api, label)] = base
             self.results.append(base)
         return rows
 
     # -- consistency checks
-    def agree(self, scenario, rows, labels=None):
-        labels = labels or list(rows)
-        counts = {l: {t: n for t, n in (rows[l].get("per_table") or {}).items() if n}
-                  for l in labels if rows.get(l) and not rows[l]["problem"]}
+    def agree(self, scenario, rows, keys=None):
+        """Record counts per table must agree between the rows `keys` (default: all)."""
+        keys = list(rows) if keys is None else keys
+        counts = {f"{l} ({API_NAME[a]})": {t: n for t, n in (rows[(a, l)].get("per_table") or {}).items() if n}
+                  for a, l in keys if rows.get((a, l)) and not rows[(a, l)]["problem"]}
         vals = list(counts.values())
         if len(vals) >= 2 and any(v != vals[0] for v in vals[1:]):
             self.failures.append(f"{scenario}: record counts disagree: " + json.dumps(counts))
@@ -400,6 +446,21 @@ def head_cursors(b, emu, tables, scenario):
     return {t: v["delta_cursor"] for t, v in row["summary"]["tables"].items()}
 
 
+def data_sync_states(b, emu, tables, scenario, row=None):
+    """Each table's last STATE from a read of ours on the Data Sync API: a Data Sync position
+    at the head. `row`: a measured cold-start read of ours on DS to take them from; without
+    one (or if it failed), one unmeasured read now."""
+    if row is None or row["problem"] or not all(t in (row.get("states") or {}) for t in tables):
+        row = b.measure(emu, scenario + " (setup)", "ours", tables, "incremental", api=DS)
+        if row["problem"]:
+            raise Failure(f"{scenario}: could not take Data Sync states: {row['problem']}")
+    states = {t: (row.get("states") or {}).get(t) for t in tables}
+    for t, st in states.items():
+        if not (isinstance(st, dict) and st.get("api") == "data_sync" and st.get("data_sync_cursor")):
+            raise Failure(f"{scenario}: the last STATE of {t} is not a Data Sync position: {json.dumps(st)[:300]}")
+    return states
+
+
 def single_walk_pages(emu, tables, cursor):
     """Pages of one document_deltas walk over all `tables` from `cursor`: the reference a
     change walk is measured against (requests made here are reset before the programs run)."""
@@ -419,27 +480,115 @@ def single_walk_pages(emu, tables, cursor):
             return pages
 
 
+def count_label(n):
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n >= 1000 else str(n)
+
+
+def both_apis(programs, se=None, ds=None):
+    """Variants of `programs` (labels) on the streaming export API, then on Data Sync."""
+    return ([(p, {"api": SE, **(se or {})}) for p in programs] +
+            [(p, {"api": DS, **(ds or {})}) for p in programs])
+
+
+def first_sync(b, emu, name, tables, n, expect, programs=("transfer-only", "ours")):
+    """The first sync of incremental streams with no state, on both APIs, interleaved:
+    list_snapshot + document_deltas, or a cold-start data sync that snapshots the tables."""
+    rows = b.repeat(n, emu, name, both_apis(programs), tables=tables, mode="incremental",
+                    expect=expect)
+    b.agree(name, rows)
+    api_notes(b, name, rows)
+    return rows
+
+
+def sent_mb(r):
+    return sum((r.get("bytes_sent") or {}).values()) / 1e6
+
+
+def rows_read(r):
+    return sum((r.get("rows_read") or {}).values())
+
+
+def api_notes(b, name, rows, label="ours"):
+    """One note comparing `label` on the two APIs (requests by endpoint, server rows read and
+    bytes, wall, CPU, peak RSS)."""
+    se, ds = rows.get((SE, label)), rows.get((DS, label))
+    if not se or not ds or se["problem"] or ds["problem"]:
+        return
+    w = ratio(ds["wall"], se["wall"])
+    cs, cd = cpu_us(se), cpu_us(ds)
+    cpu = f"CPU {cd:.2f} vs {cs:.2f} µs/rec, " if cs and cd else ""
+    b.notes.append(
+        f"{name}: {label} on Data Sync vs streaming export: wall {ds['wall'] * 1000:.1f} vs "
+        f"{se['wall'] * 1000:.1f} ms ({w:.2f}×), {cpu}peak RSS {ds['rss'] / MIB:.1f} vs "
+        f"{se['rss'] / MIB:.1f} MiB; requests {json.dumps(ds.get('by_endpoint'))} vs "
+        f"{json.dumps(se.get('by_endpoint'))}; rows read by the server {json.dumps(ds.get('rows_read'))} "
+        f"vs {json.dumps(se.get('rows_read'))}; {sent_mb(ds):.1f} vs {sent_mb(se):.1f} MB sent.")
+
+
+def full_refresh_api_check(b, emu, name, tables, expect):
+    """A full refresh reads list_snapshot whatever the `api` option says: one unmeasured read
+    of ours with `api: data_sync` must make no Data Sync request (so the full-refresh rows
+    stand for both APIs)."""
+    row = b.measure(emu, name + " (api check)", "ours", tables, "full_refresh", expect=expect,
+                    config_extra={"api": "data_sync"})
+    if row["problem"]:
+        return
+    eps = row.get("by_endpoint") or {}
+    ds = {k: v for k, v in eps.items() if "data_sync" in k}
+    if ds:
+        b.failures.append(f"{name}: a full refresh with api data_sync made Data Sync requests {json.dumps(eps)}")
+    else:
+        b.notes.append(f"{name}: with `api: data_sync` the same full refresh made the same kind of "
+                       f"requests ({json.dumps(eps)}): full refresh reads list_snapshot on either API, "
+                       f"so its rows stand for both.")
+
+
+def incremental_checks(b, name, rows, nd):
+    """Checks of a change read on each API: transfer-only saw the changes, and the default
+    (one revision per document) sent no more records than there were revisions."""
+    for api in (SE, DS):
+        t, o_ = rows.get((api, "transfer-only")), rows.get((api, "ours"))
+        if not t or not o_:
+            continue
+        got = t.get("records")
+        if got is not None and not t["problem"] and got < nd * 0.5:
+            b.failures.append(f"{name} ({API_NAME[api]}): only {got} change records for {nd} changes")
+        exact = o_.get("records")
+        if exact is not None and got is not None and not o_["problem"] and not t["problem"] and not exact <= got:
+            b.failures.append(f"{name} ({API_NAME[api]}): ours sent {exact} records, more than the {got} revisions")
+    # Every revision, as transfer-only and the peer send them, on both APIs; the default
+    # sends each changed document once (fewer records, by design), the same on both APIs.
+    b.agree(name, rows, [k for k in rows if k[1] != "ours"])
+    b.agree(name, rows, [k for k in rows if k[1] == "ours"])
+
+
 def scenarios(b, o):
     smoke = o.smoke
     peer = [] if (smoke or not o.peer_bin) else ["peer"]
     N = o.repeat
     emu_bin = o.emulator_bin
     seed = 7
+    every = {"config_extra": {"every_revision": True}}
 
-    # ---- 1. full refresh 2 x 100k (~400 B), then incremental scenarios on the same deployment
+    # ---- 1. full refresh 2 x 100k (~400 B), the first sync on both APIs, then incremental
+    # scenarios on the same deployment
     docs = 2000 if smoke else 100_000
-    name = f"full refresh 2x{docs // 1000}k"
+    size = f"2x{count_label(docs)}"
+    name = f"full refresh {size}"
     emu = Emulator(emu_bin, ["--tables", 2, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "full")
     try:
         tables = emu.tables[:2]
-        b.scn_tables = tables
         rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours", {})],
                         tables=tables, mode="full_refresh", expect=2 * docs)
         for p in peer:
             rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="full_refresh",
                                  expect=2 * docs, timeout=o.peer_timeout))
         b.agree(name, rows)
-        o_, t_, p_ = rows.get("ours"), rows.get("transfer-only"), rows.get("peer")
+        full_refresh_api_check(b, emu, name, tables, 2 * docs)
+        o_, t_, p_ = rows.get((FR, "ours")), rows.get((FR, "transfer-only")), rows.get((FR, "peer"))
+        full_cpu = cpu_us(o_)
         r = ratio(rate(o_), rate(t_))
         b.target(f"{name}: ours ≥ 90 % of transfer-only records/s", r is not None and r >= 0.9,
                  f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
@@ -447,56 +596,83 @@ def scenarios(b, o):
             r = ratio(rate(o_), rate(p_))
             b.target(f"{name}: ours ≥ 50× the peer's records/s", r is not None and r >= 50,
                      f"{r:.1f}×" if r else "n/a", "≥ 50×")
-        c = cpu_us(o_)
+        c = full_cpu
         b.target(f"{name}: ours CPU per record", c is not None and c <= 1.5,
                  f"{c:.2f} µs" if c else "n/a", "≤ 1.5 µs")
+
+        # ---- 1b. first sync of incremental streams, both APIs
+        name = f"first sync {size}"
+        rows = first_sync(b, emu, name, tables, N, 2 * docs)
+        se_o, ds_o = rows[(SE, "ours")], rows[(DS, "ours")]
+        cs, cd = cpu_us(se_o), cpu_us(ds_o)
+        r = ratio(cd, cs)
+        b.target(f"Data Sync first sync {size}: ours CPU per record ≤ 1.3× streaming export's (same run)",
+                 r is not None and r <= 1.3, f"{cd:.2f} vs {cs:.2f} µs ({r:.2f}×)" if r else "n/a", "≤ 1.30×")
+        rss = ds_o["rss"] / MIB if not ds_o["problem"] else None
+        b.target(f"Data Sync first sync {size}: ours peak RSS ≤ 32 MiB", rss is not None and rss <= 32,
+                 f"{rss:.1f} MiB" if rss is not None else "n/a", "≤ 32 MiB")
+        w = ratio(ds_o["wall"], se_o["wall"]) if not (ds_o["problem"] or se_o["problem"]) else None
+        b.target(f"Data Sync first sync {size}: ours wall ≤ 1.2× streaming export's",
+                 w is not None and w <= 1.2,
+                 f"{ds_o['wall']:.3f} vs {se_o['wall']:.3f} s ({w:.2f}×)" if w else "n/a", "≤ 1.20×")
+        # A Data Sync position at the head: the last STATEs of ours' cold start above.
+        ds_states = data_sync_states(b, emu, tables, name, ds_o)
 
         # ---- 2. incremental, nothing new
         name = "incremental, nothing new"
         cursors = head_cursors(b, emu, tables, name)
-        rows = b.repeat(max(N, 5), emu, name, [("transfer-only", {}), ("ours", {})],
-                        tables=tables, mode="incremental", cursors=cursors, expect=0)
+        se = {"cursors": cursors}
+        ds = {"states": ds_states}
+        rows = b.repeat(max(N, 5), emu, name, both_apis(["transfer-only", "ours"], se, ds),
+                        tables=tables, mode="incremental", expect=0)
         for p in peer:
-            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="incremental",
+            rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
                                  cursors=cursors, expect=0, timeout=o.peer_timeout))
-        w = rows["ours"]["wall"] if not rows["ours"]["problem"] else None
+        so = rows[(SE, "ours")]
+        w = so["wall"] if not so["problem"] else None
         b.target(f"{name}: ours wall", w is not None and w <= 0.020,
                  f"{w * 1000:.1f} ms" if w is not None else "n/a", "≤ 20 ms")
-        b.nothing_new_cursors = cursors
+        api_notes(b, name, rows)
 
-        # ---- 3. incremental, 10k deltas (applied once; every program reads the same ones)
+        # ---- 3. incremental, 10k deltas (applied once, after both APIs' positions were
+        # taken; every program on both APIs reads the same ones)
         nd = 500 if smoke else 10_000
-        name = f"incremental, {nd // 1000 if nd >= 1000 else nd}{'k' if nd >= 1000 else ''} deltas"
+        name = f"incremental, {count_label(nd)} deltas"
         emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 1})
-        every = {"config_extra": {"every_revision": True}}
-        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours every-revision", every),
-                                       ("ours", {})],
-                        tables=tables, mode="incremental", cursors=cursors)
+        variants = [("transfer-only", {"api": SE, **se}),
+                    ("ours every-revision", {"api": SE, **se, **every}),
+                    ("ours", {"api": SE, **se}),
+                    ("transfer-only", {"api": DS, **ds}),
+                    ("ours every-revision", {"api": DS, **ds, **every}),
+                    ("ours", {"api": DS, **ds})]
+        rows = b.repeat(N, emu, name, variants, tables=tables, mode="incremental")
         for p in peer:
-            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="incremental",
+            rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
                                  cursors=cursors, timeout=o.peer_timeout))
-        # Every revision, as transfer-only and the peer send them; the default sends each
-        # changed document once (fewer records, by design).
-        b.agree(name, rows, [l for l in rows if l != "ours"])
-        got = rows["transfer-only"].get("records")
-        if got is not None and got < nd * 0.5:
-            b.failures.append(f"{name}: only {got} delta records for {nd} changes")
-        exact = rows["ours"].get("records")
-        if exact is not None and got is not None and not rows["ours"]["problem"] and not exact <= got:
-            b.failures.append(f"{name}: ours sent {exact} records, more than the {got} revisions")
-        r = ratio(rate(rows["ours every-revision"]), rate(rows["transfer-only"]))
+        incremental_checks(b, name, rows, nd)
+        r = ratio(rate(rows[(SE, "ours every-revision")]), rate(rows[(SE, "transfer-only")]))
         b.target(f"{name}: ours (every_revision) ≥ 90 % of transfer-only records/s",
                  r is not None and r >= 0.9, f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
-        w = ratio(rows["ours"]["wall"], rows["transfer-only"]["wall"])
-        b.notes.append(f"{name}: the default (one revision per document) sent {exact} records for "
-                       f"{got} revisions, in {w:.2f}× transfer-only's wall time." if w else
-                       f"{name}: the default mode did not complete")
+        for api in (SE, DS):
+            c = cpu_us(rows[(api, "ours")])
+            r = ratio(c, full_cpu)
+            b.target(f"incremental {count_label(nd)} deltas: ours CPU per record ≤ 1.5× full refresh "
+                     f"{size}'s ({API_NAME[api]})", r is not None and r <= 1.5,
+                     f"{c:.2f} vs {full_cpu:.2f} µs ({r:.2f}×)" if r else "n/a", "≤ 1.50×")
+            ro, rt = rows[(api, "ours")], rows[(api, "transfer-only")]
+            w = ratio(ro["wall"], rt["wall"]) if not (ro["problem"] or rt["problem"]) else None
+            b.notes.append(f"{name} ({API_NAME[api]}): the default (one revision per document) sent "
+                           f"{ro.get('records')} records for {rt.get('records')} revisions, in {w:.2f}× "
+                           f"transfer-only's wall time." if w else
+                           f"{name} ({API_NAME[api]}): the default mode or transfer-only did not complete")
+        api_notes(b, name, rows)
     finally:
         emu.stop()
 
-    # ---- 4. full refresh 1M documents (memory)
+    # ---- 4. full refresh 1M documents (memory), and the first sync of 1M on both APIs
     docs = 5000 if smoke else 1_000_000
-    name = f"full refresh 1x{docs // 1000}k" if docs < 1_000_000 else "full refresh 1x1M"
+    size = f"1x{count_label(docs)}"
+    name = f"full refresh {size}"
     emu = Emulator(emu_bin, ["--tables", 1, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "1m")
     try:
         tables = emu.tables[:1]
@@ -507,16 +683,17 @@ def scenarios(b, o):
         b.agree(name, rows)
         if not smoke:
             b.notes.append(f"{name}: the peer is not run (at its 6–12k records/s it would take minutes).")
-        o_ = rows["ours"]
+        o_ = rows[(FR, "ours")]
         rss = o_["rss"] / MIB if not o_["problem"] else None
         b.target(f"{name}: ours peak RSS", rss is not None and rss <= 32,
                  f"{rss:.1f} MiB" if rss else "n/a", "≤ 32 MiB")
         c = cpu_us(o_)
         b.target(f"{name}: ours CPU per record", c is not None and c <= 1.5,
                  f"{c:.2f} µs" if c else "n/a", "≤ 1.5 µs")
-        r = ratio(rate(o_), rate(rows["transfer-only"]))
+        r = ratio(rate(o_), rate(rows[(FR, "transfer-only")]))
         b.target(f"{name}: ours ≥ 90 % of transfer-only records/s", r is not None and r >= 0.9,
                  f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
+        first_sync(b, emu, f"first sync {size}", tables, N, docs)
     finally:
         emu.stop()
 
@@ -524,26 +701,35 @@ def scenarios(b, o):
     ntab = 16
     docs = 50 if smoke else 500
     nd = 800 if smoke else 10_000
-    name = f"{ntab} tables, {nd // 1000 if nd >= 1000 else nd}{'k' if nd >= 1000 else ''} changes spread"
+    name = f"{ntab} tables, {count_label(nd)} changes spread"
     emu = Emulator(emu_bin, ["--tables", ntab, "--docs", docs, "--doc-size", 400, "--seed", seed],
                    b.work, "spread")
     try:
         tables = emu.tables[:ntab]
         cursors = head_cursors(b, emu, tables, name)
+        ds_states = data_sync_states(b, emu, tables, name)
         emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 2})
         single = single_walk_pages(emu, tables, min(cursors.values()))
-        every = {"config_extra": {"every_revision": True}}
-        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours every-revision", every),
-                                       ("ours", {})],
-                        tables=tables, mode="incremental", cursors=cursors)
+        se, ds = {"cursors": cursors}, {"states": ds_states}
+        variants = [("transfer-only", {"api": SE, **se}),
+                    ("ours every-revision", {"api": SE, **se, **every}),
+                    ("ours", {"api": SE, **se}),
+                    ("transfer-only", {"api": DS, **ds}),
+                    ("ours every-revision", {"api": DS, **ds, **every}),
+                    ("ours", {"api": DS, **ds})]
+        rows = b.repeat(N, emu, name, variants, tables=tables, mode="incremental")
         for p in peer:
-            rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="incremental",
+            rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
                                  cursors=cursors, timeout=o.peer_timeout))
-        b.agree(name, rows, [l for l in rows if l != "ours"])
-        deltas = {l: (r.get("by_endpoint") or {}).get("document_deltas") for l, r in rows.items()}
-        read = {l: (r.get("rows_read") or {}).get("document_deltas") for l, r in rows.items()}
+        incremental_checks(b, name, rows, nd)
+        deltas = {l: (r.get("by_endpoint") or {}).get("document_deltas") for (a, l), r in rows.items() if a == SE}
+        read = {l: (r.get("rows_read") or {}).get("document_deltas") for (a, l), r in rows.items() if a == SE}
         b.notes.append(f"{name}: document_deltas requests {json.dumps(deltas)}, log rows the server "
                        f"read {json.dumps(read)}; one walk over all tables takes {single} requests.")
+        syncs = {l: (r.get("by_endpoint") or {}).get("data_sync") for (a, l), r in rows.items() if a == DS}
+        sread = {l: (r.get("rows_read") or {}).get("data_sync") for (a, l), r in rows.items() if a == DS}
+        b.notes.append(f"{name} (Data Sync, one sync per table, each reading only its table's log): "
+                       f"data_sync requests {json.dumps(syncs)}, rows the server read {json.dumps(sread)}.")
         d = deltas.get("ours")
         r = ratio(d, single)
         b.target(f"{name}: ours change-walk requests ≤ 1.25 × one walk's", r is not None and r <= 1.25,
@@ -551,7 +737,8 @@ def scenarios(b, o):
     finally:
         emu.stop()
 
-    # ---- 5b. full refresh of 8 tables with the list_snapshot cost model and background churn
+    # ---- 5b. full refresh of 8 tables with the list_snapshot cost model and background churn,
+    # and their first sync on both APIs (Data Sync does not use list_snapshot's iterator)
     docs = 1500 if smoke else o.latency_docs
     name = f"8 tables x{docs / 1000:g}k full refresh, snapshot cost model"
     emu = Emulator(emu_bin, ["--tables", 8, "--docs", docs, "--doc-size", 400, "--seed", seed,
@@ -564,70 +751,28 @@ def scenarios(b, o):
                         tables=tables, mode="full_refresh")
         if peer and not o.peer_skip_latency:
             rows.update(b.repeat(1, emu, name, [(p, {}) for p in peer], tables=tables,
-                                 mode="full_refresh", expect=rows["transfer-only"].get("records"),
+                                 mode="full_refresh", expect=rows[(FR, "transfer-only")].get("records"),
                                  timeout=o.peer_timeout))
         b.agree(name, rows)
-        builds = {l: r.get("builds") for l, r in rows.items()}
+        builds = {l: r.get("builds") for (a, l), r in rows.items()}
         b.notes.append(f"{name}: snapshot iterator builds {json.dumps(builds)} (8 tables; ours walks "
                        f"them in one walk, plus one head probe, a page of no table).")
         got = builds.get("ours")
         b.target(f"{name}: ours iterator builds ≤ one for the read's walk + the head probe",
                  got is not None and got <= 2, f"{got}", "≤ 2")
-        r = ratio(rate(rows["ours"]), rate(rows["transfer-only"]))
+        r = ratio(rate(rows[(FR, "ours")]), rate(rows[(FR, "transfer-only")]))
         b.target(f"{name}: ours ≥ 90 % of sequential transfer-only records/s",
                  r is not None and r >= 0.9, f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
+        name = f"8 tables x{docs / 1000:g}k first sync, snapshot cost model"
+        first_sync(b, emu, name, tables, N, 8 * docs)
+        b.notes.append(f"{name}: the emulator's cost model prices list_snapshot only (iterator "
+                       f"builds, page time); its Data Sync pages cost nothing extra, so this "
+                       f"scenario's Data Sync rows do not model what a data sync page costs Convex.")
     finally:
         emu.stop()
 
-    # ---- 5c. the same syncs on both of Convex's export APIs: streaming export (list_snapshot,
-    # document_deltas) and Data Sync (POST /api/v1/data/sync), one revision per document each
-    docs = 2000 if smoke else 100_000
-    nd = 500 if smoke else 10_000
-    emu = Emulator(emu_bin, ["--tables", 2, "--docs", docs, "--doc-size", 400, "--seed", seed],
-                   b.work, "apis")
-    try:
-        tables = emu.tables[:2]
-        ds = {"config_extra": {"api": "data_sync"}}
-        both = [("ours streaming-export", {}), ("ours data-sync", ds)]
-        apis = {}
-
-        def compare(name, rows):
-            b.agree(name, rows)
-            se, dsr = rows["ours streaming-export"], rows["ours data-sync"]
-            if se["problem"] or dsr["problem"]:
-                return
-            sent = lambda r: sum((r.get("bytes_sent") or {}).values())
-            w = ratio(dsr["wall"], se["wall"])
-            apis[name] = w
-            b.notes.append(
-                f"{name}: Data Sync {dsr['requests']} requests, {sent(dsr) / 1e6:.1f} MB sent by "
-                f"the server, {w:.2f}× the wall time of the streaming export API's "
-                f"{se['requests']} requests, {sent(se) / 1e6:.1f} MB "
-                f"(by endpoint: {json.dumps(dsr.get('by_endpoint'))} vs {json.dumps(se.get('by_endpoint'))}).")
-
-        name = f"first sync 2x{docs // 1000}k, both APIs"
-        rows = b.repeat(N, emu, name, both, tables=tables, mode="incremental", expect=2 * docs)
-        compare(name, rows)
-        # Positions at the head on each API, from one sync each.
-        saved = {}
-        for label, kw in both:
-            row = b.measure(emu, "both APIs (setup)", "ours", tables, "incremental", **kw)
-            if row["problem"]:
-                raise Failure(f"both APIs setup ({label}): {row['problem']}")
-            saved[label] = row["states"]
-        with_states = [(l, {**kw, "states": saved[l]}) for l, kw in both]
-        name = "nothing new, both APIs"
-        rows = b.repeat(max(N, 5), emu, name, with_states, tables=tables, mode="incremental",
-                        expect=0)
-        compare(name, rows)
-        name = f"{nd // 1000 if nd >= 1000 else nd}{'k' if nd >= 1000 else ''} changes, both APIs"
-        emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 3})
-        rows = b.repeat(N, emu, name, with_states, tables=tables, mode="incremental")
-        compare(name, rows)
-    finally:
-        emu.stop()
-
-    # ---- 6. documents near the 1 MiB limit (memory bound), at two table sizes
+    # ---- 6. documents near the 1 MiB limit (memory bound), at two table sizes; full refresh,
+    # and the first sync on both APIs (Data Sync pages hold up to 64 MiB of values)
     size = 1_000_000
     small, big = (2, 6) if smoke else (o.bigdoc_small, o.bigdoc_big)
     rss = {}
@@ -643,7 +788,9 @@ def scenarios(b, o):
                 rows.update(b.repeat(1, emu, name, [(p, {}) for p in peer], tables=tables,
                                      mode="full_refresh", expect=docs, timeout=o.peer_timeout))
             b.agree(name, rows)
-            rss[docs] = rows["ours"]["rss"] / MIB if not rows["ours"]["problem"] else None
+            ours = rows[(FR, "ours")]
+            rss[docs] = ours["rss"] / MIB if not ours["problem"] else None
+            first_sync(b, emu, f"~1 MiB docs x{docs} first sync", tables, 1, docs)
         finally:
             emu.stop()
     ok = all(v is not None for v in rss.values())
@@ -700,39 +847,50 @@ def machine():
 
 
 def table_md(b):
-    hdr = ("| scenario | program | n | wall s | records | records/s | CPU µs/rec | peak RSS MiB "
+    hdr = ("| scenario | API | program | n | wall s | records | records/s | CPU µs/rec | peak RSS MiB "
            "| requests | rows read (server) | iterator builds | MB sent (server) | stdout B/rec |\n"
-           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+           "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     lines = [hdr]
     for r in b.results:
+        api = API_NAME[r.get("api", FR)]
         if r["problem"]:
-            lines.append(f"| {r['scenario']} | {r['program']} | {r.get('n', 1)} | FAILED: {r['problem']} "
+            lines.append(f"| {r['scenario']} | {api} | {r['program']} | {r.get('n', 1)} | FAILED: {r['problem']} "
                          "| | | | | | | | | |")
             continue
         recs = r.get("records") or 0
         c = cpu_us(r)
         bpr = (r["stdout_bytes"] / recs) if recs and r["program"] != "transfer-only" else None
         lines.append(
-            f"| {r['scenario']} | {r['program']} | {r.get('n', 1)} | {r['wall']:.3f} | {recs:,} "
+            f"| {r['scenario']} | {api} | {r['program']} | {r.get('n', 1)} | {r['wall']:.3f} | {recs:,} "
             f"| {fmt_rate(r)} | {'-' if c is None else f'{c:.2f}'} | {r['rss'] / MIB:.1f} "
             f"| {r['requests'] if r['requests'] is not None else '?'} "
-            f"| {sum((r.get('rows_read') or {}).values()):,} | {r.get('builds', '?')} "
-            f"| {sum((r.get('bytes_sent') or {}).values()) / 1e6:.1f} "
+            f"| {rows_read(r):,} | {r.get('builds', '?')} "
+            f"| {sent_mb(r):.1f} "
             f"| {'-' if bpr is None else f'{bpr:.0f}'} |")
     return "\n".join(lines)
 
 
-def ratios_md(b):
+def grouped(b):
+    """{(scenario, api): {program: row}} in the order measured."""
     by = {}
     for r in b.results:
-        by.setdefault(r["scenario"], {})[r["program"]] = r
-    lines = ["| scenario | ours/transfer-only records/s | ours/peer records/s | CPU µs/rec ours vs peer "
-             "| peak RSS ours vs peer | requests ours / transfer-only / peer |",
-             "|---|--:|--:|--:|--:|--:|"]
-    for s, progs in by.items():
+        by.setdefault((r["scenario"], r.get("api", FR)), {})[r["program"]] = r
+    return by
+
+
+def ratios_md(b):
+    by = grouped(b)
+    lines = ["| scenario | API | ours/transfer-only records/s | ours/peer records/s | CPU µs/rec ours vs peer "
+             "| peak RSS ours vs peer | requests ours / transfer-only / peer "
+             "| rows read (server) ours / transfer-only / peer |",
+             "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for (s, api), progs in by.items():
         o, t, p = progs.get("ours"), progs.get("transfer-only"), progs.get("peer")
         if not o:
             continue
+        if api == DS and not p:
+            # The peer has no Data Sync API: its streaming export read of the same scenario.
+            p = by.get((s, SE), {}).get("peer")
         f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}×"
         rt = ratio(rate(o), rate(t))
         rp = ratio(rate(o), rate(p))
@@ -741,8 +899,46 @@ def ratios_md(b):
         rss = "-" if o["problem"] else (f"{o['rss'] / MIB:.1f} vs {p['rss'] / MIB:.1f} MiB"
                                         if p and not p["problem"] else f"{o['rss'] / MIB:.1f} MiB")
         rq = " / ".join(str(x["requests"]) if x and not x["problem"] else "-" for x in (o, t, p))
-        lines.append(f"| {s} | {f(rt)} | {f(rp, 1)} | {cpu} | {rss} | {rq} |")
+        rr = " / ".join(f"{rows_read(x):,}" if x and not x["problem"] else "-" for x in (o, t, p))
+        lines.append(f"| {s} | {API_NAME[api]} | {f(rt)} | {f(rp, 1)} | {cpu} | {rss} | {rq} | {rr} |")
     return "\n".join(lines)
+
+
+def apis_md(b):
+    """The scenarios measured on both APIs, one line per program: streaming export / Data Sync."""
+    by = grouped(b)
+    lines = ["| scenario | program | wall s | CPU µs/rec | peak RSS MiB | requests | rows read (server) "
+             "| MB sent (server) | records |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    n = 0
+    for (s, api), progs in by.items():
+        if api != SE or (s, DS) not in by:
+            continue
+        ds_progs = by[(s, DS)]
+        for prog, se in progs.items():
+            ds = ds_progs.get(prog)
+            if not ds:
+                continue
+            n += 1
+            if se["problem"] or ds["problem"]:
+                lines.append(f"| {s} | {prog} | FAILED | | | | | | |")
+                continue
+
+            def pair(fa, fmt, x=se, y=ds, r=False):
+                va, vb = fa(x), fa(y)
+                if va is None or vb is None:
+                    return "-"
+                q = f" ({vb / va:.2f}×)" if r and va else ""
+                return f"{fmt(va)} / {fmt(vb)}{q}"
+            lines.append(
+                f"| {s} | {prog} | {pair(lambda r: r['wall'], lambda v: f'{v:.3f}', r=True)} "
+                f"| {pair(cpu_us, lambda v: f'{v:.2f}', r=True)} "
+                f"| {pair(lambda r: r['rss'] / MIB, lambda v: f'{v:.1f}')} "
+                f"| {pair(lambda r: r['requests'], str)} "
+                f"| {pair(rows_read, lambda v: f'{v:,}')} "
+                f"| {pair(sent_mb, lambda v: f'{v:.1f}')} "
+                f"| {pair(lambda r: r.get('records'), lambda v: f'{v:,}')} |")
+    return "\n".join(lines) if n else ""
 
 
 def targets_md(b):
@@ -767,15 +963,33 @@ def report(b, o, started, elapsed):
         "2-core machine absolute times are noisy, so the targets are ratios between programs "
         "measured in the same run (interleaved, median of `n` runs).\n")
     parts.append("Programs: **transfer-only** = `bench/src/bin/transfer-only.rs`, pages through the "
-                 "same `list_snapshot`/`document_deltas` responses on one keep-alive connection per "
-                 "table and discards them (the wire's limit on this machine); **ours** = "
+                 "same responses the connector reads and discards them (the wire's limit on this "
+                 "machine): `list_snapshot`/`document_deltas` on one keep-alive connection per "
+                 "table, or, on Data Sync, the same data syncs (one per table, selection = that "
+                 "table, cold start or from the same saved cursor, to the first `upToDate` page) "
+                 "one after another on one keep-alive connection; **ours** = "
                  "`source-convex read --config C --catalog K [--state S]` with stdout to a file; "
                  "**peer** = Airbyte's Python `source-convex` 0.4.51 from PyPI in the benchmark's "
-                 "own venv, same config, catalog and state.\n")
+                 "own venv, same config, catalog and state (it has only the streaming export API).\n")
+    parts.append("APIs: every incremental scenario runs on both of Convex's APIs in the same run, "
+                 "interleaved: **streaming export** (`\"api\": \"streaming_export\"`: "
+                 "`list_snapshot` + `document_deltas`) and **Data Sync** (`\"api\": \"data_sync\"`: "
+                 "`POST /api/v1/data/sync`, one data sync per stream). A *first sync* is an "
+                 "incremental read without state (on Data Sync, a cold-start sync that snapshots the "
+                 "table); the incremental scenarios start from positions taken before the changes "
+                 "were applied: deltas cursors at the head on the streaming export API, the last "
+                 "STATE per stream of ours' Data Sync first sync (a `state_version` 2 Data Sync "
+                 "cursor) on Data Sync, which transfer-only resumes from too. Full refresh reads "
+                 "`list_snapshot` on either API (checked each run: a full refresh with "
+                 "`api: data_sync` makes no Data Sync request), so full-refresh rows are measured "
+                 "once, API \"either\"; each full-refresh scenario has a *first sync* twin measured "
+                 "on both APIs.\n")
     parts.append("Columns: wall = median wall-clock seconds of the child; CPU µs/rec = user+sys of "
                  "the child (wait4) per record; peak RSS = ru_maxrss of the child (max over runs); "
-                 "requests = emulator `GET /_emulator/requests` total for the run; stdout B/rec = "
-                 "bytes written to stdout per record (all messages).\n")
+                 "requests = emulator `GET /_emulator/requests` total for the run; rows read = the "
+                 "emulator's `rows_read` summed over endpoints (document entries a list_snapshot page "
+                 "visited, log rows document_deltas visited, rows a data sync page read by id or "
+                 "from the log); stdout B/rec = bytes written to stdout per record (all messages).\n")
     parts.append("## Machine\n")
     parts.append("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in mach))
     parts.append(f"\nRun {'(smoke)' if o.smoke else '(full)'} started {started} UTC, took {elapsed:.0f} s. "
@@ -789,7 +1003,15 @@ def report(b, o, started, elapsed):
     parts.append("## Targets\n")
     parts.append(targets_md(b) + "\n")
     parts.append("## Ratios\n")
+    parts.append("Per scenario and API. On Data Sync rows, *peer* is the peer's streaming export read "
+                 "of the same scenario (it has no Data Sync API).\n")
     parts.append(ratios_md(b) + "\n")
+    both = apis_md(b)
+    if both:
+        parts.append("## Both APIs\n")
+        parts.append("The scenarios measured on both APIs: each cell is streaming export / Data Sync "
+                     "(with Data Sync's ratio to streaming export for wall and CPU).\n")
+        parts.append(both + "\n")
     parts.append("## Measurements\n")
     parts.append(table_md(b) + "\n")
     if b.notes or b.failures:

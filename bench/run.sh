@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: source-convex vs. a transfer-only client vs. Airbyte's Python source-convex 0.4.51,
-# all against convex-emulator on 127.0.0.1, measured in one run. See BENCHMARKS.md.
+# all against convex-emulator on 127.0.0.1, measured in one run, incremental scenarios on both
+# of Convex's APIs (streaming export and Data Sync). See BENCHMARKS.md.
 #
 #   bench/run.sh            full run (~10-20 min); regenerates BENCHMARKS.md
 #   bench/run.sh --smoke    tiny data, ours + transfer-only only, no peer venv; checks the
@@ -9,8 +10,11 @@
 #
 # Extra arguments are passed to bench/bench.py (e.g. --repeat 5, --latency-docs 40000).
 # Environment:
-#   SOURCE_CONVEX_BIN, CONVEX_EMULATOR_BIN   use these binaries, skip building them
-#   TRANSFER_ONLY_BIN (+ BENCH_RUN_BIN next to it)   use these, skip building convex-bench
+#   SOURCE_CONVEX_BIN, CONVEX_EMULATOR_BIN   use these binaries, skip building them (both must
+#                                            be set, or both are built)
+#   TRANSFER_ONLY_BIN (+ BENCH_RUN_BIN next to it, or set it too)   use these, skip building
+#                                            convex-bench
+#   CARGO_TARGET_DIR   honoured: what is built is looked for in $CARGO_TARGET_DIR/<target>/release
 #   BENCH_PEER_VENV   venv for the peer (default: <repo>/.venv-bench)
 #   BENCH_NO_PEER=1   do not install or run the peer
 set -euo pipefail
@@ -28,7 +32,7 @@ done
 log() { echo "bench/run.sh: $*" >&2; }
 
 TARGET=x86_64-unknown-linux-gnu
-OUT="$ROOT/target/$TARGET/release"
+OUT="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release"
 
 # ---- binaries: one static release build, shared with packaging (scripts/build-static.sh)
 if [[ -z "${SOURCE_CONVEX_BIN:-}" || -z "${CONVEX_EMULATOR_BIN:-}" ]]; then

@@ -58,8 +58,10 @@ pub enum ColumnTypes {
 /// Which of Convex's export APIs incremental streams read through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Api {
-    /// `list_snapshot` / `document_deltas` (what the Python connector used).
+    /// The Data Sync API where the deployment serves it, else the streaming export API.
     #[default]
+    Auto,
+    /// `list_snapshot` / `document_deltas` (what the Python connector used).
     StreamingExport,
     /// `POST /api/v1/data/sync`.
     DataSync,
@@ -292,6 +294,7 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
             "api",
             raw.api.as_deref(),
             &[
+                ("auto", Api::Auto),
                 ("streaming_export", Api::StreamingExport),
                 ("data_sync", Api::DataSync),
             ],
@@ -411,6 +414,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.concurrency, None);
         assert!(!c.every_revision);
+        assert_eq!(c.api, Api::Auto);
+        let c = parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "api": "streaming_export"}))
+            .unwrap();
         assert_eq!(c.api, Api::StreamingExport);
         let c = parse_config(&json!({"deployment_url": "https://a.convex.cloud", "access_key": "k", "api": "data_sync"}))
             .unwrap();

@@ -9,6 +9,7 @@ mod convex;
 mod discovery;
 mod error;
 mod listener;
+mod messages;
 mod output;
 mod protocol;
 mod read;
@@ -286,7 +287,11 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 let note = "The concurrency setting is deprecated since 0.6.0 and ignored: a read makes one change walk and one snapshot walk at a time, the way Convex serves data. Remove it from the configuration.";
                 out.send_blocking(Message::log(protocol::LogLevel::Info, note).to_line())?;
             }
-            let listener = Arc::new(listener::LogListener(out.clone()));
+            let activity = Arc::new(listener::Activity::default());
+            let listener = Arc::new(listener::LogListener {
+                out: out.clone(),
+                activity: activity.clone(),
+            });
             let api = Arc::new(
                 HttpConvex::new(&config, Some(listener))?
                     .with_value_format(value_format(config.column_types)),
@@ -299,13 +304,23 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                     checkpoint_records: read::changes::CHECKPOINT_RECORDS,
                 },
                 api: config.api,
-                progress_every: read::emit::PROGRESS_EVERY,
+                progress_every: progress_every(),
                 column_types: config.column_types,
+                activity,
             };
             let out = out.clone();
             runtime()?.block_on(read::read(api, out, catalog, state, options))
         }
     }
+}
+
+/// How often a long read logs its progress: every 15 s, or every `SOURCE_CONVEX_PROGRESS_MS`
+/// milliseconds (for watching a short read, and for tests).
+fn progress_every() -> std::time::Duration {
+    std::env::var("SOURCE_CONVEX_PROGRESS_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(read::emit::PROGRESS_EVERY, std::time::Duration::from_millis)
 }
 
 /// Typed columns read `export_json`, the encoding that tells every Convex type apart.

@@ -185,6 +185,23 @@ pub enum FailureType {
 pub struct StreamStatus<'a> {
     pub stream_descriptor: &'a StreamDescriptor,
     pub status: StreamStatusKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<[StatusReason; 1]>,
+}
+
+/// Why a stream is in its status; the one reason the protocol has: Convex rate-limits it.
+#[derive(Serialize)]
+pub struct StatusReason {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub rate_limited: RateLimited,
+}
+
+#[derive(Serialize)]
+pub struct RateLimited {
+    /// When requests are expected to succeed again (ms since the epoch), if the server said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_reset: Option<i64>,
 }
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +229,28 @@ impl<'a> Message<'a> {
                 stream_status: Some(StreamStatus {
                     stream_descriptor: stream,
                     status,
+                    reasons: None,
+                }),
+                analytics: None,
+            },
+        }
+    }
+
+    /// RUNNING, rate limited until `quota_reset` (ms since the epoch) if known: the Airbyte UI
+    /// shows it on the stream.
+    pub fn rate_limited(stream: &'a StreamDescriptor, quota_reset: Option<i64>) -> Self {
+        Message::Trace {
+            trace: Trace {
+                kind: TraceKind::StreamStatus,
+                emitted_at: now_ms(),
+                error: None,
+                stream_status: Some(StreamStatus {
+                    stream_descriptor: stream,
+                    status: StreamStatusKind::Running,
+                    reasons: Some([StatusReason {
+                        kind: "RATE_LIMITED",
+                        rate_limited: RateLimited { quota_reset },
+                    }]),
                 }),
                 analytics: None,
             },
@@ -318,6 +357,11 @@ mod tests {
         assert!(line.ends_with(
             "\"stream_status\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":null},\"status\":\"COMPLETE\"}}}\n"
         ));
+        let limited =
+            String::from_utf8(Message::rate_limited(&d, Some(1765000000000)).to_line()).unwrap();
+        assert!(limited.ends_with(
+            "\"status\":\"RUNNING\",\"reasons\":[{\"type\":\"RATE_LIMITED\",\"rate_limited\":{\"quota_reset\":1765000000000}}]}}}\n"
+        ), "{limited}");
         let status = Message::ConnectionStatus {
             connection_status: ConnectionStatus {
                 status: CheckStatus::Failed,

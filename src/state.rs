@@ -43,6 +43,10 @@ pub enum Position {
         cursor: DataSyncCursor,
         sync_id: String,
         consistent_at: Option<SnapshotTs>,
+        /// After a read that deferred changes to the next one, the sync re-reads the log from
+        /// before them; the destination already holds revisions up to this timestamp, so it
+        /// is a copy at one timestamp only once the sync is consistent at or past it.
+        settles_at: Option<SnapshotTs>,
     },
 }
 
@@ -63,6 +67,8 @@ pub struct ConvexStreamState {
     pub data_sync_cursor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settles_at: Option<i64>,
     pub snapshot_cursor: Option<String>,
     pub snapshot_has_more: bool,
     pub delta_cursor: Option<i64>,
@@ -75,6 +81,7 @@ impl ConvexStreamState {
             api: None,
             data_sync_cursor: None,
             sync_id: None,
+            settles_at: None,
             snapshot_cursor,
             snapshot_has_more: has_more,
             delta_cursor: delta,
@@ -96,11 +103,13 @@ impl Position {
                 cursor,
                 sync_id,
                 consistent_at,
+                settles_at,
             } => ConvexStreamState {
                 state_version: Some(DATA_SYNC_STATE_VERSION),
                 api: Some("data_sync"),
                 data_sync_cursor: Some(cursor.0.clone()),
                 sync_id: Some(sync_id.clone()),
+                settles_at: settles_at.map(|t| t.0),
                 ..ConvexStreamState::legacy(None, false, consistent_at.map(|t| t.0))
             },
         }
@@ -154,10 +163,22 @@ impl Position {
                 }
             },
         };
+        let settles_at = match obj.get("settles_at") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(t) if t > 0 => Some(SnapshotTs(t)),
+                _ => {
+                    return Err(format!(
+                        "settles_at {v} is not a positive 64-bit integer timestamp"
+                    ))
+                }
+            },
+        };
         Ok(Position::DataSync {
             cursor,
             sync_id,
             consistent_at,
+            settles_at,
         })
     }
 
@@ -479,6 +500,7 @@ mod tests {
             cursor: DataSyncCursor(cursor),
             sync_id: "airbyte-1".into(),
             consistent_at: at.map(SnapshotTs),
+            settles_at: None,
         };
         assert!(sync("01ab".into(), Some(1770335566197682922))
             .check_resumable()
@@ -515,6 +537,7 @@ mod tests {
                 cursor: DataSyncCursor("01abcdef".into()),
                 sync_id: "airbyte-1".into(),
                 consistent_at: Some(SnapshotTs(1770335566197682922)),
+                settles_at: None,
             },
         ] {
             let saved = serde_json::to_value(p.to_state()).unwrap();
@@ -528,9 +551,24 @@ mod tests {
             cursor: DataSyncCursor("01".into()),
             sync_id: String::new(),
             consistent_at: None,
+            settles_at: None,
         };
         let saved = serde_json::to_value(snapshotting.to_state()).unwrap();
         assert_eq!(Position::from_state(&saved).unwrap(), snapshotting);
+        // After a read that deferred changes: not consistent until the sync passes settles_at.
+        let settling = Position::DataSync {
+            cursor: DataSyncCursor("02".into()),
+            sync_id: "airbyte-x".into(),
+            consistent_at: None,
+            settles_at: Some(SnapshotTs(1770335566197682922)),
+        };
+        let saved = serde_json::to_value(settling.to_state()).unwrap();
+        assert_eq!(saved["settles_at"], 1770335566197682922i64);
+        assert_eq!(saved["delta_cursor"], Value::Null);
+        assert_eq!(Position::from_state(&saved).unwrap(), settling);
+        let mut bad = saved.clone();
+        bad["settles_at"] = json!(-1);
+        assert!(Position::from_state(&bad).is_err());
     }
 
     #[test]
@@ -539,6 +577,7 @@ mod tests {
             cursor: DataSyncCursor("01ab".into()),
             sync_id: "airbyte-x".into(),
             consistent_at: Some(SnapshotTs(1770335566197682922)),
+            settles_at: None,
         };
         assert_eq!(
             serde_json::to_value(p.to_state()).unwrap(),

@@ -419,7 +419,7 @@ fn the_cli_forgives_what_is_unambiguous_and_says_the_fix_otherwise() {
     assert!(
         check
             .stdout
-            .contains(r#"'api' must be one of [\"streaming_export\",\"data_sync\"]"#),
+            .contains(r#"'api' must be one of [\"auto\",\"streaming_export\",\"data_sync\"]"#),
         "{}",
         check.stdout
     );

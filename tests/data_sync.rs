@@ -104,6 +104,7 @@ fn switching_the_api_continues_exactly_both_ways() {
     // Every column: the changes add fields that a catalog discovered before them would not
     // select (Airbyte's field selection), whatever the API.
     let catalog = h.catalog_all_columns("incremental");
+    h.use_streaming_export();
     let first = h.read(&catalog, Some("[]"));
     assert_eq!(first.code, 0);
     apply_changes(h.dep(), 60, 5).unwrap();
@@ -263,7 +264,7 @@ fn an_altered_cursor_fails_its_stream_with_what_to_do() {
     assert_eq!(e["failure_type"], "config_error");
     let text = e["message"].as_str().unwrap();
     assert!(
-        text.contains("InvalidDataSyncCursor") && text.contains("reset this stream"),
+        text.contains("InvalidDataSyncCursor") && text.contains("refresh this stream"),
         "{text}"
     );
     assert!(!text.contains(&cursor[..40]), "the cursor is not echoed");
@@ -332,7 +333,7 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
             assert_no_id_twice(&run, &format!("seed {seed} round {round}"));
             stops += logs(&run, "INFO")
                 .iter()
-                .filter(|l| l.contains("a second time in this read"))
+                .filter(|l| l.contains("changes came for documents this read had already sent"))
                 .count();
             state = run.saved_state();
             runs.push(run);
@@ -351,7 +352,7 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
         "only {compared} consistent comparisons"
     );
     eprintln!("stops {stops} compared {compared}");
-    // Documents changed under a snapshot made some read stop before repeating one.
+    // Documents changed under a snapshot after they were sent made some read defer them.
     assert!(stops > 0, "no read met a document again");
 }
 
@@ -382,4 +383,272 @@ fn a_data_sync_position_ahead_of_the_head_heals_after_a_switch() {
         "{warn:?}"
     );
     assert!(assert_exact_where_consistent(&h, &[&run]) > 0);
+}
+
+/// A first sync of a deployment written to during the whole sync finishes in one read: every
+/// document that existed before it started and still exists is delivered, none twice, and
+/// what changed after it was sent comes in the next read.
+#[test]
+fn a_busy_first_data_sync_finishes_in_one_read() {
+    let settings = Settings {
+        data_sync_page_entries: 50,
+        ..Settings::default()
+    };
+    let mut h = Harness::generated(1, 600, false, settings);
+    h.use_data_sync();
+    // Every column: the writers add fields a catalog discovered before them would not select.
+    let catalog = h.catalog_all_columns("incremental");
+    let before: Vec<String> = tables(h.dep())
+        .iter()
+        .flat_map(|(component, table, _)| common::live(h.dep(), component, table).into_keys())
+        .collect();
+    let writer = BackgroundWriter::start(h.dep(), 77, 400, Some(5));
+    let first = h.read(&catalog, Some("[]"));
+    writer.stop();
+    first.assert_well_formed(h.emu.access_key());
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    assert_no_id_twice(&first, "the first read");
+    let sent: std::collections::BTreeSet<String> = first
+        .records()
+        .into_values()
+        .flatten()
+        .map(|r| r["_id"].as_str().unwrap().to_owned())
+        .collect();
+    let still: Vec<&String> = before
+        .iter()
+        .filter(|id| {
+            tables(h.dep()).iter().any(|(component, table, _)| {
+                common::live(h.dep(), component, table).contains_key(*id)
+            })
+        })
+        .collect();
+    let missing: Vec<&&String> = still.iter().filter(|id| !sent.contains(**id)).collect();
+    assert!(
+        missing.is_empty(),
+        "the first read left out {} of {} documents: {missing:?}",
+        missing.len(),
+        still.len()
+    );
+    // With the writers gone, the next read catches up and the copy is exact.
+    let second = h.read(&catalog, Some(&first.saved_state()));
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    assert_no_id_twice(&second, "the second read");
+    assert!(assert_exact_where_consistent(&h, &[&first, &second]) > 0);
+}
+
+/// A 429 shows on the streams being read as RUNNING with reason RATE_LIMITED and the time
+/// Convex expects requests to succeed again, and they are RUNNING again once one does: on
+/// both APIs.
+#[test]
+fn a_rate_limit_shows_on_the_streams_until_requests_succeed() {
+    for (api, endpoint) in [
+        ("data_sync", "data_sync"),
+        ("streaming_export", "list_snapshot"),
+    ] {
+        let mut h = Harness::generated(1, 30, false, Settings::default());
+        h.config_extra["api"] = json!(api);
+        let catalog = h.catalog_all("incremental");
+        h.dep()
+            .add_fault(FaultRule {
+                retry_after_secs: Some(2),
+                ..FaultRule::new(endpoint, FaultKind::RateLimit).times(1)
+            })
+            .unwrap();
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let run = h.read(&catalog, Some("[]"));
+        run.assert_well_formed(h.emu.access_key());
+        assert_eq!(run.code, 0, "{api}: {}", run.stdout);
+        let statuses: Vec<&Value> = run
+            .messages
+            .iter()
+            .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
+            .map(|m| &m["trace"]["stream_status"])
+            .collect();
+        let limited: Vec<&&Value> = statuses
+            .iter()
+            .filter(|s| s["reasons"][0]["type"] == "RATE_LIMITED")
+            .collect();
+        assert_eq!(limited.len(), 1, "{api}: {statuses:?}");
+        assert_eq!(limited[0]["status"], "RUNNING");
+        let reset = limited[0]["reasons"][0]["rate_limited"]["quota_reset"]
+            .as_i64()
+            .expect("quota_reset");
+        assert!(
+            reset >= started + 2000 && reset < started + 60_000,
+            "{api}: quota_reset {reset} is not about 2 s after {started}"
+        );
+        // Then RUNNING without a reason, then COMPLETE.
+        let at = statuses
+            .iter()
+            .position(|s| s["reasons"][0]["type"] == "RATE_LIMITED")
+            .unwrap();
+        let after: Vec<(&str, bool)> = statuses[at + 1..]
+            .iter()
+            .map(|s| (s["status"].as_str().unwrap(), s.get("reasons").is_some()))
+            .collect();
+        assert_eq!(after.first(), Some(&("RUNNING", false)), "{api}: {after:?}");
+        assert_eq!(after.last(), Some(&("COMPLETE", false)), "{api}: {after:?}");
+    }
+}
+
+/// The API a read took, by the position it saved: a Data Sync cursor or a timestamp.
+fn saved_api(run: &common::Run) -> Vec<&'static str> {
+    run.final_states()
+        .values()
+        .map(|s| {
+            if s["api"] == "data_sync" {
+                "data_sync"
+            } else {
+                "streaming_export"
+            }
+        })
+        .collect()
+}
+
+/// `api: auto` (a config without `api`) on a deployment that serves the Data Sync API: a cold
+/// start, a Python connector's state and a Data Sync state all read through it, exactly, and
+/// nothing is read twice.
+#[test]
+fn auto_reads_through_data_sync_where_the_deployment_serves_it() {
+    let mut h = Harness::generated(2, 60, true, Settings::default());
+    h.use_auto();
+    let catalog = h.catalog_all_columns("incremental");
+    // A cold start.
+    let cold = h.read(&catalog, Some("[]"));
+    cold.assert_well_formed(h.emu.access_key());
+    assert_eq!(cold.code, 0, "{}", cold.stdout);
+    assert!(saved_api(&cold).iter().all(|a| *a == "data_sync"));
+    assert!(!h
+        .dep()
+        .requests()
+        .by_endpoint
+        .contains_key("document_deltas"));
+    // A Data Sync state goes on with the changes only.
+    apply_changes(h.dep(), 20, 3).unwrap();
+    let next = h.read(&catalog, Some(&cold.saved_state()));
+    assert_eq!(next.code, 0, "{}", next.stdout);
+    assert!(next.of_type("RECORD").len() <= 20 * 8, "{}", next.stdout);
+    assert!(assert_exact_where_consistent(&h, &[&cold, &next]) > 0);
+    // A Python connector's state (the streaming export shape) is converted once, and read on
+    // from there: no snapshot.
+    let mut h2 = Harness::generated(2, 60, true, Settings::default());
+    let catalog2 = h2.catalog_all_columns("incremental");
+    let legacy = h2.read(&catalog2, Some("[]"));
+    assert_eq!(legacy.code, 0);
+    apply_changes(h2.dep(), 20, 4).unwrap();
+    h2.use_auto();
+    h2.dep().reset_requests();
+    let moved = h2.read(&catalog2, Some(&legacy.saved_state()));
+    moved.assert_well_formed(h2.emu.access_key());
+    assert_eq!(moved.code, 0, "{}", moved.stdout);
+    let requests = h2.dep().requests();
+    assert_eq!(
+        requests
+            .by_endpoint
+            .get("data_sync_cursor_from_deltas")
+            .copied(),
+        Some(tables(h2.dep()).len() as u64)
+    );
+    assert!(
+        requests
+            .by_endpoint
+            .get("list_snapshot")
+            .copied()
+            .unwrap_or(0)
+            <= 1
+    );
+    assert!(saved_api(&moved).iter().all(|a| *a == "data_sync"));
+    assert!(assert_exact_where_consistent(&h2, &[&legacy, &moved]) > 0);
+}
+
+/// `api: auto` on an older self-hosted backend without the Data Sync API (404): one INFO says
+/// why, incremental streams read through the streaming export API, and component streams,
+/// whose changes such a backend's document_deltas skips, are named in a WARN with the remedy.
+/// A cold start, a Python connector's state and a Data Sync state (from before a downgrade)
+/// all end exact.
+#[test]
+fn auto_falls_back_to_streaming_export_on_a_backend_without_data_sync() {
+    let old = Settings {
+        no_data_sync: true,
+        ..Settings::default()
+    };
+    // A cold start.
+    let mut h = Harness::generated(2, 40, true, old.clone());
+    h.use_auto();
+    let catalog = h.catalog_all_columns("incremental");
+    let cold = h.read(&catalog, Some("[]"));
+    cold.assert_well_formed(h.emu.access_key());
+    assert_eq!(cold.code, 0, "{}", cold.stdout);
+    let info = logs(&cold, "INFO");
+    assert_eq!(
+        info.iter()
+            .filter(|l| l.contains("does not serve Convex's Data Sync API"))
+            .count(),
+        1,
+        "{info:?}"
+    );
+    let warn = logs(&cold, "WARN");
+    assert_eq!(warn.len(), 1, "{warn:?}");
+    let named: std::collections::BTreeSet<&str> = warn[0]
+        .strip_prefix("Streams ")
+        .and_then(|w| w.split(" are tables").next())
+        .unwrap()
+        .split(", ")
+        .collect();
+    let components: std::collections::BTreeSet<String> = tables(h.dep())
+        .into_iter()
+        .filter(|(component, _, _)| !component.is_empty())
+        .map(|(component, _, name)| format!("{component}.{name}"))
+        .collect();
+    assert_eq!(
+        named,
+        components.iter().map(String::as_str).collect(),
+        "{}",
+        warn[0]
+    );
+    assert!(warn[0].contains("Full refresh") && warn[0].contains("Upgrade the backend"));
+    assert!(saved_api(&cold).iter().all(|a| *a == "streaming_export"));
+    assert!(assert_exact_where_consistent(&h, &[&cold]) > 0);
+    // A Python connector's state: the change walk, from where it stood.
+    apply_changes(h.dep(), 10, 6).unwrap();
+    let next = h.read(&catalog, Some(&cold.saved_state()));
+    assert_eq!(next.code, 0, "{}", next.stdout);
+    assert!(saved_api(&next).iter().all(|a| *a == "streaming_export"));
+    assert!(h
+        .dep()
+        .requests()
+        .by_endpoint
+        .contains_key("document_deltas"));
+    // A Data Sync state from before the backend was downgraded continues from its consistent
+    // timestamp through document_deltas.
+    let mut h3 = Harness::generated(2, 40, false, Settings::default());
+    h3.use_data_sync();
+    let catalog3 = h3.catalog_all_columns("incremental");
+    let synced = h3.read(&catalog3, Some("[]"));
+    assert_eq!(synced.code, 0, "{}", synced.stdout);
+    h3.dep().set_settings(Settings {
+        no_data_sync: true,
+        ..h3.dep().settings()
+    });
+    apply_changes(h3.dep(), 10, 7).unwrap();
+    h3.use_auto();
+    let after = h3.read(&catalog3, Some(&synced.saved_state()));
+    after.assert_well_formed(h3.emu.access_key());
+    assert_eq!(after.code, 0, "{}", after.stdout);
+    assert!(saved_api(&after).iter().all(|a| *a == "streaming_export"));
+    assert!(after.of_type("RECORD").len() <= 10 * 8, "{}", after.stdout);
+    assert!(assert_exact_where_consistent(&h3, &[&synced, &after]) > 0);
+    // `api: data_sync` there is a config error that names the remedy.
+    h3.use_data_sync();
+    let forced = h3.read(&catalog3, Some(&synced.saved_state()));
+    assert_ne!(forced.code, 0);
+    let errors = forced.errors();
+    assert!(errors.iter().all(|e| e["failure_type"] == "config_error"));
+    assert!(errors.iter().any(|e| e["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not serve Convex's Data Sync API")));
 }

@@ -14,7 +14,8 @@ use crate::deployment::{Deployment, RequestRecord};
 use crate::export::{self, ApiError, DeltasArgs, Selection, SnapshotArgs};
 use crate::faults::{FaultKind, FaultRule};
 use crate::http::{
-    api_error, bare, convex_error, json_bytes, parse_query, BodyEnd, EmuBody, Resp, SocketSlot,
+    api_error, bare, convex_error, json_bytes, no_route, parse_query, BodyEnd, EmuBody, Resp,
+    SocketSlot,
 };
 use crate::snapshot_cost::{self, IteratorKey};
 use crate::value::Format;
@@ -29,6 +30,7 @@ pub fn endpoint_name(path: &str) -> &'static str {
         "/api/get_table_column_names" => "get_table_column_names",
         "/api/v1/data/sync" => "data_sync",
         "/api/data_sync_cursor_from_deltas" => "data_sync_cursor_from_deltas",
+        "/api/v1/data/list_active_syncs" => "list_active_syncs",
         _ => "other",
     }
 }
@@ -207,6 +209,13 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
     let query = parse_query(parts.uri.query());
     let get = parts.method == Method::GET;
     let post = parts.method == Method::POST;
+    let data_sync_route = matches!(
+        endpoint,
+        "data_sync" | "data_sync_cursor_from_deltas" | "list_active_syncs"
+    );
+    if data_sync_route && dep.settings().no_data_sync {
+        return Ok(Routed::Done(no_route()));
+    }
     match endpoint {
         "test_streaming_export_connection" if get => {
             authorize(dep, parts, &query)?;
@@ -279,11 +288,21 @@ fn route(dep: &Deployment, parts: &Parts, body: Bytes, endpoint: &str) -> Result
             };
             Ok(Routed::Done(json_bytes(200, out)))
         }
-        "other" => Err(ApiError::new(
-            404,
-            "NotFound",
-            format!("No route for {}", parts.uri.path()),
-        )),
+        "list_active_syncs" if get => {
+            // Convex parses the query before it looks at the caller.
+            let limit = match query_once(&query, "limit")? {
+                None => None,
+                Some(s) => Some(
+                    s.parse::<usize>()
+                        .map_err(|e| bad_query(format!("limit: {e}")))?,
+                ),
+            };
+            let cursor = query_once(&query, "cursor")?;
+            authorize(dep, parts, &query)?;
+            let out = crate::data_sync::list_active_syncs(dep, limit, cursor)?;
+            Ok(Routed::Done(json_bytes(200, out)))
+        }
+        "other" => Ok(Routed::Done(no_route())),
         // A known route with the wrong method: axum's bare 405.
         _ => Ok(Routed::Done(bare(405))),
     }
@@ -726,6 +745,7 @@ fn document_deltas(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
         cursor,
         selection,
         format: Format::Clean,
+        skip_components: settings.no_data_sync,
     };
     let format = match format {
         Ok(f) => f,

@@ -1,11 +1,13 @@
 //! Convex's Data Sync API: `POST /api/v1/data/sync` (a paginated, never-ending export with
-//! an opaque cursor, truncates and a snapshot status) and `POST
+//! an opaque cursor, truncates and a snapshot status), `POST
 //! /api/data_sync_cursor_from_deltas` (turns a legacy `document_deltas` cursor into a data
-//! sync cursor). Authentication, `Convex-Client` and JSON-body checks happen in `api.rs`
-//! before these run, as for the other endpoints.
+//! sync cursor) and `GET /api/v1/data/list_active_syncs` (the syncs' progress rows).
+//! Authentication, `Convex-Client`, query and JSON-body checks happen in `api.rs` before these
+//! run, as for the other endpoints.
 
 mod cursor;
 mod page;
+mod progress;
 mod selection;
 
 use serde_json::Value as Json;
@@ -13,6 +15,7 @@ use serde_json::Value as Json;
 use cursor::CursorState;
 pub use cursor::Sealer;
 use page::{Limits, Status};
+pub use progress::Rows as ProgressRows;
 use selection::Selection;
 
 use crate::deployment::Deployment;
@@ -112,44 +115,77 @@ pub fn sync(dep: &Deployment, client: Option<&str>, body: &Json) -> Result<Vec<u
     } else {
         String::new()
     };
-    let page = page::next_page(&dep.store(), received, sync_id, &selection, &limits)?;
+    let store = dep.store();
+    let page = page::next_page(&store, received, sync_id, &selection, &limits)?;
     dep.count_rows_read("data_sync", page.rows_read);
-    Ok(write_response(dep, page))
+    let settings = dep.settings();
+    dep.data_sync_progress(|rows| {
+        rows.record(progress::Recorded {
+            sync_id: &page.cursor.sync_id,
+            state: page.progress.clone(),
+            totals_available: settings.table_summaries_ready,
+            now_ms: clock_ms(store.head),
+            interval_ms: settings.data_sync_progress_write_interval_ms,
+        })
+    })?;
+    Ok(write_response(dep, &page))
 }
 
-fn write_response(dep: &Deployment, page: page::Page) -> Vec<u8> {
-    let mut out = Vec::with_capacity(page.values.len() + 512);
-    out.extend_from_slice(b"{\"status\":");
+/// The emulator's clock (head, in ns) as the unix milliseconds of progress rows.
+fn clock_ms(head: i64) -> u64 {
+    u64::try_from(head / 1_000_000).unwrap_or(0)
+}
+
+/// `GET /api/v1/data/list_active_syncs?limit=&cursor=`, with `limit` already parsed.
+pub fn list_active_syncs(
+    dep: &Deployment,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<Vec<u8>, ApiError> {
+    let now_ms = clock_ms(dep.head());
+    dep.data_sync_progress(|rows| {
+        progress::list_active_syncs(rows, dep.data_sync_sealer(), now_ms, limit, cursor)
+    })
+}
+
+fn write_response(dep: &Deployment, page: &page::Page<'_>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"status\":");
     match page.status {
-        Status::Snapshotting => out.extend_from_slice(b"{\"type\":\"snapshotting\"}"),
+        Status::Snapshotting => head.extend_from_slice(b"{\"type\":\"snapshotting\"}"),
         Status::Stale { snapshot_ts } | Status::UpToDate { snapshot_ts } => {
-            out.extend_from_slice(if matches!(page.status, Status::Stale { .. }) {
+            head.extend_from_slice(if matches!(page.status, Status::Stale { .. }) {
                 b"{\"type\":\"stale\",\"snapshotTs\":"
             } else {
                 b"{\"type\":\"upToDate\",\"snapshotTs\":"
             });
-            out.extend_from_slice(itoa::Buffer::new().format(snapshot_ts).as_bytes());
-            out.push(b'}');
+            head.extend_from_slice(itoa::Buffer::new().format(snapshot_ts).as_bytes());
+            head.push(b'}');
         }
     }
-    out.extend_from_slice(b",\"truncates\":[");
+    head.extend_from_slice(b",\"truncates\":[");
     for (i, (component, table)) in page.truncates.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            head.push(b',');
         }
-        out.extend_from_slice(b"{\"component\":");
-        write_str(component, &mut out);
-        out.extend_from_slice(b",\"table\":");
-        write_str(table, &mut out);
-        out.push(b'}');
+        head.extend_from_slice(b"{\"component\":");
+        write_str(component, &mut head);
+        head.extend_from_slice(b",\"table\":");
+        write_str(table, &mut head);
+        head.push(b'}');
     }
-    out.extend_from_slice(b"],\"values\":[");
-    out.extend_from_slice(&page.values);
-    out.extend_from_slice(b"],\"syncId\":");
-    write_str(&page.cursor.sync_id, &mut out);
-    out.extend_from_slice(b",\"pagination\":{\"hasMore\":true,\"nextCursor\":");
-    write_str(&dep.data_sync_sealer().seal(&page.cursor), &mut out);
-    out.extend_from_slice(b"}}");
+    head.extend_from_slice(b"],\"values\":[");
+    let mut tail = Vec::with_capacity(256);
+    tail.extend_from_slice(b"],\"syncId\":");
+    write_str(&page.cursor.sync_id, &mut tail);
+    tail.extend_from_slice(b",\"pagination\":{\"hasMore\":true,\"nextCursor\":");
+    write_str(&dep.data_sync_sealer().seal(&page.cursor), &mut tail);
+    tail.extend_from_slice(b"}}");
+    // One allocation at (nearly) the final size: the values are copied exactly once.
+    let mut out = Vec::with_capacity(head.len() + page.values.max_len() + tail.len());
+    out.extend_from_slice(&head);
+    page.values.write(&mut out);
+    out.extend_from_slice(&tail);
     out
 }
 

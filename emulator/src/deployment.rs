@@ -80,6 +80,14 @@ pub struct Settings {
     pub data_sync_page_bytes: usize,
     /// Age behind head from which a data sync cursor is expired (Convex Cloud: 3 days).
     pub data_sync_retention_ms: u64,
+    /// A sync's progress row (list_active_syncs) is refreshed at most this often, in the
+    /// emulator's clock, unless its status variant changes or a caught-up page changes its
+    /// count (Convex's `DATA_SYNC_PROGRESS_WRITE_INTERVAL_MS`: 5000). 0 = every page.
+    pub data_sync_progress_write_interval_ms: u64,
+    /// A self-hosted backend from before the Data Sync API (2026-07-10): its three routes
+    /// answer as unknown routes do, and document_deltas skips the tables of non-root
+    /// components, as before Convex's fix of 2026-08-11.
+    pub no_data_sync: bool,
     /// list_snapshot cost model (all zero = free): fixed time of an iterator rebuild.
     pub snapshot_build_base_ms: u64,
     /// Rebuild time per document-log row written after the request's snapshot.
@@ -125,6 +133,8 @@ impl Default for Settings {
             data_sync_page_entries: 16_384,
             data_sync_page_bytes: 64 << 20,
             data_sync_retention_ms: 3 * DAY_MS,
+            data_sync_progress_write_interval_ms: 5_000,
+            no_data_sync: false,
             snapshot_build_base_ms: 0,
             snapshot_build_us_per_row: 0,
             snapshot_read_us_per_doc: 0,
@@ -201,6 +211,9 @@ struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     /// The secret data sync cursors are sealed with.
     data_sync: crate::data_sync::Sealer,
+    /// Data sync progress rows (Convex's `_data_sync_progress`), kept apart from the store:
+    /// they are system rows no export endpoint reads.
+    data_sync_progress: Mutex<crate::data_sync::ProgressRows>,
 }
 
 /// A handle on the emulated deployment; clones share the same state.
@@ -237,6 +250,7 @@ impl Deployment {
                 access_key: access_key.into(),
                 shutdown,
                 data_sync: crate::data_sync::Sealer::new(),
+                data_sync_progress: Mutex::new(Default::default()),
             }),
         }
     }
@@ -247,6 +261,13 @@ impl Deployment {
 
     pub(crate) fn data_sync_sealer(&self) -> &crate::data_sync::Sealer {
         &self.inner.data_sync
+    }
+
+    pub(crate) fn data_sync_progress<R>(
+        &self,
+        f: impl FnOnce(&mut crate::data_sync::ProgressRows) -> R,
+    ) -> R {
+        f(&mut lock(&self.inner.data_sync_progress))
     }
 
     pub(crate) fn store(&self) -> RwLockReadGuard<'_, Store> {

@@ -488,6 +488,9 @@ pub struct DeltasArgs {
     pub cursor: i64,
     pub selection: Selection,
     pub format: Format,
+    /// A backend from before 2026-08-11 skipped the rows of non-root components' tables
+    /// (after counting them as read).
+    pub skip_components: bool,
 }
 
 /// One document_deltas page as response bytes, and the number of log rows it read.
@@ -540,7 +543,8 @@ pub fn document_deltas(
         let table = &store.tables[e.table as usize];
         let p = &plans[e.table as usize];
         // Rows of tables deleted since are skipped, even historical ones.
-        if p.selected && table.active() {
+        let exported = !args.skip_components || table.component.is_empty();
+        if p.selected && table.active() && exported {
             if returned > 0 {
                 out.push(b',');
             }

@@ -33,7 +33,7 @@ pub enum FaultKind {
 pub struct FaultRule {
     /// `list_snapshot`, `document_deltas`, `json_schemas`, `test_streaming_export_connection`,
     /// `get_table_column_names`, `data_sync` (`/api/v1/data/sync`),
-    /// `data_sync_cursor_from_deltas`, or `*` for every `/api/` endpoint.
+    /// `data_sync_cursor_from_deltas`, `list_active_syncs`, or `*` for every `/api/` endpoint.
     #[serde(default = "any_endpoint")]
     pub endpoint: String,
     pub kind: FaultKind,

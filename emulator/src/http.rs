@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
@@ -95,6 +95,15 @@ impl Body for EmuBody {
     fn is_end_stream(&self) -> bool {
         matches!(self, EmuBody::Full(None))
     }
+
+    // An exact size makes hyper send `Content-Length`, as Convex does, instead of chunks.
+    // A mangled body sets its (larger) Content-Length header itself.
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            EmuBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            EmuBody::Partial { .. } => SizeHint::default(),
+        }
+    }
 }
 
 pub type Resp = Response<EmuBody>;
@@ -121,6 +130,12 @@ pub fn convex_error(status: u16, code: &str, message: &str) -> Resp {
         status,
         &serde_json::json!({"code": code, "message": message}),
     )
+}
+
+/// What Convex's router (axum, no fallback route) answers for a path it does not serve: 404
+/// with an empty body and no `Content-Type`.
+pub fn no_route() -> Resp {
+    bare(404)
 }
 
 pub fn bare(status: u16) -> Resp {

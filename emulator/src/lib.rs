@@ -1,6 +1,6 @@
 //! An in-memory emulator of the Convex streaming export HTTP API (`/api/list_snapshot`,
 //! `/api/document_deltas`, `/api/json_schemas`, ..., and the Data Sync API
-//! `/api/v1/data/sync`), for tests and benchmarks of
+//! `/api/v1/data/sync`, `/api/v1/data/list_active_syncs`), for tests and benchmarks of
 //! `source-convex` where no real Convex deployment can be reached.
 //!
 //! ```no_run

@@ -75,6 +75,14 @@ struct Args {
     /// Age behind head at which a data sync cursor expires (default 3 days, Convex Cloud's).
     #[arg(long)]
     data_sync_retention_ms: Option<u64>,
+    /// A sync's list_active_syncs progress is refreshed at most this often (emulator clock;
+    /// Convex: 5000), unless its status variant or its caught-up count changes; 0 = every page.
+    #[arg(long)]
+    data_sync_progress_write_interval_ms: Option<u64>,
+    /// Behave as a self-hosted backend from before the Data Sync API (2026-07-10): its routes
+    /// answer 404 as unknown routes do, and document_deltas skips non-root components' tables.
+    #[arg(long)]
+    no_data_sync: bool,
     /// list_snapshot cost model: fixed time of a snapshot iterator rebuild (a request that
     /// is not the exact continuation of the previous answer).
     #[arg(long, default_value_t = 0)]
@@ -116,6 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         snapshot_page_time_limit_ms: args.snapshot_page_time_limit_ms,
         request_timeout_ms: args.request_timeout_ms,
         system_write_interval_ms: args.system_write_interval_ms,
+        no_data_sync: args.no_data_sync,
         ..Settings::default()
     };
     if let Some(v) = args.snapshot_max_age_ms {
@@ -141,6 +150,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(v) = args.data_sync_retention_ms {
         settings.data_sync_retention_ms = v;
+    }
+    if let Some(v) = args.data_sync_progress_write_interval_ms {
+        settings.data_sync_progress_write_interval_ms = v;
     }
     let faults = args
         .faults

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::deployment::{Deployment, Settings};
 use crate::faults::FaultRule;
 use crate::generator::{self, GenerateSpec};
-use crate::http::{convex_error, json_value, EmuBody, SocketSlot};
+use crate::http::{convex_error, json_value, no_route, EmuBody, SocketSlot};
 use crate::tls::Tls;
 use crate::{api, control};
 
@@ -315,5 +315,5 @@ async fn handle(
     if path.starts_with("/api/") {
         return api::handle(&dep, parts, body, &slot).await;
     }
-    Ok(convex_error(404, "NotFound", "Not found"))
+    Ok(no_route())
 }

@@ -179,6 +179,8 @@ pub struct TableData {
     pub live: usize,
     /// `{"_component":"..","_table":"..","_ts":` — the constant start of every exported value.
     pub prefix: Box<[u8]>,
+    /// `{"component":"..","table":"..","ts":` — the constant start of every data sync entry.
+    pub sync_prefix: Box<[u8]>,
     /// Internal ids of this table's `_tables` row and its two `_index` rows.
     pub meta_rows: [[u8; 16]; 3],
 }
@@ -332,6 +334,11 @@ impl Store {
         prefix.extend_from_slice(b",\"_table\":");
         write_str(&t.name, &mut prefix);
         prefix.extend_from_slice(b",\"_ts\":");
+        let mut sync_prefix = b"{\"component\":".to_vec();
+        write_str(&t.component, &mut sync_prefix);
+        sync_prefix.extend_from_slice(b",\"table\":");
+        write_str(&t.name, &mut sync_prefix);
+        sync_prefix.extend_from_slice(b",\"ts\":");
         let meta_rows = [
             self.system_rng.bytes16(),
             self.system_rng.bytes16(),
@@ -352,6 +359,7 @@ impl Store {
             sticky_shape: None,
             live: 0,
             prefix: prefix.into_boxed_slice(),
+            sync_prefix: sync_prefix.into_boxed_slice(),
             meta_rows,
         });
         self.tables.len() - 1

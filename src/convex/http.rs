@@ -6,13 +6,18 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::data_sync::{self, DataSyncApi, DataSyncCursor, SyncPage};
+use super::data_sync::{
+    self, ActiveSync, Converter, DataSyncApi, DataSyncCursor, SyncPage, SyncPageEnd, SyncValue,
+    Unrepeated,
+};
 use super::encoding::ValueFormat;
-use super::page::{trailing_fields, FeedError, PageParser, PageSyntaxError, RawMeta};
+use super::page::{
+    leading_fields, trailing_fields, FeedError, PageParser, PageSyntaxError, RawMeta,
+};
 use super::{
-    parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd,
-    DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
-    SnapshotTs, ValueMeta,
+    json_i64, parse_json_schemas, parse_table_columns, ConvexApi, ConvexError, DeltaCursor,
+    DeltasPageEnd, DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor,
+    SnapshotPageEnd, SnapshotTs, TableRef, ValueMeta,
 };
 use crate::config::{Config, DeploymentUrl};
 use std::future::Future;
@@ -99,7 +104,7 @@ pub struct HttpConvex {
     deadline: Duration,
     retry: RetryPolicy,
     listener: Option<Arc<dyn Listener>>,
-    /// The next page of the snapshot walk, requested ahead (see [`Ahead`]).
+    /// The next page of a snapshot walk or data sync, requested ahead (see [`Ahead`]).
     ahead: Arc<Mutex<Option<Ahead>>>,
     /// Chunk buffers the parser is done with, for the page readers (see `read_page`).
     buffers: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -120,6 +125,13 @@ impl Drop for HttpConvex {
 /// usual page (1,024 documents of a few hundred bytes) has arrived while its first documents
 /// are being turned into records, and the next page can be asked for then.
 const AHEAD_BYTES: usize = 4 * 1024 * 1024;
+/// The most of the budget one chunk takes (network chunks are far smaller).
+const CHUNK_PERMITS: usize = 1024 * 1024;
+/// A data sync page's values wait until its body has ended or this much of it has arrived:
+/// Convex recomputes a retried page (see `data_sync`), so values delivered by an attempt that
+/// then fails may not be in the answer that completes; held, they never went out. Less than
+/// the budget by a chunk, so the reader never waits on it meanwhile.
+const HOLD_BYTES: usize = AHEAD_BYTES - CHUNK_PERMITS;
 
 /// What the reader of a page hands the parser.
 enum Item {
@@ -131,9 +143,10 @@ enum Item {
 /// One page request, sent and read by its own task into a queue bounded in bytes.
 ///
 /// Pipelining: the connector is CPU bound on a full refresh while Convex computes each page,
-/// so a snapshot walk's next page is requested as soon as the body of the page being processed
-/// has arrived (its cursor is then in the body's last bytes, see [`trailing_fields`]). It is
-/// used only for exactly the request the walk then makes; otherwise it is dropped (its task
+/// so the next page of a snapshot walk or a data sync is requested as soon as the body of the
+/// page being processed has arrived (its cursor is then in the body's last bytes, see
+/// [`NextPage::body_after`]), while that page's values are still being handed out. It is used
+/// only for exactly the request the walk then makes; otherwise it is dropped (its task
 /// aborted). At most one page is requested ahead of the one being processed: the next is
 /// requested only once this one is `taken`.
 struct Ahead {
@@ -151,25 +164,62 @@ impl Drop for Ahead {
     }
 }
 
-/// A snapshot walk's position, for requesting the page after the one being read.
+/// A walk's position, for requesting the page after the one being read.
 #[derive(Clone)]
-struct NextPage {
-    selection: Selection,
-    snapshot: SnapshotTs,
-    format: ValueFormat,
+enum NextPage {
+    Snapshot {
+        selection: Selection,
+        snapshot: SnapshotTs,
+        format: ValueFormat,
+    },
+    /// A data sync goes on after every page but an `upToDate` one, where its caller stops
+    /// (and a page costs the server).
+    DataSync { selection: Selection },
 }
 
 impl NextPage {
-    /// The request body of the page after the one whose body ends with `tail`, when that page
-    /// says there is one.
-    fn body_after(&self, tail: &[u8]) -> Option<String> {
-        let fields = trailing_fields(tail)?;
-        let find = |name: &[u8]| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
-            return None;
+    /// The request body of the page after the one whose body starts with `head` and ends with
+    /// `tail`, when that page says there is one.
+    fn body_after(&self, head: &[u8], tail: &[u8]) -> Option<String> {
+        let trailing = trailing_fields(tail)?;
+        let find = |name: &[u8]| trailing.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        match self {
+            NextPage::Snapshot {
+                selection,
+                snapshot,
+                format,
+            } => {
+                if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
+                    return None;
+                }
+                let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
+                Some(snapshot_body(selection, *snapshot, Some(&cursor), *format).to_string())
+            }
+            NextPage::DataSync { selection } => {
+                #[derive(Deserialize)]
+                struct Status<'a> {
+                    #[serde(rename = "type")]
+                    kind: &'a str,
+                }
+                #[derive(Deserialize)]
+                struct Pagination {
+                    #[serde(rename = "nextCursor")]
+                    next_cursor: String,
+                }
+                // Convex sends `status` first and `pagination` last; either may be anywhere.
+                let leading = leading_fields(head);
+                let find = |name: &[u8]| {
+                    find(name).or_else(|| leading.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+                };
+                let status: Status<'_> = serde_json::from_slice(find(br#""status""#)?).ok()?;
+                if !matches!(status.kind, "snapshotting" | "stale") {
+                    return None;
+                }
+                let p: Pagination = serde_json::from_slice(find(br#""pagination""#)?).ok()?;
+                let cursor = DataSyncCursor(p.next_cursor);
+                (!cursor.0.is_empty()).then(|| data_sync::sync_body(selection, Some(&cursor)))
+            }
         }
-        let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
-        Some(snapshot_body(&self.selection, self.snapshot, Some(&cursor), self.format).to_string())
     }
 }
 
@@ -191,6 +241,9 @@ fn snapshot_body(
 /// cursor is far shorter than this); a page whose fields do not fit is simply not requested
 /// ahead.
 const TAIL_BYTES: usize = 8 * 1024;
+/// The bytes at the start of a body looked at by [`leading_fields`] (a data sync page's
+/// `status` comes first).
+const HEAD_BYTES: usize = 4 * 1024;
 /// Chunk buffers kept for reuse (each at most `POOL_MAX_CAPACITY`), see `read_page`.
 const POOL_BUFFERS: usize = 4;
 const POOL_MAX_CAPACITY: usize = 1024 * 1024;
@@ -204,6 +257,11 @@ pub struct Retrying<'a> {
     pub delay: Duration,
     pub next_attempt: u32,
     pub max_attempts: u32,
+    /// Convex refused it for too many requests (429): the read is rate limited.
+    pub rate_limited: bool,
+    /// How long the server asked to wait (`Retry-After`), as it said it: `delay` is that, cut
+    /// to the policy's longest wait.
+    pub retry_after: Option<Duration>,
 }
 
 /// Whoever runs the client: hears about retries and may stop waiting for answers (then
@@ -211,6 +269,11 @@ pub struct Retrying<'a> {
 /// to anyone itself; the caller decides what a retry looks like.
 pub trait Listener: Send + Sync {
     fn retrying<'a>(&'a self, r: Retrying<'a>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// A request that was retried has succeeded (once per such request).
+    fn recovered<'a>(&'a self, what: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _ = what;
+        Box::pin(std::future::ready(()))
+    }
     /// Resolves once nobody waits for answers any more.
     fn gone(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
@@ -424,8 +487,9 @@ impl HttpConvex {
                 return;
             }
         };
-        // The body's last `TAIL_BYTES`, where the next page's cursor is.
+        // The body's last `TAIL_BYTES`, where the next page's cursor is, and its first.
         let mut tail = Vec::new();
+        let mut head = Vec::new();
         loop {
             let chunk = match tokio::time::timeout(self.request_timeout, resp.chunk()).await {
                 Err(_) => Err(self.timeout(endpoint, "reading the page")),
@@ -452,6 +516,8 @@ impl HttpConvex {
             buf.extend_from_slice(&chunk);
             drop(chunk);
             if next.is_some() {
+                let room = HEAD_BYTES - head.len();
+                head.extend_from_slice(&buf[..room.min(buf.len())]);
                 let keep = TAIL_BYTES.saturating_sub(buf.len()).min(tail.len());
                 tail.drain(..tail.len() - keep);
                 tail.extend_from_slice(&buf[buf.len().saturating_sub(TAIL_BYTES)..]);
@@ -464,7 +530,7 @@ impl HttpConvex {
                 return;
             }
         }
-        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&tail)) {
+        if let Some(next_body) = next.as_ref().and_then(|n| n.body_after(&head, &tail)) {
             if taken.await.is_ok() {
                 if let Some(shared) = slot.upgrade() {
                     let (taken_tx, taken_rx) = oneshot::channel();
@@ -659,9 +725,12 @@ impl HttpConvex {
     /// One attempt at one page. `delivered` holds what the sink took from earlier attempts at
     /// the same page; those values are skipped by identity (table, `_id`, `_ts`), never by
     /// count: a repeated request may answer other values, or the same in another order (an
-    /// `import --replace` between two attempts changes a deltas page's contents).
+    /// `import --replace` between two attempts changes a deltas page's contents; a data sync
+    /// recomputes its page). Returns the page's members other than `values`.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt_page<S: PageSink>(
         &self,
+        kind: Elements,
         endpoint: &'static str,
         url: &str,
         body: &str,
@@ -671,39 +740,70 @@ impl HttpConvex {
     ) -> Result<Vec<(String, Vec<u8>)>, AttemptError> {
         let mut page = self.start_page(endpoint, url, body, next);
         // Members are what typed columns check (they read `export_json`).
-        let mut parser = match self.format {
-            ValueFormat::ExportJson => PageParser::with_members(),
-            ValueFormat::Json => PageParser::new(),
+        let members = self.format == ValueFormat::ExportJson;
+        let (mut parser, mut converter) = match kind {
+            Elements::Documents if members => (PageParser::with_members(), None),
+            Elements::Documents => (PageParser::new(), None),
+            Elements::SyncEnvelopes => (
+                PageParser::sync_envelopes(members),
+                Some(Converter::new(self.format)),
+            ),
         };
+        let invalid =
+            |detail| AttemptError::from(ConvexError::InvalidResponse { endpoint, detail });
+        let reader_stopped = || {
+            AttemptError::from(ConvexError::Network {
+                endpoint,
+                kind: NetworkFailure::Other,
+                detail: "the page's reader stopped before the page ended".into(),
+            })
+        };
+        // A data sync page fails as a whole while its values are held (`HOLD_BYTES`).
+        let mut held = std::collections::VecDeque::new();
+        if kind == Elements::SyncEnvelopes {
+            let mut bytes = 0;
+            while bytes < HOLD_BYTES {
+                let item = self
+                    .unless_gone(page.rx.recv())
+                    .await
+                    .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?;
+                match item.ok_or_else(reader_stopped)? {
+                    Item::Chunk(c) => {
+                        bytes += c.len();
+                        held.push_back(Item::Chunk(c));
+                    }
+                    Item::End => {
+                        held.push_back(Item::End);
+                        break;
+                    }
+                    Item::Failed(e) => return Err(e),
+                }
+            }
+        }
         loop {
-            let item = self
-                .unless_gone(page.rx.recv())
-                .await
-                .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?;
+            let item = match held.pop_front() {
+                Some(item) => Some(item),
+                None => self
+                    .unless_gone(page.rx.recv())
+                    .await
+                    .map_err(|Gone| AttemptError::from(cancelled(endpoint)))?,
+            };
             let chunk = match item {
                 Some(Item::Chunk(c)) => c,
                 Some(Item::End) => break,
                 Some(Item::Failed(e)) => return Err(e),
-                None => {
-                    return Err(ConvexError::Network {
-                        endpoint,
-                        kind: NetworkFailure::Other,
-                        detail: "the page's reader stopped before the page ended".into(),
-                    }
-                    .into())
-                }
+                None => return Err(reader_stopped()),
             };
             let permits = permits_for(chunk.len()) as usize;
             parser
                 .feed(&chunk, |raw, raw_meta| {
-                    let meta =
-                        plain_meta(&raw_meta).map_or_else(|| ValueMeta::from_raw(raw_meta), Ok);
-                    let meta = meta.map_err(|detail| {
-                        AttemptError::Convex(
-                            ConvexError::InvalidResponse { endpoint, detail },
-                            None,
-                        )
-                    })?;
+                    let (raw, meta) = match converter.as_mut() {
+                        None => plain_meta(&raw_meta)
+                            .map_or_else(|| ValueMeta::from_raw(raw_meta), Ok)
+                            .map(|meta| (raw, meta)),
+                        Some(c) => c.convert(raw_meta),
+                    }
+                    .map_err(invalid)?;
                     if delivered.take(&meta) {
                         sink.value(raw, &meta).map_err(AttemptError::Sink)?;
                     }
@@ -717,36 +817,67 @@ impl HttpConvex {
             self.recycle(chunk);
             sink.flush().await.map_err(AttemptError::Sink)?;
         }
-        parser.finish().map_err(|e| syntax(endpoint, e).into())
+        let saw_values = parser.saw_values();
+        let fields = parser
+            .finish()
+            .map_err(|e| AttemptError::from(syntax(endpoint, e)))?;
+        if kind == Elements::SyncEnvelopes && !saw_values {
+            return Err(invalid("the page has no `values`".into()));
+        }
+        Ok(fields)
     }
 
-    /// One page of a walk, retried as the policy allows. Returns the page's other fields and
-    /// how many values the sink received. `next`: the page is one of a snapshot walk, whose
-    /// next page may be requested ahead.
+    /// One page of a walk, retried as the policy allows: its members other than `values`, and
+    /// what the sink received. `next`: the position the page is one of, whose next page may
+    /// be requested ahead.
     async fn page<S: PageSink>(
         &self,
+        kind: Elements,
         endpoint: &'static str,
         what: &str,
-        body: &serde_json::Value,
+        body: String,
         next: Option<NextPage>,
         sink: &mut S,
-    ) -> anyhow::Result<(Vec<(String, Vec<u8>)>, usize)> {
+    ) -> anyhow::Result<PageDone> {
         let url = self.url(endpoint, &[]);
-        let body = body.to_string();
         let mut delivered = Delivered::default();
         let mut attempt = 1;
         loop {
-            match self
-                .attempt_page(endpoint, &url, &body, next.as_ref(), sink, &mut delivered)
-                .await
-            {
-                Ok(fields) => return Ok((fields, delivered.count())),
+            let result = self
+                .attempt_page(
+                    kind,
+                    endpoint,
+                    &url,
+                    &body,
+                    next.as_ref(),
+                    sink,
+                    &mut delivered,
+                )
+                .await;
+            match result {
+                Ok(fields) => {
+                    self.succeeded(attempt, what).await;
+                    return Ok(PageDone {
+                        fields,
+                        values: delivered.count(),
+                        unrepeated: delivered.unrepeated(),
+                    });
+                }
                 Err(AttemptError::Sink(e)) => return Err(e),
                 Err(AttemptError::Convex(e, retry_after)) => {
-                    self.retry_or_fail(e, retry_after, &mut attempt, what)
+                    self.retry_or_fail(&self.retry, e, retry_after, &mut attempt, what)
                         .await?;
-                    delivered.index();
+                    delivered.retrying();
                 }
+            }
+        }
+    }
+
+    /// After a request succeeded at `attempt`: the listener hears that a retried one did.
+    async fn succeeded(&self, attempt: u32, what: &str) {
+        if attempt > 1 {
+            if let Some(listener) = &self.listener {
+                listener.recovered(what).await;
             }
         }
     }
@@ -760,7 +891,14 @@ impl HttpConvex {
         what: &str,
     ) -> Result<serde_json::Value, ConvexError> {
         let body = self
-            .whole(endpoint, url, None, MAX_SCHEMAS_BODY_BYTES, what)
+            .whole(
+                &self.retry,
+                endpoint,
+                url,
+                None,
+                MAX_SCHEMAS_BODY_BYTES,
+                what,
+            )
             .await?;
         serde_json::from_slice(&body).map_err(|e| ConvexError::InvalidResponse {
             endpoint,
@@ -768,11 +906,12 @@ impl HttpConvex {
         })
     }
 
-    /// A request whose whole answer is needed, up to `cap` bytes, retried as the policy
+    /// A request whose whole answer is needed, up to `cap` bytes, retried as `policy`
     /// allows. An answer that is not JSON, or is cut off, counts as the network's failure
     /// (retried); `parse` then decides what the JSON means.
     async fn whole(
         &self,
+        policy: &RetryPolicy,
         endpoint: &'static str,
         url: &str,
         request: Option<&str>,
@@ -819,7 +958,10 @@ impl HttpConvex {
             }
             .await;
             match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.succeeded(attempt, what).await;
+                    return Ok(v);
+                }
                 // Only stdout's reader going away: nobody is waiting for the answer.
                 Err(AttemptError::Sink(e)) => {
                     return Err(ConvexError::Network {
@@ -829,7 +971,7 @@ impl HttpConvex {
                     })
                 }
                 Err(AttemptError::Convex(e, ra)) => {
-                    self.retry_or_fail(e, ra, &mut attempt, &format!("reading {what}"))
+                    self.retry_or_fail(policy, e, ra, &mut attempt, &format!("reading {what}"))
                         .await?
                 }
             }
@@ -839,15 +981,16 @@ impl HttpConvex {
     /// Sleeps before the next attempt, or gives up with the error.
     async fn retry_or_fail(
         &self,
+        policy: &RetryPolicy,
         err: ConvexError,
         retry_after: Option<Duration>,
         attempt: &mut u32,
         what: &str,
     ) -> Result<(), ConvexError> {
-        if !err.is_retryable() || *attempt >= self.retry.max_attempts {
+        if !err.is_retryable() || *attempt >= policy.max_attempts {
             return Err(err);
         }
-        let delay = self.retry.delay(*attempt, retry_after);
+        let delay = policy.delay(*attempt, retry_after);
         if let Some(listener) = &self.listener {
             listener
                 .retrying(Retrying {
@@ -855,7 +998,9 @@ impl HttpConvex {
                     error: &err,
                     delay,
                     next_attempt: *attempt + 1,
-                    max_attempts: self.retry.max_attempts,
+                    max_attempts: policy.max_attempts,
+                    rate_limited: err.status() == Some(429),
+                    retry_after,
                 })
                 .await;
         }
@@ -870,10 +1015,28 @@ impl HttpConvex {
 /// The listener stopped waiting.
 struct Gone;
 
-/// A chunk takes this much of a page's read-ahead budget (a chunk larger than the whole
-/// budget takes all of it).
+/// What the elements of a page's `values` are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elements {
+    /// Documents with their metadata members (`list_snapshot`, `document_deltas`).
+    Documents,
+    /// Data Sync envelopes, each turned into the value `document_deltas` would send.
+    SyncEnvelopes,
+}
+
+/// A page read to its end.
+struct PageDone {
+    /// The members other than `values`, raw.
+    fields: Vec<(String, Vec<u8>)>,
+    /// How many values the sink received.
+    values: usize,
+    /// See [`Delivered::unrepeated`].
+    unrepeated: Vec<Unrepeated>,
+}
+
+/// A chunk takes this much of a page's read-ahead budget (at most [`CHUNK_PERMITS`]).
 fn permits_for(len: usize) -> u32 {
-    len.min(AHEAD_BYTES) as u32
+    len.min(CHUNK_PERMITS) as u32
 }
 
 /// The values one page has handed to the sink, across attempts. The first attempt only
@@ -884,6 +1047,16 @@ struct Delivered {
     ends: Vec<usize>,
     index: Option<std::collections::HashSet<Box<[u8]>>>,
     scratch: Vec<u8>,
+    /// How many of `ends` earlier attempts delivered (the attempt in progress adds the rest).
+    earlier: usize,
+    /// The documents (keys without `_ts`) the attempt in progress sent, new or not: kept
+    /// only once a page is retried.
+    sent: std::collections::HashSet<Box<[u8]>>,
+}
+
+/// The bytes of a key ([`key_of`]) that are the document's, not the revision's.
+fn document_part(key: &[u8]) -> &[u8] {
+    &key[..key.len() - 8]
 }
 
 impl Delivered {
@@ -897,6 +1070,10 @@ impl Delivered {
         };
         self.scratch.clear();
         key_of(meta, &mut self.scratch);
+        let document = document_part(&self.scratch);
+        if !self.sent.contains(document) {
+            self.sent.insert(document.into());
+        }
         if !index.insert(self.scratch.as_slice().into()) {
             return false;
         }
@@ -906,7 +1083,9 @@ impl Delivered {
     }
 
     /// Before a retry: what was delivered becomes a set to check against.
-    fn index(&mut self) {
+    fn retrying(&mut self) {
+        self.earlier = self.ends.len();
+        self.sent.clear();
         if self.index.is_some() {
             return;
         }
@@ -921,6 +1100,36 @@ impl Delivered {
 
     fn count(&self) -> usize {
         self.ends.len()
+    }
+
+    /// Values earlier attempts delivered whose document the last attempt did not send at all
+    /// (neither that revision nor another).
+    fn unrepeated(&self) -> Vec<Unrepeated> {
+        let mut start = 0;
+        let mut out = Vec::new();
+        for &end in &self.ends[..self.earlier] {
+            let key = &self.keys[start..end];
+            start = end;
+            if self.sent.contains(document_part(key)) {
+                continue;
+            }
+            let mut names = document_part(key)
+                .split(|&b| b == 0)
+                .map(String::from_utf8_lossy);
+            let (component, table, id) = (names.next(), names.next(), names.next());
+            let ts = key[key.len() - 8..].try_into().map(i64::from_le_bytes);
+            if let (Some(component), Some(table), Some(id), Ok(ts)) = (component, table, id, ts) {
+                out.push(Unrepeated {
+                    table: TableRef {
+                        component: component.into_owned(),
+                        table: table.into_owned(),
+                    },
+                    id: id.into_owned(),
+                    ts,
+                });
+            }
+        }
+        out
     }
 }
 
@@ -941,21 +1150,7 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
         }
         Some(std::borrow::Cow::Borrowed(inner))
     };
-    let ts = raw.ts?.as_bytes();
-    let (negative, digits) = match ts.strip_prefix(b"-") {
-        Some(d) => (true, d),
-        None => (false, ts),
-    };
-    // Nineteen digits at most, as every i64: no overflow in a u64.
-    if digits.is_empty() || digits.len() > 19 {
-        return None;
-    }
-    let magnitude = decimal(digits)?;
-    let ts = if negative {
-        0i64.checked_sub_unsigned(magnitude)?
-    } else {
-        i64::try_from(magnitude).ok()?
-    };
+    let ts = json_i64(raw.ts?)?;
     Some(ValueMeta {
         table: plain_string(raw.table?)?,
         component: match raw.component {
@@ -972,35 +1167,6 @@ fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
         },
         members: raw.members,
     })
-}
-
-/// The value of at most 19 ASCII digits (`None` if any byte is not one), eight at a time:
-/// `_ts` has 19, and a digit at a time was a third of reading the metadata.
-fn decimal(digits: &[u8]) -> Option<u64> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let mut words = digits.chunks_exact(8);
-    let mut value = 0u64;
-    for word in &mut words {
-        let v = u64::from_le_bytes(word.try_into().ok()?);
-        // A byte below `0` borrows into its high bit, one above `9` carries into it.
-        if (v.wrapping_sub(ONES * 0x30) | v.wrapping_add(ONES * 0x46)) & (ONES * 0x80) != 0 {
-            return None;
-        }
-        // Pairs, then fours, then all eight (the first byte is the most significant digit).
-        let v = v - ONES * 0x30;
-        let v = (v.wrapping_mul(10 * 256 + 1) >> 8) & 0x00ff_00ff_00ff_00ff;
-        let v = (v.wrapping_mul(100 * 65_536 + 1) >> 16) & 0x0000_ffff_0000_ffff;
-        let v = v.wrapping_mul(10_000 * (1 << 32) + 1) >> 32;
-        value = value.checked_mul(100_000_000)?.checked_add(v)?;
-    }
-    for &d in words.remainder() {
-        let v = d.wrapping_sub(b'0');
-        if v > 9 {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(v))?;
-    }
-    Some(value)
 }
 
 /// Appends a value's identity (component, table, `_id`, `_ts`) to `out`: the names each end
@@ -1166,16 +1332,17 @@ impl ConvexApi for HttpConvex {
         // A snapshot page of no table reads nothing and answers the head it would read at.
         let body = walk_body(&Selection::new(), &[], ValueFormat::Json);
         let mut sink = NoValues;
-        let (fields, _) = self
+        let done = self
             .page(
+                Elements::Documents,
                 LIST_SNAPSHOT,
                 "reading the head timestamp",
-                &body,
+                body.to_string(),
                 None,
                 &mut sink,
             )
             .await?;
-        Ok(SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?))
+        Ok(SnapshotTs(field(LIST_SNAPSHOT, &done.fields, "snapshot")?))
     }
 
     async fn list_snapshot<S: PageSink>(
@@ -1192,13 +1359,20 @@ impl ConvexApi for HttpConvex {
             self.format,
         );
         let what = format!("list_snapshot of {selection}");
-        let next = NextPage {
+        let next = NextPage::Snapshot {
             selection: selection.clone(),
             snapshot,
             format: self.format,
         };
-        let (fields, values) = self
-            .page(LIST_SNAPSHOT, &what, &body, Some(next), sink)
+        let PageDone { fields, values, .. } = self
+            .page(
+                Elements::Documents,
+                LIST_SNAPSHOT,
+                &what,
+                body.to_string(),
+                Some(next),
+                sink,
+            )
             .await?;
         Ok(SnapshotPageEnd {
             snapshot: SnapshotTs(field(LIST_SNAPSHOT, &fields, "snapshot")?),
@@ -1220,7 +1394,16 @@ impl ConvexApi for HttpConvex {
             self.format,
         );
         let what = format!("document_deltas of {selection}");
-        let (fields, values) = self.page(DOCUMENT_DELTAS, &what, &body, None, sink).await?;
+        let PageDone { fields, values, .. } = self
+            .page(
+                Elements::Documents,
+                DOCUMENT_DELTAS,
+                &what,
+                body.to_string(),
+                None,
+                sink,
+            )
+            .await?;
         Ok(DeltasPageEnd {
             cursor: DeltaCursor(field(DOCUMENT_DELTAS, &fields, "cursor")?),
             has_more: field(DOCUMENT_DELTAS, &fields, "hasMore")?,
@@ -1229,28 +1412,65 @@ impl ConvexApi for HttpConvex {
     }
 }
 
+/// `list_active_syncs` pages read looking for one sync (100 syncs each, most recently updated
+/// first: a sync being read is on the first).
+const ACTIVE_SYNC_PAGES: usize = 5;
+/// A `list_active_syncs` page of 100 syncs is a few dozen KiB.
+const MAX_ACTIVE_SYNCS_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 impl DataSyncApi for HttpConvex {
     async fn data_sync(
         &self,
         selection: &Selection,
         cursor: Option<&DataSyncCursor>,
     ) -> Result<SyncPage, ConvexError> {
-        let url = self.url(data_sync::DATA_SYNC, &[]);
+        let mut sink = Collect(Vec::new());
+        let end = self
+            .data_sync_page(selection, cursor, &mut sink)
+            .await
+            .map_err(|e| {
+                // The sink cannot fail: every error is Convex's.
+                e.downcast::<ConvexError>()
+                    .unwrap_or_else(|e| ConvexError::InvalidResponse {
+                        endpoint: data_sync::DATA_SYNC,
+                        detail: e.to_string(),
+                    })
+            })?;
+        Ok(SyncPage {
+            status: end.status,
+            truncates: end.truncates,
+            values: sink.0,
+            sync_id: end.sync_id,
+            next: end.next,
+        })
+    }
+
+    async fn data_sync_page<S: PageSink>(
+        &self,
+        selection: &Selection,
+        cursor: Option<&DataSyncCursor>,
+        sink: &mut S,
+    ) -> anyhow::Result<SyncPageEnd> {
+        let endpoint = data_sync::DATA_SYNC;
         let body = data_sync::sync_body(selection, cursor);
         let what = format!("the data sync page of {selection}");
-        let page = self
-            .whole(
-                data_sync::DATA_SYNC,
-                &url,
-                Some(&body),
-                data_sync::MAX_PAGE_BODY_BYTES,
+        let next = NextPage::DataSync {
+            selection: selection.clone(),
+        };
+        let done = self
+            .page(
+                Elements::SyncEnvelopes,
+                endpoint,
                 &what,
+                body,
+                Some(next),
+                sink,
             )
             .await?;
-        data_sync::parse_page(&page, self.format).map_err(|detail| ConvexError::InvalidResponse {
-            endpoint: data_sync::DATA_SYNC,
-            detail,
-        })
+        let mut end = data_sync::page_end(&done.fields, done.values)
+            .map_err(|detail| ConvexError::InvalidResponse { endpoint, detail })?;
+        end.unrepeated = done.unrepeated;
+        Ok(end)
     }
 
     async fn cursor_from_deltas(
@@ -1263,10 +1483,78 @@ impl DataSyncApi for HttpConvex {
         let body = data_sync::from_deltas_body(selection, cursor);
         let what = format!("the conversion of position {cursor} of {selection}");
         let answer = self
-            .whole(endpoint, &url, Some(&body), MAX_ERROR_BODY_BYTES, &what)
+            .whole(
+                &self.retry,
+                endpoint,
+                &url,
+                Some(&body),
+                MAX_ERROR_BODY_BYTES,
+                &what,
+            )
             .await?;
         data_sync::parse_converted(&answer)
             .map_err(|detail| ConvexError::InvalidResponse { endpoint, detail })
+    }
+
+    async fn active_sync(&self, sync_id: &str) -> Result<Option<ActiveSync>, ConvexError> {
+        let endpoint = data_sync::LIST_ACTIVE_SYNCS;
+        if sync_id.is_empty() {
+            return Ok(None);
+        }
+        let what = format!("the progress of data sync {sync_id}");
+        // Progress is only shown: a few quick attempts, not a read's patience.
+        let policy = RetryPolicy::interactive();
+        let mut cursor: Option<String> = None;
+        for _ in 0..ACTIVE_SYNC_PAGES {
+            let mut query = vec![("limit", "100")];
+            if let Some(c) = &cursor {
+                query.push(("cursor", c));
+            }
+            let url = self.url(endpoint, &query);
+            let body = self
+                .whole(
+                    &policy,
+                    endpoint,
+                    &url,
+                    None,
+                    MAX_ACTIVE_SYNCS_BODY_BYTES,
+                    &what,
+                )
+                .await?;
+            let page = data_sync::parse_active_syncs(&body, sync_id)
+                .map_err(|detail| ConvexError::InvalidResponse { endpoint, detail })?;
+            if page.found.is_some() {
+                return Ok(page.found);
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The sink of a page held whole.
+struct Collect(Vec<SyncValue>);
+
+impl PageSink for Collect {
+    fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
+        self.0.push(SyncValue {
+            table: TableRef {
+                component: meta.component.to_string(),
+                table: meta.table.to_string(),
+            },
+            id: meta.id.to_string(),
+            ts: meta.ts,
+            deleted: meta.deleted.unwrap_or(false),
+            raw: raw.to_vec(),
+        });
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
@@ -1294,6 +1582,7 @@ impl PageSink for NoValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convex::TableRef;
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
@@ -1368,6 +1657,7 @@ mod tests {
                 ts: pick(&mut rng, &numbers),
                 deleted: pick(&mut rng, &bools),
                 id: pick(&mut rng, &strings),
+                value: None,
                 plain_names: false,
                 members: None,
             };
@@ -1389,6 +1679,7 @@ mod tests {
             ts: Some("1770335566197682000"),
             deleted: None,
             id: Some("\"j57\""),
+            value: None,
             plain_names: true,
             members: None,
         };
@@ -1397,31 +1688,236 @@ mod tests {
     }
 
     #[test]
-    fn decimals_read_eight_digits_at_a_time_as_one_at_a_time() {
-        let mut rng = fastrand::Rng::with_seed(0xdec);
-        let plain = |d: &[u8]| -> Option<u64> {
-            d.iter().try_fold(0u64, |v, &c| {
-                c.is_ascii_digit()
-                    .then(|| v.checked_mul(10)?.checked_add(u64::from(c - b'0')))?
-            })
+    fn a_data_sync_page_is_requested_ahead_unless_it_is_up_to_date() {
+        let selection = Selection::one(TableRef::root("users"), None);
+        let next = NextPage::DataSync {
+            selection: selection.clone(),
         };
-        for _ in 0..50_000 {
-            let len = rng.usize(0..=19);
-            let mut d: Vec<u8> = (0..len).map(|_| b'0' + rng.u8(0..10)).collect();
-            if len > 0 && rng.u8(..4) == 0 {
-                d[rng.usize(..len)] = [b'/', b':', b'a', 0x00, 0xb0, 0xff, b' '][rng.usize(..7)];
-            }
-            assert_eq!(decimal(&d), plain(&d), "{:?}", String::from_utf8_lossy(&d));
+        let want = data_sync::sync_body(&selection, Some(&DataSyncCursor("01ab".into())));
+        let page = |status: &str| {
+            format!(
+                r#"{{"status":{status},"truncates":[{{"component":"","table":"users"}}],"values":[{{"component":"","table":"users","ts":1,"deleted":false,"value":{{"_id":"a","pagination":{{"nextCursor":"no"}}}}}}],"syncId":"airbyte-1","pagination":{{"hasMore":true,"nextCursor":"01ab"}}}}"#
+            )
+        };
+        for (status, ahead) in [
+            (r#"{"type":"snapshotting"}"#, true),
+            (r#"{"type":"stale","snapshotTs":17}"#, true),
+            (r#"{"type":"upToDate","snapshotTs":17}"#, false),
+            (r#"{"type":"later"}"#, false),
+        ] {
+            let body = page(status);
+            let b = body.as_bytes();
+            let got = next.body_after(&b[..b.len().min(HEAD_BYTES)], b);
+            assert_eq!(got.as_deref(), ahead.then_some(want.as_str()), "{status}");
         }
+        // `status` after `values`, whitespace: still found; a cut head or an odd tail: no guess.
+        let body = r#"{ "values" : [ ] , "pagination" : { "nextCursor" : "01ab" } , "status" : { "type" : "stale" , "snapshotTs" : 1 } }"#;
         assert_eq!(
-            decimal(b"9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
+            next.body_after(body.as_bytes(), body.as_bytes()).as_deref(),
+            Some(want.as_str())
+        );
+        let body = page(r#"{"type":"snapshotting"}"#);
+        assert_eq!(
+            next.body_after(&body.as_bytes()[..12], body.as_bytes()),
+            None
         );
         assert_eq!(
-            decimal(b"1770335566197682000"),
-            Some(1_770_335_566_197_682_000)
+            next.body_after(body.as_bytes(), &body.as_bytes()[..40]),
+            None
         );
-        assert_eq!(decimal(b""), Some(0));
+        let empty = r#"{"status":{"type":"stale","snapshotTs":1},"values":[],"pagination":{"nextCursor":""}}"#;
+        assert_eq!(next.body_after(empty.as_bytes(), empty.as_bytes()), None);
+    }
+
+    /// A retried page skips what it delivered, and counts what its last attempt did not send.
+    #[test]
+    fn retried_pages_skip_delivered_values_and_count_unrepeated_ones() {
+        let meta = |id: &'static str, ts: i64| ValueMeta {
+            table: "t".into(),
+            component: "".into(),
+            id: id.into(),
+            ts,
+            deleted: Some(false),
+            members: None,
+        };
+        let mut d = Delivered::default();
+        for (id, ts) in [("a", 1), ("b", 1), ("c", 1), ("d", 1)] {
+            assert!(d.take(&meta(id, ts)));
+        }
+        assert_eq!(d.unrepeated(), []);
+        d.retrying();
+        // The retry: `a` again, `b` at a later revision, `e` new; `c` and `d` not at all.
+        assert!(!d.take(&meta("a", 1)));
+        assert!(d.take(&meta("b", 2)));
+        assert!(d.take(&meta("e", 1)));
+        let ids = |d: &Delivered| -> Vec<(String, i64)> {
+            d.unrepeated().into_iter().map(|u| (u.id, u.ts)).collect()
+        };
+        assert_eq!(d.count(), 6);
+        assert_eq!(ids(&d), [("c".into(), 1), ("d".into(), 1)]);
+        assert_eq!(d.unrepeated()[0].table, TableRef::root("t"));
+        d.retrying();
+        // `b` at another revision counts as sent; `d` is left out.
+        for (id, ts) in [("a", 1), ("b", 2), ("c", 1), ("e", 1)] {
+            assert!(!d.take(&meta(id, ts)));
+        }
+        assert_eq!((d.count(), ids(&d)), (6, vec![("d".into(), 1)]));
+    }
+
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Listener for Heard {
+        fn retrying<'a>(
+            &'a self,
+            r: Retrying<'a>,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+            let line = format!(
+                "retrying {} {:?} {:?}",
+                r.rate_limited,
+                r.retry_after,
+                r.error.status()
+            );
+            self.0.lock().unwrap().push(line);
+            Box::pin(std::future::ready(()))
+        }
+        fn recovered<'a>(&'a self, what: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+            self.0.lock().unwrap().push(format!("recovered {what}"));
+            Box::pin(std::future::ready(()))
+        }
+        fn gone(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    struct Values(Vec<(String, String, i64, Option<bool>, bool)>);
+
+    impl PageSink for Values {
+        fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
+            let raw = String::from_utf8(raw.to_vec())?;
+            self.0.push((
+                meta.id.to_string(),
+                raw,
+                meta.ts,
+                meta.deleted,
+                meta.members.is_some(),
+            ));
+            Ok(())
+        }
+        async fn flush(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn data_sync_requests(dep: &convex_emulator::Deployment) -> u64 {
+        dep.requests()
+            .by_endpoint
+            .get("data_sync")
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Against the emulator: a sync's pages stream to the sink, each next page is requested
+    /// while the one before is still being handed out (never after `upToDate`), a page cut
+    /// off midway is retried without a value twice, and a rate limit reaches the listener.
+    #[tokio::test]
+    async fn a_data_sync_streams_reads_ahead_and_retries_against_the_emulator() {
+        use convex_emulator::{EmulatorServer, FaultRule};
+        let emu = EmulatorServer::start(convex_emulator::Config::default()).unwrap();
+        let dep = emu.deployment().clone();
+        dep.transaction(|tx| {
+            for i in 0..250 {
+                tx.insert("", "users", serde_json::json!({"n": i, "s": "x".repeat(i)}))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        dep.update_settings(|s| s.data_sync_page_entries = 40);
+        let config = crate::config::parse_config(
+            &serde_json::json!({"deployment_url": emu.url(), "access_key": emu.access_key()}),
+        )
+        .unwrap();
+        let heard = Arc::new(Heard::default());
+        let client = HttpConvex::new(&config, Some(heard.clone() as Arc<dyn Listener>))
+            .unwrap()
+            .with_value_format(ValueFormat::ExportJson)
+            .with_retry_policy(RetryPolicy {
+                base_delay: Duration::from_millis(10),
+                max_retry_after: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            });
+        let rule = |r: serde_json::Value| serde_json::from_value::<FaultRule>(r).unwrap();
+        // The third request (a page read ahead) is cut off halfway; the fifth is refused.
+        dep.add_fault(rule(
+            serde_json::json!({"endpoint":"data_sync","kind":"truncate","after":2,"times":1}),
+        ))
+        .unwrap();
+        dep.add_fault(rule(serde_json::json!({"endpoint":"data_sync","kind":"rate_limit","retry_after_secs":7,"after":4,"times":1})))
+            .unwrap();
+        let selection = Selection::one(TableRef::root("users"), None);
+        let mut sink = Values(Vec::new());
+        let mut cursor = None;
+        let mut pages = 0;
+        let mut unrepeated = Vec::new();
+        loop {
+            let end = client
+                .data_sync_page(&selection, cursor.as_ref(), &mut sink)
+                .await
+                .unwrap();
+            pages += 1;
+            unrepeated.extend(end.unrepeated);
+            assert!(end.sync_id.starts_with("airbyte-"), "{}", end.sync_id);
+            if pages == 1 {
+                assert_eq!(end.truncates, vec![TableRef::root("users")]);
+            }
+            if matches!(end.status, data_sync::SyncStatus::UpToDate(_)) {
+                break;
+            }
+            // The next page is asked for without waiting for the caller: one request per
+            // page read and per retry, and one more.
+            cursor = Some(end.next);
+            let retries = || {
+                let heard = heard.0.lock().unwrap();
+                heard.iter().filter(|h| h.starts_with("retrying")).count() as u64
+            };
+            let mut waited = 0;
+            while data_sync_requests(&dep) < pages + retries() + 1 && waited < 300 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+            assert_eq!(
+                data_sync_requests(&dep),
+                pages + retries() + 1,
+                "page {pages}: no request ahead"
+            );
+            assert!(pages < 50);
+        }
+        // Nothing is asked for after `upToDate`.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(data_sync_requests(&dep), pages + 2);
+        assert_eq!(unrepeated, [], "a by-id page repeats exactly");
+        let mut ids: Vec<&str> = sink.0.iter().map(|v| v.0.as_str()).collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!((ids.len(), all), (250, 250), "each document exactly once");
+        for (id, raw, ts, deleted, members) in &sink.0 {
+            let v: serde_json::Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(v["_id"], id.as_str());
+            assert_eq!(v["_table"], "users");
+            assert_eq!(v["_ts"].as_i64(), Some(*ts));
+            assert_eq!(*deleted, Some(false));
+            assert!(members, "export_json values come with their members");
+        }
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(heard.len(), 4, "{heard:?}");
+        assert!(heard[0].starts_with("retrying false None"), "{heard:?}");
+        assert!(
+            heard[1].starts_with("recovered the data sync page of"),
+            "{heard:?}"
+        );
+        assert_eq!(heard[2], "retrying true Some(7s) Some(429)");
+        assert!(heard[3].starts_with("recovered"), "{heard:?}");
     }
 
     #[test]

@@ -9,9 +9,18 @@
 //! Every element is checked to be strict JSON and handed out compact (`element`) before any of
 //! it can reach stdout; a page with a bad element fails as a whole, as a syntax error, so the
 //! stream stops before the STATE that would have covered it.
+//!
+//! The other fields are held until the page ends, [`MAX_VALUE_BYTES`] of them at most in all, so
+//! a page costs at most one element, one chunk and that, whatever its size.
+//!
+//! Elements are documents (`list_snapshot`, `document_deltas`: their metadata is `_table`,
+//! `_ts`… among their members) or, for a Data Sync page ([`PageParser::sync_envelopes`]),
+//! envelopes `{"component","table","ts","deleted","value":{document}}`, whose metadata is the
+//! envelope's and whose document (`value`) is located, with its `_id` and members, in the same
+//! pass.
 
 mod element;
-mod fast;
+pub(crate) mod fast;
 pub use fast::Member;
 
 use memchr::memchr2;
@@ -60,6 +69,8 @@ enum State {
 
 /// The metadata fields of a document the connector looks at, found while scanning it.
 const META_KEYS: [&[u8]; 5] = [b"_table", b"_component", b"_ts", b"_deleted", b"_id"];
+/// The same, for a Data Sync envelope: its `value` (the document) where a document has `_id`.
+const ENVELOPE_KEYS: [&[u8]; 5] = [b"table", b"component", b"ts", b"deleted", b"value"];
 
 /// Where the metadata fields' values are in the current element (offsets into the buffer).
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +78,8 @@ struct MetaSpans {
     spans: [Option<(usize, usize)>; 5],
     /// The element is an object: only then do its top-level strings alternate key, value.
     object: bool,
+    /// A Data Sync envelope ([`ENVELOPE_KEYS`]), not a document.
+    envelope: bool,
     expect_key: bool,
     string_start: usize,
     pending: Option<usize>,
@@ -76,6 +89,10 @@ struct MetaSpans {
 /// The raw JSON of an element's metadata fields (`_table`, `_component`, `_ts`, `_deleted`,
 /// `_id`), as text: the element was proven UTF-8 before it is handed out, so reading them
 /// needs no second check.
+///
+/// Of a Data Sync envelope: `table`, `component`, `ts` and `deleted` are the envelope's, `value`
+/// is its document, `id` that document's `_id` and `members` its members (offsets into `value`),
+/// the last two only when the fast path found them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RawMeta<'a> {
     pub table: Option<&'a str>,
@@ -83,6 +100,8 @@ pub struct RawMeta<'a> {
     pub ts: Option<&'a str>,
     pub deleted: Option<&'a str>,
     pub id: Option<&'a str>,
+    /// An envelope's document (always `None` for a document element).
+    pub value: Option<&'a str>,
     /// Known: no string among `table`, `component` and `id` holds an escape (false: not known).
     pub plain_names: bool,
     /// The element's top-level members, when the pass that checked it found them.
@@ -125,6 +144,25 @@ impl Scan {
         }
     }
 
+    fn envelope(start: usize) -> Self {
+        Scan {
+            meta: Some(MetaSpans {
+                envelope: true,
+                ..MetaSpans::default()
+            }),
+            ..Scan::new(start)
+        }
+    }
+
+    /// An element of a page of `envelopes` or of documents.
+    fn of(envelopes: bool, start: usize) -> Self {
+        if envelopes {
+            Scan::envelope(start)
+        } else {
+            Scan::element(start)
+        }
+    }
+
     fn shift(&mut self, by: usize) {
         self.start -= by;
         self.at -= by;
@@ -144,12 +182,18 @@ impl Scan {
         let get = |i: usize| {
             m.spans[i].and_then(|(a, b)| element.get(a.checked_sub(self.start)?..b - self.start))
         };
+        let (id, value) = if m.envelope {
+            (None, get(4))
+        } else {
+            (get(4), None)
+        };
         RawMeta {
             table: get(0),
             component: get(1),
             ts: get(2),
             deleted: get(3),
-            id: get(4),
+            id,
+            value,
             plain_names: false,
             members: None,
         }
@@ -228,7 +272,9 @@ impl Scan {
                         if m.expect_key {
                             let key = &buf[m.string_start + 1..q];
                             // User fields cannot start with `_`: most keys are rejected here.
-                            m.pending = if key.first() == Some(&b'_') {
+                            m.pending = if m.envelope {
+                                ENVELOPE_KEYS.iter().position(|k| *k == key)
+                            } else if key.first() == Some(&b'_') {
                                 META_KEYS.iter().position(|k| *k == key)
                             } else {
                                 None
@@ -357,60 +403,146 @@ fn unexpected(b: u8, offset: usize) -> PageSyntaxError {
 
 /// The top-level members after `values` in a page's body (`"snapshot":…,"cursor":…,
 /// "hasMore":…}`), read backwards from the body's end, as (raw key, raw value) pairs, last
-/// member first; `None` when the end of `tail` is not of that shape.
+/// member first; `None` when the end of `tail` is not of that shape. A value is a scalar, a
+/// string, or an object of those (a Data Sync page's `pagination`).
 ///
 /// Only a guess, for requesting the next page early: the page parser reads these fields only
 /// after every document, and the guess is used only when the request it leads to is exactly
 /// the one the walk then makes from what the parser read.
 pub fn trailing_fields(tail: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     let b = tail;
-    let ws = |mut i: usize| {
-        while i > 0 && matches!(b[i - 1], b' ' | b'\n' | b'\r' | b'\t') {
-            i -= 1;
-        }
-        i
-    };
-    let mut i = ws(b.len());
+    let mut i = ws_before(b, b.len());
     if i == 0 || b[i - 1] != b'}' {
         return None;
     }
     i -= 1;
     let mut out = Vec::new();
     loop {
-        let end = ws(i);
+        let end = ws_before(b, i);
         let start = match *b.get(end.checked_sub(1)?)? {
-            b'"' => string_start(b, end - 1)?,
-            // The end of `values` (or of another container): what follows is known.
-            b']' | b'}' => return Some(out),
-            _ => {
-                let mut j = end;
-                while j > 0
-                    && (b[j - 1].is_ascii_alphanumeric() || matches!(b[j - 1], b'.' | b'+' | b'-'))
-                {
-                    j -= 1;
-                }
-                if j == end {
-                    return None;
-                }
-                j
-            }
+            // An object of plain members, or else the end of `values` (or of another
+            // container): what follows is known.
+            b'}' => match flat_object_start(b, end - 1) {
+                Some(start) => start,
+                None => return Some(out),
+            },
+            b']' => return Some(out),
+            _ => plain_value_start(b, end)?,
         };
-        i = ws(start);
-        if b.get(i.checked_sub(1)?) != Some(&b':') {
-            return None;
-        }
-        let key_end = ws(i - 1);
-        if b.get(key_end.checked_sub(1)?) != Some(&b'"') {
-            return None;
-        }
-        let key_start = string_start(b, key_end - 1)?;
+        let (key_start, key_end) = key_before(b, start)?;
         out.push((&b[key_start..key_end], &b[start..end]));
-        i = ws(key_start);
+        i = ws_before(b, key_start);
         match b.get(i.checked_sub(1)?) {
             Some(b',') => i -= 1,
             Some(b'{') => return Some(out),
             _ => return None,
         }
+    }
+}
+
+/// Where the whitespace that ends at `i` starts.
+fn ws_before(b: &[u8], mut i: usize) -> usize {
+    while i > 0 && matches!(b[i - 1], b' ' | b'\n' | b'\r' | b'\t') {
+        i -= 1;
+    }
+    i
+}
+
+/// The start of the string or scalar that ends at `end`.
+fn plain_value_start(b: &[u8], end: usize) -> Option<usize> {
+    if *b.get(end.checked_sub(1)?)? == b'"' {
+        return string_start(b, end - 1);
+    }
+    let mut j = end;
+    while j > 0 && (b[j - 1].is_ascii_alphanumeric() || matches!(b[j - 1], b'.' | b'+' | b'-')) {
+        j -= 1;
+    }
+    (j < end).then_some(j)
+}
+
+/// The key (with its quotes) of the member whose value starts at `value_start`.
+fn key_before(b: &[u8], value_start: usize) -> Option<(usize, usize)> {
+    let i = ws_before(b, value_start);
+    if b.get(i.checked_sub(1)?) != Some(&b':') {
+        return None;
+    }
+    let key_end = ws_before(b, i - 1);
+    if b.get(key_end.checked_sub(1)?) != Some(&b'"') {
+        return None;
+    }
+    Some((string_start(b, key_end - 1)?, key_end))
+}
+
+/// The `{` of the object whose `}` is at `close`, when its members are all strings or scalars.
+fn flat_object_start(b: &[u8], close: usize) -> Option<usize> {
+    let mut i = ws_before(b, close);
+    if b.get(i.checked_sub(1)?) == Some(&b'{') {
+        return Some(i - 1);
+    }
+    loop {
+        let start = plain_value_start(b, i)?;
+        let (key_start, _) = key_before(b, start)?;
+        i = ws_before(b, key_start);
+        match b.get(i.checked_sub(1)?)? {
+            b',' => i = ws_before(b, i - 1),
+            b'{' => return Some(i - 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The top-level members before `values` at the start of a page's body, as (raw key, raw
+/// value) pairs in order: up to `values`, the end of `head`, or anything unexpected. Like
+/// [`trailing_fields`], only a guess: values are not checked beyond their boundaries.
+pub fn leading_fields(head: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let ws = |mut i: usize| {
+        while head
+            .get(i)
+            .is_some_and(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+        {
+            i += 1;
+        }
+        i
+    };
+    // One JSON value at `i`, if it ends within `head`.
+    let value_at = |i: usize| -> Option<usize> {
+        if !matches!(
+            head.get(i)?,
+            b'"' | b'{' | b'[' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+        ) {
+            return None;
+        }
+        Scan::new(i).advance(head).ok()?
+    };
+    let mut out = Vec::new();
+    let mut i = ws(0);
+    if head.get(i) != Some(&b'{') {
+        return out;
+    }
+    i += 1;
+    loop {
+        i = ws(i);
+        if head.get(i) != Some(&b'"') {
+            return out;
+        }
+        let Some(key_end) = value_at(i) else {
+            return out;
+        };
+        let key = &head[i..key_end];
+        i = ws(key_end);
+        if head.get(i) != Some(&b':') || key == br#""values""# {
+            return out;
+        }
+        i = ws(i + 1);
+        let Some(end) = value_at(i) else {
+            return out;
+        };
+        out.push((key, &head[i..end]));
+        i = ws(end);
+        if head.get(i) != Some(&b',') {
+            return out;
+        }
+        i += 1;
     }
 }
 
@@ -439,6 +571,12 @@ pub struct PageParser {
     fields: Vec<(String, Vec<u8>)>,
     /// The members of the element the fast path proved last, when asked for.
     members: Option<Vec<fast::Member>>,
+    /// Elements are Data Sync envelopes, not documents.
+    envelopes: bool,
+    /// What `fields` holds, in bytes (with a little for each field's own overhead).
+    fields_bytes: usize,
+    /// The page has a `values` member.
+    saw_values: bool,
 }
 
 impl Default for PageParser {
@@ -458,6 +596,9 @@ impl PageParser {
             key: String::new(),
             fields: Vec::new(),
             members: None,
+            envelopes: false,
+            fields_bytes: 0,
+            saw_values: false,
         }
     }
 
@@ -468,6 +609,21 @@ impl PageParser {
             members: Some(Vec::new()),
             ..PageParser::new()
         }
+    }
+
+    /// A parser of a Data Sync page, whose elements are envelopes (see [`RawMeta`]); with
+    /// `members`, it also hands out where each document's members are, when it finds them.
+    pub fn sync_envelopes(members: bool) -> Self {
+        PageParser {
+            members: members.then(Vec::new),
+            envelopes: true,
+            ..PageParser::new()
+        }
+    }
+
+    /// Whether the page had a `values` member (so far).
+    pub fn saw_values(&self) -> bool {
+        self.saw_values
     }
 
     /// Feeds the next body chunk; calls `on_value` with each complete element of `values`.
@@ -569,6 +725,11 @@ impl PageParser {
                             self.state = State::Colon;
                         }
                         State::FieldValue => {
+                            // Each field is bounded by the buffer's cap; all of them by this.
+                            self.fields_bytes += raw.len() + self.key.len() + 64;
+                            if self.fields_bytes > MAX_VALUE_BYTES {
+                                return Err(Syntax(PageSyntaxError::TooLarge));
+                            }
                             self.fields
                                 .push((std::mem::take(&mut self.key), raw.to_vec()));
                             self.state = State::AfterField;
@@ -583,13 +744,36 @@ impl PageParser {
                             };
                             let doc = element::compact_element(raw).map_err(invalid)?;
                             // Proven UTF-8 by the check above; read again only on this path.
-                            let element = std::str::from_utf8(raw).map_err(|e| {
+                            let not_utf8 = |e: std::str::Utf8Error| {
                                 invalid(element::ElementError {
                                     offset: e.valid_up_to(),
                                     reason: "invalid UTF-8",
                                 })
-                            })?;
-                            on_value(&doc, self.scan.raw_meta(element)).map_err(FeedError::Sink)?;
+                            };
+                            if self.envelopes {
+                                // Spans into `doc`, which may be a compacted copy: the
+                                // document must be handed on compact.
+                                let text = std::str::from_utf8(&doc).map_err(not_utf8)?;
+                                let meta = match fast::prove_envelope(text, self.members.as_mut()) {
+                                    Some(p) => p.raw_meta(text, self.members.as_deref()),
+                                    None => {
+                                        let mut scan = Scan::envelope(0);
+                                        let end = scan.advance(&doc).ok().flatten();
+                                        if end != Some(doc.len()) {
+                                            return Err(Syntax(PageSyntaxError::Invalid {
+                                                reason: "not one JSON object",
+                                                offset: start,
+                                            }));
+                                        }
+                                        scan.raw_meta(text)
+                                    }
+                                };
+                                on_value(&doc, meta).map_err(FeedError::Sink)?;
+                            } else {
+                                let element = std::str::from_utf8(raw).map_err(not_utf8)?;
+                                on_value(&doc, self.scan.raw_meta(element))
+                                    .map_err(FeedError::Sink)?;
+                            }
                             self.state = State::AfterElem;
                         }
                     }
@@ -607,9 +791,29 @@ impl PageParser {
                             self.state = State::Key;
                             continue;
                         }
-                        (State::Colon, b':') if self.key == "values" => State::ValuesStart,
+                        (State::Colon, b':') if self.key == "values" => {
+                            self.saw_values = true;
+                            State::ValuesStart
+                        }
                         (State::Colon, b':') => State::FieldStart,
                         (State::ElemOrEnd { first: true }, b']') => State::AfterField,
+                        (State::ElemOrEnd { .. }, b'{') if self.envelopes => {
+                            let text = *text.get_or_insert_with(|| fast::valid_prefix(data));
+                            let proven = text
+                                .get(pos..)
+                                .and_then(|t| fast::prove_envelope(t, self.members.as_mut()));
+                            if let Some(p) = proven {
+                                let element = &text[pos..pos + p.end];
+                                let meta = p.raw_meta(element, self.members.as_deref());
+                                on_value(element.as_bytes(), meta).map_err(FeedError::Sink)?;
+                                self.pos = pos + p.end;
+                                self.state = State::AfterElem;
+                                continue;
+                            }
+                            self.scan = Scan::envelope(pos);
+                            self.state = State::Elem;
+                            continue;
+                        }
                         (State::ElemOrEnd { .. }, b'{') => {
                             // Most elements: proven whole, compact and valid in one pass.
                             let text = *text.get_or_insert_with(|| fast::valid_prefix(data));
@@ -627,6 +831,7 @@ impl PageParser {
                                     ts: get(2),
                                     deleted: get(3),
                                     id: get(4),
+                                    value: None,
                                     plain_names: p.plain_names,
                                     members: self.members.as_deref(),
                                 };
@@ -645,7 +850,7 @@ impl PageParser {
                             (self.scan, self.state) = if self.state == State::FieldStart {
                                 (Scan::new(pos), State::FieldValue)
                             } else {
-                                (Scan::element(pos), State::Elem)
+                                (Scan::of(self.envelopes, pos), State::Elem)
                             };
                             continue;
                         }
@@ -1405,6 +1610,210 @@ mod tests {
             assert!(matches!(err, FeedError::Syntax(PageSyntaxError::TooLarge)));
             assert!(p.buf.len() <= MAX_VALUE_BYTES + chunk.len());
         }
+    }
+
+    /// A Data Sync page's tail: `pagination` is an object, read whole.
+    #[test]
+    fn trailing_fields_read_flat_objects() {
+        let tail = br#"...,"value":{"_id":"a"}}],"syncId":"airbyte-1", "pagination" : { "hasMore" : true , "nextCursor" : "01ab" } }"#;
+        assert_eq!(
+            trailing_fields(tail).unwrap(),
+            vec![
+                (
+                    &br#""pagination""#[..],
+                    &br#"{ "hasMore" : true , "nextCursor" : "01ab" }"#[..]
+                ),
+                (br#""syncId""#, br#""airbyte-1""#),
+            ]
+        );
+        assert_eq!(
+            trailing_fields(br#"{"a":{},"b":1}"#).unwrap(),
+            vec![(&br#""b""#[..], &b"1"[..]), (br#""a""#, b"{}")]
+        );
+        // A nested object is no plain field: reading stops there.
+        assert_eq!(
+            trailing_fields(br#"{"a":{"b":{"c":1}}}"#).unwrap(),
+            Vec::<(&[u8], &[u8])>::new()
+        );
+        for bad in [
+            &br#"{"a":{"b" 1}}"#[..],
+            br#"{"a":{,"b":1}}"#,
+            br#"{"a":{"b":}}"#,
+        ] {
+            assert!(
+                trailing_fields(bad).is_none_or(|f| f.is_empty()),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn leading_fields_are_read_up_to_values() {
+        let head = br#" { "status" : {"type":"stale","snapshotTs":5} , "truncates":[{"component":"","table":"t"}],"values":[{"component":"#;
+        assert_eq!(
+            leading_fields(head),
+            vec![
+                (
+                    &br#""status""#[..],
+                    &br#"{"type":"stale","snapshotTs":5}"#[..]
+                ),
+                (br#""truncates""#, br#"[{"component":"","table":"t"}]"#),
+            ]
+        );
+        assert_eq!(
+            leading_fields(br#"{"n":-1.5,"s":"a\"b","t":true}"#),
+            vec![
+                (&br#""n""#[..], &b"-1.5"[..]),
+                (br#""s""#, br#""a\"b""#),
+                (br#""t""#, b"true"),
+            ]
+        );
+        // Cut anywhere: what is whole so far, never a panic.
+        for cut in 0..head.len() {
+            let got = leading_fields(&head[..cut]);
+            assert!(got.len() <= 2);
+        }
+        for bad in [&b""[..], b"[1]", b"{1:2}", b"{\"a\" 1}", b"{\"a\":x}"] {
+            assert!(leading_fields(bad).is_empty());
+        }
+    }
+
+    /// Random envelopes, mutated and cut, as the parser tries them: the fast path accepts an
+    /// envelope only as the exact path would (same end, same spans), and finds the document's
+    /// `_id` and members where a proof of the document alone finds them.
+    #[test]
+    fn the_envelope_fast_path_agrees_with_the_exact_path() {
+        use serde_json::json;
+        let mut rng = fastrand::Rng::with_seed(0xe7);
+        let pool: [&[u8]; 10] = [
+            b"+", b"0", b" ", b"\x01", b"\xff", b"\"", b"\\", b"}", b",", b":",
+        ];
+        let (mut proven, mut with_id) = (0, 0);
+        for round in 0..20_000 {
+            let doc = match rng.u8(..4) {
+                0 => json!({"_id": "a\"b", "n": [1, {"k": null}], "_creationTime": 1.5}),
+                1 => json!({"x": "_id", "_id": 5}),
+                2 => json!([1]),
+                _ => json!({"_id": "é✓", "value": {"_id": "inner"}}),
+            };
+            let env = if rng.bool() {
+                json!({"component": "", "table": "t", "ts": rng.i64(..), "deleted": rng.bool(), "value": doc})
+            } else {
+                json!({"value": doc, "deleted": false, "extra": {"table": "no"}, "ts": 1, "table": "t\"", "component": "a/b"})
+            };
+            let mut bytes = serde_json::to_vec(&env).unwrap();
+            for _ in 0..rng.usize(0..3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..bytes.len());
+                match rng.u8(0..4) {
+                    0 => bytes[at] = rng.u8(..),
+                    1 => {
+                        let ins = pool[rng.usize(..pool.len())];
+                        bytes.splice(at..at, ins.iter().copied());
+                    }
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let tails: [&[u8]; 3] = [b"", b",", b"]"];
+            bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
+            let text = fast::valid_prefix(&bytes);
+            let mut members = Vec::new();
+            let Some(p) = fast::prove_envelope(text, Some(&mut members)) else {
+                continue;
+            };
+            proven += 1;
+            let element = &bytes[..p.end];
+            // The exact path: the scan finds the same end and spans, the check accepts it as is.
+            let mut scan = Scan::envelope(0);
+            let end = scan
+                .advance(&bytes)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(
+                end,
+                Some(p.end),
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            assert!(matches!(
+                element::compact_element(element),
+                Ok(std::borrow::Cow::Borrowed(_))
+            ));
+            let exact = scan.raw_meta(std::str::from_utf8(element).unwrap());
+            let fast = p.raw_meta(text, Some(&members));
+            assert_eq!(
+                (
+                    exact.table,
+                    exact.component,
+                    exact.ts,
+                    exact.deleted,
+                    exact.value
+                ),
+                (
+                    fast.table,
+                    fast.component,
+                    fast.ts,
+                    fast.deleted,
+                    fast.value
+                ),
+                "round {round}"
+            );
+            // The document's own proof agrees on `_id` and members.
+            if let Some(value) = fast.value.filter(|v| v.starts_with('{')) {
+                let mut own = Vec::new();
+                let doc = fast::prove(value, Some(&mut own)).unwrap();
+                assert_eq!(fast.id, doc.spans[4].map(|(a, b)| &value[a..b]));
+                assert_eq!(fast.members, Some(&own[..]));
+                with_id += usize::from(fast.id.is_some());
+            } else {
+                assert_eq!((fast.id, fast.members), (None, None));
+            }
+        }
+        assert!(proven > 4000 && with_id > 2000, "{proven} {with_id}");
+    }
+
+    /// An envelope page is held one element at a time too, and its other members are bounded
+    /// all together.
+    #[test]
+    fn envelope_pages_hold_one_element_and_bounded_fields() {
+        let env = format!(
+            r#"{{"component":"","table":"t","ts":1,"deleted":false,"value":{{"_id":"a","pad":"{}"}}}}"#,
+            "x".repeat(10_000)
+        );
+        let body = format!(
+            r#"{{"status":{{"type":"snapshotting"}},"values":[{}],"pagination":{{"nextCursor":"c"}}}}"#,
+            vec![env; 200].join(",")
+        );
+        let mut p = PageParser::sync_envelopes(true);
+        let (mut max_buf, mut n) = (0, 0);
+        for part in body.as_bytes().chunks(4096) {
+            p.feed(part, |raw, m| {
+                assert!(m
+                    .value
+                    .is_some_and(|v| raw.ends_with(format!("{v}}}").as_bytes())));
+                n += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            max_buf = max_buf.max(p.buf.capacity());
+        }
+        assert_eq!(n, 200);
+        assert!(max_buf < 64 * 1024, "parser buffer grew to {max_buf}");
+        assert!(p.saw_values());
+        assert_eq!(p.finish().unwrap().len(), 2);
+        // Many small members: refused once together they pass the cap.
+        let mut p = PageParser::new();
+        p.feed(b"{", |_, _| Ok::<(), ()>(())).unwrap();
+        let many = r#""k":1,"#.repeat(100_000);
+        let err = (0..100)
+            .find_map(|_| p.feed(many.as_bytes(), |_, _| Ok::<(), ()>(())).err())
+            .unwrap();
+        assert!(matches!(err, FeedError::Syntax(PageSyntaxError::TooLarge)));
     }
 
     #[test]

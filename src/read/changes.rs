@@ -1,22 +1,24 @@
-//! The change walk: one `document_deltas` walk for every incremental stream of the read, over
-//! a selection of exactly their tables, from the oldest stream position to the head.
-//!
-//! Convex reads 128 log rows of all tables per deltas page whatever the filter, so one walk
-//! costs the server what one table's walk would; N per-table walks would read the log N times.
-//! Each stream still keeps its own position: it never receives a change at or before it.
+//! The change walk, one design for both Convex APIs: pages of changes over a selection arrive
+//! from a [`Feed`] (`document_deltas` in `deltas.rs`, a data sync in `data_sync.rs`), each
+//! value is routed to its stream, and [`Delivery`] sends it at once or holds its latest
+//! revision until the walk ends. The feeds differ only in how pages arrive and what a position
+//! is; delivery, checkpoints, the table guard, the buffer budget and progress are written
+//! once, here and in `delivery.rs`.
 //!
 //! By default the walk buffers the latest revision of each changed document and sends those
-//! when it ends, so a read delivers each document once (see `changeset.rs`). The buffer has a
-//! byte budget: once a page takes it past the budget, the walk ends at that page's cursor, the
-//! read delivers what it holds and says so, and the next read continues from there. With
-//! `every_revision` (history destinations) revisions are sent as pages arrive instead.
+//! when it ends, so a read delivers each document once. The buffer has a byte budget: once a
+//! page takes it past the budget, the walk ends there, the read delivers what it holds and
+//! says so, and the next read continues from there. With `every_revision` (history
+//! destinations) revisions are sent as pages arrive instead, with a STATE after each page.
 
-use crate::convex::{ConvexApi, DeltaCursor, PageSink, ValueMeta};
+use std::future::Future;
+
+use crate::convex::{PageSink, ValueMeta};
 use crate::error::UserError;
-use crate::protocol::LogLevel;
+use crate::protocol::{LogLevel, Message};
 use crate::state::Position;
 
-use super::changeset::ChangeSet;
+use super::delivery::{Deferred, Delivery, Intake};
 use super::emit::{Emitter, StreamRun};
 use super::routes::Routes;
 
@@ -35,208 +37,254 @@ pub struct ChangeOptions {
 /// where it stopped, and a slow destination still sees a STATE every few seconds.
 pub const CHECKPOINT_RECORDS: usize = 10_000;
 
-enum Target<'a> {
-    Buffer(&'a mut ChangeSet),
-    Direct {
-        em: &'a mut Emitter,
-        runs: &'a mut [StreamRun],
-        touched: &'a mut [bool],
-    },
+/// What a page told the walk.
+#[derive(Debug, Default)]
+pub struct PageEnd {
+    /// No page follows: the walk has caught up.
+    pub last: bool,
+    /// End the walk after this page, with this WARN (a server that stopped making progress).
+    pub stop: Option<String>,
+    /// What to tell about the page, in order.
+    pub notes: Vec<Note>,
 }
 
-struct ChangeSink<'a> {
+/// Something a page tells the people running the sync.
+#[derive(Debug)]
+pub enum Note {
+    Log(LogLevel, String),
+    /// An analytics TRACE: its type, and its value.
+    Analytics(&'static str, String),
+}
+
+/// How pages of changes arrive: the part of a change walk that depends on the Convex API.
+pub trait Feed: Send {
+    /// Reads the next page; its values go to `sink`.
+    fn page<S: PageSink>(
+        &mut self,
+        sink: &mut S,
+    ) -> impl Future<Output = anyhow::Result<PageEnd>> + Send;
+
+    /// How the next page's values are taken when not every revision is kept.
+    fn intake(&self) -> Intake;
+
+    /// Where the next page's values come in the walk: `None` = at their commit timestamp.
+    fn seq(&self) -> Option<i64>;
+
+    /// Stream `stream` takes only values committed after this.
+    fn floor(&self, stream: usize) -> i64;
+
+    /// Where `stream` stands once every value up to `seq` is out (`None`: no STATE there).
+    fn position_at(&self, stream: usize, seq: i64) -> Option<Position>;
+
+    /// Where `stream` stands after the last page read, all of it out (`None`: no STATE).
+    fn position(&self, stream: usize) -> Option<Position>;
+
+    /// Where `stream` ends when some of its revisions were deferred to the next read.
+    fn deferred_position(
+        &mut self,
+        stream: usize,
+        deferred: Deferred,
+    ) -> impl Future<Output = Option<Position>> + Send;
+
+    /// Bytes the feed keeps for held pages (counted against the buffer with the revisions).
+    fn held_bytes(&self) -> usize;
+
+    /// Whether a walk that deferred revisions may end now (its `deferred_position` would
+    /// place the next read before them).
+    fn can_end_deferring(&self) -> bool;
+
+    /// A progress line (the walk adds its own counts).
+    fn progress(&mut self, held: usize) -> impl Future<Output = String> + Send;
+}
+
+/// Routes each value of a page to its stream and to delivery.
+struct WalkSink<'a> {
     routes: &'a Routes,
-    /// Each stream's position when the walk started (exclusive lower bound of what it takes).
-    positions: &'a [i64],
-    target: Target<'a>,
+    floors: &'a [i64],
+    seq: Option<i64>,
+    intake: Intake,
+    delivery: &'a mut Delivery,
+    em: &'a mut Emitter,
+    runs: &'a mut [StreamRun],
+    touched: &'a mut [bool],
+    /// The stream of the previous value (most pages hold one table).
+    last: Option<usize>,
 }
 
-impl PageSink for ChangeSink<'_> {
+impl PageSink for WalkSink<'_> {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
-        let stream = self.routes.stream(meta, "a change")?;
-        if meta.ts <= self.positions[stream] {
+        let stream = match self.last {
+            Some(s)
+                if self.runs[s].table.table == meta.table
+                    && self.runs[s].table.component == meta.component =>
+            {
+                s
+            }
+            _ => self.routes.stream(meta, "a change")?,
+        };
+        self.last = Some(stream);
+        if meta.ts <= self.floors[stream] {
             return Ok(());
         }
         let Some(deleted) = meta.deleted else {
             return Err(UserError::system(format!(
-                "document_deltas returned a change of {} without `_deleted`; it cannot be told from a delete",
+                "Convex returned a change of {} without `_deleted`; it cannot be told from a delete",
                 meta.table
             ))
             .into());
         };
-        match &mut self.target {
-            Target::Buffer(set) => set.insert(stream, &meta.id, meta.ts, meta.ts, deleted, raw),
-            Target::Direct { em, runs, touched } => {
-                runs[stream].record(em, raw, meta)?;
-                touched[stream] = true;
-            }
+        let seq = self.seq.unwrap_or(meta.ts);
+        if self.delivery.take(
+            self.intake,
+            stream,
+            &meta.id,
+            meta.ts,
+            seq,
+            deleted,
+            raw,
+            meta.members,
+        ) {
+            self.runs[stream].record(self.em, raw, meta)?;
+            self.touched[stream] = true;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> anyhow::Result<()> {
-        if let Target::Direct { em, .. } = &mut self.target {
-            em.flush_if_full().await?;
-        }
-        Ok(())
+        Ok(self.em.flush_if_full().await?)
     }
 }
 
-/// The position of a stream in the change walk.
-pub fn delta_position(run: &StreamRun) -> Option<DeltaCursor> {
-    match run.position {
-        Position::Deltas(c) => Some(c),
-        _ => None,
-    }
-}
-
-/// Where a change walk ended.
-#[derive(Debug)]
-pub struct WalkEnd {
-    /// Every member not in `ahead` is delivered up to here (and checkpointed there).
-    pub at: DeltaCursor,
-    /// Members whose saved position is later than the deployment's head: Convex answered its
-    /// head below it, so their changes cannot come from this deployment (the state is another
-    /// deployment's, or this one was restored from a backup). They got nothing and no STATE.
-    pub ahead: Vec<usize>,
-}
-
-/// Walks the changes of the streams `members` (indexes into `runs`, all at `Deltas`
-/// positions) and delivers them.
-pub async fn walk<A: ConvexApi>(
-    api: &A,
+/// Walks the changes of the streams `members` (indexes into `runs`) from `feed` and delivers
+/// them. On `Ok` every member has its final STATE, if its feed gave it a position.
+pub async fn walk<F: Feed>(
+    feed: &mut F,
     em: &mut Emitter,
     runs: &mut [StreamRun],
     members: &[usize],
     options: ChangeOptions,
-) -> anyhow::Result<WalkEnd> {
+) -> anyhow::Result<()> {
     let routes = Routes::of(runs, members);
-    let selection = &routes.selection;
-    let mut positions = vec![i64::MAX; runs.len()];
+    let mut floors = vec![i64::MAX; runs.len()];
     for &m in members {
-        positions[m] = delta_position(&runs[m]).map_or(i64::MAX, |c| c.0);
+        floors[m] = feed.floor(m);
     }
-    let Some(mut cursor) = members.iter().map(|&m| positions[m]).min() else {
-        return Err(UserError::system("a change walk needs at least one stream").into());
-    };
-    let mut set = ChangeSet::new();
+    let mut delivery = Delivery::new(runs.len());
     let mut touched = vec![false; runs.len()];
-    // The deployment's head, once a page says the walk caught up with it.
-    let mut head = None;
+    let checkpoints_before: Vec<u64> = runs.iter().map(|r| r.counts.pages).collect();
+    // A walk of more than one page says where it ended, as well as every `progress_every`.
+    let mut pages = 0u64;
     loop {
-        let end = {
-            let target = if options.every_revision {
-                Target::Direct {
-                    em: &mut *em,
-                    runs: &mut *runs,
-                    touched: &mut touched,
-                }
-            } else {
-                Target::Buffer(&mut set)
-            };
-            let mut sink = ChangeSink {
-                routes: &routes,
-                positions: &positions,
-                target,
-            };
-            api.document_deltas(selection, DeltaCursor(cursor), &mut sink)
-                .await?
+        pages += 1;
+        let intake = if options.every_revision {
+            Intake::Direct
+        } else {
+            feed.intake()
         };
-        if end.cursor.0 < 0 || (end.has_more && end.cursor.0 <= cursor) {
-            return Err(UserError::system(format!(
-                "document_deltas of {selection} answered hasMore={} with a cursor ({}) that does not advance past {cursor}; stopping instead of reading the same changes forever",
-                end.has_more, end.cursor
-            ))
-            .into());
+        delivery.page_start();
+        let end = {
+            let mut sink = WalkSink {
+                routes: &routes,
+                floors: &floors,
+                seq: feed.seq(),
+                intake,
+                delivery: &mut delivery,
+                em: &mut *em,
+                runs: &mut *runs,
+                touched: &mut touched,
+                last: None,
+            };
+            feed.page(&mut sink).await?
+        };
+        for note in &end.notes {
+            match note {
+                Note::Log(level, text) => em.log(*level, text),
+                Note::Analytics(kind, text) => em.line(Message::analytics(kind, text)),
+            }
         }
-        // A caught-up page may answer an older cursor than asked (the head, when asked past
-        // it); a position never moves backwards.
-        cursor = cursor.max(end.cursor.0);
-        if !end.has_more {
-            head = Some(end.cursor.0);
+        // After a page that walked by `_id`, what is held goes out too: a snapshot streams
+        // through whatever changes come between its pages.
+        if delivery.page_end() && intake == Intake::ById && !delivery.is_empty() {
+            for stream in delivery.send_now(em, runs).await? {
+                touched[stream] = true;
+            }
         }
-        if em.debug {
-            let text = format!(
-                "document_deltas of {selection}: {} values, hasMore={}, cursor {}",
-                end.values, end.has_more, end.cursor
-            );
-            em.log(LogLevel::Debug, &text);
-        }
-        if options.every_revision {
+        // A page whose values all went out, with nothing held back: resuming after it loses
+        // nothing. (A page without values waits for the next STATE that is due.)
+        if intake != Intake::Hold && delivery.is_empty() && !delivery.deferring() {
             for &m in members {
                 if std::mem::take(&mut touched[m]) {
-                    let at = positions[m].max(cursor);
-                    runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
+                    if let Some(position) = feed.position(m) {
+                        runs[m].checkpoint(em, position)?;
+                    }
                 }
             }
             em.flush().await?;
         }
         if em.progress_due() {
-            let text = format!(
-                "Change walk of {selection}: at {cursor}, {} changed documents held",
-                set.len()
-            );
+            let text = feed.progress(delivery.held()).await;
             em.log(LogLevel::Info, &text);
         }
-        if !end.has_more {
+        if end.last {
             break;
         }
-        if !options.every_revision && set.bytes() >= options.buffer_bytes {
+        if let Some(why) = end.stop {
+            em.log(LogLevel::Warn, &why);
+            break;
+        }
+        let held = delivery.bytes() + feed.held_bytes();
+        if !options.every_revision && held >= options.buffer_bytes {
+            // A walk that deferred a revision can only end where its feed can place the next
+            // read before it (a Data Sync with a consistent copy); until then what is held
+            // goes out now, and the walk goes on, as long as what it remembers fits.
+            if delivery.deferring()
+                && !feed.can_end_deferring()
+                && delivery.remembered_bytes() < options.buffer_bytes / 2
+            {
+                for stream in delivery.send_now(em, runs).await? {
+                    touched[stream] = true;
+                }
+                continue;
+            }
             let text = format!(
-                "Stopped reading changes at {cursor}: {} changed documents ({:.1} MiB) reached this read's change buffer (change_buffer_mb = {}). They are delivered now, one revision each; the next read continues from there.",
-                set.len(),
-                set.bytes() as f64 / (1024.0 * 1024.0),
+                "Stopped reading changes of {}: {} changed documents ({:.1} MiB) reached this read's change buffer (change_buffer_mb = {}). They are delivered now, one revision each; the next read continues from there.",
+                routes.selection,
+                delivery.held(),
+                held as f64 / (1024.0 * 1024.0),
                 options.buffer_bytes / (1024 * 1024)
             );
             em.log(LogLevel::Warn, &text);
             break;
         }
     }
-    let tables: Vec<_> = runs.iter().map(|r| r.table.clone()).collect();
-    let sorted = set.into_sorted();
-    let mut since_state = 0;
-    for (i, (stream, id, rev)) in sorted.iter().enumerate() {
-        let (stream, rev) = (*stream, rev);
-        let table = &tables[stream];
-        let meta = ValueMeta {
-            table: table.table.as_str().into(),
-            component: table.component.as_str().into(),
-            id: std::borrow::Cow::Borrowed(id),
-            ts: rev.ts,
-            deleted: Some(rev.deleted),
-            members: None,
-        };
-        runs[stream].record(em, &rev.raw, &meta)?;
-        since_state += 1;
-        // Sorted by stream, then commit: once every buffered revision of this stream up to
-        // `rev.ts` is out, resuming after `rev.ts` loses nothing (later revisions supersede
-        // earlier ones) and repeats nothing.
-        let boundary = sorted
-            .get(i + 1)
-            .is_none_or(|next| next.0 != stream || next.2.ts > rev.ts);
-        if since_state >= options.checkpoint_records && boundary {
-            since_state = 0;
-            let at = positions[stream].max(rev.ts);
-            runs[stream].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
-        }
-        em.flush_if_full().await?;
+    if pages > 1 {
+        let text = feed.progress(delivery.held()).await;
+        em.log(LogLevel::Info, &text);
     }
-    let ahead: Vec<usize> = match head {
-        Some(head) => members
-            .iter()
-            .copied()
-            .filter(|&m| positions[m] > head)
-            .collect(),
-        None => Vec::new(),
-    };
-    let end = head.map_or(cursor, |head| head.min(cursor));
-    for &m in members.iter().filter(|m| !ahead.contains(m)) {
-        let at = positions[m].max(end);
-        runs[m].checkpoint(em, Position::Deltas(DeltaCursor(at)))?;
+    let deferred = delivery
+        .send(em, runs, options.checkpoint_records, |s, q| {
+            feed.position_at(s, q)
+        })
+        .await?;
+    for &m in members {
+        let position = match deferred[m] {
+            None => feed.position(m),
+            Some(d) => {
+                let text = format!(
+                    "Stream {}: {} changes came for documents this read had already sent (Convex re-sends documents that change while it snapshots); a read sends each document once, so the next read delivers them.",
+                    runs[m].desc, d.changes
+                );
+                em.log(LogLevel::Info, &text);
+                feed.deferred_position(m, d).await
+            }
+        };
+        // Said once: a walk whose last page already wrote this position ends with it.
+        let written = runs[m].counts.pages > checkpoints_before[m]
+            && position.as_ref() == Some(&runs[m].position);
+        if let (Some(position), false) = (position, written) {
+            runs[m].checkpoint(em, position)?;
+        }
     }
     em.flush().await?;
-    Ok(WalkEnd {
-        at: DeltaCursor(end),
-        ahead,
-    })
+    Ok(())
 }

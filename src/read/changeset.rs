@@ -11,6 +11,12 @@
 
 use std::collections::HashMap;
 
+use crate::convex::page::Member;
+
+/// Document ids hash with foldhash: a third of SipHash's cost per change, still seeded per
+/// process.
+type Ids = HashMap<Box<str>, Revision, foldhash::fast::RandomState>;
+
 /// Bytes a buffered document costs beyond its own bytes and id: the map slot, the entry and
 /// the two allocations' headers (measured on x86-64: 24 + 40 + 2 × 16, rounded up).
 pub const ENTRY_OVERHEAD: usize = 112;
@@ -25,12 +31,29 @@ pub struct Revision {
     pub deleted: bool,
     /// The document exactly as Convex sent it.
     pub raw: Box<[u8]>,
+    /// Where its top-level members are, when the page parser found them (so the record
+    /// writer need not find them again); empty otherwise.
+    pub members: Box<[Member]>,
+}
+
+impl Revision {
+    /// The members, if known.
+    pub fn members(&self) -> Option<&[Member]> {
+        (!self.members.is_empty()).then_some(&self.members[..])
+    }
+
+    fn bytes(&self) -> usize {
+        self.raw.len() + std::mem::size_of_val(&*self.members)
+    }
 }
 
 /// The latest revision per (stream, document id).
 #[derive(Debug, Default)]
 pub struct ChangeSet {
-    latest: HashMap<(usize, Box<str>), Revision>,
+    /// Per stream (by index): document id → its latest revision. Keyed by id alone so a
+    /// lookup borrows the id instead of allocating a key.
+    latest: Vec<Ids>,
+    len: usize,
     bytes: usize,
 }
 
@@ -42,6 +65,7 @@ impl ChangeSet {
     /// Takes a revision unless a newer one is already held (the log is read in timestamp
     /// order, so older ones only come from a retried page; the same revision again replaces
     /// itself).
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &mut self,
         stream: usize,
@@ -50,30 +74,31 @@ impl ChangeSet {
         seq: i64,
         deleted: bool,
         raw: &[u8],
+        members: Option<&[Member]>,
     ) {
-        let cost = |raw_len: usize| raw_len + id.len() + ENTRY_OVERHEAD;
-        match self.latest.get_mut(&(stream, Box::from(id))) {
+        let revision = || Revision {
+            ts,
+            seq,
+            deleted,
+            raw: raw.into(),
+            members: members.unwrap_or_default().into(),
+        };
+        if self.latest.len() <= stream {
+            self.latest.resize_with(stream + 1, Ids::default);
+        }
+        let map = &mut self.latest[stream];
+        match map.get_mut(id) {
             Some(held) if held.ts > ts => {}
             Some(held) => {
-                self.bytes = self.bytes - held.raw.len() + raw.len();
-                *held = Revision {
-                    ts,
-                    seq,
-                    deleted,
-                    raw: raw.into(),
-                };
+                let new = revision();
+                self.bytes = self.bytes - held.bytes() + new.bytes();
+                *held = new;
             }
             None => {
-                self.bytes += cost(raw.len());
-                self.latest.insert(
-                    (stream, id.into()),
-                    Revision {
-                        ts,
-                        seq,
-                        deleted,
-                        raw: raw.into(),
-                    },
-                );
+                let new = revision();
+                self.bytes += new.bytes() + id.len() + ENTRY_OVERHEAD;
+                self.len += 1;
+                map.insert(id.into(), new);
             }
         }
     }
@@ -84,7 +109,12 @@ impl ChangeSet {
     }
 
     pub fn len(&self) -> usize {
-        self.latest.len()
+        self.len
+    }
+
+    /// Whether a revision of this document is held.
+    pub fn holds(&self, stream: usize, id: &str) -> bool {
+        self.latest.get(stream).is_some_and(|m| m.contains_key(id))
     }
 
     /// Every held revision with its stream and id, by stream, then by `seq` (then id, so
@@ -93,7 +123,8 @@ impl ChangeSet {
         let mut all: Vec<_> = self
             .latest
             .into_iter()
-            .map(|((stream, id), rev)| (stream, id, rev))
+            .enumerate()
+            .flat_map(|(stream, map)| map.into_iter().map(move |(id, rev)| (stream, id, rev)))
             .collect();
         all.sort_unstable_by(|a, b| (a.0, a.2.seq, &a.1).cmp(&(b.0, b.2.seq, &b.1)));
         all
@@ -107,12 +138,12 @@ mod tests {
     #[test]
     fn only_the_latest_revision_of_each_document_is_kept() {
         let mut set = ChangeSet::new();
-        set.insert(0, "a", 10, 10, false, b"{\"v\":11}");
-        set.insert(0, "a", 12, 12, false, b"{\"v\":12}");
-        set.insert(0, "a", 11, 11, false, b"{\"v\":0}"); // a retried page's older revision
-        set.insert(0, "b", 11, 11, false, b"{\"v\":1}");
-        set.insert(0, "b", 13, 13, true, b"{}");
-        set.insert(1, "a", 5, 5, false, b"{\"other\":1}"); // same id, other stream
+        set.insert(0, "a", 10, 10, false, b"{\"v\":11}", None);
+        set.insert(0, "a", 12, 12, false, b"{\"v\":12}", None);
+        set.insert(0, "a", 11, 11, false, b"{\"v\":0}", None); // a retried page's older revision
+        set.insert(0, "b", 11, 11, false, b"{\"v\":1}", None);
+        set.insert(0, "b", 13, 13, true, b"{}", None);
+        set.insert(1, "a", 5, 5, false, b"{\"other\":1}", None); // same id, other stream
         let all = set.into_sorted();
         let seen: Vec<_> = all
             .iter()
@@ -131,14 +162,15 @@ mod tests {
     #[test]
     fn bytes_follow_what_is_held() {
         let mut set = ChangeSet::new();
-        set.insert(0, "id1", 1, 1, false, &[b'x'; 100]);
+        set.insert(0, "id1", 1, 1, false, &[b'x'; 100], None);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id1", 2, 2, false, &[b'x'; 40]);
+        set.insert(0, "id1", 2, 2, false, &[b'x'; 40], None);
         assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id1", 1, 1, false, &[b'x'; 400]); // an older revision: ignored
+        set.insert(0, "id1", 1, 1, false, &[b'x'; 400], None); // an older revision: ignored
         assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id2", 3, 3, true, b"{}");
+        set.insert(0, "id2", 3, 3, true, b"{}", None);
         assert_eq!(set.len(), 2);
+        assert!(set.holds(0, "id2") && !set.holds(1, "id2") && !set.holds(0, "id3"));
         assert_eq!(set.bytes(), 40 + 3 + 2 + 3 + 2 * ENTRY_OVERHEAD);
     }
 }

@@ -1,22 +1,21 @@
-//! `read`: a plan of walks over the configured streams.
+//! `read`: a plan of walks over the configured streams, in phases.
 //!
-//! 1. Every stream is announced STARTED, in catalog order.
-//! 2. The deployment's tables are described once (`discovery`); a stream whose table or state
-//!    cannot be used ends INCOMPLETE there.
-//! 3. The change walk: one `document_deltas` walk for all incremental streams that finished
-//!    their snapshot, from the oldest position to the head T (`changes.rs`). Each document
-//!    changed since a stream's position is delivered once, at its latest revision ≤ T.
-//! 4. Snapshot walks, one after another, never interleaved (`snapshot.rs`): a stream that
-//!    resumes a walk continues it alone at its own timestamp; every other stream that needs a
-//!    snapshot (new, reset, full refresh) is read in one walk over all their tables at T (one
-//!    Convex iterator for them all), so the whole read is the deployment as of T. Those
-//!    streams join the change walk on the next read.
-//!
-//!
-//! With `api: data_sync`, step 3 is instead one Convex data sync per incremental stream
-//! (`data_sync.rs`), from its saved cursor, a streaming export position that Convex converts,
-//! or a cold start; full refresh streams, and a stream saved in the middle of a `list_snapshot`
-//! walk (which finishes it first), take step 4.
+//! 1. `announce`: every stream is STARTED, in catalog order.
+//! 2. `prepare`: the deployment's tables are described once (`discovery`) and each stream is
+//!    planned (`plan`); a stream whose table or state cannot be used ends INCOMPLETE there.
+//! 3. `change_phase`: incremental streams that finished their snapshot read their changes,
+//!    through one change walk (`changes.rs`) fed by either Convex API:
+//!    - Data Sync (`api: auto` where the deployment serves it, or `data_sync`): one data sync
+//!      per stream (`data_sync.rs`), from its saved cursor, a streaming export position that
+//!      Convex converts, or a cold start (its first sync, snapshot included);
+//!    - streaming export: one `document_deltas` walk for all of them (`deltas.rs`), from the
+//!      oldest position to the head T. Each document changed since a stream's position is
+//!      delivered once, at its latest revision ≤ T.
+//! 4. `snapshot_phase`: snapshot walks (`snapshot.rs`), one after another, never interleaved:
+//!    a stream that resumes a `list_snapshot` walk continues it alone at its own timestamp;
+//!    every other stream that needs a snapshot (full refresh; on the streaming export API also
+//!    new and reset streams) is read in one walk over all their tables at T (one Convex
+//!    iterator for them all), so the whole read is the deployment as of T.
 //!
 //! Per stream: STARTED → (RUNNING at the first record) → RECORDs and STATEs → COMPLETE, or
 //! INCOMPLETE + TRACE ERROR; one stream's failure does not stop the others.
@@ -25,6 +24,8 @@ pub mod cdc_time;
 pub mod changes;
 pub mod changeset;
 pub mod data_sync;
+pub mod delivery;
+pub mod deltas;
 pub mod emit;
 pub mod plan;
 pub mod record;
@@ -39,14 +40,20 @@ use crate::config::{Api, ColumnTypes};
 use crate::convex::data_sync::DataSyncApi;
 use crate::convex::{codes, ConvexApi, ConvexError, DeltaCursor, SnapshotTs};
 use crate::discovery;
+use crate::error::UserError;
+use crate::listener::Activity;
 use crate::output::Output;
-use crate::protocol::{ConfiguredCatalog, LogLevel, Message, StreamStatusKind, SyncMode};
+use crate::protocol::{
+    ConfiguredCatalog, LogLevel, Message, StreamDescriptor, StreamStatusKind, SyncMode,
+};
 use crate::state::{InputState, Position};
 
-use changes::{delta_position, ChangeOptions};
+use changes::ChangeOptions;
+use deltas::{delta_position, DeltasFeed};
 use emit::{is_output_closed, Emitter, StreamRun};
 use plan::Planned;
 
+#[derive(Clone)]
 pub struct ReadOptions {
     pub debug: bool,
     pub changes: ChangeOptions,
@@ -56,6 +63,8 @@ pub struct ReadOptions {
     pub progress_every: std::time::Duration,
     /// How records carry values (the API client must hand them out in the matching format).
     pub column_types: ColumnTypes,
+    /// Which streams are being read, for the client's listener (a rate limit shows on them).
+    pub activity: Arc<Activity>,
 }
 
 /// Runs a whole `read`. Returns whether every stream completed; `Err` only when stdout is
@@ -68,30 +77,60 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
     options: ReadOptions,
 ) -> anyhow::Result<bool> {
     let mut em = Emitter::new(out, options.debug, options.progress_every);
-    let intro = match options.api {
-        Api::StreamingExport => format!(
-            "Reading {} stream(s) from Convex: one change walk for incremental streams, then one snapshot walk for the streams that need a snapshot",
-            catalog.streams.len()
-        ),
-        Api::DataSync => format!(
-            "Reading {} stream(s) from Convex: one Data Sync per incremental stream, then one snapshot walk for the full refresh streams",
-            catalog.streams.len()
-        ),
+    let descriptors = announce(&mut em, &catalog, options.api).await?;
+    let Some(mut runs) = prepare(&*api, &mut em, &catalog, &state, &descriptors, &options).await?
+    else {
+        return Ok(false);
     };
+    let t = change_phase(&*api, &mut em, &mut runs, &options).await?;
+    snapshot_phase(&*api, &mut em, &mut runs, t, &options.activity).await?;
+    options.activity.set(&[]);
+    em.flush().await?;
+    Ok(descriptors.len() == runs.len() && runs.iter().all(StreamRun::succeeded))
+}
+
+/// Says what the read will do, and starts every stream.
+async fn announce(
+    em: &mut Emitter,
+    catalog: &ConfiguredCatalog,
+    api: Api,
+) -> anyhow::Result<Vec<StreamDescriptor>> {
+    let how = match api {
+        Api::StreamingExport => "one change walk for incremental streams",
+        Api::DataSync => "one Data Sync per incremental stream",
+        Api::Auto => {
+            "one Data Sync per incremental stream where the deployment serves Convex's Data Sync API, else one change walk for them"
+        }
+    };
+    let intro = format!(
+        "Reading {} stream(s) from Convex: {how}, then one snapshot walk for the streams that need a snapshot",
+        catalog.streams.len()
+    );
     em.log(LogLevel::Info, &intro);
     let descriptors: Vec<_> = catalog.streams.iter().map(plan::descriptor).collect();
     for d in &descriptors {
         em.line(Message::stream_status(d, StreamStatusKind::Started));
     }
     em.flush().await?;
+    Ok(descriptors)
+}
 
-    // One description proves the key, the plan and the permissions before any walk, and tells
-    // which configured tables still exist (and what columns they offer).
-    let described = match discovery::describe(&*api).await {
+/// Describes the deployment once (which proves the key, the plan and the permissions before
+/// any walk) and plans every stream. `None`: the deployment could not be described, and every
+/// stream ended INCOMPLETE.
+async fn prepare<A: ConvexApi>(
+    api: &A,
+    em: &mut Emitter,
+    catalog: &ConfiguredCatalog,
+    state: &InputState,
+    descriptors: &[StreamDescriptor],
+    options: &ReadOptions,
+) -> anyhow::Result<Option<Vec<StreamRun>>> {
+    let described = match discovery::describe(api).await {
         Ok(d) => d,
         Err(e) => {
             // Every stream still gets its terminal status, so destinations report this cause.
-            for d in &descriptors {
+            for d in descriptors {
                 em.line(Message::stream_status(d, StreamStatusKind::Incomplete));
             }
             let err = anyhow::Error::new(e).context("reading the deployment's tables");
@@ -103,20 +142,17 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
                 None,
             ));
             em.flush().await?;
-            return Ok(false);
+            return Ok(None);
         }
     };
     if let Some(w) = &described.warning {
         em.log(LogLevel::Warn, w);
     }
-
-    let mut runs: Vec<StreamRun> = Vec::new();
-    let mut all_ok = true;
-    for p in plan::plan(&catalog, &state, &described.schemas, options.column_types) {
+    let mut runs = Vec::new();
+    for p in plan::plan(catalog, state, &described.schemas, options.column_types) {
         match p {
             Planned::Run(run) => runs.push(*run),
             Planned::Failed(desc, e) => {
-                all_ok = false;
                 em.line(Message::stream_status(&desc, StreamStatusKind::Incomplete));
                 em.line(Message::error(
                     &format!("Stream {desc}: {}", e.message),
@@ -128,93 +164,113 @@ pub async fn read<A: ConvexApi + DataSyncApi>(
         }
     }
     em.flush().await?;
+    Ok(Some(runs))
+}
 
-    let t = match options.api {
-        Api::StreamingExport => {
-            for run in &mut runs {
-                onto_streaming_export(&mut em, run);
-            }
-            change_walk(&*api, &mut em, &mut runs, options.changes).await?
-        }
-        Api::DataSync => {
-            for run in runs.iter_mut().filter(|r| {
-                !r.done
-                    && r.mode == SyncMode::Incremental
-                    && !matches!(r.position, Position::Snapshot { .. })
-            }) {
-                let result = data_sync::walk(&*api, &mut em, run, options.changes).await;
-                finish(&mut em, run, result)?;
-                em.flush().await?;
-            }
-            None
-        }
-    };
+/// Incremental streams that read changes now (not full refresh, not in a `list_snapshot`
+/// walk, which they finish first).
+fn reads_changes(run: &StreamRun) -> bool {
+    !run.done
+        && run.mode == SyncMode::Incremental
+        && !matches!(run.position, Position::Snapshot { .. })
+}
 
-    // Snapshot walks, one at a time: resumed walks first, each alone at its own timestamp,
-    // then one walk over the tables of every other stream that needs a snapshot, at T.
-    let resumed: Vec<usize> = (0..runs.len())
-        .filter(|&i| !runs[i].done && matches!(runs[i].position, Position::Snapshot { .. }))
-        .collect();
-    for i in resumed {
-        let result = snapshot::walk(&*api, &mut em, &mut runs, &[i], SnapshotTs(0)).await;
-        finish(&mut em, &mut runs[i], result)?;
+/// Reads the changes of every incremental stream, through the API the config names. Returns
+/// the streaming export change walk's end T, if there was one.
+async fn change_phase<A: ConvexApi + DataSyncApi>(
+    api: &A,
+    em: &mut Emitter,
+    runs: &mut [StreamRun],
+    options: &ReadOptions,
+) -> anyhow::Result<Option<DeltaCursor>> {
+    if options.api != Api::StreamingExport {
+        match data_sync_phase(api, em, runs, options).await? {
+            Served::Yes => return Ok(None),
+            Served::No => fall_back(em, runs),
+        }
+    }
+    for run in runs.iter_mut() {
+        onto_streaming_export(em, run);
+    }
+    change_walk(api, em, runs, options).await
+}
+
+enum Served {
+    Yes,
+    /// The deployment has no Data Sync API (`api: auto` only; the streams are untouched).
+    No,
+}
+
+/// One data sync per incremental stream, one after another.
+async fn data_sync_phase<A: DataSyncApi>(
+    api: &A,
+    em: &mut Emitter,
+    runs: &mut [StreamRun],
+    options: &ReadOptions,
+) -> anyhow::Result<Served> {
+    for i in 0..runs.len() {
+        if !reads_changes(&runs[i]) {
+            continue;
+        }
+        options.activity.set(std::slice::from_ref(&runs[i].desc));
+        let result = async {
+            let mut feed = data_sync::feed(api, em, runs, i, options.debug).await?;
+            changes::walk(&mut feed, em, runs, &[i], options.changes).await
+        }
+        .await;
+        match result {
+            Err(e) if not_served(&e) && runs[i].counts.records == 0 => {
+                if options.api == Api::Auto {
+                    return Ok(Served::No);
+                }
+                let e = UserError::config(format!(
+                    "this deployment does not serve Convex's Data Sync API ({e:#}): it is a self-hosted backend older than 2026-07-10. Set api to \"auto\" or \"streaming_export\" in the source's configuration, or upgrade the backend."
+                ));
+                runs[i].fail(em, &e.into());
+            }
+            other => finish(em, &mut runs[i], other)?,
+        }
         em.flush().await?;
     }
-    let fresh: Vec<usize> = (0..runs.len())
-        .filter(|&i| !runs[i].done && delta_position(&runs[i]).is_none())
+    Ok(Served::Yes)
+}
+
+/// Whether Convex answered 404 on a Data Sync endpoint: a backend from before the Data Sync
+/// API.
+fn not_served(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<ConvexError>())
+        .any(|c| {
+            c.status() == Some(404)
+                && [
+                    crate::convex::data_sync::DATA_SYNC,
+                    crate::convex::data_sync::CURSOR_FROM_DELTAS,
+                ]
+                .contains(&c.endpoint())
+        })
+}
+
+/// `api: auto` on a deployment without the Data Sync API: say why the streaming export API is
+/// read instead, and which streams it cannot serve. Such a backend predates Convex's fix of
+/// 2026-08-11, before which `document_deltas` skipped the tables of non-root components: their
+/// streams would never see a change.
+fn fall_back(em: &mut Emitter, runs: &[StreamRun]) {
+    em.log(
+        LogLevel::Info,
+        "This deployment does not serve Convex's Data Sync API (POST /api/v1/data/sync answered 404: a self-hosted backend older than 2026-07-10), so incremental streams read through the streaming export API (list_snapshot and document_deltas).",
+    );
+    let components: Vec<String> = runs
+        .iter()
+        .filter(|r| reads_changes(r) && !r.table.component.is_empty())
+        .map(|r| r.desc.to_string())
         .collect();
-    let at = match (fresh.is_empty(), t) {
-        (true, _) => None,
-        (false, Some(c)) => Some(Ok(SnapshotTs(c.0))),
-        (false, None) => Some(api.head().await.context("reading the head timestamp")),
-    };
-    match at {
-        None => {}
-        Some(Err(e)) => {
-            for &i in &fresh {
-                runs[i].fail(&mut em, &e);
-            }
-        }
-        Some(Ok(at)) => match snapshot::walk(&*api, &mut em, &mut runs, &fresh, at).await {
-            Ok(()) => {
-                for &i in &fresh {
-                    runs[i].complete(&mut em);
-                }
-            }
-            Err(e) if is_output_closed(&e) => return Err(e),
-            // One stream's table can stop a walk of several (a document Convex cannot send,
-            // say): the stream whose page broke (it has records past its last STATE, which
-            // must not be sent twice in a read) fails; each other one goes on alone from its
-            // last STATE, so it still finishes in this read.
-            Err(e) => {
-                let (broken, others): (Vec<usize>, Vec<usize>) = fresh
-                    .iter()
-                    .partition(|&&i| runs[i].counts.since_state > 0 || fresh.len() == 1);
-                for &i in &broken {
-                    runs[i].fail(&mut em, &e);
-                }
-                if !others.is_empty() {
-                    let text = format!(
-                        "The snapshot walk of {} streams stopped ({e:#}); {} go on alone from their last checkpoint.",
-                        fresh.len(),
-                        others.len()
-                    );
-                    em.log(LogLevel::Warn, &text);
-                }
-                for i in others {
-                    let result = snapshot::walk(&*api, &mut em, &mut runs, &[i], at).await;
-                    finish(&mut em, &mut runs[i], result)?;
-                    em.flush().await?;
-                }
-            }
-        },
+    if !components.is_empty() {
+        let text = format!(
+            "Streams {} are tables of Convex components. Backends without the Data Sync API also predate Convex's fix of 2026-08-11: their document_deltas skips the tables of components, so these streams see no change after their first sync on this backend (their rows stay as first synced). Upgrade the backend, or sync these streams with Full refresh.",
+            components.join(", ")
+        );
+        em.log(LogLevel::Warn, &text);
     }
-    em.flush().await?;
-    for run in &runs {
-        all_ok &= run.succeeded();
-    }
-    em.flush().await?;
-    Ok(all_ok)
 }
 
 /// A stream saved on the Data Sync API, read through the streaming export API: a sync that
@@ -227,7 +283,7 @@ fn onto_streaming_export(em: &mut Emitter, run: &mut StreamRun) {
     let text = match consistent_at {
         Some(t) => {
             let text = format!(
-                "Stream {}: its saved position is a Data Sync cursor, consistent at {t}; with api streaming_export it continues from that timestamp through document_deltas.",
+                "Stream {}: its saved position is a Data Sync cursor, consistent at {t}; on the streaming export API it continues from that timestamp through document_deltas.",
                 run.desc
             );
             run.position = Position::Deltas(DeltaCursor(t.0));
@@ -255,31 +311,31 @@ fn finish(em: &mut Emitter, run: &mut StreamRun, result: anyhow::Result<()>) -> 
     Ok(())
 }
 
-/// Runs the change walk for the incremental streams at `Deltas` positions. Returns the walk's
-/// end T, or `None` when there was no walk (or it failed).
+/// Runs the `document_deltas` change walk for the incremental streams at `Deltas` positions.
+/// Returns the walk's end T, or `None` when there was no walk (or it failed).
 ///
 /// A position older than Convex's change-log retention (`InvalidWindowToReadDocuments`)
 /// moves the streams at that position to a fresh snapshot, with a WARN, and the walk goes on
-/// for the others.
+/// for the others. A position later than the head moves its stream to a fresh snapshot too.
 async fn change_walk<A: ConvexApi>(
     api: &A,
     em: &mut Emitter,
     runs: &mut [StreamRun],
-    options: ChangeOptions,
+    options: &ReadOptions,
 ) -> anyhow::Result<Option<DeltaCursor>> {
     loop {
         let members: Vec<usize> = (0..runs.len())
-            .filter(|&i| {
-                !runs[i].done
-                    && runs[i].mode == SyncMode::Incremental
-                    && delta_position(&runs[i]).is_some()
-            })
+            .filter(|&i| reads_changes(&runs[i]) && delta_position(&runs[i]).is_some())
             .collect();
         if members.is_empty() {
             return Ok(None);
         }
-        match changes::walk(api, em, runs, &members, options).await {
-            Ok(end) => {
+        let descs: Vec<_> = members.iter().map(|&m| runs[m].desc.clone()).collect();
+        options.activity.set(&descs);
+        let mut feed = DeltasFeed::new(api, runs, &members, options.debug)?;
+        match changes::walk(&mut feed, em, runs, &members, options.changes).await {
+            Ok(()) => {
+                let end = feed.end(&members);
                 for &m in &members {
                     if !end.ahead.contains(&m) {
                         runs[m].complete(em);
@@ -320,7 +376,7 @@ async fn change_walk<A: ConvexApi>(
                 for &m in &members {
                     if delta_position(&runs[m]) == oldest {
                         let text = format!(
-                            "Stream {}: the saved position is older than Convex's change-log retention (InvalidWindowToReadDocuments). Re-reading the whole table from a fresh snapshot now; documents deleted during the gap are not reported as deletes, so destinations may keep them until a full reset.",
+                            "Stream {}: the saved position is older than Convex's change-log retention (InvalidWindowToReadDocuments). Re-reading the whole table from a fresh snapshot now; documents deleted during the gap are not reported as deletes, so destinations may keep them until the stream is refreshed.",
                             runs[m].desc
                         );
                         em.log(LogLevel::Warn, &text);
@@ -330,6 +386,80 @@ async fn change_walk<A: ConvexApi>(
             }
         }
     }
+}
+
+/// Snapshot walks, one at a time: resumed walks first, each alone at its own timestamp, then
+/// one walk over the tables of every other stream that needs a snapshot, at `t` (the change
+/// walk's end) or the head.
+async fn snapshot_phase<A: ConvexApi>(
+    api: &A,
+    em: &mut Emitter,
+    runs: &mut [StreamRun],
+    t: Option<DeltaCursor>,
+    activity: &Activity,
+) -> anyhow::Result<()> {
+    let resumed: Vec<usize> = (0..runs.len())
+        .filter(|&i| !runs[i].done && matches!(runs[i].position, Position::Snapshot { .. }))
+        .collect();
+    for i in resumed {
+        activity.set(std::slice::from_ref(&runs[i].desc));
+        let result = snapshot::walk(api, em, runs, &[i], SnapshotTs(0)).await;
+        finish(em, &mut runs[i], result)?;
+        em.flush().await?;
+    }
+    let fresh: Vec<usize> = (0..runs.len()).filter(|&i| !runs[i].done).collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let descs: Vec<_> = fresh.iter().map(|&i| runs[i].desc.clone()).collect();
+    activity.set(&descs);
+    let at = match t {
+        Some(c) => SnapshotTs(c.0),
+        None => match api.head().await.context("reading the head timestamp") {
+            Ok(at) => at,
+            Err(e) => {
+                for &i in &fresh {
+                    runs[i].fail(em, &e);
+                }
+                return Ok(());
+            }
+        },
+    };
+    match snapshot::walk(api, em, runs, &fresh, at).await {
+        Ok(()) => {
+            for &i in &fresh {
+                runs[i].complete(em);
+            }
+        }
+        Err(e) if is_output_closed(&e) => return Err(e),
+        // One stream's table can stop a walk of several (a document Convex cannot send, say):
+        // the stream whose page broke (it has records past its last STATE, which must not be
+        // sent twice in a read) fails; each other one goes on alone from its last STATE, so
+        // it still finishes in this read.
+        Err(e) => {
+            let (broken, others): (Vec<usize>, Vec<usize>) = fresh
+                .iter()
+                .partition(|&&i| runs[i].counts.since_state > 0 || fresh.len() == 1);
+            for &i in &broken {
+                runs[i].fail(em, &e);
+            }
+            if !others.is_empty() {
+                let text = format!(
+                    "The snapshot walk of {} streams stopped ({e:#}); {} go on alone from their last checkpoint.",
+                    fresh.len(),
+                    others.len()
+                );
+                em.log(LogLevel::Warn, &text);
+            }
+            for i in others {
+                activity.set(std::slice::from_ref(&runs[i].desc));
+                let result = snapshot::walk(api, em, runs, &[i], at).await;
+                finish(em, &mut runs[i], result)?;
+                em.flush().await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

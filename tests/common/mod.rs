@@ -59,6 +59,12 @@ pub struct Harness {
     pub env: Vec<(String, String)>,
 }
 
+/// Tests name the API they are about: the streaming export API unless they say otherwise
+/// (`use_data_sync`, `use_auto`), so each rule is proven on the API that owns it.
+fn default_config_extra() -> Value {
+    json!({"api": "streaming_export"})
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -78,7 +84,7 @@ impl Harness {
         Harness {
             emu,
             dir: tempfile::tempdir().unwrap(),
-            config_extra: json!({}),
+            config_extra: default_config_extra(),
             env: Vec::new(),
         }
     }
@@ -101,7 +107,7 @@ impl Harness {
         Harness {
             emu,
             dir: tempfile::tempdir().unwrap(),
-            config_extra: json!({}),
+            config_extra: default_config_extra(),
             env: vec![("SSL_CERT_FILE".into(), ca)],
         }
     }
@@ -138,6 +144,11 @@ impl Harness {
 
     pub fn use_streaming_export(&mut self) {
         self.config_extra["api"] = json!("streaming_export");
+    }
+
+    /// The config's default API (`auto`: Data Sync where served), as a user's config has it.
+    pub fn use_auto(&mut self) {
+        self.config_extra.as_object_mut().unwrap().remove("api");
     }
 
     pub fn config_extra_timeout(&mut self, secs: u64) {

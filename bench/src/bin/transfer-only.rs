@@ -1,14 +1,26 @@
-//! transfer-only: the smallest client that pages through the same Convex streaming-export
-//! responses the connector reads, and throws the documents away.
+//! transfer-only: the smallest client that pages through the same Convex export responses the
+//! connector reads, and throws the documents away.
 //!
-//! It is the "what the wire allows on this machine" baseline of the benchmark: one keep-alive
-//! HTTP/1.1 connection per table walk (plain `std::net`, no async runtime), the body read into a
-//! reused buffer, and one pass over it that finds `cursor`, `hasMore` and `snapshot` and counts
-//! the elements of `values` (needed to page and to check counts) without building them.
+//! It is the "what the wire allows on this machine" baseline of the benchmark: plain
+//! `std::net` HTTP/1.1 with keep-alive (no async runtime), the body read into a reused buffer,
+//! and one pass over it that finds what paging needs and counts the elements of `values`
+//! (needed to page and to check counts) without building them.
+//!
+//! Two APIs, as the connector's `api` option:
+//! - `--api streaming_export` (default): `list_snapshot` then `document_deltas` per table, one
+//!   connection per table walk; `--delta-cursors` starts from saved deltas cursors.
+//! - `--api data_sync`: `POST /api/v1/data/sync`, one data sync per table over a selection of
+//!   exactly that table (as the connector runs them: one after another), all on one keep-alive
+//!   connection; a cold start without `--data-sync-cursors`, else from each table's saved
+//!   cursor. A table's sync ends at its first `upToDate` page, as the connector's does. Like
+//!   the connector, it asks for the next page as soon as a page has arrived and scans the page
+//!   meanwhile (a page is up to 16384 documents, so without that the client and Convex would
+//!   take turns).
 //!
 //! Usage:
 //!   transfer-only --url URL --key KEY --tables a,b [--mode full|incremental]
 //!                 [--delta-cursors a=TS,b=TS] [--parallel]
+//!   transfer-only --url URL --key KEY --tables a,b --api data_sync [--data-sync-cursors a=HEX,b=HEX]
 //! Prints one JSON line: {"records":N,"requests":R,"body_bytes":B,"tables":{...}}.
 
 /// The value format the connector reads by default (typed columns): the same bytes from the
@@ -43,17 +55,23 @@ impl Conn {
 
     /// GET `path`; the body is left in `self.body`.
     fn get(&mut self, path: &str) -> Res<()> {
+        self.request("GET", path, None)
+    }
+
+    /// POST `path` with a JSON body; the answer's body is left in `self.body`.
+    fn post(&mut self, path: &str, body: &str) -> Res<()> {
+        self.request("POST", path, Some(body))
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: Option<&str>) -> Res<()> {
         for attempt in 0..2 {
-            if self.stream.is_none() {
-                let s = TcpStream::connect(&self.host)
-                    .map_err(|e| format!("connect {}: {e}", self.host))?;
-                s.set_nodelay(true).ok();
-                self.stream = Some(BufReader::with_capacity(256 * 1024, s));
-            }
-            match self.try_get(path) {
+            self.connect()?;
+            match self
+                .try_send(method, path, body)
+                .and_then(|()| self.try_receive(method, path))
+            {
                 Ok(()) => {
-                    self.requests += 1;
-                    self.body_bytes += self.body.len() as u64;
+                    self.count();
                     return Ok(());
                 }
                 // A keep-alive connection closed by the server between requests: reconnect once.
@@ -64,18 +82,69 @@ impl Conn {
         unreachable!()
     }
 
+    /// Sends a POST without waiting for its answer (`receive` reads it): the next page is asked
+    /// for before the last one is scanned, on the same connection.
+    fn send_post(&mut self, path: &str, body: &str) -> Res<()> {
+        self.connect()?;
+        self.try_send("POST", path, Some(body)).map_err(|(_, e)| e)
+    }
+
+    /// Reads the answer to the request `send_post` sent; the body is left in `self.body`.
+    fn receive(&mut self, path: &str) -> Res<()> {
+        self.try_receive("POST", path).map_err(|(_, e)| e)?;
+        self.count();
+        Ok(())
+    }
+
+    fn connect(&mut self) -> Res<()> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(&self.host)
+                .map_err(|e| format!("connect {}: {e}", self.host))?;
+            s.set_nodelay(true).ok();
+            self.stream = Some(BufReader::with_capacity(256 * 1024, s));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self) {
+        self.requests += 1;
+        self.body_bytes += self.body.len() as u64;
+    }
+
     /// Err((retryable, message)).
-    fn try_get(&mut self, path: &str) -> Result<(), (bool, String)> {
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Convex {}\r\nConvex-Client: airbyte-export-0.5.0\r\nAccept: application/json\r\n\r\n",
+    fn try_send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(), (bool, String)> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Convex {}\r\nConvex-Client: airbyte-export-0.5.0\r\nAccept: application/json\r\n",
             self.host, self.key
         );
+        match body {
+            Some(b) => {
+                req.push_str(&format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    b.len()
+                ));
+                req.push_str(b);
+            }
+            None => req.push_str("\r\n"),
+        }
         let Some(r) = self.stream.as_mut() else {
             return Err((true, "not connected".into()));
         };
         r.get_mut()
             .write_all(req.as_bytes())
-            .map_err(|e| (true, format!("write: {e}")))?;
+            .map_err(|e| (true, format!("write: {e}")))
+    }
+
+    /// Err((retryable, message)).
+    fn try_receive(&mut self, method: &str, path: &str) -> Result<(), (bool, String)> {
+        let Some(r) = self.stream.as_mut() else {
+            return Err((true, "not connected".into()));
+        };
         let mut line = String::new();
         let n = r
             .read_line(&mut line)
@@ -156,7 +225,7 @@ impl Conn {
             return Err((
                 false,
                 format!(
-                    "GET {path}: HTTP {status}: {}",
+                    "{method} {path}: HTTP {status}: {}",
                     String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
                 ),
             ));
@@ -344,6 +413,284 @@ fn scan(b: &[u8]) -> Res<Page> {
     }
 }
 
+type MemberFn<'a> = dyn FnMut(&[u8], usize) -> Res<Option<usize>> + 'a;
+
+/// A JSON string's text (`raw` from its opening to its closing quote).
+fn json_text(raw: &[u8]) -> Res<String> {
+    if raw.first() == Some(&b'"') && raw.len() >= 2 {
+        unescape(&raw[1..raw.len() - 1])
+    } else {
+        Err(format!(
+            "expected a string, got {}",
+            String::from_utf8_lossy(&raw[..raw.len().min(100)])
+        ))
+    }
+}
+
+/// Calls `f(key, value_start)` for each member of the object at `i`: `f` returns the index
+/// after the value if it walked it, `None` to have it skipped. Returns the index after the
+/// object.
+fn members(b: &[u8], i: usize, f: &mut MemberFn<'_>) -> Res<usize> {
+    let mut i = ws(b, i);
+    if b.get(i) != Some(&b'{') {
+        return Err("expected an object".into());
+    }
+    i += 1;
+    loop {
+        i = ws(b, i);
+        match b.get(i) {
+            Some(b'}') => return Ok(i + 1),
+            Some(b',') => {
+                i += 1;
+                continue;
+            }
+            Some(b'"') => {}
+            _ => return Err(format!("unexpected byte at {i}")),
+        }
+        let kend = skip_string(b, i)?;
+        let key = &b[i + 1..kend - 1];
+        i = ws(b, kend);
+        if b.get(i) != Some(&b':') {
+            return Err("expected ':'".into());
+        }
+        let start = ws(b, i + 1);
+        i = match f(key, start)? {
+            Some(end) => end,
+            None => skip_value(b, start)?,
+        };
+    }
+}
+
+/// Counts the elements of the array at `i` (each skipped once); returns the count and the
+/// index after the array.
+fn count_array(b: &[u8], i: usize) -> Res<(u64, usize)> {
+    if b.get(i) != Some(&b'[') {
+        return Err("expected an array".into());
+    }
+    let mut i = i + 1;
+    let mut n = 0;
+    loop {
+        i = ws(b, i);
+        match b.get(i) {
+            Some(b']') => return Ok((n, i + 1)),
+            Some(b',') => i += 1,
+            Some(_) => {
+                i = skip_value(b, i)?;
+                n += 1;
+            }
+            None => return Err("unterminated array".into()),
+        }
+    }
+}
+
+/// One Data Sync page, as far as paging and counting need it.
+#[derive(Default, Debug)]
+struct SyncPage {
+    count: u64,
+    truncates: u64,
+    /// `snapshotting`, `stale` or `upToDate`.
+    status: String,
+    snapshot_ts: Option<i64>,
+    next_cursor: Option<String>,
+}
+
+/// One pass over a Data Sync page: `values` elements are counted and skipped; `status`,
+/// `truncates` and `pagination` are read.
+fn scan_sync(b: &[u8]) -> Res<SyncPage> {
+    let mut p = SyncPage::default();
+    members(b, 0, &mut |key, start| {
+        Ok(match key {
+            b"values" => {
+                let (n, end) = count_array(b, start)?;
+                p.count = n;
+                Some(end)
+            }
+            b"truncates" => {
+                let (n, end) = count_array(b, start)?;
+                p.truncates = n;
+                Some(end)
+            }
+            b"status" => Some(members(b, start, &mut |k, s| {
+                let e = skip_value(b, s)?;
+                match k {
+                    b"type" => p.status = json_text(&b[s..e])?,
+                    b"snapshotTs" => {
+                        p.snapshot_ts = std::str::from_utf8(&b[s..e])
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                    }
+                    _ => {}
+                }
+                Ok(Some(e))
+            })?),
+            b"pagination" => Some(members(b, start, &mut |k, s| {
+                let e = skip_value(b, s)?;
+                if k == b"nextCursor" {
+                    p.next_cursor = Some(json_text(&b[s..e])?);
+                }
+                Ok(Some(e))
+            })?),
+            _ => None,
+        })
+    })?;
+    if p.status.is_empty() {
+        return Err("data sync page without status".into());
+    }
+    Ok(p)
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+#[derive(Default)]
+struct SyncResult {
+    records: u64,
+    pages: u64,
+    truncates: u64,
+    snapshot_ts: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The status type and `nextCursor` of a Data Sync page without walking its values: `status`
+/// is its first member and `pagination` its last (Convex's field order), so the next page can
+/// be asked for before this one is scanned.
+fn page_ends(b: &[u8]) -> Res<(String, String)> {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err("page is not an object".into());
+    }
+    i = ws(b, i + 1);
+    if !b[i..].starts_with(b"\"status\"") {
+        return Err("a data sync page whose first member is not status".into());
+    }
+    i = ws(b, i + b"\"status\"".len());
+    if b.get(i) != Some(&b':') {
+        return Err("expected ':'".into());
+    }
+    let mut status = String::new();
+    members(b, i + 1, &mut |k, s| {
+        let e = skip_value(b, s)?;
+        if k == b"type" {
+            status = json_text(&b[s..e])?;
+        }
+        Ok(Some(e))
+    })?;
+    let key = b"\"pagination\"";
+    let at = b
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .ok_or("a data sync page without pagination")?;
+    let mut i = ws(b, at + key.len());
+    if b.get(i) != Some(&b':') {
+        return Err("expected ':'".into());
+    }
+    i += 1;
+    let mut next = None;
+    members(b, i, &mut |k, s| {
+        let e = skip_value(b, s)?;
+        if k == b"nextCursor" {
+            next = Some(json_text(&b[s..e])?);
+        }
+        Ok(Some(e))
+    })?;
+    Ok((
+        status,
+        next.ok_or("data sync page without pagination.nextCursor")?,
+    ))
+}
+
+/// Pages one data sync of `table` (root component, every column) from `cursor` (`None` = a
+/// cold start) to its first `upToDate` page, on `c`. As the connector does, the next page is
+/// asked for as soon as a page has arrived, and the page is scanned while Convex computes the
+/// next one (one request in flight on the keep-alive connection).
+fn sync_table(c: &mut Conn, table: &str, cursor: Option<String>) -> Res<SyncResult> {
+    const PATH: &str = "/api/v1/data/sync";
+    let selection = format!(
+        "{{\"_other\":\"excluded\",\"\":{{\"_other\":\"excluded\",{}:{{\"_other\":\"included\"}}}}}}",
+        json_str(table)
+    );
+    let body = |cursor: Option<&str>| match cursor {
+        Some(cur) => format!("{{\"selection\":{selection},\"cursor\":{}}}", json_str(cur)),
+        None => format!("{{\"selection\":{selection}}}"),
+    };
+    let mut r = SyncResult {
+        cursor,
+        ..SyncResult::default()
+    };
+    // The first request with a reconnect if the kept-alive connection was closed meanwhile.
+    c.post(PATH, &body(r.cursor.as_deref()))?;
+    // A server that never says upToDate would be paged forever: bound it far above any
+    // benchmark table (16384 values per page).
+    for _ in 0..1_000_000 {
+        let (status, next) = page_ends(&c.body)?;
+        let last = status == "upToDate";
+        if !last {
+            c.send_post(PATH, &body(Some(&next)))?;
+        }
+        let p = scan_sync(&c.body)?;
+        if p.status != status || p.next_cursor.as_deref() != Some(next.as_str()) {
+            return Err("a data sync page read two ways disagrees".into());
+        }
+        r.pages += 1;
+        r.records += p.count;
+        r.truncates += p.truncates;
+        r.cursor = Some(next);
+        if last {
+            r.snapshot_ts = p.snapshot_ts;
+            return Ok(r);
+        }
+        c.receive(PATH)?;
+    }
+    Err(format!(
+        "data sync of {table}: no upToDate page in a million pages"
+    ))
+}
+
+fn run_data_sync(
+    host: &str,
+    key: &str,
+    tables: &[String],
+    cursors: &[(String, String)],
+) -> Res<()> {
+    let mut c = Conn::new(host, key);
+    let mut total = 0u64;
+    let mut per = String::new();
+    for t in tables {
+        let from = cursors.iter().find(|(k, _)| k == t).map(|(_, v)| v.clone());
+        let r = sync_table(&mut c, t, from)?;
+        total += r.records;
+        if !per.is_empty() {
+            per.push(',');
+        }
+        per.push_str(&format!(
+            "{}:{{\"records\":{},\"pages\":{},\"truncates\":{},\"snapshot_ts\":{},\"data_sync_cursor\":{}}}",
+            json_str(t),
+            r.records,
+            r.pages,
+            r.truncates,
+            r.snapshot_ts.map_or("null".to_string(), |v| v.to_string()),
+            r.cursor.as_deref().map_or("null".to_string(), json_str),
+        ));
+    }
+    println!(
+        "{{\"api\":\"data_sync\",\"records\":{total},\"requests\":{},\"body_bytes\":{},\"tables\":{{{per}}}}}",
+        c.requests, c.body_bytes
+    );
+    Ok(())
+}
+
 fn pct(s: &str) -> String {
     let mut o = String::with_capacity(s.len() * 3);
     for &c in s.as_bytes() {
@@ -437,6 +784,8 @@ fn run() -> Res<()> {
     let mut incremental = false;
     let mut parallel = false;
     let mut cursors: Vec<(String, i64)> = Vec::new();
+    let mut data_sync = false;
+    let mut sync_cursors: Vec<(String, String)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -469,8 +818,24 @@ fn run() -> Res<()> {
                 }
             }
             "--parallel" => parallel = true,
+            "--api" => {
+                data_sync = match val()?.as_str() {
+                    "streaming_export" => false,
+                    "data_sync" => true,
+                    a => return Err(format!("unknown api {a}")),
+                }
+            }
+            "--data-sync-cursors" => {
+                for kv in val()?.split(',').filter(|s| !s.is_empty()) {
+                    let (k, v) = kv
+                        .rsplit_once('=')
+                        .ok_or("--data-sync-cursors wants name=cursor,...")?;
+                    sync_cursors.push((k.to_string(), v.to_string()));
+                }
+            }
             "-h" | "--help" => {
                 println!("transfer-only --url URL --key KEY --tables a,b [--mode full|incremental] [--delta-cursors a=TS,...] [--parallel]");
+                println!("transfer-only --url URL --key KEY --tables a,b --api data_sync [--data-sync-cursors a=HEX,...]");
                 return Ok(());
             }
             _ => return Err(format!("unknown argument {a}")),
@@ -483,6 +848,15 @@ fn run() -> Res<()> {
         .to_string();
     if host.contains('/') || url.starts_with("https://") {
         return Err("only plain http://host:port URLs are supported".into());
+    }
+    if data_sync {
+        if parallel || !cursors.is_empty() {
+            return Err("--parallel and --delta-cursors are for the streaming export API".into());
+        }
+        return run_data_sync(&host, &key, &tables, &sync_cursors);
+    }
+    if !sync_cursors.is_empty() {
+        return Err("--data-sync-cursors needs --api data_sync".into());
     }
     if !cursors.is_empty() {
         incremental = true;

@@ -16,8 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::progress::Position;
+
 /// Convex's `DATA_SYNC_CURSOR_VERSION`.
 const VERSION: u8 = 1;
+/// Convex seals query cursors (such as list_active_syncs's) as version 7 under another key;
+/// here the version byte, which the tag covers, keeps the two kinds apart.
+const LIST_VERSION: u8 = 7;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
@@ -106,15 +111,32 @@ impl Sealer {
 
     /// Lowercase hex of `version ‖ nonce ‖ ciphertext ‖ tag`.
     pub fn seal(&self, state: &CursorState) -> String {
+        // Serializing plain integers, byte arrays and strings cannot fail.
+        self.seal_bytes(VERSION, serde_json::to_vec(state).unwrap_or_default())
+    }
+
+    /// The state sealed in `cursor`, or `None` if this deployment did not seal it unchanged.
+    pub fn open(&self, cursor: &str) -> Option<CursorState> {
+        serde_json::from_slice(&self.open_bytes(VERSION, cursor)?).ok()
+    }
+
+    /// A list_active_syncs cursor.
+    pub fn seal_list_cursor(&self, at: Position) -> String {
+        self.seal_bytes(LIST_VERSION, serde_json::to_vec(&at).unwrap_or_default())
+    }
+
+    pub fn open_list_cursor(&self, cursor: &str) -> Option<Position> {
+        serde_json::from_slice(&self.open_bytes(LIST_VERSION, cursor)?).ok()
+    }
+
+    fn seal_bytes(&self, version: u8, mut body: Vec<u8>) -> String {
         let n = self.next();
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&n.to_le_bytes());
         nonce[8..].copy_from_slice(&self.prf.hash_one((NONCE, n)).to_le_bytes()[..4]);
-        // Serializing plain integers, byte arrays and strings cannot fail.
-        let mut body = serde_json::to_vec(state).unwrap_or_default();
         self.xor_keystream(&nonce, &mut body);
         let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
-        out.push(VERSION);
+        out.push(version);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&body);
         let tag = self.tag(&out);
@@ -122,10 +144,9 @@ impl Sealer {
         hex(&out)
     }
 
-    /// The state sealed in `cursor`, or `None` if this deployment did not seal it unchanged.
-    pub fn open(&self, cursor: &str) -> Option<CursorState> {
+    fn open_bytes(&self, version: u8, cursor: &str) -> Option<Vec<u8>> {
         let raw = unhex(cursor)?;
-        if raw.len() < 1 + NONCE_LEN + TAG_LEN || raw[0] != VERSION {
+        if raw.len() < 1 + NONCE_LEN + TAG_LEN || raw[0] != version {
             return None;
         }
         let (sealed, tag) = raw.split_at(raw.len() - TAG_LEN);
@@ -137,7 +158,7 @@ impl Sealer {
         let nonce = &sealed[1..1 + NONCE_LEN];
         let mut body = sealed[1 + NONCE_LEN..].to_vec();
         self.xor_keystream(nonce, &mut body);
-        serde_json::from_slice(&body).ok()
+        Some(body)
     }
 
     /// A random-looking UUID v4 string, unique within this deployment.
@@ -233,6 +254,7 @@ mod tests {
         assert_eq!(s.open("zz"), None);
         assert_eq!(s.open(""), None);
         assert_eq!(Sealer::new().open(&c), None);
+        assert_eq!(s.open_list_cursor(&c), None, "not a listing cursor");
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! progress and `synced_ts` is fresh (less than 30 s behind), log pages otherwise.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 
 use super::cursor::{CursorState, InProgress};
+use super::progress::State;
 use super::selection::{Columns, Selection};
 use crate::export::ApiError;
 use crate::store::{Store, StoredDoc, TableData};
@@ -41,15 +42,17 @@ pub enum Status {
 }
 
 /// A computed page: everything but the sealed cursor.
-pub struct Page {
+pub struct Page<'a> {
     pub status: Status,
     /// `(component, table)`, sorted and deduplicated.
     pub truncates: BTreeSet<(String, String)>,
-    /// The `values` array's elements, comma-separated, without brackets.
-    pub values: Vec<u8>,
+    /// The `values` array's elements, still to be written.
+    pub values: Entries<'a>,
     /// What the page read (documents by id, or log rows), for the request counters.
     pub rows_read: usize,
     pub cursor: CursorState,
+    /// The sync's progress row after this page.
+    pub progress: State,
 }
 
 pub fn cursor_expired() -> ApiError {
@@ -85,13 +88,13 @@ pub fn targets(store: &Store, selection: &Selection) -> Vec<Target> {
 }
 
 /// Computes the page after `received` (`None` = cold start with a new `sync_id`).
-pub fn next_page(
-    store: &Store,
+pub fn next_page<'a>(
+    store: &'a Store,
     received: Option<CursorState>,
     new_sync_id: String,
     selection: &Selection,
     limits: &Limits,
-) -> Result<Page, ApiError> {
+) -> Result<Page<'a>, ApiError> {
     let latest = store.head;
     let mut state = match received.clone() {
         Some(c) => {
@@ -126,7 +129,7 @@ pub fn next_page(
         .collect();
     reconcile(&mut state, &targets, store, &by_tablet);
 
-    let mut w = Writer::default();
+    let mut w = Entries::default();
     let fresh = latest - state.synced_ts < limits.freshness_ns;
     match state.current.clone() {
         Some(current) if fresh => by_id_page(
@@ -134,7 +137,7 @@ pub fn next_page(
         ),
         _ => log_page(store, &mut state, &by_tablet, limits, latest, &mut w),
     }
-    state.num_docs_synced += w.count as u64;
+    state.num_docs_synced += w.len() as u64;
 
     let truncates = state
         .tracked()
@@ -154,13 +157,60 @@ pub fn next_page(
             snapshot_ts: state.synced_ts,
         },
     };
+    let progress = progress(store, &state, &targets, &by_tablet, status);
     Ok(Page {
         status,
         truncates,
-        values: w.out,
         rows_read: w.rows_read,
+        values: w,
         cursor: state,
+        progress,
     })
+}
+
+/// The progress row of a sync after a page (Convex's `record_data_sync_progress`): totals are
+/// live documents at head, standing in for Convex's table summaries "as of a recent snapshot".
+fn progress(
+    store: &Store,
+    state: &CursorState,
+    targets: &[Target],
+    by_tablet: &HashMap<[u8; 16], &Target>,
+    status: Status,
+) -> State {
+    let num_documents_synced = state.num_docs_synced;
+    // Once caught up, the synced tables are all the targets.
+    let total_tables = state.synced.len() as u64;
+    match (status, &state.current) {
+        (Status::Stale { snapshot_ts }, _) => State::Stale {
+            total_tables,
+            num_documents_synced,
+            synced_ts: snapshot_ts,
+        },
+        (Status::UpToDate { snapshot_ts }, _) => State::UpToDate {
+            total_tables,
+            num_documents_synced,
+            synced_ts: snapshot_ts,
+        },
+        (Status::Snapshotting, current) => {
+            let table = current
+                .as_ref()
+                .and_then(|c| by_tablet.get(&c.tablet))
+                .map(|t| &store.tables[t.index]);
+            State::Snapshotting {
+                num_tables_synced: state.synced.len() as u64,
+                total_tables: targets.len() as u64,
+                current_component: table.map(|t| t.component.clone()).unwrap_or_default(),
+                current_table: table.map(|t| t.name.clone()).unwrap_or_default(),
+                num_documents_in_current_table: current.as_ref().map_or(0, |c| c.docs_synced),
+                total_documents_in_current_table: table.map_or(0, |t| t.live as u64),
+                num_documents_synced,
+                total_documents: targets
+                    .iter()
+                    .map(|t| store.tables[t.index].live as u64)
+                    .sum(),
+            }
+        }
+    }
 }
 
 /// Drops deselected (or deleted, or replaced) tables from the cursor and, when no table is in
@@ -196,14 +246,14 @@ fn first_unsynced(state: &CursorState, targets: &[Target], store: &Store) -> Opt
         })
 }
 
-fn by_id_page(
-    store: &Store,
+fn by_id_page<'a>(
+    store: &'a Store,
     state: &mut CursorState,
     mut current: InProgress,
     targets: &[Target],
     by_tablet: &HashMap<[u8; 16], &Target>,
     limits: &Limits,
-    w: &mut Writer,
+    w: &mut Entries<'a>,
 ) {
     let Some(target) = by_tablet.get(&current.tablet) else {
         return;
@@ -225,7 +275,7 @@ fn by_id_page(
         w.document(table, rev.ts, doc, &target.columns);
         current.current_id = Some(*internal);
         current.docs_synced += 1;
-        if w.count >= limits.entries || w.bytes >= limits.bytes {
+        if w.len() >= limits.entries || w.bytes >= limits.bytes {
             full = true;
             break;
         }
@@ -240,13 +290,13 @@ fn by_id_page(
     }
 }
 
-fn log_page(
-    store: &Store,
+fn log_page<'a>(
+    store: &'a Store,
     state: &mut CursorState,
     by_tablet: &HashMap<[u8; 16], &Target>,
     limits: &Limits,
     latest: i64,
-    w: &mut Writer,
+    w: &mut Entries<'a>,
 ) {
     let synced: HashSet<[u8; 16]> = state.synced.iter().copied().collect();
     let current = state.current.as_ref();
@@ -290,12 +340,12 @@ fn log_page(
             };
             match &e.doc {
                 Some(doc) => w.document(table, e.ts, doc, &target.columns),
-                None => w.tombstone(table, e.ts, &table.doc_id(&e.internal)),
+                None => w.tombstone(table, e.ts, &e.internal),
             }
         }
         consumed = Some(ts);
         i = end;
-        if w.count >= limits.entries || w.bytes >= limits.bytes {
+        if w.len() >= limits.entries || w.bytes >= limits.bytes {
             break;
         }
     }
@@ -308,75 +358,159 @@ fn log_page(
     };
 }
 
-/// Writes `{"component","table","ts","deleted","value"}` entries.
+/// Largest number of bytes an `i64` takes in decimal.
+const MAX_I64_LEN: usize = 20;
+
+/// One element of `values`: `{"component","table","ts","deleted","value"}`.
+struct Entry<'a> {
+    table: &'a TableData,
+    ts: i64,
+    deleted: bool,
+    value: ValueBytes<'a>,
+}
+
+enum ValueBytes<'a> {
+    /// A stored `export_json` document.
+    Stored(&'a [u8]),
+    /// A column-filtered document or a tombstone, in `Entries::scratch`.
+    Scratch(Range<usize>),
+}
+
+/// The entries of a page, collected before anything is written, so that the response is
+/// allocated once at its final size: a page holds up to 16384 documents (64 MiB), and
+/// growing a buffer, then copying it into the response, cost more than copying the stored
+/// documents themselves.
 #[derive(Default)]
-struct Writer {
-    out: Vec<u8>,
-    count: usize,
+pub struct Entries<'a> {
+    list: Vec<Entry<'a>>,
+    scratch: Vec<u8>,
     /// Bytes of the emitted `value` objects (the page-size measure).
     bytes: usize,
     /// Documents (by id) or log rows the page read, emitted or not.
     rows_read: usize,
 }
 
-impl Writer {
-    fn head(&mut self, table: &TableData, ts: i64, deleted: bool) {
-        if self.count > 0 {
-            self.out.push(b',');
-        }
-        self.out.extend_from_slice(b"{\"component\":");
-        write_str(&table.component, &mut self.out);
-        self.out.extend_from_slice(b",\"table\":");
-        write_str(&table.name, &mut self.out);
-        self.out.extend_from_slice(b",\"ts\":");
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
-        self.out.extend_from_slice(if deleted {
-            b",\"deleted\":true,\"value\":"
-        } else {
-            b",\"deleted\":false,\"value\":"
-        });
+impl<'a> Entries<'a> {
+    fn len(&self) -> usize {
+        self.list.len()
     }
 
     /// A live revision in `export_json`, keeping only the selected columns.
-    fn document(&mut self, table: &TableData, ts: i64, doc: &StoredDoc, columns: &Columns) {
-        self.head(table, ts, false);
-        let start = self.out.len();
-        if let Some(bytes) = doc.bytes(Format::Export).filter(|_| columns.keeps_all()) {
-            self.out.extend_from_slice(bytes);
-        } else {
-            let fields = doc.fields();
-            self.out.push(b'{');
-            write_fields(
-                fields.iter().filter(|(k, _)| columns.keeps(k)),
-                Format::Export,
-                &mut self.out,
-            );
-            self.out.push(b'}');
-        }
-        self.bytes += self.out.len() - start;
-        self.out.push(b'}');
-        self.count += 1;
+    fn document(&mut self, table: &'a TableData, ts: i64, doc: &'a StoredDoc, columns: &Columns) {
+        let value = match doc.bytes(Format::Export).filter(|_| columns.keeps_all()) {
+            Some(bytes) => {
+                self.bytes += bytes.len();
+                ValueBytes::Stored(bytes)
+            }
+            None => {
+                let start = self.scratch.len();
+                self.scratch.push(b'{');
+                let fields = doc.fields();
+                write_fields(
+                    fields.iter().filter(|(k, _)| columns.keeps(k)),
+                    Format::Export,
+                    &mut self.scratch,
+                );
+                self.scratch.push(b'}');
+                self.bytes += self.scratch.len() - start;
+                ValueBytes::Scratch(start..self.scratch.len())
+            }
+        };
+        self.list.push(Entry {
+            table,
+            ts,
+            deleted: false,
+            value,
+        });
     }
 
     /// A deletion: the value is exactly `{"_id": ...}`.
-    fn tombstone(&mut self, table: &TableData, ts: i64, id: &str) {
-        self.head(table, ts, true);
-        let start = self.out.len();
-        self.out.extend_from_slice(b"{\"_id\":");
-        write_str(id, &mut self.out);
-        self.out.push(b'}');
-        self.bytes += self.out.len() - start;
-        self.out.push(b'}');
-        self.count += 1;
+    fn tombstone(&mut self, table: &'a TableData, ts: i64, internal: &[u8; 16]) {
+        let start = self.scratch.len();
+        self.scratch.extend_from_slice(b"{\"_id\":");
+        write_str(&table.doc_id(internal), &mut self.scratch);
+        self.scratch.push(b'}');
+        self.bytes += self.scratch.len() - start;
+        self.list.push(Entry {
+            table,
+            ts,
+            deleted: true,
+            value: ValueBytes::Scratch(start..self.scratch.len()),
+        });
+    }
+
+    /// At least the number of bytes [`Entries::write`] appends (exact but for the digits of
+    /// each `ts`).
+    pub fn max_len(&self) -> usize {
+        const FIXED: usize = MAX_I64_LEN + DELETED_FALSE.len() + 2;
+        self.bytes
+            + self
+                .list
+                .iter()
+                .map(|e| e.table.sync_prefix.len() + FIXED)
+                .sum::<usize>()
+    }
+
+    /// Appends the entries, comma-separated, without brackets.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        for (i, e) in self.list.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&e.table.sync_prefix);
+            out.extend_from_slice(itoa::Buffer::new().format(e.ts).as_bytes());
+            out.extend_from_slice(if e.deleted {
+                DELETED_TRUE
+            } else {
+                DELETED_FALSE
+            });
+            out.extend_from_slice(match &e.value {
+                ValueBytes::Stored(bytes) => bytes,
+                ValueBytes::Scratch(r) => &self.scratch[r.clone()],
+            });
+            out.push(b'}');
+        }
     }
 }
+
+const DELETED_FALSE: &[u8] = b",\"deleted\":false,\"value\":";
+const DELETED_TRUE: &[u8] = b",\"deleted\":true,\"value\":";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::deployment::Deployment;
     use serde_json::json;
+
+    /// A page computed and rendered under a short read lock (tests commit between pages).
+    struct Done {
+        status: Status,
+        cursor: CursorState,
+        rows_read: usize,
+        values: Vec<u8>,
+    }
+
+    fn run(
+        dep: &Deployment,
+        cursor: Option<CursorState>,
+        sel: &Selection,
+        limits: &Limits,
+    ) -> Result<Done, ApiError> {
+        let store = dep.store();
+        let p = next_page(&store, cursor, "s".into(), sel, limits)?;
+        Ok(Done {
+            status: p.status,
+            rows_read: p.rows_read,
+            values: rendered(&p.values),
+            cursor: p.cursor,
+        })
+    }
+
+    fn rendered(e: &Entries<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        e.write(&mut out);
+        out
+    }
 
     fn limits(rows_read: usize) -> Limits {
         Limits {
@@ -438,9 +572,11 @@ mod tests {
                     String::from_utf8_lossy(&slow)
                 );
             }
-            let mut w = Writer::default();
+            let mut w = Entries::default();
             w.document(t, latest.ts, stored, &Columns::all_for_tests());
-            let v: serde_json::Value = serde_json::from_slice(&w.out).unwrap();
+            let out = rendered(&w);
+            assert!(out.len() <= w.max_len());
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             let slow: serde_json::Value = serde_json::from_slice(&slow).unwrap();
             assert_eq!(v["value"], slow);
         }
@@ -452,21 +588,12 @@ mod tests {
         // was restored) is 400 InvalidDataSyncCursor.
         let dep = Deployment::new(1, "k");
         let sel = Selection::everything();
-        let first = next_page(&dep.store(), None, "s".into(), &sel, &limits(10)).unwrap();
+        let first = run(&dep, None, &sel, &limits(10)).unwrap();
         let mut ahead = first.cursor.clone();
         ahead.synced_ts = dep.head() + 1;
-        let e = next_page(&dep.store(), Some(ahead), String::new(), &sel, &limits(10))
-            .err()
-            .unwrap();
+        let e = run(&dep, Some(ahead), &sel, &limits(10)).err().unwrap();
         assert_eq!((e.status, e.code), (400, "InvalidDataSyncCursor"));
-        assert!(next_page(
-            &dep.store(),
-            Some(first.cursor),
-            String::new(),
-            &sel,
-            &limits(10)
-        )
-        .is_ok());
+        assert!(run(&dep, Some(first.cursor), &sel, &limits(10)).is_ok());
     }
 
     #[test]
@@ -481,16 +608,9 @@ mod tests {
         let sel = Selection::from_arg(Some(&json!({"_other": "excluded",
             "": {"_other": "excluded", "y": {"_other": "included"}, "z": {"_other": "included"}}})))
         .unwrap();
-        let mut p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        let mut p0 = run(&dep, None, &sel, &limits(4)).unwrap();
         while p0.status == Status::Snapshotting {
-            p0 = next_page(
-                &dep.store(),
-                Some(p0.cursor),
-                String::new(),
-                &sel,
-                &limits(4),
-            )
-            .unwrap();
+            p0 = run(&dep, Some(p0.cursor), &sel, &limits(4)).unwrap();
         }
         assert_eq!(
             p0.status,
@@ -500,39 +620,18 @@ mod tests {
         );
         let c1 = commit(&dep, "x", 3);
         commit(&dep, "y", 3);
-        let p1 = next_page(
-            &dep.store(),
-            Some(p0.cursor),
-            String::new(),
-            &sel,
-            &limits(4),
-        )
-        .unwrap();
+        let p1 = run(&dep, Some(p0.cursor), &sel, &limits(4)).unwrap();
         assert!(p1.values.is_empty());
         assert_eq!(p1.status, Status::Stale { snapshot_ts: c1 });
         let big = commit(&dep, "x", 6);
-        let p2 = next_page(
-            &dep.store(),
-            Some(p1.cursor),
-            String::new(),
-            &sel,
-            &limits(4),
-        )
-        .unwrap();
+        let p2 = run(&dep, Some(p1.cursor), &sel, &limits(4)).unwrap();
         assert_eq!(
             p2.values.iter().filter(|&&b| b == b'{').count(),
             6,
             "3 entries, 3 values"
         );
         assert!(matches!(p2.status, Status::Stale { .. }));
-        let p3 = next_page(
-            &dep.store(),
-            Some(p2.cursor),
-            String::new(),
-            &sel,
-            &limits(4),
-        )
-        .unwrap();
+        let p3 = run(&dep, Some(p2.cursor), &sel, &limits(4)).unwrap();
         assert!(p3.values.is_empty());
         assert_eq!(p3.status, Status::UpToDate { snapshot_ts: big });
     }
@@ -545,20 +644,13 @@ mod tests {
         let dep = Deployment::new(1, "k");
         commit(&dep, "y", 1);
         let sel = only_y();
-        let p0 = next_page(&dep.store(), None, "s".into(), &sel, &limits(4)).unwrap();
+        let p0 = run(&dep, None, &sel, &limits(4)).unwrap();
         assert_eq!(p0.rows_read, 1, "the by-id walk read one document");
         for _ in 0..3 {
             commit(&dep, "x", 3);
         }
         commit(&dep, "y", 2);
-        let p1 = next_page(
-            &dep.store(),
-            Some(p0.cursor),
-            String::new(),
-            &sel,
-            &limits(4),
-        )
-        .unwrap();
+        let p1 = run(&dep, Some(p0.cursor), &sel, &limits(4)).unwrap();
         assert_eq!(p1.rows_read, 2, "only y's rows are read");
         assert_eq!(
             p1.values.iter().filter(|&&b| b == b'{').count(),

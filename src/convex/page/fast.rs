@@ -129,6 +129,118 @@ pub fn prove(text: &str, mut members: Option<&mut Vec<Member>>) -> Option<Proven
     }
 }
 
+/// What the fast path proved about a Data Sync envelope at the start of its input
+/// (`{"component":…,"table":…,"ts":…,"deleted":…,"value":{document}}`, members in any order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvenEnvelope {
+    /// The envelope is `input[..end]`.
+    pub end: usize,
+    /// Spans of the envelope's `table`, `component`, `ts`, `deleted` and `value`, in
+    /// `ENVELOPE_KEYS` order.
+    pub spans: [Option<(usize, usize)>; 5],
+    /// The span of the document's top-level `_id`, when `value` is an object that has one.
+    pub id: Option<(usize, usize)>,
+    /// `value` is an object, whose members (if asked for) were collected.
+    pub document: bool,
+    /// No string value of `table`, `component` or the document's `_id` holds an escape.
+    pub plain_names: bool,
+}
+
+impl ProvenEnvelope {
+    /// The metadata, `element` being the text the spans are offsets into; `members`, what the
+    /// proof collected (offsets into `value`).
+    pub fn raw_meta<'a>(
+        &self,
+        element: &'a str,
+        members: Option<&'a [Member]>,
+    ) -> super::RawMeta<'a> {
+        let get = |s: Option<(usize, usize)>| s.and_then(|(a, b)| element.get(a..b));
+        super::RawMeta {
+            table: get(self.spans[0]),
+            component: get(self.spans[1]),
+            ts: get(self.spans[2]),
+            deleted: get(self.spans[3]),
+            id: get(self.id),
+            value: get(self.spans[4]),
+            plain_names: self.plain_names,
+            members: members.filter(|_| self.document),
+        }
+    }
+}
+
+/// The envelope at the start of `text`, if `text` holds it whole, compact and valid; its
+/// document (`value`) is proven by [`prove`], which finds its `_id` and `members`.
+pub fn prove_envelope(text: &str, mut members: Option<&mut Vec<Member>>) -> Option<ProvenEnvelope> {
+    let b = text.as_bytes();
+    let sp = &mut Specials::new(b);
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let mut proven = ProvenEnvelope {
+        end: 2,
+        spans: [None; 5],
+        id: None,
+        document: false,
+        plain_names: true,
+    };
+    if *b.get(1)? == b'}' {
+        return Some(proven);
+    }
+    let mut i = 1;
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = string(b, sp, i + 1)?;
+        let slot = match &b[i + 1..key_end - 1] {
+            b"table" => Some(0),
+            b"component" => Some(1),
+            b"ts" => Some(2),
+            b"deleted" => Some(3),
+            b"value" => Some(4),
+            _ => None,
+        };
+        if *b.get(key_end)? != b':' {
+            return None;
+        }
+        let start = key_end + 1;
+        let end = match slot {
+            Some(0 | 1) if b.get(start) == Some(&b'"') => {
+                let (end, escaped) = string_noting_escapes(b, sp, start + 1)?;
+                proven.plain_names &= !escaped;
+                end
+            }
+            Some(4) if b.get(start) == Some(&b'{') => {
+                let p = prove(text.get(start..)?, members.as_deref_mut())?;
+                proven.id = p.spans[4].map(|(a, c)| (start + a, start + c));
+                proven.document = true;
+                // The document's own escapes that matter: those of its `_id`.
+                proven.plain_names &= p.plain_names;
+                start + p.end
+            }
+            Some(4) => {
+                // A repeated `value` that is no object: nothing of an earlier one holds.
+                proven.id = None;
+                proven.document = false;
+                value(b, sp, start)?
+            }
+            _ => value(b, sp, start)?,
+        };
+        if let Some(k) = slot {
+            // A repeated name: the last one counts, as for the exact path.
+            proven.spans[k] = Some((start, end));
+        }
+        match *b.get(end)? {
+            b',' => i = end + 1,
+            b'}' => {
+                proven.end = end + 1;
+                return Some(proven);
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// One value at `i`; returns where it ends.
 #[inline(always)]
 fn value(b: &[u8], sp: &mut Specials, i: usize) -> Option<usize> {

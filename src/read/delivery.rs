@@ -1,0 +1,349 @@
+//! Delivery of a change walk, the same for both Convex APIs: which values go out at once and
+//! which are held, the byte budget of what is held, and the sending of the held set with its
+//! checkpoints.
+//!
+//! A read sends each document at most once (destinations that merge a read without
+//! deduplicating, PyAirbyte's caches among them, keep the oldest revision of a read or
+//! duplicate rows). So a walk holds the latest revision of every changed document and sends
+//! the held set at its end, ordered by stream and by where each revision came in the walk
+//! (`seq`), with a STATE at a `seq` boundary every so many records: resuming from there loses
+//! nothing (every revision up to that `seq` is out, later ones supersede the rest).
+//!
+//! A page that walks a table by `_id` (a Data Sync snapshot) goes out at once, value by value,
+//! so a snapshot of any size streams through; after such a page the held set goes out too.
+//! Each stream remembers what it sent before the end: the `_id` range its by-id pages
+//! covered, and the exact ids of anything else. A later revision of such a document is
+//! *deferred*: not sent in this read and not held (only the earliest such timestamp is kept),
+//! and no STATE of this read claims it: the walk's final position is placed before it (see
+//! `Feed::deferred_position`), so the next read gets it from the log.
+//!
+//! Memory: the held revisions ([`ChangeSet::bytes`]) plus the ids remembered one by one, plus
+//! what the feed keeps per held page, together bounded by `change_buffer_mb`: the walk stops
+//! taking pages once they reach it.
+
+use std::collections::HashSet;
+
+use crate::convex::page::Member;
+use crate::convex::ValueMeta;
+use crate::state::Position;
+
+use super::changeset::{ChangeSet, ENTRY_OVERHEAD};
+use super::emit::{Emitter, StreamRun};
+
+/// How the values of the next page are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Every revision as it comes (history mode).
+    Direct,
+    /// Into the held set.
+    Hold,
+    /// Out at once while the page walks by `_id` (live, ascending, past everything sent that
+    /// way); from the first value that does not, into the held set.
+    ById,
+}
+
+/// What a stream sent before the end of the walk.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Every `_id` in `lo..=hi` may have been sent (by-id pages cover their range).
+    lo: Option<Box<str>>,
+    hi: Option<Box<str>>,
+    /// Sent one by one (a page that stopped walking by `_id`, a held set sent early).
+    ids: HashSet<Box<str>>,
+}
+
+impl Sent {
+    fn contains(&self, id: &str) -> bool {
+        let in_range = match (&self.lo, &self.hi) {
+            (Some(lo), Some(hi)) => &**lo <= id && id <= &**hi,
+            _ => false,
+        };
+        in_range || self.ids.contains(id)
+    }
+
+    fn cover(&mut self, first: &str, last: &str) {
+        if self.lo.as_deref().is_none_or(|lo| first < lo) {
+            self.lo = Some(first.into());
+        }
+        if self.hi.as_deref().is_none_or(|hi| last > hi) {
+            self.hi = Some(last.into());
+        }
+    }
+}
+
+/// Revisions a read does not send, because an earlier revision of their document may be out
+/// already: the next read sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferred {
+    /// How many revisions.
+    pub changes: usize,
+    /// The earliest commit timestamp among them (the next read must start before it).
+    pub first_ts: i64,
+    /// The earliest `seq` among them (no checkpoint at or after it may be written).
+    pub first_seq: i64,
+}
+
+pub struct Delivery {
+    set: ChangeSet,
+    sent: Vec<Sent>,
+    /// Bytes of the ids remembered one by one.
+    sent_bytes: usize,
+    /// Per stream: the revisions of documents sent before, which this read does not send.
+    /// Only where they start is kept: the next read reads the log from there.
+    deferred: Vec<Option<Deferred>>,
+    /// The current page still walks by `_id` (for `Intake::ById`).
+    by_id_page: bool,
+    /// The values the current page sent at once, in order: (stream, id).
+    page_sent: Vec<(usize, Box<str>)>,
+}
+
+impl Delivery {
+    pub fn new(streams: usize) -> Self {
+        Delivery {
+            set: ChangeSet::new(),
+            sent: (0..streams).map(|_| Sent::default()).collect(),
+            sent_bytes: 0,
+            deferred: vec![None; streams],
+            by_id_page: true,
+            page_sent: Vec::new(),
+        }
+    }
+
+    /// A new page starts.
+    pub fn page_start(&mut self) {
+        self.by_id_page = true;
+        self.page_sent.clear();
+    }
+
+    /// Takes one value of `stream`; returns whether it goes out now (the caller sends it)
+    /// rather than into the held set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn take(
+        &mut self,
+        intake: Intake,
+        stream: usize,
+        id: &str,
+        ts: i64,
+        seq: i64,
+        deleted: bool,
+        raw: &[u8],
+        members: Option<&[Member]>,
+    ) -> bool {
+        let direct = match intake {
+            Intake::Direct => true,
+            Intake::Hold => false,
+            Intake::ById => {
+                let past_page = self.page_sent.last().is_none_or(|(_, last)| id > &**last);
+                let sent = &self.sent[stream];
+                let past_sent =
+                    sent.hi.as_deref().is_none_or(|hi| id > hi) && !sent.ids.contains(id);
+                self.by_id_page &= !deleted
+                    && past_page
+                    && past_sent
+                    && (self.set.len() == 0 || !self.set.holds(stream, id));
+                self.by_id_page
+            }
+        };
+        if direct {
+            if intake == Intake::ById {
+                self.page_sent.push((stream, id.into()));
+            }
+            return true;
+        }
+        let sent_before = self.sent[stream].contains(id)
+            || self
+                .page_sent
+                .iter()
+                .any(|(s, sent)| *s == stream && **sent == *id);
+        if sent_before {
+            let d = self.deferred[stream].get_or_insert(Deferred {
+                changes: 0,
+                first_ts: ts,
+                first_seq: seq,
+            });
+            d.changes += 1;
+            d.first_ts = d.first_ts.min(ts);
+            d.first_seq = d.first_seq.min(seq);
+        } else {
+            self.set.insert(stream, id, ts, seq, deleted, raw, members);
+        }
+        false
+    }
+
+    /// The current page ended. Returns whether it walked by `_id` to its end (every value
+    /// went out at once, in order).
+    pub fn page_end(&mut self) -> bool {
+        let by_id = self.by_id_page && !self.page_sent.is_empty();
+        let sent = std::mem::take(&mut self.page_sent);
+        if by_id {
+            let (first, last) = (&sent[0], &sent[sent.len() - 1]);
+            if first.0 == last.0 {
+                self.sent[first.0].cover(&first.1, &last.1);
+                return true;
+            }
+        }
+        for (stream, id) in sent {
+            self.remember(stream, id);
+        }
+        false
+    }
+
+    fn remember(&mut self, stream: usize, id: Box<str>) {
+        self.sent_bytes += id.len() + ENTRY_OVERHEAD / 2;
+        self.sent[stream].ids.insert(id);
+    }
+
+    /// Bytes of held revisions and remembered ids.
+    pub fn bytes(&self) -> usize {
+        self.set.bytes() + self.sent_bytes
+    }
+
+    pub fn held(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.set.len() == 0
+    }
+
+    /// Whether some revision was deferred to the next read.
+    pub fn deferring(&self) -> bool {
+        self.deferred.iter().any(Option::is_some)
+    }
+
+    /// Bytes of the ids remembered one by one.
+    pub fn remembered_bytes(&self) -> usize {
+        self.sent_bytes
+    }
+
+    /// Sends the held set before the walk ends, remembering what went out (a later revision
+    /// of it is deferred). Returns the streams that got records.
+    pub async fn send_now(
+        &mut self,
+        em: &mut Emitter,
+        runs: &mut [StreamRun],
+    ) -> anyhow::Result<Vec<usize>> {
+        let sorted = std::mem::take(&mut self.set).into_sorted();
+        let mut streams = Vec::new();
+        for (stream, id, rev) in sorted {
+            send_one(em, runs, stream, &id, &rev).await?;
+            if streams.last() != Some(&stream) {
+                streams.push(stream);
+            }
+            self.remember(stream, id);
+        }
+        Ok(streams)
+    }
+
+    /// Sends every held revision that may go out in this read, with a STATE (`position_at`)
+    /// after about `checkpoint_records` of a stream at a `seq` boundary before its first
+    /// deferred one. Returns what was deferred, per stream. The caller writes each stream's
+    /// final STATE.
+    pub async fn send(
+        &mut self,
+        em: &mut Emitter,
+        runs: &mut [StreamRun],
+        checkpoint_records: usize,
+        position_at: impl Fn(usize, i64) -> Option<Position>,
+    ) -> anyhow::Result<Vec<Option<Deferred>>> {
+        let sorted = std::mem::take(&mut self.set).into_sorted();
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut since_state = 0;
+        for (i, (stream, id, rev)) in sorted.iter().enumerate() {
+            let stream = *stream;
+            send_one(em, runs, stream, id, rev).await?;
+            since_state += 1;
+            let boundary = sorted
+                .get(i + 1)
+                .is_none_or(|next| next.0 != stream || next.2.seq > rev.seq);
+            let allowed = deferred[stream].is_none_or(|d| rev.seq < d.first_seq);
+            if since_state >= checkpoint_records && boundary && allowed {
+                if let Some(position) = position_at(stream, rev.seq) {
+                    since_state = 0;
+                    runs[stream].checkpoint(em, position)?;
+                }
+            }
+        }
+        Ok(deferred)
+    }
+}
+
+async fn send_one(
+    em: &mut Emitter,
+    runs: &mut [StreamRun],
+    stream: usize,
+    id: &str,
+    rev: &super::changeset::Revision,
+) -> anyhow::Result<()> {
+    let table = &runs[stream].table;
+    let meta = ValueMeta {
+        table: table.table.clone().into(),
+        component: table.component.clone().into(),
+        id: std::borrow::Cow::Borrowed(id),
+        ts: rev.ts,
+        deleted: Some(rev.deleted),
+        members: rev.members(),
+    };
+    runs[stream].record(em, &rev.raw, &meta)?;
+    em.flush_if_full().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(d: &mut Delivery, intake: Intake, values: &[(&str, bool)], seq: i64) -> Vec<bool> {
+        d.page_start();
+        let out = values
+            .iter()
+            .map(|(id, deleted)| d.take(intake, 0, id, seq, seq, *deleted, b"{}", None))
+            .collect();
+        d.page_end();
+        out
+    }
+
+    #[test]
+    fn by_id_values_go_out_until_one_breaks_the_order() {
+        let mut d = Delivery::new(1);
+        assert_eq!(
+            page(&mut d, Intake::ById, &[("b", false), ("c", false)], 1),
+            [true, true]
+        );
+        assert!(d.is_empty() && !d.deferring());
+        // At or below what went out: a document sent before, deferred (not held).
+        assert_eq!(page(&mut d, Intake::ById, &[("c", false)], 2), [false]);
+        assert!(d.is_empty() && d.deferring());
+        let mut d = Delivery::new(1);
+        // Not ascending: this and the rest of the page are held; a tombstone is held.
+        assert_eq!(
+            page(
+                &mut d,
+                Intake::ById,
+                &[("b", false), ("d", false), ("a", false), ("e", false)],
+                1
+            ),
+            [true, true, false, false]
+        );
+        assert_eq!(d.held(), 2);
+        assert_eq!(page(&mut d, Intake::ById, &[("f", true)], 2), [false]);
+        // b and d went out one by one (their page did not walk by id): b again is deferred.
+        assert!(!d.deferring());
+        assert_eq!(page(&mut d, Intake::Hold, &[("b", false)], 3), [false]);
+        assert!(d.deferring());
+        assert_eq!(d.held(), 3);
+        assert!(d.take(Intake::Direct, 0, "a", 5, 6, false, b"{}", None));
+    }
+
+    #[test]
+    fn the_sent_range_covers_what_went_out() {
+        let mut s = Sent::default();
+        assert!(!s.contains("a"));
+        s.cover("c", "m");
+        assert!(s.contains("c") && s.contains("f") && s.contains("m"));
+        assert!(!s.contains("b") && !s.contains("n"));
+        s.ids.insert("z".into());
+        assert!(s.contains("z"));
+    }
+}
