@@ -205,5 +205,27 @@ def scenario_pip_wheel(p: dict) -> dict:
             "cached": {s: len(cache[s].to_pandas()) for s in streams}}
 
 
+def scenario_rate_limited(p: dict) -> dict:
+    """Data Sync (the default `api: auto`) rate-limited once (429 with Retry-After), progress
+    logged at every chance (SOURCE_CONVEX_PROGRESS_MS, set by the test): PyAirbyte takes the
+    RATE_LIMITED stream statuses and the progress lines, and the cache is exact."""
+    url = p["url"]
+    source = make_source(p)
+    source.select_all_streams()
+    result = source.read()
+    streams = sorted(source.get_available_streams())
+    live = {s: live_docs(url, *split_stream(s)) for s in streams}
+    assert result.processed_records == sum(len(d) for d in live.values()), \
+        (result.processed_records, {s: len(d) for s, d in live.items()})
+    for s in streams:
+        compare_cache(result, s, live[s], set())
+    log = control(url, "GET", "/_emulator/requests?log=true")["log"]
+    limited = [r["endpoint"] for r in log if r["status"] == 429]
+    logs = "\n".join(f.read_text(errors="replace")
+                     for f in Path(os.environ["AIRBYTE_LOGGING_ROOT"]).rglob("*") if f.is_file())
+    return {"records": result.processed_records, "limited": limited,
+            "progress": [line for line in logs.splitlines() if "Convex reports" in line]}
+
+
 if __name__ == "__main__":
     sys.exit(driver_main(globals()))

@@ -52,3 +52,19 @@ def test_pyairbyte_pip_url_installs_the_wheel(emulator_factory, tmp_path):
     assert result["version"] == crate_version()
     assert result["records"] == 30 * len(expected)
     assert result["cached"] == {s: 30 for s in expected}
+
+
+def test_pyairbyte_sees_rate_limits_and_convexs_progress(emulator_factory, tmp_path,
+                                                         monkeypatch):
+    """A 429 on the Data Sync API (the default) is waited out and shown as the streams'
+    RATE_LIMITED status, which PyAirbyte takes; progress lines carry Convex's own counts
+    (list_active_syncs) into PyAirbyte's log; the cache is exact."""
+    emu = emulator_factory(tables=2, docs=40, seed=23, faults=[
+        {"endpoint": "data_sync", "kind": "rate_limit", "retry_after_secs": 1, "times": 1}],
+        extra_args=["--data-sync-progress-write-interval-ms", "0"])
+    monkeypatch.setenv("SOURCE_CONVEX_PROGRESS_MS", "0")
+    result = run_driver("rate_limited", {"url": emu.url, "access_key": emu.access_key},
+                        tmp_path)
+    assert result["records"] == 80
+    assert result["limited"] == ["data_sync"], result["limited"]
+    assert result["progress"], "no progress line with Convex's numbers reached PyAirbyte's log"

@@ -1,5 +1,6 @@
-//! The Convex streaming export API over HTTP: one client for the whole process, timeouts on
-//! every wait, retries with backoff, and pages streamed to the sink as they arrive.
+//! The Convex streaming export and Data Sync APIs over HTTP: one client for the whole
+//! process, timeouts on every wait, retries with backoff, and pages streamed to the sink as
+//! they arrive, the next one requested while the last is handed out.
 
 use std::time::Duration;
 

@@ -2,8 +2,9 @@
 //! deals in (each its own type), and the errors Convex can answer with.
 //!
 //! `http` implements the trait over the legacy `list_snapshot` / `document_deltas` endpoints,
-//! a second backend (Convex's `POST /api/v1/data/sync`) can implement the same trait, and tests
-//! implement it in memory.
+//! and `data_sync::DataSyncApi` over Convex's Data Sync API (`POST /api/v1/data/sync`), whose
+//! values reach a [`PageSink`] in the shape `document_deltas` gives them; tests implement both
+//! in memory.
 
 pub mod data_sync;
 pub mod encoding;

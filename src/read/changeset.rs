@@ -6,8 +6,10 @@
 //! of the read, keep deleted documents live, or duplicate `_id`s. Keeping only the latest
 //! revision until the walk ends is what makes the destination equal the deployment.
 //!
-//! Memory: per changed document its latest revision's bytes plus [`ENTRY_OVERHEAD`]; the walk
-//! stops taking pages once [`ChangeSet::bytes`] reaches its budget (see `changes.rs`).
+//! Memory: the bytes of every revision taken (a superseded one's too, until the set is sent),
+//! their member spans, and per changed document its id plus [`ENTRY_OVERHEAD`]; the walk stops
+//! taking pages once [`ChangeSet::bytes`] reaches its budget (see `changes.rs`). Document
+//! bytes fill 1 MiB chunks (at most one partly empty); member spans grow by doubling.
 
 use std::collections::HashMap;
 
@@ -18,10 +20,10 @@ use crate::convex::page::Member;
 type Ids = HashMap<Box<str>, Revision, foldhash::fast::RandomState>;
 
 /// Bytes a buffered document costs beyond its own bytes and id: the map slot, the entry and
-/// the two allocations' headers (measured on x86-64: 24 + 40 + 2 × 16, rounded up).
+/// the id's allocation header (measured on x86-64, rounded up).
 pub const ENTRY_OVERHEAD: usize = 112;
 
-/// One buffered revision.
+/// One buffered revision; its bytes and members live in the set's arenas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
     pub ts: i64,
@@ -29,32 +31,33 @@ pub struct Revision {
     /// is sent in.
     pub seq: i64,
     pub deleted: bool,
-    /// The document exactly as Convex sent it.
-    pub raw: Box<[u8]>,
-    /// Where its top-level members are, when the page parser found them (so the record
-    /// writer need not find them again); empty otherwise.
-    pub members: Box<[Member]>,
+    /// Its bytes: chunk, then range in it.
+    raw: (usize, std::ops::Range<usize>),
+    members: std::ops::Range<usize>,
 }
 
-impl Revision {
-    /// The members, if known.
-    pub fn members(&self) -> Option<&[Member]> {
-        (!self.members.is_empty()).then_some(&self.members[..])
-    }
-
-    fn bytes(&self) -> usize {
-        self.raw.len() + std::mem::size_of_val(&*self.members)
-    }
-}
+/// Bytes of one arena chunk (a larger document gets a chunk of its own size): chunks are
+/// never moved, so the arena grows without copying what it holds.
+const CHUNK: usize = 1 << 20;
 
 /// The latest revision per (stream, document id).
+///
+/// Revisions are copied into two arenas (document bytes, member spans) instead of an
+/// allocation each: a change costs one allocation (its id, once per document) instead of
+/// three. A superseded revision's bytes stay in the arena until the set is sent, and count.
 #[derive(Debug, Default)]
 pub struct ChangeSet {
     /// Per stream (by index): document id → its latest revision. Keyed by id alone so a
     /// lookup borrows the id instead of allocating a key.
     latest: Vec<Ids>,
+    /// Every taken revision's bytes, exactly as Convex sent them.
+    docs: Vec<Vec<u8>>,
+    docs_bytes: usize,
+    /// Where each taken revision's top-level members are, when the page parser found them
+    /// (so the record writer need not find them again).
+    members: Vec<Member>,
     len: usize,
-    bytes: usize,
+    ids_bytes: usize,
 }
 
 impl ChangeSet {
@@ -76,36 +79,48 @@ impl ChangeSet {
         raw: &[u8],
         members: Option<&[Member]>,
     ) {
-        let revision = || Revision {
-            ts,
-            seq,
-            deleted,
-            raw: raw.into(),
-            members: members.unwrap_or_default().into(),
-        };
         if self.latest.len() <= stream {
             self.latest.resize_with(stream + 1, Ids::default);
         }
         let map = &mut self.latest[stream];
-        match map.get_mut(id) {
-            Some(held) if held.ts > ts => {}
-            Some(held) => {
-                let new = revision();
-                self.bytes = self.bytes - held.bytes() + new.bytes();
-                *held = new;
-            }
+        let held = map.get_mut(id);
+        if held.as_ref().is_some_and(|h| h.ts > ts) {
+            return;
+        }
+        if self
+            .docs
+            .last()
+            .is_none_or(|c| c.capacity() - c.len() < raw.len())
+        {
+            self.docs.push(Vec::with_capacity(CHUNK.max(raw.len())));
+        }
+        let chunk = self.docs.len() - 1;
+        let docs = &mut self.docs[chunk];
+        let start = docs.len();
+        docs.extend_from_slice(raw);
+        self.docs_bytes += raw.len();
+        let first = self.members.len();
+        self.members.extend_from_slice(members.unwrap_or_default());
+        let revision = Revision {
+            ts,
+            seq,
+            deleted,
+            raw: (chunk, start..start + raw.len()),
+            members: first..self.members.len(),
+        };
+        match held {
+            Some(held) => *held = revision,
             None => {
-                let new = revision();
-                self.bytes += new.bytes() + id.len() + ENTRY_OVERHEAD;
+                self.ids_bytes += id.len() + ENTRY_OVERHEAD;
                 self.len += 1;
-                map.insert(id.into(), new);
+                map.insert(id.into(), revision);
             }
         }
     }
 
     /// Memory held, by the accounting above.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.docs_bytes + std::mem::size_of_val(&self.members[..]) + self.ids_bytes
     }
 
     pub fn len(&self) -> usize {
@@ -119,15 +134,38 @@ impl ChangeSet {
 
     /// Every held revision with its stream and id, by stream, then by `seq` (then id, so
     /// output is deterministic).
-    pub fn into_sorted(self) -> Vec<(usize, Box<str>, Revision)> {
-        let mut all: Vec<_> = self
+    pub fn into_sorted(self) -> Sorted {
+        let mut entries: Vec<_> = self
             .latest
             .into_iter()
             .enumerate()
             .flat_map(|(stream, map)| map.into_iter().map(move |(id, rev)| (stream, id, rev)))
             .collect();
-        all.sort_unstable_by(|a, b| (a.0, a.2.seq, &a.1).cmp(&(b.0, b.2.seq, &b.1)));
-        all
+        entries.sort_unstable_by(|a, b| (a.0, a.2.seq, &a.1).cmp(&(b.0, b.2.seq, &b.1)));
+        Sorted {
+            entries,
+            docs: self.docs,
+            members: self.members,
+        }
+    }
+}
+
+/// A change set in the order it is sent.
+pub struct Sorted {
+    pub entries: Vec<(usize, Box<str>, Revision)>,
+    docs: Vec<Vec<u8>>,
+    members: Vec<Member>,
+}
+
+impl Sorted {
+    /// The revision's document, exactly as Convex sent it.
+    pub fn raw(&self, rev: &Revision) -> &[u8] {
+        &self.docs[rev.raw.0][rev.raw.1.clone()]
+    }
+
+    /// Where its top-level members are, if the page parser found them.
+    pub fn members(&self, rev: &Revision) -> Option<&[Member]> {
+        (!rev.members.is_empty()).then(|| &self.members[rev.members.clone()])
     }
 }
 
@@ -146,8 +184,9 @@ mod tests {
         set.insert(1, "a", 5, 5, false, b"{\"other\":1}", None); // same id, other stream
         let all = set.into_sorted();
         let seen: Vec<_> = all
+            .entries
             .iter()
-            .map(|(s, id, r)| (*s, &**id, r.ts, r.deleted, &*r.raw))
+            .map(|(s, id, r)| (*s, &**id, r.ts, r.deleted, all.raw(r)))
             .collect();
         assert_eq!(
             seen,
@@ -164,13 +203,26 @@ mod tests {
         let mut set = ChangeSet::new();
         set.insert(0, "id1", 1, 1, false, &[b'x'; 100], None);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
+        // A superseded revision's bytes stay until the set is sent.
         set.insert(0, "id1", 2, 2, false, &[b'x'; 40], None);
-        assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
+        assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
         set.insert(0, "id1", 1, 1, false, &[b'x'; 400], None); // an older revision: ignored
-        assert_eq!(set.bytes(), 40 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id2", 3, 3, true, b"{}", None);
+        assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
+        let member = Member {
+            key: (1, 2),
+            value: (3, 4),
+        };
+        set.insert(0, "id2", 3, 3, true, b"{}", Some(&[member]));
         assert_eq!(set.len(), 2);
         assert!(set.holds(0, "id2") && !set.holds(1, "id2") && !set.holds(0, "id3"));
-        assert_eq!(set.bytes(), 40 + 3 + 2 + 3 + 2 * ENTRY_OVERHEAD);
+        assert_eq!(
+            set.bytes(),
+            140 + 2 + std::mem::size_of::<Member>() + 3 + 3 + 2 * ENTRY_OVERHEAD
+        );
+        let sorted = set.into_sorted();
+        let (_, id, rev) = &sorted.entries[1];
+        assert_eq!(&**id, "id2");
+        assert_eq!(sorted.members(rev), Some(&[member][..]));
+        assert_eq!(sorted.members(&sorted.entries[0].2), None);
     }
 }

@@ -27,7 +27,7 @@ use crate::convex::page::Member;
 use crate::convex::ValueMeta;
 use crate::state::Position;
 
-use super::changeset::{ChangeSet, ENTRY_OVERHEAD};
+use super::changeset::{ChangeSet, Revision, Sorted, ENTRY_OVERHEAD};
 use super::emit::{Emitter, StreamRun};
 
 /// How the values of the next page are taken.
@@ -226,11 +226,13 @@ impl Delivery {
     ) -> anyhow::Result<Vec<usize>> {
         let sorted = std::mem::take(&mut self.set).into_sorted();
         let mut streams = Vec::new();
-        for (stream, id, rev) in sorted {
-            send_one(em, runs, stream, &id, &rev).await?;
-            if streams.last() != Some(&stream) {
-                streams.push(stream);
+        for (stream, id, rev) in &sorted.entries {
+            send_one(em, runs, *stream, id, &sorted, rev).await?;
+            if streams.last() != Some(stream) {
+                streams.push(*stream);
             }
+        }
+        for (stream, id, _) in sorted.entries {
             self.remember(stream, id);
         }
         Ok(streams)
@@ -250,11 +252,12 @@ impl Delivery {
         let sorted = std::mem::take(&mut self.set).into_sorted();
         let deferred = std::mem::take(&mut self.deferred);
         let mut since_state = 0;
-        for (i, (stream, id, rev)) in sorted.iter().enumerate() {
+        for (i, (stream, id, rev)) in sorted.entries.iter().enumerate() {
             let stream = *stream;
-            send_one(em, runs, stream, id, rev).await?;
+            send_one(em, runs, stream, id, &sorted, rev).await?;
             since_state += 1;
             let boundary = sorted
+                .entries
                 .get(i + 1)
                 .is_none_or(|next| next.0 != stream || next.2.seq > rev.seq);
             let allowed = deferred[stream].is_none_or(|d| rev.seq < d.first_seq);
@@ -274,7 +277,8 @@ async fn send_one(
     runs: &mut [StreamRun],
     stream: usize,
     id: &str,
-    rev: &super::changeset::Revision,
+    sorted: &Sorted,
+    rev: &Revision,
 ) -> anyhow::Result<()> {
     let table = &runs[stream].table;
     let meta = ValueMeta {
@@ -283,9 +287,9 @@ async fn send_one(
         id: std::borrow::Cow::Borrowed(id),
         ts: rev.ts,
         deleted: Some(rev.deleted),
-        members: rev.members(),
+        members: sorted.members(rev),
     };
-    runs[stream].record(em, &rev.raw, &meta)?;
+    runs[stream].record(em, sorted.raw(rev), &meta)?;
     em.flush_if_full().await?;
     Ok(())
 }
