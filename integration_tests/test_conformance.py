@@ -32,14 +32,18 @@ BAD_CATALOG = {"streams": [{"stream": {
 class Session:
     """Runs commands for one emulator and checks every output with the checker."""
 
-    def __init__(self, emu: Emulator, tmp: Path, column_types: str = "typed"):
+    def __init__(self, emu: Emulator, tmp: Path, column_types: str = "typed",
+                 api: str | None = None):
         """`column_types`: `typed` leaves the property out (the default must be typed);
-        `legacy` sets it."""
+        `legacy` sets it. `api`: set for a test about one API's pages (else the default,
+        `auto`, as users have it)."""
         self.emu = emu
         self.tmp = tmp
         self.n = 0
         self.column_types = column_types
         extra = {"column_types": "legacy"} if column_types == "legacy" else {}
+        if api:
+            extra["api"] = api
         self.config_path = write_json(tmp / "config.json", emu.config(**extra))
 
     def file(self, stem: str, value, *, raw: bool = False, suffix: str = ".json") -> Path:
@@ -87,8 +91,8 @@ class Session:
 
 @pytest.fixture
 def session(emulator_factory, tmp_path):
-    def make(column_types: str = "typed", **kwargs) -> Session:
-        return Session(emulator_factory(**kwargs), tmp_path, column_types)
+    def make(column_types: str = "typed", api: str | None = None, **kwargs) -> Session:
+        return Session(emulator_factory(**kwargs), tmp_path, column_types, api)
     return make
 
 
@@ -299,7 +303,7 @@ def test_read_passes_api_bytes_through(session, column_types):
     bytes of each document without such a value pass through unchanged."""
     import urllib.parse
     import urllib.request
-    s = session(tables=2, docs=300, seed=5, column_types=column_types)
+    s = session(tables=2, docs=300, seed=5, column_types=column_types, api="streaming_export")
     fmt = "json" if column_types == "legacy" else "export_json"
     catalog = configured_catalog(s.discover())
     run, report = s.run("read", catalog=catalog, state=[])
@@ -333,7 +337,7 @@ def test_read_passes_api_bytes_through(session, column_types):
 
 
 def test_read_multi_page_checkpoints(session):
-    s = session(tables=1, docs=2600, seed=9)
+    s = session(tables=1, docs=2600, seed=9, api="streaming_export")
     catalog = configured_catalog(s.discover())
     _, report = s.run("read", catalog=catalog)
     assert_matches_live(report, s.emu, column_types=s.column_types)
@@ -514,7 +518,7 @@ def test_read_unknown_stream_gets_incomplete(session):
 
 
 def test_transient_errors_are_retried(session):
-    s = session(tables=2, docs=20, seed=4)
+    s = session(tables=2, docs=20, seed=4, api="streaming_export")
     catalog = configured_catalog(s.discover())
     s.emu.add_fault({"endpoint": "list_snapshot", "kind": "status", "status": 503,
                      "code": "Overloaded", "message": "try later", "times": 2})
@@ -524,7 +528,7 @@ def test_transient_errors_are_retried(session):
 
 
 def test_permanent_stream_error_fails_sync(session):
-    s = session(tables=3, docs=5, seed=4)
+    s = session(tables=3, docs=5, seed=4, api="streaming_export")
     catalog = configured_catalog(s.discover())
     s.emu.add_fault({"endpoint": "list_snapshot", "kind": "status", "status": 403,
                      "code": "OperationNotPermitted", "message": "no access", "after": 1,

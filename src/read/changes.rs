@@ -46,6 +46,10 @@ pub struct PageEnd {
     pub stop: Option<String>,
     /// What to tell about the page, in order.
     pub notes: Vec<Note>,
+    /// Revisions (stream, commit timestamp) that went out from an attempt at this page that
+    /// failed, which the attempt that completed did not repeat: the document may have changed
+    /// or gone since, so the read ends where the next one reads the log from before them.
+    pub unsettled: Vec<(usize, i64)>,
 }
 
 /// Something a page tells the people running the sync.
@@ -196,6 +200,9 @@ pub async fn walk<F: Feed>(
             };
             feed.page(&mut sink).await?
         };
+        for &(stream, ts) in &end.unsettled {
+            delivery.defer(stream, ts, feed.seq().unwrap_or(ts) - 1);
+        }
         for note in &end.notes {
             match note {
                 Note::Log(level, text) => em.log(*level, text),

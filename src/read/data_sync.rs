@@ -167,8 +167,15 @@ async fn convert<D: DataSyncApi>(
                 Some(codes::CURSOR_EXPIRED | codes::INVALID_CURSOR)
             ) =>
         {
+            // Convex refuses a position older than its retention as expired, and one later
+            // than its latest timestamp as invalid.
+            let why = if e.code() == Some(codes::CURSOR_EXPIRED) {
+                "it is older than Convex's retention"
+            } else {
+                "it is later than anything this deployment has written: the state comes from another deployment (deployment_url changed), or this deployment was restored from a backup"
+            };
             let text = format!(
-                "Stream {}: Convex could not convert its streaming export position {at} to a Data Sync cursor ({}). Starting a new Data Sync of the table instead: every document is sent again, and documents deleted since that position stay in the destination until this stream is refreshed ({}).",
+                "Stream {}: Convex could not convert its streaming export position {at} to a Data Sync cursor ({}): {why}. Starting a new Data Sync of the table instead: every document is sent again, and documents deleted since that position stay in the destination until this stream is refreshed ({}).",
                 run.desc,
                 e.detail(),
                 messages::REFRESH
@@ -341,10 +348,17 @@ impl<D: DataSyncApi> Feed for DataSyncFeed<'_, D> {
                 self.desc, self.stalled
             )
         });
+        let unsettled = end
+            .unrepeated
+            .iter()
+            .filter(|u| u.table == self.table)
+            .map(|u| (self.stream, u.ts))
+            .collect();
         Ok(PageEnd {
             last: matches!(end.status, SyncStatus::UpToDate(_)),
             stop,
             notes,
+            unsettled,
         })
     }
 

@@ -170,6 +170,19 @@ impl Delivery {
         false
     }
 
+    /// Defers to the next read whatever happened to a document after `ts` (it went out at
+    /// `ts` from a page Convex then answered differently).
+    pub fn defer(&mut self, stream: usize, ts: i64, seq: i64) {
+        let d = self.deferred[stream].get_or_insert(Deferred {
+            changes: 0,
+            first_ts: ts + 1,
+            first_seq: seq,
+        });
+        d.changes += 1;
+        d.first_ts = d.first_ts.min(ts + 1);
+        d.first_seq = d.first_seq.min(seq);
+    }
+
     /// The current page ended. Returns whether it walked by `_id` to its end (every value
     /// went out at once, in order).
     pub fn page_end(&mut self) -> bool {

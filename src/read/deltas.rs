@@ -129,6 +129,7 @@ impl<A: ConvexApi> Feed for DeltasFeed<'_, A> {
             last: !end.has_more,
             stop: None,
             notes,
+            unsettled: Vec::new(),
         })
     }
 
