@@ -221,37 +221,33 @@ impl<'a> Message<'a> {
     }
 
     pub fn stream_status(stream: &'a StreamDescriptor, status: StreamStatusKind) -> Self {
-        Message::Trace {
-            trace: Trace {
-                kind: TraceKind::StreamStatus,
-                emitted_at: now_ms(),
-                error: None,
-                stream_status: Some(StreamStatus {
-                    stream_descriptor: stream,
-                    status,
-                    reasons: None,
-                }),
-                analytics: None,
-            },
-        }
+        Message::status_trace(StreamStatus {
+            stream_descriptor: stream,
+            status,
+            reasons: None,
+        })
     }
 
     /// RUNNING, rate limited until `quota_reset` (ms since the epoch) if known: the Airbyte UI
     /// shows it on the stream.
     pub fn rate_limited(stream: &'a StreamDescriptor, quota_reset: Option<i64>) -> Self {
+        Message::status_trace(StreamStatus {
+            stream_descriptor: stream,
+            status: StreamStatusKind::Running,
+            reasons: Some([StatusReason {
+                kind: "RATE_LIMITED",
+                rate_limited: RateLimited { quota_reset },
+            }]),
+        })
+    }
+
+    fn status_trace(status: StreamStatus<'a>) -> Self {
         Message::Trace {
             trace: Trace {
                 kind: TraceKind::StreamStatus,
                 emitted_at: now_ms(),
                 error: None,
-                stream_status: Some(StreamStatus {
-                    stream_descriptor: stream,
-                    status: StreamStatusKind::Running,
-                    reasons: Some([StatusReason {
-                        kind: "RATE_LIMITED",
-                        rate_limited: RateLimited { quota_reset },
-                    }]),
-                }),
+                stream_status: Some(status),
                 analytics: None,
             },
         }

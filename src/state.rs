@@ -152,28 +152,17 @@ impl Position {
             Some(Value::String(s)) => s.chars().take(200).collect(),
             _ => String::new(),
         };
-        let consistent_at = match obj.get("delta_cursor") {
-            None | Some(Value::Null) => None,
+        let timestamp = |key: &str| match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
             Some(v) => match v.as_i64() {
-                Some(t) if t > 0 => Some(SnapshotTs(t)),
-                _ => {
-                    return Err(format!(
-                        "delta_cursor {v} is not a positive 64-bit integer timestamp"
-                    ))
-                }
+                Some(t) if t > 0 => Ok(Some(SnapshotTs(t))),
+                _ => Err(format!(
+                    "{key} {v} is not a positive 64-bit integer timestamp"
+                )),
             },
         };
-        let settles_at = match obj.get("settles_at") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_i64() {
-                Some(t) if t > 0 => Some(SnapshotTs(t)),
-                _ => {
-                    return Err(format!(
-                        "settles_at {v} is not a positive 64-bit integer timestamp"
-                    ))
-                }
-            },
-        };
+        let consistent_at = timestamp("delta_cursor")?;
+        let settles_at = timestamp("settles_at")?;
         Ok(Position::DataSync {
             cursor,
             sync_id,
