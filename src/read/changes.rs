@@ -18,6 +18,7 @@ use crate::error::UserError;
 use crate::protocol::{LogLevel, Message};
 use crate::state::Position;
 
+use super::changeset::Change;
 use super::delivery::{Deferred, Delivery, Intake};
 use super::emit::{Emitter, StreamRun};
 use super::routes::Routes;
@@ -138,16 +139,16 @@ impl PageSink for WalkSink<'_> {
             .into());
         };
         let seq = self.seq.unwrap_or(meta.ts);
-        if self.delivery.take(
-            self.intake,
+        let change = Change {
             stream,
-            &meta.id,
-            meta.ts,
+            id: &meta.id,
+            ts: meta.ts,
             seq,
             deleted,
             raw,
-            meta.members,
-        ) {
+            members: meta.members,
+        };
+        if self.delivery.take(self.intake, &change) {
             self.runs[stream].record(self.em, raw, meta)?;
             self.touched[stream] = true;
         }

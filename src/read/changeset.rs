@@ -23,6 +23,21 @@ type Ids = HashMap<Box<str>, Revision, foldhash::fast::RandomState>;
 /// the id's allocation header (measured on x86-64, rounded up).
 pub const ENTRY_OVERHEAD: usize = 112;
 
+/// One revision a walk takes: of which stream and document, when it was committed, where it
+/// came in the walk, and its bytes as Convex sent them.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub stream: usize,
+    pub id: &'a str,
+    pub ts: i64,
+    /// Where it came in the walk (its commit timestamp, or its page): the order it is sent in.
+    pub seq: i64,
+    pub deleted: bool,
+    pub raw: &'a [u8],
+    /// Where its top-level members are, when the page parser found them.
+    pub members: Option<&'a [Member]>,
+}
+
 /// One buffered revision; its bytes and members live in the set's arenas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
@@ -68,17 +83,16 @@ impl ChangeSet {
     /// Takes a revision unless a newer one is already held (the log is read in timestamp
     /// order, so older ones only come from a retried page; the same revision again replaces
     /// itself).
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert(
-        &mut self,
-        stream: usize,
-        id: &str,
-        ts: i64,
-        seq: i64,
-        deleted: bool,
-        raw: &[u8],
-        members: Option<&[Member]>,
-    ) {
+    pub fn insert(&mut self, change: &Change<'_>) {
+        let Change {
+            stream,
+            id,
+            ts,
+            seq,
+            deleted,
+            raw,
+            members,
+        } = *change;
         if self.latest.len() <= stream {
             self.latest.resize_with(stream + 1, Ids::default);
         }
@@ -173,15 +187,37 @@ impl Sorted {
 mod tests {
     use super::*;
 
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        set: &mut ChangeSet,
+        stream: usize,
+        id: &str,
+        ts: i64,
+        seq: i64,
+        deleted: bool,
+        raw: &[u8],
+        members: Option<&[Member]>,
+    ) {
+        set.insert(&Change {
+            stream,
+            id,
+            ts,
+            seq,
+            deleted,
+            raw,
+            members,
+        });
+    }
+
     #[test]
     fn only_the_latest_revision_of_each_document_is_kept() {
         let mut set = ChangeSet::new();
-        set.insert(0, "a", 10, 10, false, b"{\"v\":11}", None);
-        set.insert(0, "a", 12, 12, false, b"{\"v\":12}", None);
-        set.insert(0, "a", 11, 11, false, b"{\"v\":0}", None); // a retried page's older revision
-        set.insert(0, "b", 11, 11, false, b"{\"v\":1}", None);
-        set.insert(0, "b", 13, 13, true, b"{}", None);
-        set.insert(1, "a", 5, 5, false, b"{\"other\":1}", None); // same id, other stream
+        insert(&mut set, 0, "a", 10, 10, false, b"{\"v\":11}", None);
+        insert(&mut set, 0, "a", 12, 12, false, b"{\"v\":12}", None);
+        insert(&mut set, 0, "a", 11, 11, false, b"{\"v\":0}", None); // a retried page's older revision
+        insert(&mut set, 0, "b", 11, 11, false, b"{\"v\":1}", None);
+        insert(&mut set, 0, "b", 13, 13, true, b"{}", None);
+        insert(&mut set, 1, "a", 5, 5, false, b"{\"other\":1}", None); // same id, other stream
         let all = set.into_sorted();
         let seen: Vec<_> = all
             .entries
@@ -201,18 +237,18 @@ mod tests {
     #[test]
     fn bytes_follow_what_is_held() {
         let mut set = ChangeSet::new();
-        set.insert(0, "id1", 1, 1, false, &[b'x'; 100], None);
+        insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 100], None);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
         // A superseded revision's bytes stay until the set is sent.
-        set.insert(0, "id1", 2, 2, false, &[b'x'; 40], None);
+        insert(&mut set, 0, "id1", 2, 2, false, &[b'x'; 40], None);
         assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
-        set.insert(0, "id1", 1, 1, false, &[b'x'; 400], None); // an older revision: ignored
+        insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 400], None); // an older revision: ignored
         assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
         let member = Member {
             key: (1, 2),
             value: (3, 4),
         };
-        set.insert(0, "id2", 3, 3, true, b"{}", Some(&[member]));
+        insert(&mut set, 0, "id2", 3, 3, true, b"{}", Some(&[member]));
         assert_eq!(set.len(), 2);
         assert!(set.holds(0, "id2") && !set.holds(1, "id2") && !set.holds(0, "id3"));
         assert_eq!(

@@ -23,11 +23,10 @@
 
 use std::collections::HashSet;
 
-use crate::convex::page::Member;
 use crate::convex::ValueMeta;
 use crate::state::Position;
 
-use super::changeset::{ChangeSet, Revision, Sorted, ENTRY_OVERHEAD};
+use super::changeset::{Change, ChangeSet, Revision, Sorted, ENTRY_OVERHEAD};
 use super::emit::{Emitter, StreamRun};
 
 /// How the values of the next page are taken.
@@ -117,18 +116,15 @@ impl Delivery {
 
     /// Takes one value of `stream`; returns whether it goes out now (the caller sends it)
     /// rather than into the held set.
-    #[allow(clippy::too_many_arguments)]
-    pub fn take(
-        &mut self,
-        intake: Intake,
-        stream: usize,
-        id: &str,
-        ts: i64,
-        seq: i64,
-        deleted: bool,
-        raw: &[u8],
-        members: Option<&[Member]>,
-    ) -> bool {
+    pub fn take(&mut self, intake: Intake, change: &Change<'_>) -> bool {
+        let Change {
+            stream,
+            id,
+            ts,
+            seq,
+            deleted,
+            ..
+        } = *change;
         let direct = match intake {
             Intake::Direct => true,
             Intake::Hold => false,
@@ -165,7 +161,7 @@ impl Delivery {
             d.first_ts = d.first_ts.min(ts);
             d.first_seq = d.first_seq.min(seq);
         } else {
-            self.set.insert(stream, id, ts, seq, deleted, raw, members);
+            self.set.insert(change);
         }
         false
     }
@@ -311,11 +307,23 @@ async fn send_one(
 mod tests {
     use super::*;
 
+    fn change(id: &str, seq: i64, deleted: bool) -> Change<'_> {
+        Change {
+            stream: 0,
+            id,
+            ts: seq,
+            seq,
+            deleted,
+            raw: b"{}",
+            members: None,
+        }
+    }
+
     fn page(d: &mut Delivery, intake: Intake, values: &[(&str, bool)], seq: i64) -> Vec<bool> {
         d.page_start();
         let out = values
             .iter()
-            .map(|(id, deleted)| d.take(intake, 0, id, seq, seq, *deleted, b"{}", None))
+            .map(|(id, deleted)| d.take(intake, &change(id, seq, *deleted)))
             .collect();
         d.page_end();
         out
@@ -350,7 +358,7 @@ mod tests {
         assert_eq!(page(&mut d, Intake::Hold, &[("b", false)], 3), [false]);
         assert!(d.deferring());
         assert_eq!(d.held(), 3);
-        assert!(d.take(Intake::Direct, 0, "a", 5, 6, false, b"{}", None));
+        assert!(d.take(Intake::Direct, &change("a", 6, false)));
     }
 
     #[test]
