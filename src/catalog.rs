@@ -4,9 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::ColumnTypes;
-use crate::convex::{DeploymentSchemas, TableRef};
 use crate::error::UserError;
 use crate::protocol::{AirbyteStream, ConfiguredCatalog, StreamDescriptor, SyncMode};
+use convex::{DeploymentSchemas, TableRef};
 
 /// Stream identity of a table. Root tables keep their bare name and no namespace, as before.
 /// Component tables are named `<component path>/<table>` *and* carry the component path as
@@ -250,7 +250,7 @@ fn open_nested_objects(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convex::parse_json_schemas;
+    use convex::parse_json_schemas;
 
     #[test]
     fn root_schema_is_the_python_connectors_plus_relaxations() {

@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use convex::settings::{AccessKey, DeploymentUrl};
+
 use crate::error::UserError;
 
 /// The SPEC payload, verbatim. Existing Airbyte connections were created against the Python
@@ -65,117 +67,6 @@ pub enum Api {
     StreamingExport,
     /// `POST /api/v1/data/sync`.
     DataSync,
-}
-
-/// The deploy key. Never printed: `Debug` and `Display` redact it.
-#[derive(Clone)]
-pub struct AccessKey(String);
-
-impl AccessKey {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AccessKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A deployment URL without trailing slash; any path prefix is kept for every request
-/// (the Python connector dropped it on reads).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeploymentUrl(String);
-
-impl DeploymentUrl {
-    pub fn parse(raw: &str) -> Result<Self, UserError> {
-        let trimmed = raw.trim();
-        let url = url::Url::parse(trimmed).map_err(|e| {
-            // Quoted only when short: a mis-pasted value can be anything, even the key.
-            let shown = if trimmed.len() <= 100 {
-                format!(" {trimmed:?}")
-            } else {
-                String::new()
-            };
-            UserError::config(format!(
-                "deployment_url{shown} is not a valid URL ({e}); it looks like https://<name>.convex.cloud"
-            ))
-        })?;
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(UserError::config(format!(
-                "deployment_url must start with https:// (or http:// for a local backend), got {:?}",
-                url.scheme()
-            )));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(UserError::config(
-                "deployment_url has no host; it looks like https://<name>.convex.cloud",
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(UserError::config(
-                "deployment_url must not contain a query (?…) or fragment (#…)",
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(UserError::config(
-                "deployment_url must not contain credentials; put the key in access_key",
-            ));
-        }
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let convex_cloud = ["convex.cloud", "convex.site"]
-            .iter()
-            .any(|d| host == *d || host.ends_with(&format!(".{d}")));
-        if url.scheme() == "http" && convex_cloud {
-            return Err(UserError::config(format!(
-                "deployment_url uses http://, which would send the deploy key unencrypted; Convex Cloud deployments are served over https: use https://{host}"
-            )));
-        }
-        let mut s = url.as_str().to_owned();
-        while s.ends_with('/') {
-            s.pop();
-        }
-        Ok(DeploymentUrl(s))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Requests go unencrypted over a network: the key crosses it in clear. Loopback is
-    /// exempt (nothing leaves the machine), as is https.
-    pub fn cleartext_warning(&self) -> Option<String> {
-        let url = url::Url::parse(&self.0).ok()?;
-        if url.scheme() != "http" || is_loopback(&url) {
-            return None;
-        }
-        Some(format!(
-            "deployment_url {} uses http://: the deploy key is sent unencrypted. Use https:// unless this network is private and trusted.",
-            self.0
-        ))
-    }
-
-    /// A plain-http URL whose host is this machine.
-    pub fn is_loopback_cleartext(&self) -> bool {
-        url::Url::parse(&self.0).is_ok_and(|u| u.scheme() == "http" && is_loopback(&u))
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => {
-            let d = d.trim_end_matches('.');
-            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-        }
-        None => false,
-    }
 }
 
 /// Longer than any deploy key: HTTP servers refuse headers of a few KiB (431), which would
@@ -244,6 +135,24 @@ pub struct Config {
     pub column_types: ColumnTypes,
 }
 
+impl Config {
+    /// What the Convex client needs of this config, and how it names this connector to Convex
+    /// (Convex tells Airbyte's syncs apart by the `airbyte-export-` prefix; the rest a semver).
+    pub fn client_settings(&self) -> convex::Settings {
+        convex::Settings {
+            deployment_url: self.deployment_url.clone(),
+            access_key: self.access_key.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            client_id: CONVEX_CLIENT_ID.to_owned(),
+            user_agent: concat!("source-convex/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// The `Convex-Client` header of this connector's requests.
+pub const CONVEX_CLIENT_ID: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
+
 fn spec_value() -> Value {
     serde_json::from_str(SPEC_JSON).expect("spec.json is valid JSON")
 }
@@ -269,11 +178,12 @@ pub fn parse_config(config: &Value) -> Result<Config, UserError> {
         ));
     }
     // Registered before anything else can fail: from here on no message can carry it.
-    crate::redact::register_secret(key);
+    convex::redact::register_secret(key);
     check_access_key(key)?;
     Ok(Config {
-        deployment_url: DeploymentUrl::parse(&raw.deployment_url)?,
-        access_key: AccessKey(key.to_owned()),
+        deployment_url: DeploymentUrl::parse(&raw.deployment_url)
+            .map_err(|e| UserError::config(e.to_string()))?,
+        access_key: AccessKey::new(key),
         concurrency: raw.concurrency,
         connect_timeout: Duration::from_secs(
             raw.connect_timeout_seconds
@@ -379,23 +289,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn urls_are_normalised_and_keep_their_path_prefix() {
-        let u = DeploymentUrl::parse("https://murky-swan-635.convex.cloud/").unwrap();
-        assert_eq!(u.as_str(), "https://murky-swan-635.convex.cloud");
-        let u = DeploymentUrl::parse(" http://127.0.0.1:3210/proxy/convex// ").unwrap();
-        assert_eq!(u.as_str(), "http://127.0.0.1:3210/proxy/convex");
-        for bad in [
-            "murky-swan-635.convex.cloud",
-            "ftp://x.convex.cloud",
-            "https://x.convex.cloud/?a=1",
-            "https://user:pw@x.convex.cloud",
-            "",
-        ] {
-            assert!(DeploymentUrl::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn missing_key_reads_like_the_python_connector() {
         let err = parse_config(&json!({"deployment_url": "https://a.convex.cloud"}))
             .err()
@@ -435,40 +328,24 @@ mod tests {
         assert!(err.message.contains("access_key"), "{}", err.message);
     }
 
-    /// Defect 9 of issue 15: a mistyped `http://x.convex.cloud` sent the key in clear.
+    /// A mistyped `http://x.convex.cloud` would send the key in clear: a config error.
     #[test]
-    fn cleartext_is_refused_for_convex_cloud_and_warned_about_elsewhere() {
+    fn cleartext_convex_cloud_urls_are_config_errors() {
         for cloud in [
             "http://murky-swan-635.convex.cloud",
             "http://murky-swan-635.CONVEX.cloud./x",
             "http://a.convex.site",
         ] {
-            let err = DeploymentUrl::parse(cloud).unwrap_err();
+            let err = parse_config(&json!({"deployment_url": cloud, "access_key": "k"}))
+                .err()
+                .unwrap();
             assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
             assert!(err.message.contains("use https://"), "{}", err.message);
         }
-        let tls = DeploymentUrl::parse("https://murky-swan-635.convex.cloud").unwrap();
-        assert_eq!(tls.cleartext_warning(), None);
-        for local in [
-            "http://127.0.0.1:3210",
-            "http://localhost:1",
-            "http://[::1]:2",
-        ] {
-            let u = DeploymentUrl::parse(local).unwrap();
-            assert!(
-                u.is_loopback_cleartext() && u.cleartext_warning().is_none(),
-                "{local}"
-            );
-        }
-        let lan = DeploymentUrl::parse("http://convex.internal:3210").unwrap();
-        assert!(!lan.is_loopback_cleartext());
-        assert!(lan.cleartext_warning().unwrap().contains("unencrypted"));
-        // Not a Convex Cloud host, only a look-alike.
-        assert!(DeploymentUrl::parse("http://convex.cloud.example.com").is_ok());
     }
 
-    /// Defect 10 of issue 15: these got system_error (HTTP 431), an unreadable message, or
-    /// passed the spec check and then failed.
+    /// Keys no header can carry (a 431 would be a system error), odd config values, and whole
+    /// floats that the spec check lets through: config errors that say why, or values that parse.
     #[test]
     fn bad_keys_odd_configs_and_whole_floats() {
         let url = "https://a.convex.cloud";
@@ -502,7 +379,10 @@ mod tests {
         )
         .is_err());
         let long = format!("https://{}", "a".repeat(200));
-        let err = DeploymentUrl::parse(&format!("{long} x")).unwrap_err();
+        let err = parse_config(&json!({"deployment_url": format!("{long} x"), "access_key": "k"}))
+            .err()
+            .unwrap();
+        assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
         assert!(!err.message.contains(&long), "{}", err.message);
     }
 

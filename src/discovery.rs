@@ -5,7 +5,7 @@
 //! `schema.ts` describes it. One such table must not make every table unreadable: the column
 //! names Convex can always list stand in, with open types, and a warning says why.
 
-use crate::convex::{ConvexApi, ConvexError, DeploymentSchemas, UNDESCRIBABLE_CODES};
+use convex::{ConvexApi, ConvexError, DeploymentSchemas, UNDESCRIBABLE_CODES};
 
 pub struct Described {
     pub schemas: DeploymentSchemas,

@@ -1,9 +1,9 @@
 //! How failures reach users: every error is classified as Airbyte's `config_error`,
 //! `transient_error` or `system_error`, with a message that says what went wrong and what to do.
 
-use crate::convex::data_sync::codes as sync_codes;
-use crate::convex::{codes, ConvexError, NetworkFailure};
 use crate::protocol::FailureType;
+use convex::data_sync::codes as sync_codes;
+use convex::{codes, ConvexError, NetworkFailure};
 
 /// An error whose message is already written for the person who must act on it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -126,8 +126,8 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
             " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
         }
         (_, Some("StreamingExportNotEnabled"))
-            if err.endpoint() == crate::convex::data_sync::DATA_SYNC
-                || err.endpoint() == crate::convex::data_sync::CURSOR_FROM_DELTAS =>
+            if err.endpoint() == convex::data_sync::DATA_SYNC
+                || err.endpoint() == convex::data_sync::CURSOR_FROM_DELTAS =>
         {
             " — the Data Sync API is not available on this deployment's plan (it needs the Pro plan on Convex Cloud); see https://www.convex.dev/plans, or set api to streaming_export."
         }
@@ -153,8 +153,8 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
             " — the saved position is older than Convex keeps history; reset the stream to resync it."
         }
         (Some(404), _)
-            if err.endpoint() == crate::convex::data_sync::DATA_SYNC
-                || err.endpoint() == crate::convex::data_sync::CURSOR_FROM_DELTAS =>
+            if err.endpoint() == convex::data_sync::DATA_SYNC
+                || err.endpoint() == convex::data_sync::CURSOR_FROM_DELTAS =>
         {
             " — this Convex backend does not serve the Data Sync API (self-hosted backends before August 2026 lack it): upgrade the backend, or set api to streaming_export."
         }
@@ -217,7 +217,7 @@ mod tests {
             message: "m".into(),
         };
         assert!(!user_message(&plan("/api/list_snapshot")).contains("set api"));
-        assert!(user_message(&plan(crate::convex::data_sync::DATA_SYNC))
+        assert!(user_message(&plan(convex::data_sync::DATA_SYNC))
             .contains("set api to streaming_export"));
     }
 
@@ -273,33 +273,5 @@ mod tests {
         let c = classify(&err.unwrap_err());
         assert_eq!(c.failure_type, FailureType::SystemError);
         assert!(c.message.contains("somewhere: boom"));
-    }
-
-    /// The Convex layer offers walks and typed errors; what becomes a message, and of which
-    /// failure type, is decided on this side.
-    #[test]
-    fn the_convex_layer_knows_nothing_of_airbyte() {
-        let sources = [
-            ("convex/mod.rs", include_str!("convex/mod.rs")),
-            ("convex/http.rs", include_str!("convex/http.rs")),
-            ("convex/page.rs", include_str!("convex/page.rs")),
-            (
-                "convex/page/element.rs",
-                include_str!("convex/page/element.rs"),
-            ),
-            ("convex/selection.rs", include_str!("convex/selection.rs")),
-        ];
-        for (name, text) in sources {
-            for airbyte in [
-                "crate::protocol",
-                "crate::output",
-                "crate::error",
-                "crate::read",
-                "FailureType",
-                "LogLevel",
-            ] {
-                assert!(!text.contains(airbyte), "{name} uses {airbyte}");
-            }
-        }
     }
 }

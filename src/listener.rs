@@ -8,9 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use crate::convex::http::{Listener, Retrying};
 use crate::output::Output;
 use crate::protocol::{now_ms, LogLevel, Message, StreamDescriptor, StreamStatusKind};
+use convex::http::{Listener, Retrying};
 
 /// The streams whose requests are in flight (set by the read engine before each walk), and
 /// whether they were told they are rate limited.

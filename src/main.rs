@@ -5,7 +5,6 @@
 
 mod catalog;
 mod config;
-mod convex;
 mod discovery;
 mod error;
 mod listener;
@@ -13,7 +12,6 @@ mod messages;
 mod output;
 mod protocol;
 mod read;
-mod redact;
 mod state;
 mod typed;
 
@@ -25,14 +23,14 @@ use clap::{Parser, Subcommand};
 use serde_json::value::RawValue;
 
 use crate::config::{parse_config, read_json_file, ColumnTypes, Config};
-use crate::convex::data_sync::DataSyncApi;
-use crate::convex::encoding::ValueFormat;
-use crate::convex::http::{HttpConvex, RetryPolicy};
-use crate::convex::ConvexApi;
 use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed};
 use crate::protocol::{CheckStatus, ConfiguredCatalog, ConnectionStatus, FailureType, Message};
 use crate::state::InputState;
+use convex::data_sync::DataSyncApi;
+use convex::encoding::ValueFormat;
+use convex::http::{HttpConvex, RetryPolicy};
+use convex::ConvexApi;
 
 #[derive(Parser)]
 #[command(
@@ -293,7 +291,7 @@ fn run(cli: Cli, out: &Output) -> anyhow::Result<bool> {
                 activity: activity.clone(),
             });
             let api = Arc::new(
-                HttpConvex::new(&config, Some(listener))?
+                HttpConvex::new(&config.client_settings(), Some(listener))?
                     .with_value_format(value_format(config.column_types)),
             );
             let options = read::ReadOptions {
@@ -356,7 +354,8 @@ fn warn_if_cleartext(config: &Config, out: &Output) -> anyhow::Result<()> {
 /// The deployment's streams as `discover` lists them.
 fn discover(path: &Path, out: &Output) -> anyhow::Result<(Config, Vec<protocol::AirbyteStream>)> {
     let config = load_config(path, out)?;
-    let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
+    let api = HttpConvex::new(&config.client_settings(), None)?
+        .with_retry_policy(RetryPolicy::interactive());
     let described = runtime()?
         .block_on(discovery::describe(&api))
         .map_err(|e| anyhow::Error::new(e).context("discovering tables"))?;
@@ -432,7 +431,8 @@ fn check(path: &Path, out: &Output) -> anyhow::Result<bool> {
         }
     };
     warn_if_cleartext(&config, out)?;
-    let api = HttpConvex::new(&config, None)?.with_retry_policy(RetryPolicy::interactive());
+    let api = HttpConvex::new(&config.client_settings(), None)?
+        .with_retry_policy(RetryPolicy::interactive());
     // `json_schemas` answering 200 proves the key, the data-view permission and that streaming
     // export is on the plan: the same request the Python connector made, so a complete check.
     let rt = runtime()?;

@@ -294,10 +294,10 @@ impl<'a> Message<'a> {
         let start = out.len();
         // Serialising our own types into a Vec cannot fail: no maps with non-string keys.
         serde_json::to_writer(&mut *out, self).expect("protocol message serialises");
-        if crate::redact::contains_secret(&out[start..]) {
+        if convex::redact::contains_secret(&out[start..]) {
             let mut v: Value =
                 serde_json::from_slice(&out[start..]).expect("a line we just wrote parses");
-            crate::redact::redact_value(&mut v);
+            convex::redact::redact_value(&mut v);
             out.truncate(start);
             serde_json::to_writer(&mut *out, &v).expect("a JSON value serialises");
         }
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn a_registered_key_never_leaves_in_a_message() {
         let key = "prod:protocol-test|c2VjcmV0LXRva2VuLWZvci1wcm90b2NvbA";
-        crate::redact::register_secret(key);
+        convex::redact::register_secret(key);
         let echo = format!("401: BadAdminKey: header was Convex {key}");
         let d = StreamDescriptor {
             name: echo.clone(),

@@ -8,10 +8,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::table_for;
-use crate::convex::data_sync::DataSyncCursor;
-use crate::convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
 use crate::error::UserError;
 use crate::protocol::StreamDescriptor;
+use convex::data_sync::DataSyncCursor;
+use convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
 
 /// A saved snapshot cursor longer than this cannot be one of Convex's.
 const MAX_SNAPSHOT_CURSOR_BYTES: usize = 4096;

@@ -13,10 +13,10 @@
 
 use std::future::Future;
 
-use crate::convex::{PageSink, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::{LogLevel, Message};
 use crate::state::Position;
+use convex::{PageSink, ValueMeta};
 
 use super::changeset::Change;
 use super::delivery::{Deferred, Delivery, Intake};

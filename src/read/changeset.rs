@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::convex::page::Member;
+use convex::page::Member;
 
 /// Document ids hash with foldhash: a third of SipHash's cost per change, still seeded per
 /// process.

@@ -22,11 +22,11 @@
 //! neither walk the table nor move the consistent timestamp end the read at its last position,
 //! with a WARN; a page without values emits no STATE of its own.
 
-use crate::convex::data_sync::{codes, DataSyncApi, DataSyncCursor, SyncPageEnd, SyncStatus};
-use crate::convex::{ConvexError, DeltaCursor, PageSink, Selection, SnapshotTs, TableRef};
 use crate::error::UserError;
 use crate::protocol::{LogLevel, StreamDescriptor};
 use crate::state::Position;
+use convex::data_sync::{codes, DataSyncApi, DataSyncCursor, SyncPageEnd, SyncStatus};
+use convex::{ConvexError, DeltaCursor, PageSink, Selection, SnapshotTs, TableRef};
 
 use super::changes::{Feed, Note, PageEnd};
 use super::delivery::{Deferred, Intake};

@@ -23,8 +23,8 @@
 
 use std::collections::HashSet;
 
-use crate::convex::ValueMeta;
 use crate::state::Position;
+use convex::ValueMeta;
 
 use super::changeset::{Change, ChangeSet, Revision, Sorted, ENTRY_OVERHEAD};
 use super::emit::{Emitter, StreamRun};

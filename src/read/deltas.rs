@@ -6,10 +6,10 @@
 //! costs the server what one table's walk would; N per-table walks would read the log N times.
 //! Each stream still keeps its own position: it never receives a change at or before it.
 
-use crate::convex::{ConvexApi, DeltaCursor, PageSink, Selection};
 use crate::error::UserError;
 use crate::protocol::LogLevel;
 use crate::state::Position;
+use convex::{ConvexApi, DeltaCursor, PageSink, Selection};
 
 use super::changes::{Feed, Note, PageEnd};
 use super::delivery::{Deferred, Intake};

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use crate::convex::{Columns, TableRef, ValueMeta};
 use crate::error::{classify, UserError};
 use crate::output::{Output, OutputClosed, CHUNK_BYTES};
 use crate::protocol::{
@@ -12,6 +11,7 @@ use crate::protocol::{
     StreamStatusKind, SyncMode,
 };
 use crate::state::Position;
+use convex::{Columns, TableRef, ValueMeta};
 
 use super::record::RecordWriter;
 

@@ -37,8 +37,6 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{Api, ColumnTypes};
-use crate::convex::data_sync::DataSyncApi;
-use crate::convex::{codes, ConvexApi, ConvexError, DeltaCursor, SnapshotTs};
 use crate::discovery;
 use crate::error::UserError;
 use crate::listener::Activity;
@@ -47,6 +45,8 @@ use crate::protocol::{
     ConfiguredCatalog, LogLevel, Message, StreamDescriptor, StreamStatusKind, SyncMode,
 };
 use crate::state::{InputState, Position};
+use convex::data_sync::DataSyncApi;
+use convex::{codes, ConvexApi, ConvexError, DeltaCursor, SnapshotTs};
 
 use changes::ChangeOptions;
 use deltas::{delta_position, DeltasFeed};
@@ -243,8 +243,8 @@ fn not_served(e: &anyhow::Error) -> bool {
         .any(|c| {
             c.status() == Some(404)
                 && [
-                    crate::convex::data_sync::DATA_SYNC,
-                    crate::convex::data_sync::CURSOR_FROM_DELTAS,
+                    convex::data_sync::DATA_SYNC,
+                    convex::data_sync::CURSOR_FROM_DELTAS,
                 ]
                 .contains(&c.endpoint())
         })

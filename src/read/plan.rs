@@ -5,10 +5,10 @@ use serde_json::Value;
 
 use crate::catalog::{stream_schema, table_for};
 use crate::config::ColumnTypes;
-use crate::convex::DeploymentSchemas;
 use crate::error::UserError;
 use crate::protocol::{ConfiguredCatalog, ConfiguredStream, StreamDescriptor, SyncMode};
 use crate::state::{InputState, Position};
+use convex::DeploymentSchemas;
 
 use super::emit::StreamRun;
 use super::record::Columns;
@@ -78,7 +78,7 @@ fn resolve(
                 .iter()
                 .flat_map(|(c, tables)| {
                     tables.iter().map(move |(t, _)| {
-                        crate::catalog::stream_for(&crate::convex::TableRef {
+                        crate::catalog::stream_for(&convex::TableRef {
                             component: c.clone(),
                             table: t.clone(),
                         })
@@ -150,7 +150,7 @@ fn columns_of(schema: &Value) -> Option<Vec<String>> {
 /// Airbyte's field selection: a configured schema with fewer top-level properties than
 /// discovery offers asks for just those columns (`_id` always, which `Selection` adds).
 /// Anything else — no properties, the same set, or more — reads every column.
-pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> crate::convex::Columns {
+pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> convex::Columns {
     let configured = columns_of(configured?)?;
     let offered = columns_of(discovered)?;
     (configured.len() < offered.len()).then_some(configured)

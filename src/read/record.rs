@@ -9,12 +9,12 @@
 
 use std::collections::HashSet;
 
-use crate::convex::encoding::{plain_bytes_only, transcode, unescape, Target};
-use crate::convex::page::{fast, Member};
-use crate::convex::{TableRef, ValueMeta};
 use crate::error::UserError;
 use crate::protocol::{LogLevel, StreamDescriptor};
 use crate::typed::declared::{same_bytes, Declared, Misfit};
+use convex::encoding::{plain_bytes_only, transcode, unescape, Target};
+use convex::page::{self, Member};
+use convex::{TableRef, ValueMeta};
 
 /// What one written record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +241,7 @@ impl Typed {
                 Some(m) => Some(m),
                 None => std::str::from_utf8(raw)
                     .ok()
-                    .and_then(|text| fast::prove(text, Some(&mut self.members)))
+                    .and_then(|text| page::prove(text, Some(&mut self.members)))
                     .map(|_| &self.members[..]),
             };
             d.misfits(raw, members, &mut misfits);

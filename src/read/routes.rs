@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use crate::convex::{Selection, ValueMeta};
 use crate::error::UserError;
+use convex::{Selection, ValueMeta};
 
 use super::emit::StreamRun;
 

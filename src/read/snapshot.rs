@@ -13,12 +13,12 @@
 
 use std::collections::HashSet;
 
-use crate::convex::{
-    codes, ConvexApi, ConvexError, DeltaCursor, PageSink, SnapshotCursor, SnapshotTs, ValueMeta,
-};
 use crate::error::UserError;
 use crate::protocol::LogLevel;
 use crate::state::Position;
+use convex::{
+    codes, ConvexApi, ConvexError, DeltaCursor, PageSink, SnapshotCursor, SnapshotTs, ValueMeta,
+};
 
 use super::emit::{Emitter, StreamRun};
 use super::routes::Routes;

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::convex::data_sync::{DataSyncApi, DataSyncCursor, SyncPage, SyncStatus, SyncValue};
-use crate::convex::{
+use crate::output::SharedBuffer;
+use convex::data_sync::{DataSyncApi, DataSyncCursor, SyncPage, SyncStatus, SyncValue};
+use convex::{
     DeltasPageEnd, DeploymentSchemas, PageSink, Selection, SnapshotCursor, SnapshotPageEnd,
     TableRef, ValueMeta,
 };
-use crate::output::SharedBuffer;
 
 /// One committed revision: `value` `None` is a delete.
 #[derive(Clone, Debug)]
@@ -422,8 +422,8 @@ impl DataSyncApi for Fake {
     async fn active_sync(
         &self,
         sync_id: &str,
-    ) -> Result<Option<crate::convex::data_sync::ActiveSync>, ConvexError> {
-        use crate::convex::data_sync::{ActiveSync, SyncProgress};
+    ) -> Result<Option<convex::data_sync::ActiveSync>, ConvexError> {
+        use convex::data_sync::{ActiveSync, SyncProgress};
         Ok(Some(ActiveSync {
             sync_id: sync_id.to_owned(),
             last_updated_ms: 0,

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::convex::page::Member;
+use convex::page::Member;
 
 /// The JSON kinds of value a column accepts, as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Declared {
         }
         // A name with an escape is found by its text (rare: only then is it unescaped).
         if raw_key.contains(&b'\\') {
-            if let Ok(k) = crate::convex::encoding::unescape(raw_key) {
+            if let Ok(k) = convex::encoding::unescape(raw_key) {
                 if let Some(slot) = self.slot_of(k.as_bytes()) {
                     return self.slots[slot].as_ref().map_or(Kinds::ANY, |c| c.1);
                 }
@@ -294,7 +294,7 @@ fn kind_of(value: &[u8]) -> Kinds {
         Some(b'n') => Kinds::NULL,
         Some(b'[') => Kinds::ARRAY,
         Some(b'{') => object_kind(value),
-        _ if crate::convex::encoding::is_integer(value) => Kinds::INTEGER,
+        _ if convex::encoding::is_integer(value) => Kinds::INTEGER,
         _ => Kinds::FLOAT,
     }
 }
@@ -371,7 +371,7 @@ fn value_end(b: &[u8], i: usize) -> Option<(Kinds, usize)> {
                 .position(|c| !matches!(c, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
                 .unwrap_or(b.len() - i);
             let token = &b[i..i + len];
-            let kind = if crate::convex::encoding::is_integer(token) {
+            let kind = if convex::encoding::is_integer(token) {
                 Kinds::INTEGER
             } else {
                 Kinds::FLOAT
@@ -436,7 +436,7 @@ mod tests {
         let mut out = Vec::new();
         d.misfits(doc.as_bytes(), None, &mut out);
         let page = format!(r#"{{"values":[{doc}]}}"#);
-        let mut parser = crate::convex::page::PageParser::with_members();
+        let mut parser = convex::page::PageParser::with_members();
         let mut from_members = Vec::new();
         parser
             .feed::<()>(page.as_bytes(), |raw, meta| {

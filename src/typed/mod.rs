@@ -9,7 +9,7 @@
 //!   configured catalog's schema, and finds the values of a document that do not fit.
 //!
 //! The values themselves come in Convex's `export_json` encoding, which tells every type apart
-//! (`crate::convex::encoding`); the record writer re-encodes the few documents that need it.
+//! (`convex::encoding`); the record writer re-encodes the few documents that need it.
 
 pub mod declared;
 pub mod schema;

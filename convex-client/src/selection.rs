@@ -59,7 +59,6 @@ impl Selection {
         }
     }
 
-    #[cfg(test)]
     pub fn contains(&self, component: &str, table: &str) -> bool {
         self.tables
             .keys()

@@ -21,7 +21,7 @@
 
 mod element;
 pub(crate) mod fast;
-pub use fast::Member;
+pub use fast::{prove, Member};
 
 use memchr::memchr2;
 
@@ -959,7 +959,7 @@ mod tests {
     /// fields are and whatever surrounds them; nested look-alikes are not picked up.
     #[test]
     fn metadata_spans_agree_with_serde() {
-        use crate::convex::ValueMeta;
+        use crate::ValueMeta;
         let docs = [
             r#"{"_component":"","_table":"users","_ts":1770335566197682000,"_id":"j57","n":1}"#,
             r#"{"a":{"_ts":1,"_table":"x"},"b":[{"_deleted":true}],"_id":"k","_deleted":false,"_ts":5,"_table":"t\u0061b","_component":"a/b"}"#,
@@ -1043,7 +1043,7 @@ mod tests {
     /// it (compacted when pretty), with the same metadata.
     #[test]
     fn random_documents_in_random_chunks_match_serde() {
-        use crate::convex::ValueMeta;
+        use crate::ValueMeta;
         use serde_json::{json, Map, Value};
         let mut rng = fastrand::Rng::with_seed(0x5eed);
         fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {

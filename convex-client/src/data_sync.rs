@@ -850,7 +850,7 @@ mod tests {
         assert_eq!(v.raw, want);
         // The members are where a full walk of the value finds them.
         let mut walked = Vec::new();
-        crate::convex::page::fast::prove(&v.raw, Some(&mut walked)).unwrap();
+        crate::page::fast::prove(&v.raw, Some(&mut walked)).unwrap();
         let text = |(a, b): (u32, u32)| v.raw[a as usize..b as usize].to_owned();
         let walked: Vec<_> = walked
             .iter()

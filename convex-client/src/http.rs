@@ -20,14 +20,11 @@ use super::{
     DeltasPageEnd, DeploymentSchemas, NetworkFailure, PageSink, Selection, SnapshotCursor,
     SnapshotPageEnd, SnapshotTs, TableRef, ValueMeta,
 };
-use crate::config::{Config, DeploymentUrl};
+use crate::settings::{DeploymentUrl, Settings};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-
-/// Convex tells Airbyte's syncs apart by this prefix; the suffix must be a semver.
-pub const CONVEX_CLIENT: &str = concat!("airbyte-export-", env!("CARGO_PKG_VERSION"));
 
 const JSON_SCHEMAS: &str = "/api/json_schemas";
 const TABLE_COLUMNS: &str = "/api/get_table_column_names";
@@ -324,7 +321,7 @@ struct ErrorBody {
 }
 
 impl HttpConvex {
-    pub fn new(config: &Config, listener: Option<Arc<dyn Listener>>) -> anyhow::Result<Self> {
+    pub fn new(config: &Settings, listener: Option<Arc<dyn Listener>>) -> anyhow::Result<Self> {
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Convex {}", config.access_key.expose()))
             .map_err(|_| {
@@ -334,7 +331,12 @@ impl HttpConvex {
             })?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
-        headers.insert("Convex-Client", HeaderValue::from_static(CONVEX_CLIENT));
+        headers.insert(
+            "Convex-Client",
+            HeaderValue::from_str(&config.client_id).map_err(|_| {
+                anyhow::anyhow!("client id {:?} is not a header value", config.client_id)
+            })?,
+        );
         let mut builder = reqwest::Client::builder();
         if config.deployment_url.is_loopback_cleartext() {
             // A backend on this machine over plain http: skip loading the system's CA store
@@ -355,7 +357,7 @@ impl HttpConvex {
         }
         let http = builder
             .default_headers(headers)
-            .user_agent(concat!("source-convex/", env!("CARGO_PKG_VERSION")))
+            .user_agent(config.user_agent.as_str())
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -1583,7 +1585,7 @@ impl PageSink for NoValues {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convex::TableRef;
+    use crate::TableRef;
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
@@ -1601,14 +1603,6 @@ mod tests {
             p.delay(1, Some(Duration::from_secs(7200))),
             p.max_retry_after
         );
-    }
-
-    #[test]
-    fn the_client_header_is_a_valid_convex_client_version() {
-        let version = CONVEX_CLIENT.strip_prefix("airbyte-export-").unwrap();
-        let parts: Vec<_> = version.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        assert!(parts.iter().all(|p| p.parse::<u32>().is_ok()));
     }
 
     /// Wherever the plain reading of the metadata gives a value, `from_raw` gives the same;
@@ -1834,10 +1828,7 @@ mod tests {
         })
         .unwrap();
         dep.update_settings(|s| s.data_sync_page_entries = 40);
-        let config = crate::config::parse_config(
-            &serde_json::json!({"deployment_url": emu.url(), "access_key": emu.access_key()}),
-        )
-        .unwrap();
+        let config = crate::settings::tests::settings_for(emu.url(), emu.access_key());
         let heard = Arc::new(Heard::default());
         let client = HttpConvex::new(&config, Some(heard.clone() as Arc<dyn Listener>))
             .unwrap()

@@ -1,16 +1,22 @@
-//! Convex's streaming export API as the read engine sees it: a narrow trait, the positions it
-//! deals in (each its own type), and the errors Convex can answer with.
+//! A client of Convex's export APIs, as a read engine sees them: narrow traits, the positions
+//! they deal in (each its own type), and the errors Convex can answer with. It knows nothing of
+//! whoever embeds it (the Airbyte connector, here): it reports retries to a [`http::Listener`]
+//! and returns typed errors; what a user is told is decided by the caller.
 //!
-//! `http` implements the trait over the legacy `list_snapshot` / `document_deltas` endpoints,
-//! and `data_sync::DataSyncApi` over Convex's Data Sync API (`POST /api/v1/data/sync`), whose
-//! values reach a [`PageSink`] in the shape `document_deltas` gives them; tests implement both
-//! in memory.
+//! - [`ConvexApi`]: the streaming export API (`list_snapshot`, `document_deltas`,
+//!   `json_schemas`, …), pages of values handed to a [`PageSink`] as they arrive.
+//! - [`data_sync::DataSyncApi`]: the Data Sync API (`POST /api/v1/data/sync`,
+//!   `list_active_syncs`), whose values reach a [`PageSink`] in the shape `document_deltas`
+//!   gives them.
+//! - [`http::HttpConvex`] implements both over one HTTP client built from [`Settings`].
 
 pub mod data_sync;
 pub mod encoding;
 pub mod http;
 pub mod page;
+pub mod redact;
 pub mod selection;
+pub mod settings;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -20,6 +26,7 @@ use serde_json::Value;
 
 use page::RawMeta;
 pub use selection::{Columns, Selection};
+pub use settings::Settings;
 
 /// A database timestamp a snapshot walk reads at (ns since epoch; above 2^53, never f64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -161,7 +168,6 @@ impl<'a> ValueMeta<'a> {
     }
 
     /// From a whole document, with serde (for in-memory sources; the HTTP path uses `from_raw`).
-    #[cfg(test)]
     pub fn from_json(doc: &'a [u8]) -> Result<Self, String> {
         #[derive(Deserialize)]
         struct Meta<'a> {

@@ -610,7 +610,7 @@ mod tests {
 
     #[test]
     fn metadata_names_are_found_in_meta_keys_order() {
-        for (k, name) in crate::convex::page::META_KEYS.iter().enumerate() {
+        for (k, name) in crate::page::META_KEYS.iter().enumerate() {
             let name = std::str::from_utf8(name).unwrap();
             let doc = format!(r#"{{"a":1,"{name}":[2],"{name}x":3,"z":"_id"}}"#);
             let p = prove(&doc, None).unwrap();
