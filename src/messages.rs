@@ -7,3 +7,6 @@ pub const REFRESH: &str =
 
 /// The remedy itself, as an imperative.
 pub const REFRESH_STREAM: &str = "refresh this stream (Airbyte: Refresh or Clear data; PyAirbyte: read(force_full_refresh=True))";
+
+/// `concurrency` in a config: said once per read, at INFO (the setting does no harm).
+pub const CONCURRENCY_IGNORED: &str = "The concurrency setting is deprecated since 0.6.0 and ignored: a read makes one change walk and one snapshot walk at a time, the way Convex serves data. Remove it from the configuration.";
