@@ -5,57 +5,10 @@ use serde_json::{json, Map, Value};
 
 use crate::config::ColumnTypes;
 use crate::error::UserError;
-use crate::protocol::{AirbyteStream, ConfiguredCatalog, StreamDescriptor, SyncMode};
+use crate::messages;
+use crate::naming::stream_for;
+use crate::protocol::{AirbyteStream, ConfiguredCatalog, SyncMode};
 use convex::{DeploymentSchemas, TableRef};
-
-/// Stream identity of a table. Root tables keep their bare name and no namespace, as before.
-/// Component tables are named `<component path>/<table>` *and* carry the component path as
-/// namespace: callers that ignore namespaces (PyAirbyte, the platform's "destination default")
-/// still see distinct names, and `/` cannot occur in a Convex table name, so names never clash.
-pub fn stream_for(table: &TableRef) -> StreamDescriptor {
-    if table.component.is_empty() {
-        StreamDescriptor {
-            name: table.table.clone(),
-            namespace: None,
-        }
-    } else {
-        StreamDescriptor {
-            name: format!("{}/{}", table.component, table.table),
-            namespace: Some(table.component.clone()),
-        }
-    }
-}
-
-/// The table a configured stream reads. The name alone decides (see `stream_for`); a namespace
-/// that contradicts it is reported rather than guessed around.
-pub fn table_for(stream: &StreamDescriptor) -> Result<TableRef, String> {
-    let table = match stream.name.rsplit_once('/') {
-        Some((component, table)) if !component.is_empty() && !table.is_empty() => TableRef {
-            component: component.to_owned(),
-            table: table.to_owned(),
-        },
-        Some(_) => {
-            return Err(format!(
-                "stream name {:?} is not a Convex table",
-                stream.name
-            ))
-        }
-        None => TableRef::root(stream.name.clone()),
-    };
-    match stream.namespace.as_deref() {
-        None | Some("") => Ok(table),
-        Some(ns) if ns == table.component => Ok(table),
-        // A namespace on a root table name: the stream of that table inside the component.
-        Some(ns) if table.component.is_empty() => Ok(TableRef {
-            component: ns.to_owned(),
-            table: table.table,
-        }),
-        Some(ns) => Err(format!(
-            "stream {:?} has namespace {ns:?}, which does not match its component {:?}",
-            stream.name, table.component
-        )),
-    }
-}
 
 /// A configured catalog names each stream once: a stream listed twice would be read twice,
 /// every record duplicated. Names compare as the protocol sees them (no namespace = `""`).
@@ -113,10 +66,12 @@ pub fn unknown_stream(name: &str, names: &[&str]) -> String {
     if names.len() > 20 {
         listed.push(format!("and {} more", names.len() - 20));
     }
-    format!(
-        "stream {name:?} is not a table of this deployment{hint}; its streams are {}. Use a name `discover` lists (`source-convex catalog --config config.json` writes a configured catalog of them)",
-        if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
-    )
+    let listed = if listed.is_empty() {
+        "none".to_owned()
+    } else {
+        listed.join(", ")
+    };
+    messages::unknown_stream(name, &hint, &listed)
 }
 
 /// Levenshtein distance, by characters.
@@ -250,6 +205,8 @@ fn open_nested_objects(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::table_for;
+    use crate::protocol::StreamDescriptor;
     use convex::parse_json_schemas;
 
     #[test]
@@ -297,7 +254,7 @@ mod tests {
         }
     }
 
-    /// Defect 10 of issue 15: a stream listed twice was read twice.
+    /// A stream listed twice would be read twice: a config error instead.
     #[test]
     fn a_stream_listed_twice_is_a_config_error() {
         let catalog = |streams: serde_json::Value| -> ConfiguredCatalog {

@@ -12,6 +12,7 @@ mod discovery;
 mod error;
 mod listener;
 mod messages;
+mod naming;
 mod output;
 mod protocol;
 mod read;

@@ -237,7 +237,7 @@ mod tests {
             .unwrap();
         // A producer needing more queue space than is left does not hang either.
         assert!(rt.block_on(out.send(vec![b'z'; QUEUE_BYTES + 1])).is_err());
-        // And a request waiting on the network can learn it (issue 15, defect 10).
+        // And a request waiting on the network can learn it.
         rt.block_on(async {
             tokio::time::timeout(std::time::Duration::from_secs(5), out.closed())
                 .await

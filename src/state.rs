@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::table_for;
 use crate::error::UserError;
+use crate::messages;
+use crate::naming::table_for;
 use crate::protocol::StreamDescriptor;
 use convex::data_sync::DataSyncCursor;
 use convex::{DeltaCursor, SnapshotCursor, SnapshotTs};
@@ -185,11 +186,7 @@ impl Position {
             Some(v) if v.as_u64() == Some(DATA_SYNC_STATE_VERSION) => {
                 return Position::data_sync_from_state(obj)
             }
-            Some(v) => {
-                return Err(format!(
-                    "state_version {v} is not one this connector writes (1 or {DATA_SYNC_STATE_VERSION}); it was saved by a newer version: upgrade the connector, or reset this stream"
-                ))
-            }
+            Some(v) => return Err(messages::state_version_unknown(v, DATA_SYNC_STATE_VERSION)),
         }
         let delta = match obj.get("delta_cursor") {
             None | Some(Value::Null) => None,
@@ -260,11 +257,7 @@ impl InputState {
         let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
         let mut all = Vec::new();
         for (line, value) in (1..).zip(&mut values) {
-            all.push(value.map_err(|e| {
-                UserError::config(format!(
-                    "the state file is not valid JSON (value {line}: {e}); pass the state this connector saved (its STATE messages, as a JSON array or one per line), or none to start over"
-                ))
-            })?);
+            all.push(value.map_err(|e| UserError::config(messages::state_file_not_json(line, e)))?);
         }
         if all.len() > 1 {
             // JSON Lines: each value is one message (or a list of them).
@@ -608,8 +601,8 @@ mod tests {
         assert_eq!(s.get(&ns).unwrap()["delta_cursor"], 7);
     }
 
-    /// Defect 4 of issue 15: the root `users` resumed from `betterAuth`'s `users` position
-    /// (a name-only fallback) and synced nothing. Each stream takes only its own entry.
+    /// The root `users` must not resume from `betterAuth`'s `users` position (a name-only
+    /// fallback would, and sync nothing): each stream takes only its own entry.
     #[test]
     fn state_applies_to_exactly_its_stream() {
         let only_component = r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":"betterAuth"},"stream_state":{"delta_cursor":7}}}]"#;

@@ -1158,7 +1158,7 @@ mod tests {
         }
     }
 
-    /// Defect 5 of issue 15: a `,` directly inside an *array* element made the next string
+    /// A `,` directly inside an *array* element made the next string
     /// look like a key, so `"_ts"` there recorded a metadata span with a stale start, which
     /// underflowed when the buffer was compacted between two chunks.
     #[test]
@@ -1184,7 +1184,7 @@ mod tests {
         }
     }
 
-    /// Issue 15's parser campaign, kept: valid pages are mutated (bytes flipped, inserted,
+    /// Mutated pages: valid pages are mutated (bytes flipped, inserted,
     /// deleted, duplicated, cut; `+`, control bytes, invalid UTF-8, whitespace), split into
     /// random chunks and fed. Whatever the body, the parser never panics; every value it hands
     /// out is one line of valid JSON; and when serde accepts the body as a page, the parser
@@ -1591,7 +1591,7 @@ mod tests {
         }
     }
 
-    /// Defect 7 of issue 15: an endless element (or cursor) fails once it passes the cap,
+    /// An endless element (or cursor) fails once it passes the cap,
     /// instead of growing the buffer until the machine runs out of memory.
     #[test]
     fn an_endless_value_fails_at_the_cap() {

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::error::{classify, UserError};
+use crate::messages;
 use crate::output::{Output, OutputClosed, CHUNK_BYTES};
 use crate::protocol::{
     now_ms, LogLevel, Message, SourceStats, StateMessage, StreamDescriptor, StreamState,
@@ -155,14 +156,14 @@ impl StreamRun {
     /// refused instead, as a retryable error: the next read resumes from the last saved one.
     pub fn checkpoint(&mut self, em: &mut Emitter, position: Position) -> Result<(), UserError> {
         if let Err(why) = position.check_resumable() {
-            return Err(UserError::transient(format!(
-                "Stream {}: Convex answered a position this connector could not resume from ({why}), so it was not saved; sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
-                self.desc
+            return Err(UserError::transient(messages::position_not_resumable(
+                &self.desc, why,
             )));
         }
         self.counts.pages += 1;
         self.position = position;
-        let state = self.position.to_state();
+        let state = serde_json::value::to_raw_value(&self.position.to_state())
+            .map_err(|e| UserError::system(format!("writing the state of {}: {e}", self.desc)))?;
         Message::State {
             state: StateMessage {
                 kind: "STREAM",
@@ -201,16 +202,8 @@ impl StreamRun {
     fn summary(&self, em: &mut Emitter) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let c = &self.counts;
-        let text = format!(
-            "Stream {}: {} records ({} deletes) in {} checkpoints, {:.1} MB of documents, {:.2} s, {:.0} records/s",
-            self.desc,
-            c.records,
-            c.deletes,
-            c.pages,
-            c.bytes as f64 / 1e6,
-            elapsed,
-            c.records as f64 / elapsed.max(1e-9)
-        );
+        let text =
+            messages::stream_summary(&self.desc, c.records, c.deletes, c.pages, c.bytes, elapsed);
         em.log(LogLevel::Info, &text);
     }
 

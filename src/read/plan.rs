@@ -3,9 +3,11 @@
 
 use serde_json::Value;
 
-use crate::catalog::{stream_schema, table_for};
+use crate::catalog::stream_schema;
 use crate::config::ColumnTypes;
 use crate::error::UserError;
+use crate::messages;
+use crate::naming::table_for;
 use crate::protocol::{ConfiguredCatalog, ConfiguredStream, StreamDescriptor, SyncMode};
 use crate::state::{InputState, Position};
 use convex::DeploymentSchemas;
@@ -61,11 +63,8 @@ fn resolve(
     })?;
     let mut position = match state.get(desc) {
         None => Position::Fresh,
-        Some(v) => Position::from_state(v).map_err(|e| {
-            UserError::config(format!(
-                "the saved state of stream {desc} cannot be used ({e}); reset this stream to sync it from scratch"
-            ))
-        })?,
+        Some(v) => Position::from_state(v)
+            .map_err(|e| UserError::config(messages::saved_state_unusable(desc, e)))?,
     };
     // A configured table the deployment no longer has (deleted or renamed) would silently
     // read as empty forever: fail its stream instead, so someone refreshes the schema.
@@ -78,7 +77,7 @@ fn resolve(
                 .iter()
                 .flat_map(|(c, tables)| {
                     tables.iter().map(move |(t, _)| {
-                        crate::catalog::stream_for(&convex::TableRef {
+                        crate::naming::stream_for(&convex::TableRef {
                             component: c.clone(),
                             table: t.clone(),
                         })
@@ -91,9 +90,7 @@ fn resolve(
                 &desc.name, &names,
             )));
         }
-        return Err(UserError::config(format!(
-            "table {table} is not in the deployment any more (deleted or renamed); refresh the source schema and update the connection's streams"
-        )));
+        return Err(UserError::config(messages::table_gone(table)));
     };
     // Full refresh resumes a half-done walk (the platform hands a failed attempt's checkpoint
     // to the next attempt), but a finished one is no reason to return nothing: walk again.
