@@ -192,22 +192,15 @@ fn discovered_streams(
 
 /// The configured catalog, in the protocol's form or as a bare list of its streams.
 fn load_catalog(path: &Path) -> anyhow::Result<ConfiguredCatalog> {
-    const FORM: &str = r#"{"streams": [{"stream": {"name": "users", "json_schema": {}}, "sync_mode": "incremental", "destination_sync_mode": "append_dedup"}]}; `source-convex catalog --config config.json` writes one of every stream"#;
     let value = match read_json_file(path, "catalog")? {
         serde_json::Value::Array(streams) => serde_json::json!({ "streams": streams }),
         other => other,
     };
     if catalog::is_discovered_catalog(&value) {
-        return Err(UserError::config(format!(
-            "the catalog file is discover's output (streams without a sync mode), not a configured catalog: wrap each stream as {{\"stream\": <the stream>, \"sync_mode\": \"incremental\" or \"full_refresh\"}}, like {FORM}"
-        ))
-        .into());
+        return Err(UserError::config(messages::catalog_is_discover_output()).into());
     }
-    let catalog = serde_json::from_value(value).map_err(|e| {
-        UserError::config(format!(
-            "the configured catalog is invalid ({e}); each stream needs a `stream.name` and a `sync_mode` of full_refresh or incremental, like {FORM}"
-        ))
-    })?;
+    let catalog = serde_json::from_value(value)
+        .map_err(|e| UserError::config(messages::catalog_invalid(e)))?;
     catalog::check_streams_unique(&catalog)?;
     Ok(catalog)
 }

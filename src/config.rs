@@ -11,6 +11,7 @@ use serde_json::Value;
 use convex::settings::{AccessKey, DeploymentUrl};
 
 use crate::error::UserError;
+use crate::messages;
 
 /// The SPEC payload, verbatim. Existing Airbyte connections were created against the Python
 /// connector's spec; this one keeps its keys, types, secret flag and examples and only adds
@@ -77,9 +78,9 @@ pub const MAX_ACCESS_KEY_LEN: usize = 2048;
 /// spaces. Anything else was mis-pasted, and is said so before any request is made.
 fn check_access_key(key: &str) -> Result<(), UserError> {
     if key.len() > MAX_ACCESS_KEY_LEN {
-        return Err(UserError::config(format!(
-            "Config validation error: access_key is {} bytes long, longer than any Convex deploy key ({MAX_ACCESS_KEY_LEN} at most); paste the deploy key exactly as the Convex dashboard shows it",
-            key.len()
+        return Err(UserError::config(messages::access_key_too_long(
+            key.len(),
+            MAX_ACCESS_KEY_LEN,
         )));
     }
     if let Some(bad) = key.chars().find(|c| !c.is_ascii_graphic()) {
@@ -90,9 +91,7 @@ fn check_access_key(key: &str) -> Result<(), UserError> {
         } else {
             "a non-ASCII character"
         };
-        return Err(UserError::config(format!(
-            "Config validation error: access_key contains {what}, which no Convex deploy key has; paste the deploy key exactly as the Convex dashboard shows it"
-        )));
+        return Err(UserError::config(messages::access_key_bad_character(what)));
     }
     Ok(())
 }
@@ -249,9 +248,7 @@ fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value
                 property.as_str().unwrap_or("?")
             )
         }
-        K::Type { .. } if field.is_empty() => {
-            "the config must be a JSON object of settings, like {\"deployment_url\": \"https://<name>.convex.cloud\", \"access_key\": \"…\"}".to_owned()
-        }
+        K::Type { .. } if field.is_empty() => messages::CONFIG_NOT_AN_OBJECT.to_owned(),
         K::Type { .. } => {
             let expected = spec["connectionSpecification"]["properties"][field]["type"]
                 .as_str()

@@ -25,10 +25,7 @@ pub async fn describe<A: ConvexApi + ?Sized>(api: &A) -> Result<Described, Conve
         Err(e) => return Err(e),
     };
     let schemas = api.table_columns().await?;
-    let warning = format!(
-        "Convex could not describe this deployment's table shapes ({}). Streams are listed from get_table_column_names instead, with open types: every column accepts any value, and destinations store nested values as JSON or text. To get typed columns, declare the tables in the deployment's schema.ts (defineSchema), or keep documents narrower (at most 62 user fields per object, identifier-like keys, and few distinct shapes per table).",
-        refusal.detail()
-    );
+    let warning = crate::messages::table_shapes_undescribable(refusal.detail());
     Ok(Described {
         schemas,
         warning: Some(warning),

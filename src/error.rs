@@ -1,6 +1,7 @@
 //! How failures reach users: every error is classified as Airbyte's `config_error`,
 //! `transient_error` or `system_error`, with a message that says what went wrong and what to do.
 
+use crate::messages;
 use crate::protocol::FailureType;
 use convex::data_sync::codes as sync_codes;
 use convex::{codes, ConvexError, NetworkFailure};
@@ -123,43 +124,43 @@ pub fn user_message(err: &ConvexError) -> String {
 pub fn detail_with_hint(err: &ConvexError) -> String {
     let hint = match (err.status(), err.code()) {
         (_, Some("BadAdminKey" | "BadDeployKey")) => {
-            " — the access key is not valid for this deployment: generate a deploy key for it in the Convex dashboard (Settings → URL & Deploy Key) and paste it as access_key."
+            messages::HINT_ACCESS_KEY_REFUSED
         }
         (_, Some("StreamingExportNotEnabled"))
             if err.endpoint() == convex::data_sync::DATA_SYNC
                 || err.endpoint() == convex::data_sync::CURSOR_FROM_DELTAS =>
         {
-            " — the Data Sync API is not available on this deployment's plan (it needs the Pro plan on Convex Cloud); see https://www.convex.dev/plans, or set api to streaming_export."
+            messages::HINT_DATA_SYNC_NOT_ON_PLAN
         }
         (_, Some("StreamingExportNotEnabled")) => {
-            " — streaming export is not available on this deployment's plan; see https://www.convex.dev/plans."
+            messages::HINT_STREAMING_EXPORT_NOT_ON_PLAN
         }
         (_, Some("BadFormat")) => {
-            " — this Convex backend does not know the export_json value format that typed columns read (an older self-hosted backend): upgrade the backend, or set column_types to legacy."
+            messages::HINT_NO_EXPORT_JSON
         }
         (_, Some(sync_codes::CURSOR_EXPIRED)) => {
-            " — the saved Data Sync cursor is older than Convex keeps (3 days on Convex Cloud); reset the stream to sync it again."
+            messages::HINT_DATA_SYNC_CURSOR_EXPIRED
         }
         (_, Some(sync_codes::INVALID_CURSOR)) => {
-            " — the saved Data Sync cursor is not one this deployment made; check deployment_url, or reset the stream."
+            messages::HINT_DATA_SYNC_CURSOR_FOREIGN
         }
         (_, Some("InvalidDataSyncSelection")) => {
-            " — Convex refused the table or column selection; run discover again and reconfigure the connection's streams."
+            messages::HINT_SELECTION_REFUSED
         }
         (_, Some("OperationNotPermitted")) => {
             " — this key may not read data; use a deploy key with full access to the deployment."
         }
         (_, Some(codes::SNAPSHOT_TOO_OLD | codes::INVALID_WINDOW)) => {
-            " — the saved position is older than Convex keeps history; reset the stream to resync it."
+            messages::HINT_HISTORY_EXPIRED
         }
         (Some(404), _)
             if err.endpoint() == convex::data_sync::DATA_SYNC
                 || err.endpoint() == convex::data_sync::CURSOR_FROM_DELTAS =>
         {
-            " — this Convex backend does not serve the Data Sync API (self-hosted backends before August 2026 lack it): upgrade the backend, or set api to streaming_export."
+            messages::HINT_NO_DATA_SYNC_API
         }
         (Some(404), _) => {
-            " — no Convex API answered at this path: check deployment_url (it looks like https://<name>.convex.cloud)."
+            messages::HINT_NO_API_AT_URL
         }
         (Some(401 | 403), _) => " — check access_key and the deployment's permissions.",
         (Some(429), _) => " — Convex kept rate-limiting the export after several retries; try again later.",
@@ -171,19 +172,19 @@ pub fn detail_with_hint(err: &ConvexError) -> String {
                 kind: NetworkFailure::Tls,
                 ..
             } => {
-                " — the deployment's TLS certificate was not trusted: check deployment_url; behind a proxy that re-signs traffic, add its CA to the system's CA bundle (or point SSL_CERT_FILE at a bundle that has it)."
+                messages::HINT_TLS_UNTRUSTED
             }
             ConvexError::Network {
                 kind: NetworkFailure::Connect,
                 ..
             } => {
-                " — could not connect after several retries: check deployment_url and that this machine can reach it."
+                messages::HINT_CANNOT_CONNECT
             }
             ConvexError::Network {
                 kind: NetworkFailure::Timeout,
                 ..
             } => {
-                " — Convex did not answer in time after several retries; raise request_timeout_seconds if the deployment is slow."
+                messages::HINT_TIMED_OUT
             }
             ConvexError::Network { .. } => " — the connection kept failing after several retries; try again later.",
             _ => "",

@@ -6,8 +6,6 @@
 
 use std::fmt::Display;
 
-use crate::config::Api;
-
 /// [`REFRESH`]'s text, for `concat!` in the constants below.
 macro_rules! refresh {
     () => {
@@ -186,15 +184,11 @@ pub const HINT_TIMED_OUT: &str = " — Convex did not answer in time after sever
 // The read
 // ---------------------------------------------------------------------------------------------
 
-/// The INFO that opens a read: how many streams, and how they are read on `api`.
-pub fn read_intro(streams: usize, api: Api) -> String {
-    let how = match api {
-        Api::StreamingExport => "one change walk for incremental streams",
-        Api::DataSync => "one Data Sync per incremental stream",
-        Api::Auto => {
-            "one Data Sync per incremental stream where the deployment serves Convex's Data Sync API, else one change walk for them"
-        }
-    };
+/// How `api: auto` reads incremental streams, for [`read_intro`].
+pub const READ_VIA_DATA_SYNC_WHERE_SERVED: &str = "one Data Sync per incremental stream where the deployment serves Convex's Data Sync API, else one change walk for them";
+
+/// The INFO that opens a read: how many streams, and `how` incremental ones are read.
+pub fn read_intro(streams: usize, how: &str) -> String {
     format!(
         "Reading {streams} stream(s) from Convex: {how}, then one snapshot walk for the streams that need a snapshot"
     )

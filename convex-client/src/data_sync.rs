@@ -149,26 +149,45 @@ pub struct ActiveSync {
 }
 
 /// A sync's progress as Convex counts it: approximate (totals from table summaries, 0 while
-/// those are unknown; documents synced include re-sent revisions and tombstones).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// those are unknown; documents synced include re-sent revisions and tombstones). Read straight
+/// from the wire's `status` (`{"type": "snapshotting", "numTablesSynced": …}`): a count may be
+/// missing, `null` or a float, and is then what it rounds to (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum SyncProgress {
     Snapshotting {
+        #[serde(default, deserialize_with = "count")]
         num_tables_synced: u64,
+        #[serde(default, deserialize_with = "count")]
         total_tables: u64,
+        #[serde(default, deserialize_with = "text")]
         current_component: String,
+        #[serde(default, deserialize_with = "text")]
         current_table: String,
+        #[serde(default, deserialize_with = "count")]
         num_documents_in_current_table: u64,
+        #[serde(default, deserialize_with = "count")]
         total_documents_in_current_table: u64,
+        #[serde(default, deserialize_with = "count")]
         num_documents_synced: u64,
+        #[serde(default, deserialize_with = "count")]
         total_documents: u64,
     },
     Stale {
+        #[serde(default, deserialize_with = "count")]
         total_tables: u64,
+        #[serde(default, deserialize_with = "count")]
         num_documents_synced: u64,
         synced_ts: SnapshotTs,
     },
     UpToDate {
+        #[serde(default, deserialize_with = "count")]
         total_tables: u64,
+        #[serde(default, deserialize_with = "count")]
         num_documents_synced: u64,
         synced_ts: SnapshotTs,
     },
@@ -626,45 +645,6 @@ pub fn parse_active_syncs(body: &[u8], sync_id: &str) -> Result<ActiveSyncsPage,
         #[serde(rename = "nextCursor", default)]
         next_cursor: Option<String>,
     }
-    #[derive(Deserialize)]
-    #[serde(tag = "type", rename_all = "camelCase")]
-    enum Status {
-        #[serde(rename_all = "camelCase")]
-        Snapshotting {
-            #[serde(default, deserialize_with = "count")]
-            num_tables_synced: u64,
-            #[serde(default, deserialize_with = "count")]
-            total_tables: u64,
-            #[serde(default)]
-            current_component: Option<String>,
-            #[serde(default)]
-            current_table: Option<String>,
-            #[serde(default, deserialize_with = "count")]
-            num_documents_in_current_table: u64,
-            #[serde(default, deserialize_with = "count")]
-            total_documents_in_current_table: u64,
-            #[serde(default, deserialize_with = "count")]
-            num_documents_synced: u64,
-            #[serde(default, deserialize_with = "count")]
-            total_documents: u64,
-        },
-        #[serde(rename_all = "camelCase")]
-        Stale {
-            #[serde(default, deserialize_with = "count")]
-            total_tables: u64,
-            #[serde(default, deserialize_with = "count")]
-            num_documents_synced: u64,
-            synced_ts: i64,
-        },
-        #[serde(rename_all = "camelCase")]
-        UpToDate {
-            #[serde(default, deserialize_with = "count")]
-            total_tables: u64,
-            #[serde(default, deserialize_with = "count")]
-            num_documents_synced: u64,
-            synced_ts: i64,
-        },
-    }
     let page: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let next = page
         .pagination
@@ -678,47 +658,8 @@ pub fn parse_active_syncs(body: &[u8], sync_id: &str) -> Result<ActiveSyncsPage,
     else {
         return Ok(ActiveSyncsPage { found: None, next });
     };
-    let status = Status::deserialize(sync.status)
+    let progress = SyncProgress::deserialize(sync.status)
         .map_err(|e| format!("the status of sync {sync_id} is not what the API documents: {e}"))?;
-    let progress = match status {
-        Status::Snapshotting {
-            num_tables_synced,
-            total_tables,
-            current_component,
-            current_table,
-            num_documents_in_current_table,
-            total_documents_in_current_table,
-            num_documents_synced,
-            total_documents,
-        } => SyncProgress::Snapshotting {
-            num_tables_synced,
-            total_tables,
-            current_component: current_component.unwrap_or_default(),
-            current_table: current_table.unwrap_or_default(),
-            num_documents_in_current_table,
-            total_documents_in_current_table,
-            num_documents_synced,
-            total_documents,
-        },
-        Status::Stale {
-            total_tables,
-            num_documents_synced,
-            synced_ts,
-        } => SyncProgress::Stale {
-            total_tables,
-            num_documents_synced,
-            synced_ts: SnapshotTs(synced_ts),
-        },
-        Status::UpToDate {
-            total_tables,
-            num_documents_synced,
-            synced_ts,
-        } => SyncProgress::UpToDate {
-            total_tables,
-            num_documents_synced,
-            synced_ts: SnapshotTs(synced_ts),
-        },
-    };
     let last_updated_ms = sync
         .last_updated
         .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
@@ -731,6 +672,11 @@ pub fn parse_active_syncs(body: &[u8], sync_id: &str) -> Result<ActiveSyncsPage,
         }),
         next,
     })
+}
+
+/// A name that may be `null` (none yet: empty).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A count that may be `null` (unknown: 0) or, from a JavaScript backend, a float.

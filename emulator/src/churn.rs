@@ -16,7 +16,7 @@ const KEPT: usize = 8;
 
 /// Runs until the deployment shuts down; idle while the interval is 0.
 pub async fn system_writer(dep: Deployment) {
-    let mut shutdown = dep.shutdown_signal();
+    let mut shutdown = dep.lifecycle().shutdown_signal();
     let mut recent: VecDeque<String> = VecDeque::new();
     loop {
         let interval = dep.settings().system_write_interval_ms;

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::{creation_time, Deployment, Error};
+use crate::deployment::Deployment;
+use crate::error::Error;
 use crate::ids::{self, Rng};
-use crate::store::{prepare_doc, PreparedDoc, Store, Write};
+use crate::store::{creation_time, prepare_doc, PreparedDoc, Store, Write};
 use crate::value::{Fields, Value};
 
 /// What to generate.

@@ -13,7 +13,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use crate::export::ApiError;
+use crate::api_error::ApiError;
 
 /// The duplicated socket of a connection, kept so a `reset` fault can set `SO_LINGER` to 0
 /// (making the close an RST) after hyper has taken the stream.

@@ -21,31 +21,50 @@
 //!
 //! See README.md for the HTTP control API (`/_emulator/`), the CLI and the fault rules.
 
-mod api;
-mod churn;
-mod control;
-mod data_sync;
-mod deployment;
-mod export;
-mod faults;
-mod generator;
-mod http;
+// Leaves: shared types and helpers that depend on no other module of the crate (or only
+// on other leaves).
+mod api_error;
+mod error;
 mod ids;
-mod schema;
-mod server;
+mod lifecycle;
+mod locks;
+mod names;
+mod settings;
 mod shape;
-mod snapshot_cost;
-mod store;
 mod tls;
 mod value;
+mod version;
 
-pub use deployment::{
-    Deployment, Error, RequestRecord, RequestStats, Settings, TableInfo, Transaction,
-    SELF_HOSTED_DOCKER_RETENTION_MS,
-};
+// The data, and the reads computed from it.
+mod data_sync;
+mod export;
+mod schema;
+mod store;
+
+// Serving and observing it.
+mod faults;
+mod requests;
+mod snapshot_cost;
+
+// The handle on all of it, and what drives it.
+mod churn;
+mod deployment;
+mod generator;
+
+// HTTP: the Convex endpoints, the control API and the server.
+mod control;
+mod endpoint;
+mod http;
+mod server;
+
+pub use deployment::Deployment;
+pub use error::Error;
 pub use faults::{FaultKind, FaultRule};
 pub use generator::{table_names, ChangeSummary, GenerateSpec};
+pub use requests::{RequestRecord, RequestStats};
 pub use server::{serve, serve_tls, Config, EmulatorServer};
+pub use settings::{Settings, SELF_HOSTED_DOCKER_RETENTION_MS};
+pub use store::{TableInfo, Transaction};
 pub use tls::{self_signed as self_signed_tls, Tls};
 pub use value::{Fields, Format, IntoFields, Value, ValueError};
 

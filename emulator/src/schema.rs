@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::export::ApiError;
+use crate::api_error::ApiError;
 use crate::shape::{finish_table_schema, special_float_schema, Shape};
 use crate::value::Format;
 

@@ -16,12 +16,13 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::deployment::{Deployment, Settings};
+use crate::deployment::Deployment;
 use crate::faults::FaultRule;
 use crate::generator::{self, GenerateSpec};
 use crate::http::{convex_error, json_value, no_route, EmuBody, SocketSlot};
+use crate::settings::Settings;
 use crate::tls::Tls;
-use crate::{api, control};
+use crate::{churn, control, endpoint};
 
 /// Largest request body accepted (transactions with near-1 MiB documents fit easily).
 const MAX_BODY: usize = 256 << 20;
@@ -221,12 +222,12 @@ pub async fn serve_tls(listener: TcpListener, dep: Deployment, tls: &Tls) {
 }
 
 async fn serve_with(listener: TcpListener, dep: Deployment, tls: Option<TlsAcceptor>) {
-    let mut shutdown = dep.shutdown_signal();
+    let mut shutdown = dep.lifecycle().shutdown_signal();
     if *shutdown.borrow() {
         return;
     }
-    if dep.claim_system_writer() {
-        tokio::spawn(crate::churn::system_writer(dep.clone()));
+    if dep.lifecycle().claim_system_writer() {
+        tokio::spawn(churn::system_writer(dep.clone()));
     }
     loop {
         tokio::select! {
@@ -242,7 +243,7 @@ async fn serve_with(listener: TcpListener, dep: Deployment, tls: Option<TlsAccep
                 };
                 let _ = stream.set_nodelay(true);
                 let dep = dep.clone();
-                let mut stop = dep.shutdown_signal();
+                let mut stop = dep.lifecycle().shutdown_signal();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let slot: SocketSlot =
@@ -313,7 +314,7 @@ async fn handle(
         return Ok(r.unwrap_or_else(|_| json_value(500, &serde_json::json!({"error": "panic"}))));
     }
     if path.starts_with("/api/") {
-        return api::handle(&dep, parts, body, &slot).await;
+        return endpoint::handle(&dep, parts, body, &slot).await;
     }
     Ok(no_route())
 }

@@ -6,10 +6,12 @@
 //! killed after a timeout. The costs are settings (zero by default); the cache and the
 //! counters always run.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::deployment::Settings;
 use crate::export::Selection;
+use crate::locks::lock;
+use crate::settings::Settings;
 
 /// A position in a snapshot walk: (tablet, document id) as a list_snapshot cursor names it.
 pub type Position = ([u8; 16], [u8; 16]);
@@ -20,6 +22,41 @@ pub struct IteratorKey {
     pub snapshot: i64,
     pub selection: Selection,
     pub position: Position,
+}
+
+/// The deployment's one cached list_snapshot iterator and its global build lock.
+pub struct IteratorCache {
+    /// The request that would continue the cached iterator (`None`: nothing cached).
+    next: Mutex<Option<IteratorKey>>,
+    /// Held while an iterator is rebuilt: one build at a time, like Convex.
+    build: tokio::sync::Mutex<()>,
+}
+
+impl Default for IteratorCache {
+    fn default() -> Self {
+        IteratorCache {
+            next: Mutex::new(None),
+            build: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl IteratorCache {
+    /// Whether `key` continues the cached iterator (then the request resumes it).
+    pub fn continues(&self, key: &IteratorKey) -> bool {
+        lock(&self.next).as_ref() == Some(key)
+    }
+
+    /// Records what the next request must be to resume the cached iterator (`None` when the
+    /// walk ended, or the build was killed).
+    pub fn cache(&self, next: Option<IteratorKey>) {
+        *lock(&self.next) = next;
+    }
+
+    /// Waits for the global build lock.
+    pub async fn build_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.build.lock().await
+    }
 }
 
 /// The time a rebuild takes: a fixed part plus a part per document-log row written after

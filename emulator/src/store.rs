@@ -1,20 +1,38 @@
 //! The multi-version document store: components, tables (tablets), revisions, the document
-//! log and the commit clock.
+//! log and the commit clock: the deployment's data, and the only state a commit changes.
 //!
 //! Every revision is encoded once when it is written (clean `json` and lossless encoded JSON),
 //! so the read endpoints only copy bytes. Old revisions are kept so a read at snapshot `S`
 //! sees each document's latest revision at or before `S`.
 
+mod tables;
+mod transaction;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use tables::TableInfo;
+pub use transaction::Transaction;
 
 use crate::ids::{self, Rng};
+use crate::schema::ComponentSchema;
 use crate::shape::{fingerprint_document, Shape, ShapeInterner};
 use crate::value::{write_fields, write_str, Fields, Format, Value};
 
 /// Head timestamp of a fresh deployment: mid-February 2026 in nanoseconds, 19 digits and far
 /// above 2^53, like a real deployment's, so clients that parse through f64 break visibly.
 pub const INITIAL_HEAD: i64 = 1_770_335_566_197_682_922;
+
+/// Highest head `advance_clock` reaches (about year 2262 minus a day), so later commits
+/// (head + a few ms) cannot overflow.
+const MAX_HEAD: i64 = i64::MAX - 86_400_000_000_000;
+
+/// `_creationTime` for the k-th insert of a commit at `ts`: milliseconds with a fraction,
+/// slightly before the commit and nudged per insert so documents of one transaction differ.
+pub fn creation_time(ts: i64, k: usize) -> f64 {
+    (ts / 1_000) as f64 / 1_000.0 - 1.0 + (k % 1000) as f64 * 0.001
+}
 
 /// A document revision as stored and served.
 pub struct StoredDoc {
@@ -247,7 +265,7 @@ pub struct Store {
     /// Document size target of generated changes (set by the last data generation).
     pub doc_size: usize,
     /// Active `schema.ts` per component path.
-    pub schemas: BTreeMap<String, crate::schema::ComponentSchema>,
+    pub schemas: BTreeMap<String, ComponentSchema>,
     /// Randomness of system rows, apart from `rng` so they leave user ids and timestamps
     /// exactly as they were.
     pub system_rng: Rng,
@@ -282,6 +300,14 @@ impl Store {
             system_rng: Rng::derive(seed, &[0x0051_57e3]),
             catalog: None,
         }
+    }
+
+    /// Moves head forward without a commit, like Convex's periodic max-repeatable-timestamp
+    /// bumps; used to age snapshots and cursors past their limits.
+    pub fn advance_clock(&mut self, by: Duration) -> i64 {
+        let ns = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.head = self.head.saturating_add(ns).min(MAX_HEAD);
+        self.head
     }
 
     /// The timestamp the next commit gets: 1-3 ms after head with nanosecond jitter, so

@@ -14,6 +14,7 @@
 use std::future::Future;
 
 use crate::error::UserError;
+use crate::messages;
 use crate::protocol::{LogLevel, Message};
 use crate::state::Position;
 use convex::{PageSink, ValueMeta};
@@ -254,12 +255,11 @@ pub async fn walk<F: Feed>(
                 }
                 continue;
             }
-            let text = format!(
-                "Stopped reading changes of {}: {} changed documents ({:.1} MiB) reached this read's change buffer (change_buffer_mb = {}). They are delivered now, one revision each; the next read continues from there.",
-                routes.selection,
+            let text = messages::change_buffer_full(
+                &routes.selection,
                 delivery.held(),
-                held as f64 / (1024.0 * 1024.0),
-                options.buffer_bytes / (1024 * 1024)
+                held,
+                options.buffer_bytes,
             );
             em.log(LogLevel::Warn, &text);
             break;
@@ -278,10 +278,7 @@ pub async fn walk<F: Feed>(
         let position = match deferred[m] {
             None => feed.position(m),
             Some(d) => {
-                let text = format!(
-                    "Stream {}: {} changes came for documents this read had already sent (Convex re-sends documents that change while it snapshots); a read sends each document once, so the next read delivers them.",
-                    runs[m].desc, d.changes
-                );
+                let text = messages::changes_deferred(&runs[m].desc, d.changes);
                 em.log(LogLevel::Info, &text);
                 feed.deferred_position(m, d).await
             }

@@ -4,7 +4,7 @@
 //! Why one sync per stream and not one for the read: a single-table data sync reads only that
 //! table's log (Convex's `load_documents_from_table`), so N syncs cost the server what one
 //! would, and each stream keeps its own cursor in its own STATE, which is what Airbyte and
-//! PyAirbyte persist, reset and hand back per stream.
+//! PyAirbyte persist, refresh and hand back per stream.
 //!
 //! A data sync snapshots a table page by page in `_id` order, and catches up on the log
 //! between and after those pages, re-sending documents that changed since they were sent.
@@ -144,10 +144,7 @@ async fn convert<D: DataSyncApi>(
 ) -> anyhow::Result<Option<DataSyncCursor>> {
     match api.cursor_from_deltas(selection, at).await {
         Ok(cursor) => {
-            let text = format!(
-                "Stream {}: moved from the streaming export API (position {at}) to Convex's Data Sync API; Convex converted the position, so nothing is read again.",
-                run.desc
-            );
+            let text = messages::moved_to_data_sync(&run.desc, at);
             em.log(LogLevel::Info, &text);
             run.checkpoint(
                 em,
@@ -172,14 +169,9 @@ async fn convert<D: DataSyncApi>(
             let why = if e.code() == Some(codes::CURSOR_EXPIRED) {
                 "it is older than Convex's retention"
             } else {
-                "it is later than anything this deployment has written: the state comes from another deployment (deployment_url changed), or this deployment was restored from a backup"
+                messages::CONVERSION_REFUSED_POSITION_AHEAD
             };
-            let text = format!(
-                "Stream {}: Convex could not convert its streaming export position {at} to a Data Sync cursor ({}): {why}. Starting a new Data Sync of the table instead: every document is sent again, and documents deleted since that position stay in the destination until this stream is refreshed ({}).",
-                run.desc,
-                e.detail(),
-                messages::REFRESH
-            );
+            let text = messages::data_sync_conversion_refused(&run.desc, at, e.detail(), why);
             em.log(LogLevel::Warn, &text);
             Ok(None)
         }
@@ -241,11 +233,7 @@ impl<D: DataSyncApi> DataSyncFeed<'_, D> {
             if code == Some(codes::CURSOR_EXPIRED) && !cold && !self.restarted {
                 notes.push(Note::Log(
                     LogLevel::Warn,
-                    format!(
-                        "Stream {}: its Data Sync cursor has expired (DataSyncCursorExpired: the stream was not read within Convex's retention, 3 days on Convex Cloud). Starting a new sync of the table now: every document is sent again, and documents deleted in the meantime stay in the destination until this stream is refreshed ({}).",
-                        self.desc,
-                        messages::REFRESH
-                    ),
+                    messages::data_sync_cursor_expired(&self.desc),
                 ));
                 self.restarted = true;
                 self.saved = false;
@@ -255,19 +243,18 @@ impl<D: DataSyncApi> DataSyncFeed<'_, D> {
             }
             if code == Some(codes::INVALID_CURSOR) && !self.saved && !cold {
                 // The cursor came from this deployment a page ago: not the user's doing.
-                return Err(UserError::system(format!(
-                    "Convex refused a Data Sync cursor of {} that it had answered itself earlier in this read ({}); nothing of the refused page was saved. Sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
-                    self.selection,
-                    convex_detail(&e)
-                ))
-                .into());
+                return Err(
+                    UserError::system(messages::data_sync_cursor_refused_mid_read(
+                        &self.selection,
+                        convex_detail(&e),
+                    ))
+                    .into(),
+                );
             }
             if code == Some(codes::INVALID_CURSOR) && self.saved {
-                return Err(UserError::config(format!(
-                    "Convex refused the saved Data Sync cursor of stream {} ({}): it was not made by this deployment, or it was altered. Check that deployment_url is the deployment this connection synced, or {}.",
-                    self.desc,
+                return Err(UserError::config(messages::saved_data_sync_cursor_refused(
+                    &self.desc,
                     convex_detail(&e),
-                    messages::REFRESH_STREAM
                 ))
                 .into());
             }
@@ -284,18 +271,13 @@ impl<D: DataSyncApi> Feed for DataSyncFeed<'_, D> {
         let position = self.position_of(&end);
         // What this page's STATE would say must be a position a later read resumes from.
         if let Err(why) = position.check_resumable() {
-            return Err(UserError::transient(format!(
-                "Stream {}: Convex answered a Data Sync page this connector could not resume after ({why}); it was not taken. Sync again: the next read resumes from the last saved position. If it happens again, report it to Convex support.",
-                self.desc
+            return Err(UserError::transient(messages::data_sync_page_not_resumable(
+                &self.desc, why,
             ))
             .into());
         }
         if !cold && end.truncates.contains(&self.table) {
-            let text = format!(
-                "Stream {}: Convex reports that its table was replaced (by an import, or deleted and re-created). Its current documents are read again from scratch now, but documents that vanished with the old table stay in the destination: {}.",
-                self.desc,
-                messages::REFRESH_STREAM
-            );
+            let text = messages::table_replaced(&self.desc);
             notes.push(Note::Log(LogLevel::Warn, text.clone()));
             notes.push(Note::Analytics("convex_table_replaced", text));
         }
@@ -342,12 +324,8 @@ impl<D: DataSyncApi> Feed for DataSyncFeed<'_, D> {
         }
         self.last = Some(position);
         self.cursor = Some(end.next);
-        let stop = (self.stalled >= MAX_PAGES_WITHOUT_PROGRESS).then(|| {
-            format!(
-                "Stream {}: Convex's Data Sync answered {} pages in a row that neither walked the table nor moved its consistent timestamp; stopped this read at its last position instead of asking forever. The next read continues from there; if this repeats, report it to Convex support.",
-                self.desc, self.stalled
-            )
-        });
+        let stop = (self.stalled >= MAX_PAGES_WITHOUT_PROGRESS)
+            .then(|| messages::data_sync_stalled(&self.desc, self.stalled));
         let unsettled = end
             .unrepeated
             .iter()

@@ -103,9 +103,11 @@ impl<A: ConvexApi> Feed for DeltasFeed<'_, A> {
             .document_deltas(&self.selection, DeltaCursor(asked), sink)
             .await?;
         if end.cursor.0 < 0 || (end.has_more && end.cursor.0 <= asked) {
-            return Err(UserError::system(format!(
-                "document_deltas of {} answered hasMore={} with a cursor ({}) that does not advance past {asked}; stopping instead of reading the same changes forever",
-                self.selection, end.has_more, end.cursor
+            return Err(UserError::system(crate::messages::deltas_cursor_stuck(
+                &self.selection,
+                end.has_more,
+                end.cursor,
+                asked,
             ))
             .into());
         }

@@ -14,7 +14,7 @@
 //! 4. `snapshot_phase`: snapshot walks (`snapshot.rs`), one after another, never interleaved:
 //!    a stream that resumes a `list_snapshot` walk continues it alone at its own timestamp;
 //!    every other stream that needs a snapshot (full refresh; on the streaming export API also
-//!    new and reset streams) is read in one walk over all their tables at T (one Convex
+//!    new and refreshed streams) is read in one walk over all their tables at T (one Convex
 //!    iterator for them all), so the whole read is the deployment as of T.
 //!
 //! Per stream: STARTED → (RUNNING at the first record) → RECORDs and STATEs → COMPLETE, or
@@ -40,6 +40,7 @@ use crate::config::{Api, ColumnTypes};
 use crate::discovery;
 use crate::error::UserError;
 use crate::listener::Activity;
+use crate::messages;
 use crate::output::Output;
 use crate::protocol::{
     ConfiguredCatalog, LogLevel, Message, StreamDescriptor, StreamStatusKind, SyncMode,
@@ -98,14 +99,9 @@ async fn announce(
     let how = match api {
         Api::StreamingExport => "one change walk for incremental streams",
         Api::DataSync => "one Data Sync per incremental stream",
-        Api::Auto => {
-            "one Data Sync per incremental stream where the deployment serves Convex's Data Sync API, else one change walk for them"
-        }
+        Api::Auto => messages::READ_VIA_DATA_SYNC_WHERE_SERVED,
     };
-    let intro = format!(
-        "Reading {} stream(s) from Convex: {how}, then one snapshot walk for the streams that need a snapshot",
-        catalog.streams.len()
-    );
+    let intro = messages::read_intro(catalog.streams.len(), how);
     em.log(LogLevel::Info, &intro);
     let descriptors: Vec<_> = catalog.streams.iter().map(plan::descriptor).collect();
     for d in &descriptors {
@@ -223,9 +219,7 @@ async fn data_sync_phase<A: DataSyncApi>(
                 if options.api == Api::Auto {
                     return Ok(Served::No);
                 }
-                let e = UserError::config(format!(
-                    "this deployment does not serve Convex's Data Sync API ({e:#}): it is a self-hosted backend older than 2026-07-10. Set api to \"auto\" or \"streaming_export\" in the source's configuration, or upgrade the backend."
-                ));
+                let e = UserError::config(messages::data_sync_not_served(&e));
                 runs[i].fail(em, &e.into());
             }
             other => finish(em, &mut runs[i], other)?,
@@ -255,20 +249,14 @@ fn not_served(e: &anyhow::Error) -> bool {
 /// 2026-08-11, before which `document_deltas` skipped the tables of non-root components: their
 /// streams would never see a change.
 fn fall_back(em: &mut Emitter, runs: &[StreamRun]) {
-    em.log(
-        LogLevel::Info,
-        "This deployment does not serve Convex's Data Sync API (POST /api/v1/data/sync answered 404: a self-hosted backend older than 2026-07-10), so incremental streams read through the streaming export API (list_snapshot and document_deltas).",
-    );
+    em.log(LogLevel::Info, messages::FALLING_BACK_TO_STREAMING_EXPORT);
     let components: Vec<String> = runs
         .iter()
         .filter(|r| reads_changes(r) && !r.table.component.is_empty())
         .map(|r| r.desc.to_string())
         .collect();
     if !components.is_empty() {
-        let text = format!(
-            "Streams {} are tables of Convex components. Backends without the Data Sync API also predate Convex's fix of 2026-08-11: their document_deltas skips the tables of components, so these streams see no change after their first sync on this backend (their rows stay as first synced). Upgrade the backend, or sync these streams with Full refresh.",
-            components.join(", ")
-        );
+        let text = messages::component_streams_see_no_changes(&components);
         em.log(LogLevel::Warn, &text);
     }
 }
@@ -282,18 +270,12 @@ fn onto_streaming_export(em: &mut Emitter, run: &mut StreamRun) {
     };
     let text = match consistent_at {
         Some(t) => {
-            let text = format!(
-                "Stream {}: its saved position is a Data Sync cursor, consistent at {t}; on the streaming export API it continues from that timestamp through document_deltas.",
-                run.desc
-            );
+            let text = messages::data_sync_position_continues_on_deltas(&run.desc, t);
             run.position = Position::Deltas(DeltaCursor(t.0));
             (LogLevel::Info, text)
         }
         None => {
-            let text = format!(
-                "Stream {}: its saved position is a Data Sync cursor in the middle of its snapshot, which the streaming export API cannot continue; the table is read again from a fresh snapshot (rows deleted meanwhile stay in the destination until the stream is refreshed).",
-                run.desc
-            );
+            let text = messages::data_sync_snapshot_restarts_on_deltas(&run.desc);
             run.position = Position::Fresh;
             (LogLevel::Warn, text)
         }
@@ -343,11 +325,10 @@ async fn change_walk<A: ConvexApi>(
                     }
                     // Waiting would not help: the changes between this deployment's head and
                     // the saved position may never be written here.
-                    let text = format!(
-                        "Stream {}: its saved position ({}) is later than anything this deployment has written (its latest is {}): the state comes from another deployment (deployment_url changed), or this deployment was restored from a backup. Re-reading the table from a fresh snapshot now; rows the destination holds that this deployment does not have stay there until the stream is refreshed.",
-                        runs[m].desc,
+                    let text = messages::saved_position_ahead(
+                        &runs[m].desc,
                         delta_position(&runs[m]).map_or(0, |c| c.0),
-                        end.at
+                        end.at,
                     );
                     em.log(LogLevel::Warn, &text);
                     runs[m].position = Position::Fresh;
@@ -375,10 +356,7 @@ async fn change_walk<A: ConvexApi>(
                 }
                 for &m in &members {
                     if delta_position(&runs[m]) == oldest {
-                        let text = format!(
-                            "Stream {}: the saved position is older than Convex's change-log retention (InvalidWindowToReadDocuments). Re-reading the whole table from a fresh snapshot now; documents deleted during the gap are not reported as deletes, so destinations may keep them until the stream is refreshed.",
-                            runs[m].desc
-                        );
+                        let text = messages::change_log_expired(&runs[m].desc);
                         em.log(LogLevel::Warn, &text);
                         runs[m].position = Position::Fresh;
                     }
@@ -444,11 +422,7 @@ async fn snapshot_phase<A: ConvexApi>(
                 runs[i].fail(em, &e);
             }
             if !others.is_empty() {
-                let text = format!(
-                    "The snapshot walk of {} streams stopped ({e:#}); {} go on alone from their last checkpoint.",
-                    fresh.len(),
-                    others.len()
-                );
+                let text = messages::snapshot_walk_split(fresh.len(), &e, others.len());
                 em.log(LogLevel::Warn, &text);
             }
             for i in others {

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use crate::error::UserError;
+use crate::messages;
 use crate::protocol::{LogLevel, StreamDescriptor};
 use crate::typed::declared::{same_bytes, Declared, Misfit};
 use convex::encoding::{plain_bytes_only, transcode, unescape, Target};
@@ -143,10 +144,10 @@ impl RecordWriter {
         let table_ok = same_bytes(meta.table.as_bytes(), self.table.table.as_bytes());
         let component_ok = same_bytes(meta.component.as_bytes(), self.table.component.as_bytes());
         if !table_ok || !component_ok {
-            return Err(UserError::system(format!(
-                "Convex returned a document of table {:?} (component {:?}) when asked for {}: the deployment ignored the table filter (see get-convex/convex-backend issue #302). The stream was stopped instead of mixing tables; upgrade or contact Convex support.",
-                meta.table, meta.component,
-                self.table
+            return Err(UserError::system(messages::table_filter_ignored(
+                &meta.table,
+                &meta.component,
+                &self.table,
             )));
         }
         let line_start = out.len();
@@ -309,12 +310,11 @@ impl Typed {
                 (LogLevel::Warn, format!("Stream {stream}: more fields were sent as null; each record names its own in meta.changes."))
             } else {
                 match n.misfit {
-                    Some((declared, found)) => (LogLevel::Warn, format!(
-                        "Stream {stream}: field `{field}` holds a {found} where the configured catalog declares {declared}: the table's shape in Convex changed since its schema was discovered. Such values are sent as null, and named in each record's meta.changes, so that the destination's load does not fail. Refresh the source schema to get the field's new type (then clear the stream to re-sync its earlier rows)."
-                    )),
-                    None => (LogLevel::Info, format!(
-                        "Stream {stream}: field `{field}` holds NaN or an infinity, which JSON cannot carry as a number: such values are sent as null, and named in each record's meta.changes. To receive them as the strings \"NaN\", \"Infinity\" and \"-Infinity\" instead, set column_types to legacy."
-                    )),
+                    Some((declared, found)) => (
+                        LogLevel::Warn,
+                        messages::field_type_changed(stream, &field, found, declared),
+                    ),
+                    None => (LogLevel::Info, messages::field_not_a_number(stream, &field)),
                 }
             });
         }

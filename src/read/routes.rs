@@ -44,9 +44,11 @@ impl Routes {
             .and_then(|t| t.get(&*meta.table))
             .copied()
             .ok_or_else(|| {
-                UserError::system(format!(
-                    "Convex returned {what} of table {:?} (component {:?}) when asked for {}: the deployment ignored the table selection (see get-convex/convex-backend issue #302). The walk was stopped instead of mixing tables; upgrade or contact Convex support.",
-                    meta.table, meta.component, self.selection
+                UserError::system(crate::messages::table_selection_ignored(
+                    what,
+                    &meta.table,
+                    &meta.component,
+                    &self.selection,
                 ))
             })
     }

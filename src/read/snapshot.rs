@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 
 use crate::error::UserError;
+use crate::messages;
 use crate::protocol::LogLevel;
 use crate::state::Position;
 use convex::{
@@ -93,7 +94,7 @@ pub async fn walk<A: ConvexApi>(
             }
             // Waiting cannot help: the saved walk's changes up to its timestamp may never be.
             Some(codes::SNAPSHOT_TOO_NEW) if resumed && !healed => {
-                "the saved snapshot is later than anything this deployment has written (SnapshotTooNew): the state comes from another deployment, or this one was restored from a backup"
+                messages::SNAPSHOT_LATER_THAN_DEPLOYMENT
             }
             _ => return Err(e),
         };
@@ -102,18 +103,11 @@ pub async fn walk<A: ConvexApi>(
         // that outlives Convex's 5-day snapshot age within one read gets here: it stops, and
         // the next read restarts it before sending anything.
         if members.iter().any(|&m| runs[m].counts.records > 0) {
-            return Err(UserError::transient(format!(
-                "{why} in the middle of this read, after documents were sent ({e:#}); sync again: the next read restarts the table from a fresh snapshot before it sends anything"
-            ))
-            .into());
+            return Err(UserError::transient(messages::snapshot_lost_mid_read(why, &e)).into());
         }
         healed = true;
         let streams: Vec<String> = members.iter().map(|&m| runs[m].desc.to_string()).collect();
-        let text = format!(
-            "{} {}: {why}. Restarting from a fresh snapshot now; rows already synced are sent again, and rows deleted since the old snapshot are not reported as deletes.",
-            if streams.len() == 1 { "Stream" } else { "Streams" },
-            streams.join(", ")
-        );
+        let text = messages::snapshot_restarted(&streams, why);
         em.log(LogLevel::Warn, &text);
         for &m in members {
             runs[m].position = Position::Fresh;
@@ -160,19 +154,19 @@ async fn walk_once<A: ConvexApi>(
                 .await?
         };
         if end.snapshot != snapshot {
-            return Err(UserError::system(format!(
-                "list_snapshot of {selection} answered at snapshot {} instead of the requested {snapshot}; the pages would not be consistent",
-                end.snapshot
+            return Err(UserError::system(messages::snapshot_at_wrong_timestamp(
+                selection,
+                end.snapshot,
+                snapshot,
             ))
             .into());
         }
         match (end.has_more, end.cursor) {
             (true, Some(c)) => {
                 if !seen.insert(c.clone()) {
-                    return Err(UserError::system(format!(
-                        "list_snapshot of {selection} answered a cursor it had already answered in this walk; stopping instead of sending the same records forever"
-                    ))
-                    .into());
+                    return Err(
+                        UserError::system(messages::snapshot_cursor_repeated(selection)).into(),
+                    );
                 }
                 cursor = Some(c.clone());
                 for &m in members {

@@ -14,7 +14,7 @@ use std::ops::{Bound, Range};
 use super::cursor::{CursorState, InProgress};
 use super::progress::State;
 use super::selection::{Columns, Selection};
-use crate::export::ApiError;
+use crate::api_error::ApiError;
 use crate::store::{Store, StoredDoc, TableData};
 use crate::value::{write_fields, write_str, Format};
 

@@ -1,5 +1,5 @@
-//! Data sync progress rows (Convex's `_data_sync_progress` table) and their listing,
-//! `GET /api/v1/data/list_active_syncs`.
+//! Data sync progress rows (Convex's `_data_sync_progress` table) and the order
+//! `GET /api/v1/data/list_active_syncs` lists them in.
 //!
 //! Convex's rules (`model/src/data_sync_progress`, `application/src/streaming_export.rs`): a
 //! sync's first page inserts its row, and a failure to do so fails the page; later pages
@@ -13,14 +13,16 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::export::ApiError;
+use crate::api_error::ApiError;
 
 /// A sync is listed while its row was updated within this window (Convex's
 /// `DATA_SYNC_ACTIVE_WINDOW`, a constant, not a knob).
 pub const ACTIVE_WINDOW_MS: u64 = 3 * 24 * 60 * 60 * 1000;
 
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 100;
+/// The emulator's clock (head, in ns) as the unix milliseconds of progress rows.
+pub fn clock_ms(head: i64) -> u64 {
+    u64::try_from(head / 1_000_000).unwrap_or(0)
+}
 
 /// What a row says about a sync, in the wire shape of `ActiveDataSync.status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -74,7 +76,7 @@ impl State {
 /// One listed sync (`ActiveDataSync`).
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Row {
+pub struct Row {
     sync_id: String,
     last_updated: u64,
     status: State,
@@ -84,7 +86,8 @@ struct Row {
 }
 
 impl Row {
-    fn key(&self) -> Position {
+    /// Where a listing that ends with this row resumes.
+    pub fn key(&self) -> Position {
         Position(self.last_updated, self.created)
     }
 }
@@ -148,7 +151,7 @@ impl Rows {
 
     /// One page of active syncs after `after`, most recently updated first, and whether the
     /// listing goes on (the page filled up).
-    fn list(&self, now_ms: u64, after: Option<Position>, limit: usize) -> (Vec<&Row>, bool) {
+    pub fn list(&self, now_ms: u64, after: Option<Position>, limit: usize) -> (Vec<&Row>, bool) {
         let cutoff = now_ms.saturating_sub(ACTIVE_WINDOW_MS);
         let mut rows: Vec<&Row> = self
             .by_sync
@@ -172,59 +175,6 @@ impl Rows {
         let full = page.len() == limit;
         (page, full)
     }
-}
-
-/// `GET /api/v1/data/list_active_syncs` after the query was parsed and the caller
-/// authorized: checks `limit` and opens `cursor` (in Convex's order), then answers
-/// `{"syncs":[…],"pagination":{"hasMore":bool[,"nextCursor":string]}}`.
-pub fn list_active_syncs(
-    rows: &Rows,
-    sealer: &super::Sealer,
-    now_ms: u64,
-    limit: Option<usize>,
-    cursor: Option<&str>,
-) -> Result<Vec<u8>, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            400,
-            "LimitOutOfRange",
-            format!("The limit for listing active syncs must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = match cursor {
-        None => None,
-        Some(c) => Some(
-            sealer
-                .open_list_cursor(c)
-                .ok_or_else(|| ApiError::new(400, "InvalidCursor", "Failed to parse cursor"))?,
-        ),
-    };
-    let (syncs, full) = rows.list(now_ms, after, limit);
-    let next_cursor = match syncs.last() {
-        Some(last) if full => Some(sealer.seal_list_cursor(last.key())),
-        _ => None,
-    };
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Pagination {
-        has_more: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_cursor: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Response<'a> {
-        syncs: Vec<&'a Row>,
-        pagination: Pagination,
-    }
-    let body = Response {
-        syncs,
-        pagination: Pagination {
-            has_more: next_cursor.is_some(),
-            next_cursor,
-        },
-    };
-    Ok(serde_json::to_vec(&body).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json};
 
-use crate::export::{valid_component_path, valid_table_name, ApiError};
+use crate::api_error::ApiError;
+use crate::names::{valid_component_path, valid_table_name};
 
 /// What a selection says about one table's columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,18 +92,25 @@ impl Selection {
         }
     }
 
+    /// A request body's raw `selection` field (`None` = absent). `null` is refused at once:
+    /// serde refuses it while the body is deserialized, before the endpoint looks at its
+    /// cursor; any other value is only parsed, by [`Selection::from_arg`], after that.
+    pub fn field(body: &Json) -> Result<Option<Json>, ApiError> {
+        match body.get("selection") {
+            Some(Json::Null) => Err(ApiError::bad_json_target(
+                "selection: invalid type: null, expected struct Selection",
+            )),
+            v => Ok(v.cloned()),
+        }
+    }
+
     /// Parses the request's `selection` field (`None` = absent).
     pub fn from_arg(v: Option<&Json>) -> Result<Selection, ApiError> {
         let Some(v) = v else {
             return Ok(Selection::everything());
         };
-        let sel = parse(v).map_err(|e| {
-            ApiError::new(
-                400,
-                "BadJsonBody",
-                format!("Failed to deserialize the JSON body into the target type: selection: {e}"),
-            )
-        })?;
+        let sel =
+            parse(v).map_err(|e| ApiError::bad_json_target(format_args!("selection: {e}")))?;
         sel.validate()?;
         Ok(sel)
     }
