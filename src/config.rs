@@ -22,27 +22,21 @@ pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 120;
 pub const DEFAULT_CHANGE_BUFFER_MB: u64 = 256;
 
-/// The config as callers send it. Unknown keys are ignored (the spec allows them).
+/// The config as callers send it. Unknown keys are ignored (the spec allows them); a missing
+/// optional key is `None`.
 /// Deliberately no `Debug`: it holds the access key.
 #[derive(Deserialize, JsonSchema)]
 pub struct RawConfig {
     pub deployment_url: String,
     pub access_key: String,
-    #[serde(default)]
     pub concurrency: Option<u32>,
-    #[serde(default)]
     pub connect_timeout_seconds: Option<u64>,
-    #[serde(default)]
     pub request_timeout_seconds: Option<u64>,
-    #[serde(default)]
     pub every_revision: Option<bool>,
-    #[serde(default)]
     pub change_buffer_mb: Option<u64>,
     /// `"streaming_export"` or `"data_sync"` (the spec's enum is checked first).
-    #[serde(default)]
     pub api: Option<String>,
     /// `"typed"` or `"legacy"` (the spec's enum is checked first).
-    #[serde(default)]
     pub column_types: Option<String>,
 }
 

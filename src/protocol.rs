@@ -328,10 +328,8 @@ pub struct ConfiguredStream {
 #[derive(Deserialize, Debug)]
 pub struct ConfiguredStreamInfo {
     pub name: String,
-    #[serde(default)]
     pub namespace: Option<String>,
     /// The schema as configured: fewer properties than discovered means field selection.
-    #[serde(default)]
     pub json_schema: Option<Value>,
 }
 

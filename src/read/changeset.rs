@@ -84,15 +84,7 @@ impl ChangeSet {
     /// order, so older ones only come from a retried page; the same revision again replaces
     /// itself).
     pub fn insert(&mut self, change: &Change<'_>) {
-        let Change {
-            stream,
-            id,
-            ts,
-            seq,
-            deleted,
-            raw,
-            members,
-        } = *change;
+        let (stream, id, ts, raw) = (change.stream, change.id, change.ts, change.raw);
         if self.latest.len() <= stream {
             self.latest.resize_with(stream + 1, Ids::default);
         }
@@ -114,11 +106,12 @@ impl ChangeSet {
         docs.extend_from_slice(raw);
         self.docs_bytes += raw.len();
         let first = self.members.len();
-        self.members.extend_from_slice(members.unwrap_or_default());
+        self.members
+            .extend_from_slice(change.members.unwrap_or_default());
         let revision = Revision {
             ts,
-            seq,
-            deleted,
+            seq: change.seq,
+            deleted: change.deleted,
             raw: (chunk, start..start + raw.len()),
             members: first..self.members.len(),
         };

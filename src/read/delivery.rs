@@ -117,14 +117,7 @@ impl Delivery {
     /// Takes one value of `stream`; returns whether it goes out now (the caller sends it)
     /// rather than into the held set.
     pub fn take(&mut self, intake: Intake, change: &Change<'_>) -> bool {
-        let Change {
-            stream,
-            id,
-            ts,
-            seq,
-            deleted,
-            ..
-        } = *change;
+        let (stream, id) = (change.stream, change.id);
         let direct = match intake {
             Intake::Direct => true,
             Intake::Hold => false,
@@ -133,7 +126,7 @@ impl Delivery {
                 let sent = &self.sent[stream];
                 let past_sent =
                     sent.hi.as_deref().is_none_or(|hi| id > hi) && !sent.ids.contains(id);
-                self.by_id_page &= !deleted
+                self.by_id_page &= !change.deleted
                     && past_page
                     && past_sent
                     && (self.set.len() == 0 || !self.set.holds(stream, id));
@@ -154,12 +147,12 @@ impl Delivery {
         if sent_before {
             let d = self.deferred[stream].get_or_insert(Deferred {
                 changes: 0,
-                first_ts: ts,
-                first_seq: seq,
+                first_ts: change.ts,
+                first_seq: change.seq,
             });
             d.changes += 1;
-            d.first_ts = d.first_ts.min(ts);
-            d.first_seq = d.first_seq.min(seq);
+            d.first_ts = d.first_ts.min(change.ts);
+            d.first_seq = d.first_seq.min(change.seq);
         } else {
             self.set.insert(change);
         }

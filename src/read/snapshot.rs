@@ -77,7 +77,7 @@ pub async fn walk<A: ConvexApi>(
         let resumed = members
             .iter()
             .any(|&m| matches!(runs[m].position, Position::Snapshot { .. }));
-        let Err(e) = walk_once(api, em, runs, members, at).await else {
+        let Err(e) = walk_once(at, api, em, runs, members).await else {
             return Ok(());
         };
         let code = e
@@ -118,12 +118,13 @@ pub async fn walk<A: ConvexApi>(
     }
 }
 
+/// One attempt at the walk: a saved walk's own timestamp, or `fresh_at` for the others.
 async fn walk_once<A: ConvexApi>(
+    fresh_at: SnapshotTs,
     api: &A,
     em: &mut Emitter,
     runs: &mut [StreamRun],
     members: &[usize],
-    fresh_at: SnapshotTs,
 ) -> anyhow::Result<()> {
     let saved = members.iter().find_map(|&m| match &runs[m].position {
         Position::Snapshot { snapshot, cursor } => Some((*snapshot, cursor.clone())),

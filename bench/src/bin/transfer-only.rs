@@ -345,42 +345,17 @@ fn unescape(s: &[u8]) -> Res<String> {
 /// One pass over a page: top-level keys only; `values` elements are counted and skipped.
 fn scan(b: &[u8]) -> Res<Page> {
     let mut p = Page::default();
-    let mut i = ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return Err("page is not an object".into());
-    }
-    i += 1;
-    loop {
-        i = ws(b, i);
-        match b.get(i) {
-            Some(b'}') => return Ok(p),
-            Some(b',') => {
-                i += 1;
-                continue;
-            }
-            Some(b'"') => {}
-            _ => return Err(format!("unexpected byte at {i}")),
-        }
-        let kend = skip_string(b, i)?;
-        let key = &b[i + 1..kend - 1];
-        i = ws(b, kend);
-        if b.get(i) != Some(&b':') {
-            return Err("expected ':'".into());
-        }
-        i = ws(b, i + 1);
-        match key {
+    members(b, 0, &mut |key, i| {
+        let end = match key {
             b"values" => {
                 if b.get(i) != Some(&b'[') {
                     return Err("values is not an array".into());
                 }
-                i += 1;
+                let mut i = i + 1;
                 loop {
                     i = ws(b, i);
                     match b.get(i) {
-                        Some(b']') => {
-                            i += 1;
-                            break;
-                        }
+                        Some(b']') => break i + 1,
                         Some(b',') => i += 1,
                         Some(_) => {
                             i = skip_value(b, i)?;
@@ -406,11 +381,25 @@ fn scan(b: &[u8]) -> Res<Page> {
                     b"hasMore" => p.has_more = raw == b"true",
                     _ => p.snapshot = std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()),
                 }
-                i = end;
+                end
             }
-            _ => i = skip_value(b, i)?,
-        }
-    }
+            _ => return Ok(None),
+        };
+        Ok(Some(end))
+    })?;
+    Ok(p)
+}
+
+/// `name=value,name=value` (a name may hold `=`: the value is after the last one).
+fn name_values(list: &str, flag: &str) -> Res<Vec<(String, String)>> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            kv.rsplit_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("{flag} wants name=value,..."))
+        })
+        .collect()
 }
 
 type MemberFn<'a> = dyn FnMut(&[u8], usize) -> Res<Option<usize>> + 'a;
@@ -807,14 +796,9 @@ fn run() -> Res<()> {
                 }
             }
             "--delta-cursors" => {
-                for kv in val()?.split(',').filter(|s| !s.is_empty()) {
-                    let (k, v) = kv
-                        .rsplit_once('=')
-                        .ok_or("--delta-cursors wants name=ts,...")?;
-                    cursors.push((
-                        k.to_string(),
-                        v.parse().map_err(|_| format!("bad cursor {v}"))?,
-                    ));
+                for (k, v) in name_values(&val()?, "--delta-cursors")? {
+                    let ts = v.parse().map_err(|_| format!("bad cursor {v}"))?;
+                    cursors.push((k, ts));
                 }
             }
             "--parallel" => parallel = true,
@@ -825,14 +809,7 @@ fn run() -> Res<()> {
                     a => return Err(format!("unknown api {a}")),
                 }
             }
-            "--data-sync-cursors" => {
-                for kv in val()?.split(',').filter(|s| !s.is_empty()) {
-                    let (k, v) = kv
-                        .rsplit_once('=')
-                        .ok_or("--data-sync-cursors wants name=cursor,...")?;
-                    sync_cursors.push((k.to_string(), v.to_string()));
-                }
-            }
+            "--data-sync-cursors" => sync_cursors = name_values(&val()?, "--data-sync-cursors")?,
             "-h" | "--help" => {
                 println!("transfer-only --url URL --key KEY --tables a,b [--mode full|incremental] [--delta-cursors a=TS,...] [--parallel]");
                 println!("transfer-only --url URL --key KEY --tables a,b --api data_sync [--data-sync-cursors a=HEX,...]");
