@@ -99,7 +99,8 @@ pub fn read(
     });
     let api = Arc::new(
         HttpConvex::new(&config.client_settings(), Some(listener))?
-            .with_value_format(value_format(config.column_types)),
+            .with_value_format(value_format(config.column_types))
+            .with_buffer_pool(out.buffer_pool()),
     );
     let options = read::ReadOptions {
         debug,

@@ -8,7 +8,9 @@
 use std::io::{self, Write};
 use std::thread::JoinHandle;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use convex::buffers::BufferPool;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -19,12 +21,6 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes queued for the writer before producers wait: bounds memory whatever the record size,
 /// and is the backpressure that slows the network to the speed of stdout.
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// Written buffers kept for reuse, at most this many, each at most `POOL_MAX_CAPACITY`: a
-/// fresh buffer of a few hundred KiB is fresh pages from the kernel (a page fault per 4 KiB,
-/// about a tenth of a full refresh's CPU time), a reused one is not. Larger buffers (records
-/// of huge documents) are freed as before, so the pool holds at most 8 MiB (usually 4).
-const POOL_BUFFERS: usize = 4;
-const POOL_MAX_CAPACITY: usize = 2 * CHUNK_BYTES;
 /// The capacity of a new buffer: a chunk plus room for the records of one network chunk.
 const BUFFER_CAPACITY: usize = CHUNK_BYTES + 64 * 1024;
 
@@ -36,7 +32,9 @@ pub struct Output {
     /// Becomes true when the writer fails: lets a request waiting on the network give up
     /// as soon as nobody can receive what it would bring.
     closed: watch::Receiver<bool>,
-    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Written buffers for reuse: the process's one pool, shared with the Convex client's
+    /// page reader (`buffer_pool`).
+    pool: BufferPool,
 }
 
 pub struct WriterThread {
@@ -55,8 +53,8 @@ impl Output {
         let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
         let writer_budget = budget.clone();
         let (closed_tx, closed) = watch::channel(false);
-        let pool = Arc::new(Mutex::new(Vec::with_capacity(POOL_BUFFERS)));
-        let writer_pool = Arc::clone(&pool);
+        let pool = BufferPool::default();
+        let writer_pool = pool.clone();
         let handle = std::thread::Builder::new()
             .name("stdout-writer".into())
             .spawn(move || {
@@ -72,7 +70,7 @@ impl Output {
                         break Err(e);
                     }
                     written += chunk.len() as u64;
-                    recycle(&writer_pool, chunk);
+                    writer_pool.give(chunk);
                     writer_budget.add_permits(permits as usize);
                 };
                 // Producers waiting for queue space must learn the writer is gone, not hang.
@@ -96,11 +94,12 @@ impl Output {
 
     /// An empty buffer to build the next chunk in: a written one when there is one.
     pub fn buffer(&self) -> Vec<u8> {
-        self.pool
-            .lock()
-            .ok()
-            .and_then(|mut pool| pool.pop())
-            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
+        self.pool.take(BUFFER_CAPACITY)
+    }
+
+    /// The pool written buffers return to, for the network's buffers to come from the same.
+    pub fn buffer_pool(&self) -> BufferPool {
+        self.pool.clone()
     }
 
     /// Resolves once the writer has failed (stdout's reader went away); never otherwise.
@@ -140,19 +139,6 @@ impl Output {
             Err(_) => 0,
         };
         self.tx.send((chunk, n)).map_err(|_| OutputClosed)
-    }
-}
-
-/// Keeps a written buffer for `Output::buffer`, unless the pool is full or it is large.
-fn recycle(pool: &Mutex<Vec<Vec<u8>>>, mut chunk: Vec<u8>) {
-    if chunk.capacity() > POOL_MAX_CAPACITY {
-        return;
-    }
-    chunk.clear();
-    if let Ok(mut pool) = pool.lock() {
-        if pool.len() < POOL_BUFFERS {
-            pool.push(chunk);
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 //!   gives them.
 //! - [`http::HttpConvex`] implements both over one HTTP client built from [`Settings`].
 
+pub mod buffers;
 pub mod data_sync;
 pub mod encoding;
 pub mod http;

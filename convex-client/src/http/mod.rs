@@ -39,6 +39,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use errors::{cancelled, network, refusal, snippet, AttemptError, BodyError};
 use read_ahead::Ahead;
 
+use crate::buffers::BufferPool;
 use crate::encoding::ValueFormat;
 use crate::settings::{DeploymentUrl, Settings};
 use crate::{ConvexError, NetworkFailure, Selection, SnapshotTs};
@@ -61,8 +62,9 @@ pub struct HttpConvex {
     listener: Option<Arc<dyn Listener>>,
     /// The next page of a snapshot walk or data sync, requested ahead (see [`Ahead`]).
     ahead: Arc<Mutex<Option<Ahead>>>,
-    /// Chunk buffers the parser is done with, for the page readers (see `read_page`).
-    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Chunk buffers the parser is done with, for the page readers (see `read_page`); the
+    /// process's one pool when the embedder shares it (`with_buffer_pool`).
+    buffers: BufferPool,
     /// The encoding walks and data syncs hand values out in.
     format: ValueFormat,
 }
@@ -133,7 +135,7 @@ impl HttpConvex {
             retry: RetryPolicy::default(),
             listener,
             ahead: Arc::default(),
-            buffers: Arc::default(),
+            buffers: BufferPool::default(),
             format: ValueFormat::Json,
         })
     }
@@ -141,6 +143,13 @@ impl HttpConvex {
     /// Values handed out in `format` (`json`, what the Python connector read, by default).
     pub fn with_value_format(mut self, format: ValueFormat) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Shares `pool` for the chunk buffers of pages, so the network and the embedder's own
+    /// writers reuse one set of buffers.
+    pub fn with_buffer_pool(mut self, pool: BufferPool) -> Self {
+        self.buffers = pool;
         self
     }
 

@@ -36,9 +36,6 @@ const TAIL_BYTES: usize = 8 * 1024;
 /// The bytes at the start of a body looked at by [`leading_fields`] (a data sync page's
 /// `status` comes first).
 const HEAD_BYTES: usize = 4 * 1024;
-/// Chunk buffers kept for reuse (each at most `POOL_MAX_CAPACITY`), see `read_page`.
-const POOL_BUFFERS: usize = 4;
-const POOL_MAX_CAPACITY: usize = 1024 * 1024;
 
 /// What the reader of a page hands the parser.
 pub(super) enum Item {
@@ -146,7 +143,7 @@ impl HttpConvex {
             retry: self.retry,
             listener: self.listener.clone(),
             ahead: Arc::default(),
-            buffers: Arc::clone(&self.buffers),
+            buffers: self.buffers.clone(),
             format: self.format,
         }
     }
@@ -211,17 +208,9 @@ impl HttpConvex {
         }
     }
 
-    /// Keeps a chunk buffer the parser is done with, unless the pool is full or it is large.
-    pub(super) fn recycle(&self, mut buf: Vec<u8>) {
-        if buf.capacity() > POOL_MAX_CAPACITY {
-            return;
-        }
-        buf.clear();
-        if let Ok(mut pool) = self.buffers.lock() {
-            if pool.len() < POOL_BUFFERS {
-                pool.push(buf);
-            }
-        }
+    /// Keeps a chunk buffer the parser is done with (see `BufferPool::give`).
+    pub(super) fn recycle(&self, buf: Vec<u8>) {
+        self.buffers.give(buf);
     }
 
     /// The task of one page: the request, then its body into `tx` as fast as it comes (up to
@@ -265,12 +254,7 @@ impl HttpConvex {
             // Copied into a reused buffer, and the network's buffer let go at once: kept
             // until the parser is done with it, hyper's next read would need fresh memory, a
             // page fault per 4 KiB (more CPU than this copy).
-            let mut buf = self
-                .buffers
-                .lock()
-                .ok()
-                .and_then(|mut pool| pool.pop())
-                .unwrap_or_default();
+            let mut buf = self.buffers.take(chunk.len());
             buf.extend_from_slice(&chunk);
             drop(chunk);
             if next.is_some() {
