@@ -49,6 +49,9 @@ pub struct Revision {
     /// Its bytes: chunk, then range in it.
     raw: (usize, std::ops::Range<usize>),
     members: std::ops::Range<usize>,
+    /// When it was taken, among all the set took: orders revisions of one `seq` (a
+    /// transaction, or a page) as Convex sent them.
+    arrival: u64,
 }
 
 /// Bytes of one arena chunk (a larger document gets a chunk of its own size): chunks are
@@ -73,6 +76,7 @@ pub struct ChangeSet {
     members: Vec<Member>,
     len: usize,
     ids_bytes: usize,
+    taken: u64,
 }
 
 impl ChangeSet {
@@ -114,7 +118,9 @@ impl ChangeSet {
             deleted: change.deleted,
             raw: (chunk, start..start + raw.len()),
             members: first..self.members.len(),
+            arrival: self.taken,
         };
+        self.taken += 1;
         match held {
             Some(held) => *held = revision,
             None => {
@@ -139,16 +145,31 @@ impl ChangeSet {
         self.latest.get(stream).is_some_and(|m| m.contains_key(id))
     }
 
-    /// Every held revision with its stream and id, by stream, then by `seq` (then id, so
-    /// output is deterministic).
+    /// Every held revision with its stream and id, by stream, then by `seq`, then as it
+    /// arrived (the order Convex sent a transaction's or a page's revisions in).
+    ///
+    /// Sorted by a small integer key, then moved into place once: comparing whole entries (and
+    /// ids) made the sort a tenth of an incremental read's instructions.
     pub fn into_sorted(self) -> Sorted {
-        let mut entries: Vec<_> = self
+        let mut slots: Vec<Option<(usize, Box<str>, Revision)>> = self
             .latest
             .into_iter()
             .enumerate()
-            .flat_map(|(stream, map)| map.into_iter().map(move |(id, rev)| (stream, id, rev)))
+            .flat_map(|(stream, map)| {
+                map.into_iter()
+                    .map(move |(id, rev)| Some((stream, id, rev)))
+            })
             .collect();
-        entries.sort_unstable_by(|a, b| (a.0, a.2.seq, &a.1).cmp(&(b.0, b.2.seq, &b.1)));
+        let mut keys: Vec<(usize, i64, u64, usize)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                e.as_ref()
+                    .map(|(stream, _, rev)| (*stream, rev.seq, rev.arrival, i))
+            })
+            .collect();
+        keys.sort_unstable();
+        let entries = keys.iter().filter_map(|k| slots[k.3].take()).collect();
         Sorted {
             entries,
             docs: self.docs,
