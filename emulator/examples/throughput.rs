@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{enc, Conn};
+use common::{enc, Conn, Resp};
 use convex_emulator::{Config, EmulatorServer, GenerateSpec};
 use serde_json::{json, Value};
 
@@ -77,10 +77,23 @@ fn ns(secs: f64, docs: usize) -> f64 {
 
 type Walk = fn(&mut Conn, &str, &str) -> Walked;
 
+#[derive(Default)]
 struct Walked {
     docs: usize,
     pages: usize,
     bytes: usize,
+}
+
+impl Walked {
+    /// Counts page `r` (its documents by their prefix `doc`) and returns its [`tail`] from
+    /// `marker` on.
+    fn page(&mut self, r: &Resp, doc: &str, marker: &[u8]) -> Value {
+        assert_eq!(r.status, 200, "{}", r.text());
+        self.pages += 1;
+        self.bytes += r.body.len();
+        self.docs += count(&r.body, doc);
+        tail(&r.body, marker)
+    }
 }
 
 /// The JSON object made of a page's last fields, which start at `marker` (a few hundred
@@ -106,22 +119,14 @@ fn count(body: &[u8], prefix: &str) -> usize {
 }
 
 fn list_snapshot(conn: &mut Conn, auth: &str, table: &str) -> Walked {
-    let mut w = Walked {
-        docs: 0,
-        pages: 0,
-        bytes: 0,
-    };
+    let mut w = Walked::default();
     let mut extra = String::new();
     loop {
         let path = format!("/api/list_snapshot?tableName={table}&format=export_json{extra}");
         let r = conn
             .send("GET", &path, &[("Authorization", auth)], None)
             .expect("page");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = tail(&r.body, b"],\"snapshot\":");
-        w.pages += 1;
-        w.bytes += r.body.len();
-        w.docs += count(&r.body, "{\"_component\":");
+        let v = w.page(&r, "{\"_component\":", b"],\"snapshot\":");
         if v["hasMore"] != true {
             return w;
         }
@@ -134,11 +139,7 @@ fn list_snapshot(conn: &mut Conn, auth: &str, table: &str) -> Walked {
 }
 
 fn data_sync(conn: &mut Conn, auth: &str, table: &str) -> Walked {
-    let mut w = Walked {
-        docs: 0,
-        pages: 0,
-        bytes: 0,
-    };
+    let mut w = Walked::default();
     let selection =
         json!({"_other": "excluded", "": {"_other": "excluded", table: {"_other": "included"}}});
     let mut body = json!({ "selection": selection });
@@ -151,11 +152,7 @@ fn data_sync(conn: &mut Conn, auth: &str, table: &str) -> Walked {
         let r = conn
             .send("POST", "/api/v1/data/sync", &headers, Some(&b))
             .expect("page");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = tail(&r.body, b"],\"syncId\":");
-        w.pages += 1;
-        w.bytes += r.body.len();
-        w.docs += count(&r.body, ",\"deleted\":");
+        let v = w.page(&r, ",\"deleted\":", b"],\"syncId\":");
         if r.body.starts_with(b"{\"status\":{\"type\":\"upToDate\"") {
             return w;
         }

@@ -1,27 +1,29 @@
 //! [`Error`]: why a write or a control request was refused (bad input, unknown document,
 //! ...). Unlike [`crate::api_error::ApiError`] it is no Convex answer, just a message.
 
-use std::fmt;
+/// Declares an error type that is nothing but its message (`Name(pub String)`), which it
+/// displays as it is.
+macro_rules! message_error {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(pub String);
 
-use crate::value::ValueError;
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
 
-/// An error from the control API (bad input, unknown document, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+        impl std::error::Error for $name {}
+    };
 }
+pub(crate) use message_error;
 
-impl std::error::Error for Error {}
-
-impl From<ValueError> for Error {
-    fn from(e: ValueError) -> Self {
-        Error(e.0)
-    }
-}
+message_error!(
+    /// An error from the control API (bad input, unknown document, ...).
+    Error
+);
 
 /// `Err(Error(msg))`, for the many refusals of the write path.
 pub(crate) fn fail<T>(msg: impl Into<String>) -> Result<T, Error> {

@@ -29,6 +29,7 @@ mod ids;
 mod lifecycle;
 mod locks;
 mod names;
+mod selection_grammar;
 mod settings;
 mod shape;
 mod tls;

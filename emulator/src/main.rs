@@ -114,6 +114,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// `*slot = v` if the option was given (`Some(v)`).
+fn set_given<T>(slot: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *slot = v;
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let mut settings = Settings {
         latency_ms: args.latency_ms,
@@ -127,33 +134,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         no_data_sync: args.no_data_sync,
         ..Settings::default()
     };
-    if let Some(v) = args.snapshot_max_age_ms {
-        settings.snapshot_max_age_ms = v;
-    }
     if args.self_hosted_docker_retention {
         settings.retention_ms = convex_emulator::SELF_HOSTED_DOCKER_RETENTION_MS;
     }
-    if let Some(v) = args.retention_ms {
-        settings.retention_ms = v;
-    }
-    if let Some(v) = args.snapshot_page_limit {
-        settings.snapshot_page_limit = v;
-    }
-    if let Some(v) = args.deltas_page_limit {
-        settings.deltas_page_limit = v;
-    }
-    if let Some(v) = args.data_sync_page_entries {
-        settings.data_sync_page_entries = v;
-    }
-    if let Some(v) = args.data_sync_page_bytes {
-        settings.data_sync_page_bytes = v;
-    }
-    if let Some(v) = args.data_sync_retention_ms {
-        settings.data_sync_retention_ms = v;
-    }
-    if let Some(v) = args.data_sync_progress_write_interval_ms {
-        settings.data_sync_progress_write_interval_ms = v;
-    }
+    set_given(&mut settings.snapshot_max_age_ms, args.snapshot_max_age_ms);
+    set_given(&mut settings.retention_ms, args.retention_ms);
+    set_given(&mut settings.snapshot_page_limit, args.snapshot_page_limit);
+    set_given(&mut settings.deltas_page_limit, args.deltas_page_limit);
+    set_given(
+        &mut settings.data_sync_page_entries,
+        args.data_sync_page_entries,
+    );
+    set_given(
+        &mut settings.data_sync_page_bytes,
+        args.data_sync_page_bytes,
+    );
+    set_given(
+        &mut settings.data_sync_retention_ms,
+        args.data_sync_retention_ms,
+    );
+    set_given(
+        &mut settings.data_sync_progress_write_interval_ms,
+        args.data_sync_progress_write_interval_ms,
+    );
     let faults = args
         .faults
         .iter()

@@ -5,10 +5,11 @@
 //! value, the parser for Convex's encoded JSON (what tests hand in) and the three writers.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+
+use crate::error::{message_error, Error};
 
 /// A Convex value. Objects keep their fields sorted by name, as Convex stores them.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,17 +50,16 @@ impl Format {
     }
 }
 
-/// Why a value handed to the emulator was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueError(pub String);
+message_error!(
+    /// Why a value handed to the emulator was refused.
+    ValueError
+);
 
-impl fmt::Display for ValueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl From<ValueError> for Error {
+    fn from(e: ValueError) -> Self {
+        Error(e.0)
     }
 }
-
-impl std::error::Error for ValueError {}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ValueError> {
     Err(ValueError(msg.into()))

@@ -73,22 +73,16 @@ impl Validator<'_> {
         let mut stack = Nesting::default();
         'value: loop {
             match self.peek() {
-                Some(b'{') => {
+                Some(open @ (b'{' | b'[')) => {
                     self.i += 1;
-                    if self.peek() == Some(b'}') {
+                    let object = open == b'{';
+                    if self.peek() == Some(if object { b'}' } else { b']' }) {
                         self.i += 1;
                     } else {
-                        stack.push(true);
-                        self.key()?;
-                        continue 'value;
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                    } else {
-                        stack.push(false);
+                        stack.push(object);
+                        if object {
+                            self.key()?;
+                        }
                         continue 'value;
                     }
                 }
@@ -116,16 +110,12 @@ impl Validator<'_> {
                         }
                         continue 'value;
                     }
-                    Some(b'}') if object => {
-                        self.i += 1;
-                        stack.pop();
-                    }
-                    Some(b']') if !object => {
-                        self.i += 1;
-                        stack.pop();
-                    }
+                    Some(b'}') if object => {}
+                    Some(b']') if !object => {}
                     _ => return self.fail("expected `,` or the end of a container"),
                 }
+                self.i += 1;
+                stack.pop();
             }
         }
     }

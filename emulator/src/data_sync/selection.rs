@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::api_error::ApiError;
 use crate::names::{valid_component_path, valid_table_name};
+use crate::selection_grammar as grammar;
 
 /// What a selection says about one table's columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,13 +161,8 @@ fn type_name(v: &Json) -> String {
 
 fn inclusion(v: &Json) -> Result<bool, String> {
     match v {
-        Json::String(s) => match s.as_str() {
-            "included" | "incl" => Ok(true),
-            "excluded" | "excl" => Ok(false),
-            other => Err(format!(
-                "unknown variant `{other}`, expected `excluded` or `included`"
-            )),
-        },
+        Json::String(s) => grammar::inclusion(v)
+            .ok_or_else(|| format!("unknown variant `{s}`, expected `excluded` or `included`")),
         other => Err(format!(
             "invalid type: {}, expected a string",
             type_name(other)
@@ -181,10 +177,6 @@ fn other_of(obj: &Map<String, Json>) -> Result<bool, String> {
     }
 }
 
-fn is_excluded_tag(v: &Json) -> bool {
-    matches!(v.as_str(), Some("excluded" | "excl"))
-}
-
 fn parse(v: &Json) -> Result<Selection, String> {
     let Json::Object(obj) = v else {
         return Err(format!(
@@ -193,40 +185,26 @@ fn parse(v: &Json) -> Result<Selection, String> {
         ));
     };
     let other = other_of(obj)?;
-    let mut components = BTreeMap::new();
-    for (path, cv) in obj.iter().filter(|(k, _)| *k != "_other") {
-        // Serde's untagged enums report any failure inside a variant as this one message.
-        let c = parse_component(cv).ok_or_else(|| {
-            "data did not match any variant of untagged enum ComponentSelection".to_owned()
-        })?;
-        components.insert(path.clone(), c);
-    }
+    // Serde's untagged enums report any failure inside a variant as this one message.
+    let components = grammar::entries(obj, parse_component).ok_or_else(|| {
+        "data did not match any variant of untagged enum ComponentSelection".to_owned()
+    })?;
     Ok(Selection { other, components })
 }
 
 fn parse_component(v: &Json) -> Option<ComponentSel> {
-    if is_excluded_tag(v) {
+    if grammar::is_excluded(v) {
         return Some(ComponentSel::Excluded);
     }
-    let obj = v.as_object()?;
-    let other = other_of(obj).ok()?;
-    let mut tables = BTreeMap::new();
-    for (name, tv) in obj.iter().filter(|(k, _)| *k != "_other") {
-        tables.insert(name.clone(), parse_table(tv)?);
-    }
+    let (other, tables) = grammar::level(v, parse_table)?;
     Some(ComponentSel::Included { other, tables })
 }
 
 fn parse_table(v: &Json) -> Option<TableSel> {
-    if is_excluded_tag(v) {
+    if grammar::is_excluded(v) {
         return Some(TableSel::Excluded);
     }
-    let obj = v.as_object()?;
-    let other = other_of(obj).ok()?;
-    let mut explicit = BTreeMap::new();
-    for (col, iv) in obj.iter().filter(|(k, _)| *k != "_other") {
-        explicit.insert(col.clone(), inclusion(iv).ok()?);
-    }
+    let (other, explicit) = grammar::level(v, grammar::inclusion)?;
     Some(TableSel::Included(Columns { other, explicit }))
 }
 

@@ -15,35 +15,53 @@ use crate::deployment::Deployment;
 use crate::http::{json_bytes, Resp};
 use crate::value::write_str;
 
-pub struct Args {
-    cursor: Option<String>,
-    selection: Option<Json>,
-    client: Option<String>,
+/// A body of the data sync endpoints, `{cursor, selection?}`: `C` is the cursor as the
+/// endpoint takes it (a sealed string here, a document_deltas timestamp for
+/// `data_sync_cursor_from_deltas`).
+pub struct Args<C> {
+    pub cursor: C,
+    /// Raw: parsed only when the page is served.
+    pub selection: Option<Json>,
+    pub client: Option<String>,
+}
+
+impl<C> Args<C> {
+    /// Checks the key, then reads the body: its `cursor` field, as `cursor` takes it, and its
+    /// `selection` field (only refused here if `null`).
+    pub fn parse(
+        req: &Request<'_>,
+        cursor: impl FnOnce(Option<&Json>) -> Result<C, ApiError>,
+    ) -> Result<Args<C>, ApiError> {
+        req.authorize()?;
+        let body = req.json_body()?;
+        let cursor = cursor(body.get("cursor"))?;
+        let selection = Selection::field(&body)?;
+        Ok(Args {
+            cursor,
+            selection,
+            client: req.client().map(str::to_owned),
+        })
+    }
+}
+
+/// The error of a `cursor` of another JSON type than `expected`.
+pub fn cursor_type_error(cursor: &Json, expected: &str) -> ApiError {
+    ApiError::bad_json_target(format!(
+        "cursor: invalid type: {cursor}, expected {expected}"
+    ))
 }
 
 /// The key is checked before the body is read. The cursor is only opened, and the
 /// selection only parsed, when the page is served.
-pub fn parse(req: &Request<'_>) -> Result<Args, ApiError> {
-    req.authorize()?;
-    let body = req.json_body()?;
-    let cursor = match body.get("cursor") {
-        None | Some(Json::Null) => None,
-        Some(Json::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(ApiError::bad_json_target(format!(
-                "cursor: invalid type: {other}, expected a string"
-            )))
-        }
-    };
-    let selection = Selection::field(&body)?;
-    Ok(Args {
-        cursor,
-        selection,
-        client: req.client().map(str::to_owned),
+pub fn parse(req: &Request<'_>) -> Result<Args<Option<String>>, ApiError> {
+    Args::parse(req, |cursor| match cursor {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(cursor_type_error(other, "a string")),
     })
 }
 
-pub fn serve(dep: &Deployment, a: Args) -> Result<Resp, ApiError> {
+pub fn serve(dep: &Deployment, a: Args<Option<String>>) -> Result<Resp, ApiError> {
     let state = dep.data_sync();
     // Convex decrypts the cursor before it looks at the selection.
     let received = match &a.cursor {

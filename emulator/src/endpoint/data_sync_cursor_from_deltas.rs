@@ -5,6 +5,7 @@
 
 use serde_json::Value as Json;
 
+use super::data_sync::{cursor_type_error, Args};
 use super::request::Request;
 use crate::api_error::ApiError;
 use crate::data_sync as sync;
@@ -13,48 +14,31 @@ use crate::deployment::Deployment;
 use crate::http::{json_bytes, Resp};
 use crate::value::write_str;
 
-pub struct Args {
-    ts: i64,
-    selection: Option<Json>,
-    client: Option<String>,
-}
-
 /// The key is checked before the body is read; a negative cursor is refused before the
 /// selection is parsed.
-pub fn parse(req: &Request<'_>) -> Result<Args, ApiError> {
-    req.authorize()?;
-    let body = req.json_body()?;
-    let ts = match body.get("cursor") {
-        None => return Err(ApiError::bad_json_target("missing field `cursor`")),
-        Some(Json::Number(n)) if n.is_i64() => n.as_i64().unwrap_or(-1),
-        Some(other) => {
-            return Err(ApiError::bad_json_target(format!(
-                "cursor: invalid type: {other}, expected i64"
-            )))
-        }
-    };
-    let selection = Selection::field(&body)?;
-    if ts < 0 {
+pub fn parse(req: &Request<'_>) -> Result<Args<i64>, ApiError> {
+    let args = Args::parse(req, |cursor| match cursor {
+        None => Err(ApiError::bad_json_target("missing field `cursor`")),
+        Some(Json::Number(n)) if n.is_i64() => Ok(n.as_i64().unwrap_or(-1)),
+        Some(other) => Err(cursor_type_error(other, "i64")),
+    })?;
+    if args.cursor < 0 {
         return Err(ApiError::new(
             400,
             "InvalidDataSyncCursor",
             "The document_deltas cursor is not a valid timestamp",
         ));
     }
-    Ok(Args {
-        ts,
-        selection,
-        client: req.client().map(str::to_owned),
-    })
+    Ok(args)
 }
 
-pub fn serve(dep: &Deployment, a: Args) -> Result<Resp, ApiError> {
+pub fn serve(dep: &Deployment, a: Args<i64>) -> Result<Resp, ApiError> {
     let selection = Selection::from_arg(a.selection.as_ref())?;
     let limits = sync::limits(&dep.settings());
     let state = dep.data_sync();
     let cursor = {
         let store = dep.store();
-        sync::converted_cursor(&store, a.ts, &selection, &limits, || {
+        sync::converted_cursor(&store, a.cursor, &selection, &limits, || {
             state.new_sync_id(a.client.as_deref())
         })?
     };

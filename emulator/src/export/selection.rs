@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::api_error::ApiError;
 use crate::names::{valid_component_path, valid_table_name};
+use crate::selection_grammar::{inclusion, is_excluded, level};
 
 /// Inclusion of `_other` / explicit entries.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,68 +48,23 @@ pub enum Selection {
 /// Column filter for one table: `(other, explicit)`.
 pub type Columns = (bool, BTreeMap<String, bool>);
 
-fn parse_inclusion(v: &Json) -> Option<bool> {
-    match v.as_str()? {
-        "included" | "incl" => Some(true),
-        "excluded" | "excl" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_other(obj: &Map<String, Json>) -> Option<bool> {
-    parse_inclusion(obj.get("_other")?)
-}
-
-fn is_excluded_str(v: &Json) -> bool {
-    matches!(v.as_str(), Some("excluded" | "excl"))
-}
-
 impl Selection {
     /// Parses a `selection` object. `None` means it did not parse, in which case Convex's
     /// untagged enum silently falls through to the next variant (ultimately "everything").
     pub fn parse_fine(v: &Json) -> Option<Selection> {
-        let obj = v.as_object()?;
-        let other = parse_other(obj)?;
-        let mut components = BTreeMap::new();
-        for (path, cv) in obj {
-            if path == "_other" {
-                continue;
+        let (other, components) = level(v, |cv| {
+            if is_excluded(cv) {
+                return Some(ComponentSel::Excluded);
             }
-            let sel = if is_excluded_str(cv) {
-                ComponentSel::Excluded
-            } else {
-                let cobj = cv.as_object()?;
-                let cother = parse_other(cobj)?;
-                let mut tables = BTreeMap::new();
-                for (tname, tv) in cobj {
-                    if tname == "_other" {
-                        continue;
-                    }
-                    let ts = if is_excluded_str(tv) {
-                        TableSel::Excluded
-                    } else {
-                        let tobj = tv.as_object()?;
-                        let tother = parse_other(tobj)?;
-                        let mut columns = BTreeMap::new();
-                        for (col, colv) in tobj {
-                            if col != "_other" {
-                                columns.insert(col.clone(), parse_inclusion(colv)?);
-                            }
-                        }
-                        TableSel::Included {
-                            other: tother,
-                            columns,
-                        }
-                    };
-                    tables.insert(tname.clone(), ts);
+            let (other, tables) = level(cv, |tv| {
+                if is_excluded(tv) {
+                    return Some(TableSel::Excluded);
                 }
-                ComponentSel::Included {
-                    other: cother,
-                    tables,
-                }
-            };
-            components.insert(path.clone(), sel);
-        }
+                let (other, columns) = level(tv, inclusion)?;
+                Some(TableSel::Included { other, columns })
+            })?;
+            Some(ComponentSel::Included { other, tables })
+        })?;
         Some(Selection::Fine { other, components })
     }
 
