@@ -24,6 +24,7 @@ Standard library only (Python >= 3.8; Linux: os.wait4).
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -62,7 +63,7 @@ class Emulator:
     def __init__(self, binary, args, workdir, name):
         self.args = [binary, "--port", "0"] + [str(a) for a in args]
         self.name = name
-        self.stderr = open(os.path.join(workdir, f"emulator-{name}.stderr"), "wb")
+        self.stderr = open(os.path.join(workdir, f"emulator-{name}.stderr"), "wb")  # noqa: SIM115  (closed by stop)
         log("starting", " ".join(self.args[1:]))
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr)
@@ -109,9 +110,8 @@ class Emulator:
         for x in t:
             if isinstance(x, str):
                 names.append(x)
-            elif isinstance(x, dict) and (x.get("table") or x.get("name")):
-                if x.get("component") in (None, ""):
-                    names.append(x.get("table") or x.get("name"))
+            elif isinstance(x, dict) and (x.get("table") or x.get("name")) and x.get("component") in (None, ""):
+                names.append(x.get("table") or x.get("name"))
         return names
 
     def reset_requests(self):
@@ -121,10 +121,8 @@ class Emulator:
         return self.call("GET", "/_emulator/requests")
 
     def stop(self):
-        try:
+        with contextlib.suppress(Exception):
             self.call("POST", "/_emulator/shutdown", {}, timeout=10)
-        except Exception:
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -142,7 +140,7 @@ def run_measured(runner, cmd, stdout_path, stderr_path, timeout):
     bench-run, a small static binary, forks the child and calls wait4 itself: a child forked
     straight from this Python process would inherit Python's RSS into its ru_maxrss."""
     r = subprocess.run([runner, "--stdout", stdout_path, "--stderr", stderr_path,
-                        "--timeout", str(timeout), "--"] + cmd,
+                        "--timeout", str(timeout), "--", *cmd],
                        capture_output=True, text=True, timeout=timeout + 60)
     if r.returncode != 0:
         raise Failure(f"bench-run failed: {r.stderr.strip()}")
@@ -357,10 +355,12 @@ class Bench:
                     tail = f.read()[-600:].decode(errors="replace")
             except OSError:
                 tail = ""
-            self.failures.append(f"{scenario} / {label or program} ({API_NAME[api or FR]}): {problem}" + (f" (stderr: {tail.strip()})" if tail.strip() else ""))
+            stderr_note = f" (stderr: {tail.strip()})" if tail.strip() else ""
+            self.failures.append(f"{scenario} / {label or program} ({API_NAME[api or FR]}): {problem}{stderr_note}")
             log(f"FAIL {scenario} / {label or program}{' [DS]' if api == DS else ''}: {problem}")
         else:
-            log(f"{scenario:28s} {(label or program) + (' [DS]' if api == DS else ''):26s} {m['wall']:8.3f}s {row.get('records', 0):>9} rec  "
+            shown = (label or program) + (" [DS]" if api == DS else "")
+            log(f"{scenario:28s} {shown:26s} {m['wall']:8.3f}s {row.get('records', 0):>9} rec  "
                 f"cpu {m['cpu']:.3f}s  rss {m['rss'] / MIB:.1f} MiB  req {row['requests']}")
         if not keep_output and row["stdout_bytes"] > 50 * MIB:
             os.truncate(out, 0)
@@ -391,7 +391,8 @@ class Bench:
                     base[k] = median([r[k] for r in ok])
                 base["rss"] = max(r["rss"] for r in ok)
                 base["walls"] = [r["wall"] for r in ok]
-                base["problem"] = None if len(ok) == len(rs) else rs[[r["problem"] is not None for r in rs].index(True)]["problem"]
+                failed = [r["problem"] for r in rs if r["problem"] is not None]
+                base["problem"] = None if len(ok) == len(rs) else failed[0]
             rows[(api, label)] = base
             self.results.append(base)
         return rows
@@ -400,8 +401,8 @@ class Bench:
     def agree(self, scenario, rows, keys=None):
         """Record counts per table must agree between the rows `keys` (default: all)."""
         keys = list(rows) if keys is None else keys
-        counts = {f"{l} ({API_NAME[a]})": {t: n for t, n in (rows[(a, l)].get("per_table") or {}).items() if n}
-                  for a, l in keys if rows.get((a, l)) and not rows[(a, l)]["problem"]}
+        counts = {f"{lb} ({API_NAME[a]})": {t: n for t, n in (rows[(a, lb)].get("per_table") or {}).items() if n}
+                  for a, lb in keys if rows.get((a, lb)) and not rows[(a, lb)]["problem"]}
         vals = list(counts.values())
         if len(vals) >= 2 and any(v != vals[0] for v in vals[1:]):
             self.failures.append(f"{scenario}: record counts disagree: " + json.dumps(counts))
@@ -722,12 +723,12 @@ def scenarios(b, o):
             rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
                                  cursors=cursors, timeout=o.peer_timeout))
         incremental_checks(b, name, rows, nd)
-        deltas = {l: (r.get("by_endpoint") or {}).get("document_deltas") for (a, l), r in rows.items() if a == SE}
-        read = {l: (r.get("rows_read") or {}).get("document_deltas") for (a, l), r in rows.items() if a == SE}
+        deltas = {lb: (r.get("by_endpoint") or {}).get("document_deltas") for (a, lb), r in rows.items() if a == SE}
+        read = {lb: (r.get("rows_read") or {}).get("document_deltas") for (a, lb), r in rows.items() if a == SE}
         b.notes.append(f"{name}: document_deltas requests {json.dumps(deltas)}, log rows the server "
                        f"read {json.dumps(read)}; one walk over all tables takes {single} requests.")
-        syncs = {l: (r.get("by_endpoint") or {}).get("data_sync") for (a, l), r in rows.items() if a == DS}
-        sread = {l: (r.get("rows_read") or {}).get("data_sync") for (a, l), r in rows.items() if a == DS}
+        syncs = {lb: (r.get("by_endpoint") or {}).get("data_sync") for (a, lb), r in rows.items() if a == DS}
+        sread = {lb: (r.get("rows_read") or {}).get("data_sync") for (a, lb), r in rows.items() if a == DS}
         b.notes.append(f"{name} (Data Sync, one sync per table, each reading only its table's log): "
                        f"data_sync requests {json.dumps(syncs)}, rows the server read {json.dumps(sread)}.")
         d = deltas.get("ours")
@@ -754,7 +755,7 @@ def scenarios(b, o):
                                  mode="full_refresh", expect=rows[(FR, "transfer-only")].get("records"),
                                  timeout=o.peer_timeout))
         b.agree(name, rows)
-        builds = {l: r.get("builds") for (a, l), r in rows.items()}
+        builds = {lb: r.get("builds") for (_a, lb), r in rows.items()}
         b.notes.append(f"{name}: snapshot iterator builds {json.dumps(builds)} (8 tables; ours walks "
                        f"them in one walk, plus one head probe, a page of no table).")
         got = builds.get("ours")
@@ -810,7 +811,7 @@ def scenarios(b, o):
 def cmd_out(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
-    except Exception:
+    except Exception:  # noqa: BLE001  (a fact of the report, unknown)
         return "?"
 
 
@@ -829,9 +830,10 @@ def machine():
         with open("/proc/meminfo") as f:
             kb = int(f.readline().split()[1])
             mem = f"{kb / 1024 / 1024:.1f} GiB"
-    except Exception:
+    except Exception:  # noqa: BLE001  (a fact of the report, unknown)
         pass
     load = os.getloadavg()
+    dirty = cmd_out(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
     return [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
         ("nproc", str(os.cpu_count())),
@@ -841,7 +843,7 @@ def machine():
         ("rustc", cmd_out(["rustc", "--version"])),
         ("python (peer)", "n/a"),
         ("source tree", cmd_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) +
-         (" + uncommitted changes" if cmd_out(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]) else "")),
+         (" + uncommitted changes" if dirty else "")),
         ("load average at start", f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"),
     ]
 
@@ -891,7 +893,9 @@ def ratios_md(b):
         if api == DS and not p:
             # The peer has no Data Sync API: its streaming export read of the same scenario.
             p = by.get((s, SE), {}).get("peer")
-        f = lambda x, d=2: "-" if x is None else f"{x:.{d}f}×"
+        def f(x, d=2):
+            return "-" if x is None else f"{x:.{d}f}×"
+
         rt = ratio(rate(o), rate(t))
         rp = ratio(rate(o), rate(p))
         co, cp = cpu_us(o), cpu_us(p)
@@ -1057,7 +1061,7 @@ def main():
     except Failure as e:
         b.failures.append(str(e))
         log("FAIL", e)
-    except Exception as e:  # keep a report of what was measured
+    except Exception as e:  # noqa: BLE001  (keep a report of what was measured)
         b.failures.append(f"harness error: {type(e).__name__}: {e}")
         log("FAIL harness error:", repr(e))
         import traceback

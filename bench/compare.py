@@ -17,7 +17,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
+import bench
 
 
 def run_scenario(b, o, emu, name, tables, expect):
@@ -42,7 +42,7 @@ def run_scenario(b, o, emu, name, tables, expect):
         rs = runs[label]
         wall = statistics.median(r["wall"] for r in rs)
         cpu = statistics.median(r["cpu"] for r in rs)
-        walls = ", ".join("%.3f" % r["wall"] for r in rs)
+        walls = ", ".join(f"{r['wall']:.3f}" for r in rs)
         print(f"| {label} | {wall:.3f} | {expect / wall:,.0f} | {cpu / expect * 1e6:.2f} "
               f"| {t_wall / wall:.2f}× | {walls} |")
     sys.stdout.flush()

@@ -3,7 +3,8 @@
 PyAirbyte (airbyte==0.71.3) stores JSON-schema `number` as DECIMAL(38,9), `anyOf` schemas
 (Convex's float64-with-NaN) as JSON text, arrays and objects as JSON, and names columns by
 lower-casing and replacing every other character with `_`. These helpers accept exactly
-that, nothing else.
+that, nothing else. `normalize` and `same` are the `column` and `equal` of the oracle
+(oracle.diff_rows) for a cache's rows, which `cache_rows` reads.
 """
 
 from __future__ import annotations
@@ -79,5 +80,15 @@ def _deep_close(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_deep_close(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_deep_close(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_deep_close(x, y) for x, y in zip(a, b, strict=True))
     return same(a, b)
+
+
+def cache_rows(cache, stream: str) -> list:
+    """Every row of the stream's cache table, read with SQL (exact integers and decimals);
+    none when the cache has no table for it."""
+    from sqlalchemy import select  # in PyAirbyte's interpreter only
+
+    if stream not in cache.streams:
+        return []
+    return cache.run_sql_query(select(cache[stream].to_sql_table()))

@@ -30,14 +30,15 @@ import math
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import jsonschema
 
 try:  # pydantic-v2 official models (installed with PyAirbyte)
     from airbyte_protocol.models import AirbyteMessage as _PdAirbyteMessage
-except Exception:  # pragma: no cover - the checker still works without them
+except Exception:  # noqa: BLE001  (pragma: no cover) the checker still works without them
     _PdAirbyteMessage = None
 
 MESSAGE_TYPES = {
@@ -74,7 +75,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _descriptor_key(descriptor: Any) -> Optional[tuple]:
+def _descriptor_key(descriptor: Any) -> tuple | None:
     if not isinstance(descriptor, dict) or not isinstance(descriptor.get("name"), str):
         return None
     namespace = descriptor.get("namespace")
@@ -88,7 +89,7 @@ def _fmt(key: tuple) -> str:
 
 @dataclass
 class Problem:
-    line: Optional[int]  # 1-based stdout line, None for whole-output problems
+    line: int | None  # 1-based stdout line, None for whole-output problems
     message: str
 
     def __str__(self) -> str:
@@ -107,7 +108,7 @@ class StreamTrack:
 @dataclass
 class Report:
     command: str
-    exit_code: Optional[int]
+    exit_code: int | None
     messages: list = field(default_factory=list)  # parsed dicts, in order
     errors: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
@@ -165,7 +166,7 @@ class Report:
 
 
 class _Checker:
-    def __init__(self, command: str, exit_code: Optional[int], configured_catalog: Optional[dict],
+    def __init__(self, command: str, exit_code: int | None, configured_catalog: dict | None,
                  secrets: Sequence[str], use_models: bool):
         if command not in COMMANDS:
             raise ValueError(f"unknown command {command!r}")
@@ -179,10 +180,10 @@ class _Checker:
         self.line = 0
 
     # -- reporting -------------------------------------------------------------------------
-    def err(self, message: str, line: Optional[int] = -1) -> None:
+    def err(self, message: str, line: int | None = -1) -> None:
         self.r.errors.append(Problem(self.line if line == -1 else line, message))
 
-    def warn(self, message: str, line: Optional[int] = -1) -> None:
+    def warn(self, message: str, line: int | None = -1) -> None:
         self.r.warnings.append(Problem(self.line if line == -1 else line, message))
 
     # -- configured catalog ----------------------------------------------------------------
@@ -259,7 +260,7 @@ class _Checker:
         if self.use_models:
             try:
                 _PdAirbyteMessage.model_validate_json(text, strict=True)
-            except Exception as e:  # pydantic.ValidationError
+            except Exception as e:  # noqa: BLE001  (pydantic.ValidationError and its kin)
                 first = str(e).splitlines()
                 self.err(f"{type_} fails the official model: {' '.join(first[:3])}")
         getattr(self, f"on_{type_.lower()}")(payload)
@@ -351,15 +352,9 @@ class _Checker:
             self.err("RECORD data is not an object")
             return
         key = (ns or None, rec["stream"])
-        if self.catalog is not None and key not in self.configured:
-            self.err(f"RECORD for stream {_fmt(key)} which is not in the configured catalog")
+        track = self._configured_track("RECORD", key)
+        if track is None:
             return
-        track = self._track(key)
-        status = self._current_status(track)
-        if status is None:
-            self.err(f"RECORD for {_fmt(key)} before its STARTED status")
-        elif status in TERMINAL:
-            self.err(f"RECORD for {_fmt(key)} after its terminal status {status}")
         track.records += 1
         track.since_state += 1
         track.records_after_last_state = True
@@ -376,7 +371,7 @@ class _Checker:
         if self.r.command != "read":
             self.err(f"STATE emitted by {self.r.command}")
         stype = state.get("type")
-        if stype is None or "data" in state and state.get("data") is not None:
+        if stype is None or ("data" in state and state.get("data") is not None):
             self.err("LEGACY state emitted (no type / data field)")
         if stype is not None:
             self.state_types.add(stype)
@@ -390,15 +385,9 @@ class _Checker:
             return
         if "stream_state" not in stream:
             self.err(f"STREAM state for {_fmt(key)} without stream_state")
-        if self.catalog is not None and key not in self.configured:
-            self.err(f"STATE for stream {_fmt(key)} which is not in the configured catalog")
+        track = self._configured_track("STATE", key)
+        if track is None:
             return
-        track = self._track(key)
-        status = self._current_status(track)
-        if status is None:
-            self.err(f"STATE for {_fmt(key)} before its STARTED status")
-        elif status in TERMINAL:
-            self.err(f"STATE for {_fmt(key)} after its terminal status {status}")
         count = (state.get("sourceStats") or {}).get("recordCount")
         if count is None:
             self.err(f"STATE for {_fmt(key)} without sourceStats.recordCount")
@@ -438,9 +427,8 @@ class _Checker:
                 self.err(f"TRACE ERROR failure_type {ft!r}")
         elif ttype == "STREAM_STATUS":
             self.on_stream_status(sub)
-        elif ttype == "ESTIMATE":
-            if sub.get("type") not in ("STREAM", "SYNC"):
-                self.err(f"ESTIMATE type {sub.get('type')!r}")
+        elif ttype == "ESTIMATE" and sub.get("type") not in ("STREAM", "SYNC"):
+            self.err(f"ESTIMATE type {sub.get('type')!r}")
 
     def on_stream_status(self, sub: dict) -> None:
         if self.r.command != "read":
@@ -474,11 +462,25 @@ class _Checker:
             self.failure_reported = True
         track.statuses.append(status)
 
+    def _configured_track(self, kind: str, key: tuple) -> StreamTrack | None:
+        """The track of the stream a RECORD or STATE (`kind`) is for, which must be in the
+        configured catalog (else None) and between its STARTED and its terminal status."""
+        if self.catalog is not None and key not in self.configured:
+            self.err(f"{kind} for stream {_fmt(key)} which is not in the configured catalog")
+            return None
+        track = self._track(key)
+        status = self._current_status(track)
+        if status is None:
+            self.err(f"{kind} for {_fmt(key)} before its STARTED status")
+        elif status in TERMINAL:
+            self.err(f"{kind} for {_fmt(key)} after its terminal status {status}")
+        return track
+
     def _track(self, key: tuple) -> StreamTrack:
         return self.r.streams.setdefault(key, StreamTrack())
 
     @staticmethod
-    def _current_status(track: StreamTrack) -> Optional[str]:
+    def _current_status(track: StreamTrack) -> str | None:
         return track.statuses[-1] if track.statuses else None
 
     # -- whole output ----------------------------------------------------------------------
@@ -528,8 +530,8 @@ def _as_bytes(data: Any) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
-def check_output(command: str, stdout: Any, stderr: Any = b"", exit_code: Optional[int] = None,
-                 *, configured_catalog: Optional[dict] = None, secrets: Iterable[str] = (),
+def check_output(command: str, stdout: Any, stderr: Any = b"", exit_code: int | None = None,
+                 *, configured_catalog: dict | None = None, secrets: Iterable[str] = (),
                  use_models: bool = True) -> Report:
     """Check one command's output. ``stdout``/``stderr`` as bytes or str."""
     return _Checker(command, exit_code, configured_catalog, list(secrets), use_models).run(
@@ -543,7 +545,7 @@ def detect_command(argv: Sequence[str]) -> str:
     raise ValueError(f"no Airbyte command in {list(argv)}")
 
 
-def _catalog_from_argv(argv: Sequence[str]) -> Optional[dict]:
+def _catalog_from_argv(argv: Sequence[str]) -> dict | None:
     args = list(argv)
     if "--catalog" in args and args.index("--catalog") + 1 < len(args):
         with open(args[args.index("--catalog") + 1], encoding="utf-8") as f:
@@ -551,9 +553,9 @@ def _catalog_from_argv(argv: Sequence[str]) -> Optional[dict]:
     return None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=COMMANDS + ("run",))
+    parser.add_argument("command", choices=(*COMMANDS, "run"))
     parser.add_argument("--stdout", help="file with the command's stdout (default: stdin)")
     parser.add_argument("--stderr", help="file with the command's stderr")
     parser.add_argument("--exit-code", type=int)

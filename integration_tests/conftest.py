@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import (FIXED_ACCESS_KEY, FIXED_PORT, IT_DIR, REPO_ROOT, Emulator,
-                     require_binaries)
+from emulator import Emulator
+from harness import FIXED_ACCESS_KEY, FIXED_PORT, IT_DIR, REPO_ROOT, emulator_bin, require_binaries
 
 os.environ["PATH"] = f"{IT_DIR / 'fake_docker'}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("AIRBYTE_OFFLINE_MODE", "1")
@@ -29,7 +29,7 @@ for _var in ("NO_PROXY", "no_proxy"):
 
 # The data set behind integration_tests/config.json (CDK standard tests). Every stream must
 # have at least one record (basic_read requires records per stream).
-CDK_DATASET = dict(tables=3, docs=40, components=True, seed=11)
+CDK_DATASET = {"tables": 3, "docs": 40, "components": True, "seed": 11}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,11 +37,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         name = item.originalname if hasattr(item, "originalname") else item.name
         # Downloads the published spec from the registry: impossible offline.
-        if name == "test_docker_image_spec_backward_compatibility":
-            deselected.append(item)
+        needs_registry = name == "test_docker_image_spec_backward_compatibility"
         # SourceTestSuiteBase inherits the Docker-path tests; those run once, in
         # test_cdk_standard_docker.py.
-        elif item.get_closest_marker("image_tests") and "test_cdk_standard_docker" not in item.nodeid:
+        inherited_docker = (item.get_closest_marker("image_tests") is not None
+                            and "test_cdk_standard_docker" not in item.nodeid)
+        if needs_registry or inherited_docker:
             deselected.append(item)
         else:
             kept.append(item)
@@ -62,7 +63,7 @@ def emulator_factory(binaries, tmp_path):
 
     def start(**kwargs) -> Emulator:
         kwargs.setdefault("log_dir", tmp_path)
-        emu = Emulator(**kwargs)
+        emu = Emulator(emulator_bin(), **kwargs)
         started.append(emu)
         return emu
 
@@ -98,10 +99,10 @@ def _wait_port_free(port: int, timeout: float) -> None:
             try:
                 s.bind(("127.0.0.1", port))
                 return
-            except OSError:
+            except OSError as e:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"127.0.0.1:{port} stays busy: integration_tests/"
-                                       "config.json needs it for the emulator")
+                                       "config.json needs it for the emulator") from e
                 time.sleep(0.5)
 
 
@@ -114,7 +115,7 @@ def fixed_emulator(binaries, tmp_path_factory):
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _wait_port_free(FIXED_PORT, 30)
-        emu = Emulator(port=FIXED_PORT, access_key=FIXED_ACCESS_KEY,
+        emu = Emulator(emulator_bin(), port=FIXED_PORT, access_key=FIXED_ACCESS_KEY,
                        log_dir=tmp_path_factory.mktemp("fixed-emulator"), **CDK_DATASET)
         try:
             assert emu.url == f"http://127.0.0.1:{FIXED_PORT}", emu.url

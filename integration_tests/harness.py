@@ -1,5 +1,7 @@
-"""Test harness: binary locations, the Convex emulator process and its control API, and
-running the connector binary.
+"""The one way the Python suite runs the connector binary: where the binaries are, the
+`Connector` (spec/check/discover/read with config, catalog and state files written read-only
+as PyAirbyte writes them; the whole output captured, or streamed line by line and cut off),
+and what a run gives back (`Run`: exit code, stdout, stderr, the messages).
 
 Binary locations come from env vars so packaging can switch the release build to another
 target directory: SOURCE_CONVEX_BIN, CONVEX_EMULATOR_BIN (default target/release/...), and
@@ -9,16 +11,17 @@ SOURCE_CONVEX_WHEEL (default: the wheel in target/wheels/).
 from __future__ import annotations
 
 import json
+import math
 import os
-import select
 import subprocess
 import tempfile
+import threading
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IT_DIR = Path(__file__).resolve().parent
@@ -78,211 +81,199 @@ def require_binaries() -> None:
             "CONVEX_EMULATOR_BIN)")
 
 
-class Emulator:
-    """A `convex-emulator` process. Use as a context manager or call stop()."""
-
-    def __init__(self, *, tables: int = 2, docs: int = 20, deltas: int = 0,
-                 components: bool = False, seed: int = 1, port: int = 0,
-                 access_key: Optional[str] = None, faults: Sequence[dict] = (),
-                 extra_args: Sequence[str] = (), log_dir: Optional[Path] = None):
-        args = [str(emulator_bin()), "--port", str(port), "--tables", str(tables),
-                "--docs", str(docs), "--seed", str(seed)]
-        if deltas:
-            args += ["--deltas", str(deltas)]
-        if components:
-            args.append("--components")
-        if access_key:
-            args += ["--access-key", access_key]
-        for fault in faults:
-            args += ["--fault", json.dumps(fault)]
-        args += list(extra_args)
-        self.args = args
-        log_dir = log_dir or Path(tempfile.mkdtemp(prefix="convex-emulator-"))
-        self.stderr_path = log_dir / f"emulator-{os.getpid()}-{time.monotonic_ns()}.stderr"
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr)
-        try:
-            line = self._read_line(timeout=30)
-            info = json.loads(line)
-            self.url: str = info["url"].rstrip("/")
-            self.access_key: str = info["access_key"]
-        except Exception:
-            self.stop()
-            raise
-
-    def _read_line(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"emulator did not announce itself: {self.args} "
-                                   f"stderr={self.stderr_tail()}")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"emulator exited ({self.proc.wait()}) before announcing: "
-                                       f"{self.args} stderr={self.stderr_tail()}")
-                buf += chunk
-        return buf.split(b"\n", 1)[0].decode()
-
-    def stderr_tail(self, n: int = 2000) -> str:
-        try:
-            return self.stderr_path.read_bytes()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    # -- config helpers ---------------------------------------------------------------------
-    def config(self, **extra: Any) -> dict:
-        return {"deployment_url": self.url, "access_key": self.access_key, **extra}
-
-    # -- control API --------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 60) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"{method} {path} -> {e.code}: {e.read()[:500]!r}") from e
-        return json.loads(raw) if raw.strip() else None
-
-    def transaction(self, ops: list) -> dict:
-        return self.request("POST", "/_emulator/transaction", {"ops": ops})
-
-    def changes(self, count: int, seed: int = 7) -> Any:
-        return self.request("POST", "/_emulator/changes", {"count": count, "seed": seed})
-
-    def documents(self, table: str, component: str = "", column_types: str = "legacy") -> list:
-        """The live documents as records of `column_types` carry them: `legacy` Convex's
-        `json` encoding; `typed` the `export_json` one converted (`typed_truth`)."""
-        from urllib.parse import urlencode
-        q = {"table": table, "component": component}
-        if column_types == "typed":
-            q["format"] = "export_json"
-        docs = self.request("GET", f"/_emulator/documents?{urlencode(q)}")["documents"]
-        return [typed_truth(d) for d in docs] if column_types == "typed" else docs
-
-    def tables(self) -> Any:
-        return self.request("GET", "/_emulator/tables")
-
-    def add_fault(self, fault: dict) -> Any:
-        return self.request("POST", "/_emulator/faults", fault)
-
-    def clear_faults(self) -> Any:
-        return self.request("DELETE", "/_emulator/faults")
-
-    def requests_made(self) -> dict:
-        return self.request("GET", "/_emulator/requests")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.request("POST", "/_emulator/shutdown", {}, timeout=5)
-            except Exception:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self._stderr.close()
-
-    def __enter__(self) -> "Emulator":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-COLUMN_TYPES = ("typed", "legacy")
-
-
-def typed_truth(value: Any) -> Any:
-    """An `export_json` document (or value) as `column_types: typed` records carry it:
-    `{"$bytes": b}` -> b (base64 text), `{"$float": ...}` (NaN, ±Infinity) -> None; int64
-    stays an exact integer, floats numbers."""
-    if isinstance(value, dict):
-        if len(value) == 1 and "$bytes" in value:
-            return value["$bytes"]
-        if len(value) == 1 and "$float" in value:
-            return None
-        return {k: typed_truth(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed_truth(v) for v in value]
-    return value
-
-
-def table_list(emulator: Emulator) -> list:
-    """[(component, table)] from GET /_emulator/tables, tolerant of a few response shapes."""
-    data = emulator.tables()
-    if isinstance(data, dict):
-        data = data.get("tables", data)
-    out = []
-    if isinstance(data, dict):  # {"component": ["t1", ...]} or {"t": ...}
-        for comp, tables in data.items():
-            if isinstance(tables, list):
-                out += [(comp, t if isinstance(t, str) else t.get("table") or t.get("name"))
-                        for t in tables]
-            else:
-                out.append(("", comp))
-    else:
-        for t in data:
-            if isinstance(t, str):
-                out.append(("", t))
-            else:
-                out.append((t.get("component", "") or "", t.get("table") or t.get("name")))
-    return out
-
-
-def stream_name(component: str, table: str) -> str:
-    return f"{component}/{table}" if component else table
-
-
-@dataclass
-class Run:
-    argv: list
-    exit_code: int
-    stdout: bytes
-    stderr: bytes
-    seconds: float
-
-    @property
-    def lines(self) -> list:
-        return [json.loads(line) for line in self.stdout.decode().splitlines() if line.strip()]
-
-    def describe(self) -> str:
-        return (f"$ {' '.join(self.argv)}\nexit={self.exit_code} ({self.seconds:.2f}s)\n"
-                f"--- stdout (tail) ---\n{self.stdout[-3000:].decode('utf-8', 'replace')}\n"
-                f"--- stderr (tail) ---\n{self.stderr[-3000:].decode('utf-8', 'replace')}")
-
-
-def run_connector(args: Sequence[str], *, timeout: Optional[float] = None,
-                  env: Optional[dict] = None) -> Run:
-    argv = [str(connector_bin()), *map(str, args)]
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                          timeout=timeout or CONNECTOR_TIMEOUT,
-                          env={**os.environ, **(env or {})})
-    return Run(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
-
-
 def write_json(path: Path, value: Any, *, mode: int = 0o444) -> Path:
     path.write_text(json.dumps(value))
     path.chmod(mode)
     return path
 
 
+def stream_key(descriptor: dict) -> str:
+    """The stream a STATE's `stream_descriptor` names (its name: components are in it)."""
+    return descriptor["name"]
+
+
+@dataclass
+class Run:
+    """One run of the binary. `cut`: stdout was read only up to a point and the process
+    killed there (`Connector.stream`); `stdout` then holds the lines read."""
+    argv: list
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    cut: bool = False
+
+    @property
+    def messages(self) -> list:
+        return [json.loads(line) for line in self.stdout.decode().splitlines() if line.strip()]
+
+    def of_type(self, type_: str) -> list:
+        return [m for m in self.messages if m.get("type") == type_]
+
+    def states(self) -> dict:
+        """{stream: stream_state of its last STATE}."""
+        return {stream_key(m["state"]["stream"]["stream_descriptor"]):
+                m["state"]["stream"]["stream_state"] for m in self.of_type("STATE")}
+
+    def state_input(self, previous: list | None = None) -> list:
+        """The `--state` to resume from: the last STATE of every stream that has one here,
+        else the one of `previous` (the state this run started with)."""
+        by_stream = {stream_key(s["stream"]["stream_descriptor"]): s for s in previous or []}
+        for m in self.of_type("STATE"):
+            by_stream[stream_key(m["state"]["stream"]["stream_descriptor"])] = {
+                "type": "STREAM", "stream": m["state"]["stream"]}
+        return list(by_stream.values())
+
+    def records_per_id(self) -> dict:
+        """{(stream, _id): how many records of it this run sent}."""
+        counts: dict = {}
+        for m in self.of_type("RECORD"):
+            key = (m["record"]["stream"], m["record"]["data"]["_id"])
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def describe(self) -> str:
+        return (f"$ {' '.join(self.argv)}\nexit={self.exit_code} ({self.seconds:.2f}s)"
+                f"{' cut' if self.cut else ''}\n"
+                f"--- stdout (tail) ---\n{self.stdout[-3000:].decode('utf-8', 'replace')}\n"
+                f"--- stderr (tail) ---\n{self.stderr[-3000:].decode('utf-8', 'replace')}")
+
+
+class Streaming:
+    """A run whose stdout is read line by line (`lines()`); `cut()` stops reading there and
+    kills the process (`drop_last`: the line just read is not part of the run: it came after
+    the cut). Ends killed after `timeout` s in any case, so a hung run fails, never blocks.
+    `run` is the Run once the `with` block is left."""
+
+    def __init__(self, argv: list, timeout: float, tmp: Path):
+        self.argv = argv
+        self.timeout = timeout
+        self.tmp = tmp
+        self.read: list = []
+        self.run: Run | None = None
+        self._cut = False
+
+    def lines(self) -> Iterator[bytes]:
+        for raw in self.proc.stdout:
+            self.read.append(raw)
+            yield raw
+            if self._cut:
+                return
+
+    def cut(self, drop_last: bool = False) -> None:
+        self._cut = True
+        if drop_last and self.read:
+            self.read.pop()
+
+    def __enter__(self) -> Streaming:
+        self.start = time.monotonic()
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="stderr-")
+        self.stderr_path = Path(name)
+        with os.fdopen(fd, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=err)
+        self.watchdog = threading.Timer(self.timeout, self.proc.kill)
+        self.watchdog.start()
+        return self
+
+    def __exit__(self, exc_type, *exc: Any) -> None:
+        try:
+            if self._cut or exc_type is not None:
+                self.proc.kill()
+            self.proc.stdout.close()
+            code = self.proc.wait()
+        finally:
+            self.watchdog.cancel()
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.run = Run(self.argv, code, b"".join(self.read), self.stderr_path.read_bytes(),
+                       time.monotonic() - self.start, cut=self._cut)
+
+
+class Connector:
+    """Runs the binary with files under `tmp`: `config` (a dict, written once, or a path),
+    catalogs and states (dicts/lists are written as JSON, strings as they are, paths taken
+    as they are), each file read-only, as PyAirbyte hands them over."""
+
+    def __init__(self, tmp: Path, config: dict | Path | None = None,
+                 binary: Path | None = None):
+        self.tmp = tmp
+        self.binary = Path(binary or connector_bin())
+        self.n = 0
+        self.config_path = None if config is None else self.file("config", config)
+
+    def file(self, stem: str, value: Any, *, suffix: str = ".json") -> Path:
+        """`value` as a read-only file: a Path as it is, a str as its text, else as JSON."""
+        if isinstance(value, Path):
+            return value
+        self.n += 1
+        path = self.tmp / f"{stem}-{self.n}{suffix}"
+        if isinstance(value, str):
+            path.write_text(value)
+            path.chmod(0o444)
+            return path
+        return write_json(path, value)
+
+    def args(self, command: str, *, config: Any = None, catalog: Any = None,
+             state: Any = None, extra: Sequence[str] = ()) -> list:
+        """The argv of `command` (without the binary): `--config` (this connector's unless
+        given; none for spec), `--catalog` and `--state` when given, then `extra`."""
+        args = [command]
+        if command != "spec":
+            args += ["--config", str(self.file("config", config) if config is not None
+                                     else self.config_path)]
+        if catalog is not None:
+            args += ["--catalog", str(self.file("catalog", catalog))]
+        if state is not None:
+            args += ["--state", str(self.file("state", state, suffix=state_suffix(state)))]
+        return args + list(extra)
+
+    def run(self, args: Sequence[Any], *, timeout: float | None = None,
+            env: dict | None = None) -> Run:
+        """The binary with `args`, its whole output captured."""
+        argv = [str(self.binary), *map(str, args)]
+        start = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
+                              timeout=timeout or CONNECTOR_TIMEOUT,
+                              env={**os.environ, **(env or {})})
+        return Run(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+    def command(self, command: str, **files: Any) -> Run:
+        """spec, check, discover or read (`config=`, `catalog=`, `state=`, `extra=`)."""
+        return self.run(self.args(command, **files))
+
+    def discovered(self, config: Any = None) -> dict:
+        """The catalog `discover` prints (the run must succeed)."""
+        run = self.command("discover", config=config)
+        catalogs = run.of_type("CATALOG")
+        assert run.exit_code == 0 and len(catalogs) == 1, run.describe()
+        return catalogs[0]["catalog"]
+
+    @contextmanager
+    def stream(self, command: str, *, timeout: float | None = None,
+               **files: Any) -> Iterator[Streaming]:
+        """`command` with its stdout read line by line (`with c.stream("read", ...) as s:
+        for raw in s.lines(): ... s.cut()`); `s.run` after the block."""
+        argv = [str(self.binary), *self.args(command, **files)]
+        with Streaming(argv, timeout or CONNECTOR_TIMEOUT, self.tmp) as s:
+            yield s
+
+
+def state_suffix(state: Any) -> str:
+    """PyAirbyte names its state files `.txt`; a state given as text is written as such."""
+    return ".txt" if isinstance(state, str) else ".json"
+
+
+def run_connector(args: Sequence[Any], *, timeout: float | None = None,
+                  env: dict | None = None) -> Run:
+    """The binary with `args` (paths as they are), its whole output captured."""
+    return Connector(Path(tempfile.gettempdir())).run(args, timeout=timeout, env=env)
+
+
 def configured_catalog(discovered: dict, sync_mode: str = "incremental",
                        destination_sync_mode: str = "append_dedup",
-                       names: Optional[Sequence[str]] = None) -> dict:
+                       names: Sequence[str] | None = None) -> dict:
     """A ConfiguredAirbyteCatalog for the discovered streams, like the platform builds it."""
     streams = []
     for stream in discovered["streams"]:
@@ -300,7 +291,6 @@ def configured_catalog(discovered: dict, sync_mode: str = "incremental",
 def values_match(a: Any, b: Any, ulps: int = 0) -> bool:
     """Deep equality, strict about types (1 != 1.0 != True); floats may differ by `ulps` ULPs
     (0 = exact: GET /_emulator/documents must give the very values list_snapshot sends)."""
-    import math
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, float) or isinstance(b, float):
@@ -310,5 +300,10 @@ def values_match(a: Any, b: Any, ulps: int = 0) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(values_match(a[k], b[k], ulps) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(values_match(x, y, ulps) for x, y in zip(a, b))
+        return len(a) == len(b) and all(values_match(x, y, ulps) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
+
+
+def strict(ulps: int = 0) -> Callable[[Any, Any], bool]:
+    """`values_match` with `ulps` as an `equal(expected, got)` for the oracle."""
+    return lambda expected, got: values_match(expected, got, ulps)

@@ -17,25 +17,18 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
+
+from emulator import stream_name
 
 # (component, table): two root tables and two component tables, one of them sharing its
 # name with a root table (betterAuth/users vs users).
 TABLES = (("", "users"), ("", "messages"), ("betterAuth", "users"), ("betterAuth", "sessions"))
 
-Request = Callable[..., Any]  # request(method, path, body) -> decoded JSON
+Request = Callable[..., Any]  # request(method, path, body) -> decoded JSON (emulator.Control)
 
-
-def stream_of(component: str, table: str) -> str:
-    return f"{component}/{table}" if component else table
-
-
-def table_of(stream: str) -> tuple:
-    component, _, table = stream.rpartition("/")
-    return component, table
-
-
-STREAMS = tuple(stream_of(c, t) for c, t in TABLES)
+STREAMS = tuple(stream_name(c, t) for c, t in TABLES)
 
 # Small pages for the deployment under test: every read spans many snapshot and deltas pages
 # (a STATE after each), so revisions of one document fall on different pages of one read;
@@ -56,7 +49,7 @@ class Writer:
         self.commit_ts: list = []  # every commit's ts, in order
 
     # -- documents --------------------------------------------------------------------------
-    def _doc(self, rng: random.Random, note: Optional[bool] = None) -> dict:
+    def _doc(self, rng: random.Random, note: bool | None = None) -> dict:
         self.counter += 1
         doc = {"name": f"doc-{self.counter}-{rng.randrange(10**6)}",
                "v": rng.randrange(-10**7, 10**7) / 1000.0,
@@ -95,7 +88,7 @@ class Writer:
                 self.commit([{"op": "insert", "component": comp, "table": table,
                               "doc": self._doc(self.rng, note=True)} for _ in range(per_table)])
 
-    def _pick(self, rng: random.Random, exclude: Optional[set] = None):
+    def _pick(self, rng: random.Random, exclude: set | None = None):
         """A random live (table, id), or None when every table is empty."""
         keys = [k for k in TABLES if any(i not in (exclude or set()) for i in self.live[k])]
         if not keys:
@@ -103,7 +96,7 @@ class Writer:
         key = rng.choice(keys)
         return key, rng.choice([i for i in self.live[key] if i not in (exclude or set())])
 
-    def _op(self, kind: str, key, _id: Optional[str] = None, rng=None) -> dict:
+    def _op(self, kind: str, key, _id: str | None = None, rng=None) -> dict:
         comp, table = key
         op = {"op": kind, "component": comp, "table": table}
         if _id is not None:
@@ -116,7 +109,7 @@ class Writer:
                 op["remove"] = ["note"]
         return op
 
-    def step(self, rng: Optional[random.Random] = None) -> int:
+    def step(self, rng: random.Random | None = None) -> int:
         """One random pattern (one or more transactions). Returns the transactions done."""
         rng = rng or self.rng
         with self.lock:
@@ -159,7 +152,7 @@ class Writer:
                 self.commit(ops)
             return self.transactions - before
 
-    def steps(self, n: int, rng: Optional[random.Random] = None) -> int:
+    def steps(self, n: int, rng: random.Random | None = None) -> int:
         return sum(self.step(rng) for _ in range(n))
 
 
@@ -171,13 +164,13 @@ class Background:
     `commit_ts` holds their commit timestamps; `join()` re-raises a failure."""
 
     def __init__(self, writer: Writer, seed: int, steps: int, pause: float,
-                 gate: Optional[Callable[[], bool]] = None):
+                 gate: Callable[[], bool] | None = None):
         self.writer = writer
         self.rng = random.Random(seed)
         self.steps = steps
         self.pause = pause
         self.gate = gate
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.commit_ts: list = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -196,7 +189,7 @@ class Background:
         except BaseException as e:  # noqa: BLE001  (reported by join)
             self.error = e
 
-    def start(self) -> "Background":
+    def start(self) -> Background:
         self.thread.start()
         return self
 

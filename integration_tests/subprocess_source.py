@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import tempfile
-import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any
 
 from airbyte_cdk.models import (
     AirbyteCatalog,
@@ -30,13 +29,13 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.source import Source
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from harness import CONNECTOR_TIMEOUT, connector_bin
+from harness import Connector, connector_bin
 
 
 class SubprocessSource(Source):
-    def __init__(self, binary: Optional[Path] = None) -> None:
+    def __init__(self, binary: Path | None = None) -> None:
         self.binary = Path(binary or connector_bin())
-        self._spec: Optional[ConnectorSpecification] = None
+        self._spec: ConnectorSpecification | None = None
 
     # Inputs are handed to the binary as they are.
     @classmethod
@@ -53,48 +52,30 @@ class SubprocessSource(Source):
 
     # -- running the binary ---------------------------------------------------------------
     def _messages(self, args: list, files: Mapping[str, Any],
-                  logger: Optional[logging.Logger] = None) -> Iterator[AirbyteMessage]:
+                  logger: logging.Logger | None = None) -> Iterator[AirbyteMessage]:
         with tempfile.TemporaryDirectory(prefix="source-convex-cdk-") as tmp:
-            argv = [str(self.binary), *args]
-            for flag, value in files.items():
-                path = Path(tmp) / f"{flag.strip('-')}.json"
-                path.write_text(json.dumps(value))
-                path.chmod(0o444)
-                argv += [flag, str(path)]
-            stderr_path = Path(tmp) / "stderr.txt"
-            with open(stderr_path, "wb") as stderr:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=stderr)
-                saw_error = False
-                # A run that hangs without closing stdout would block the loop below forever.
-                watchdog = threading.Timer(CONNECTOR_TIMEOUT, proc.kill)
-                watchdog.start()
-                try:
-                    assert proc.stdout is not None
-                    for raw in proc.stdout:
-                        line = raw.decode("utf-8").rstrip("\n")
-                        try:
-                            obj = json.loads(line)
-                        except ValueError as e:
-                            raise AirbyteTracedException(
-                                message="The connector wrote a non-JSON line to stdout.",
-                                internal_message=f"{line[:200]!r}: {e}",
-                                failure_type=FailureType.system_error) from e
-                        message = AirbyteMessageSerializer.load(obj)
-                        if message.type == Type.TRACE and message.trace \
-                                and message.trace.type == TraceType.ERROR:
-                            saw_error = True
-                        yield message
-                    code = proc.wait(timeout=CONNECTOR_TIMEOUT)
-                finally:
-                    watchdog.cancel()
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-            err_tail = stderr_path.read_bytes()[-2000:].decode("utf-8", "replace")
-            if code != 0 and not saw_error:
+            connector = Connector(Path(tmp), binary=self.binary)
+            saw_error = False
+            with connector.stream(args[0], **files) as streaming:
+                for raw in streaming.lines():
+                    line = raw.decode("utf-8").rstrip("\n")
+                    try:
+                        obj = json.loads(line)
+                    except ValueError as e:
+                        raise AirbyteTracedException(
+                            message="The connector wrote a non-JSON line to stdout.",
+                            internal_message=f"{line[:200]!r}: {e}",
+                            failure_type=FailureType.system_error) from e
+                    message = AirbyteMessageSerializer.load(obj)
+                    if message.type == Type.TRACE and message.trace \
+                            and message.trace.type == TraceType.ERROR:
+                        saw_error = True
+                    yield message
+            run = streaming.run
+            err_tail = run.stderr[-2000:].decode("utf-8", "replace")
+            if run.exit_code != 0 and not saw_error:
                 raise AirbyteTracedException(
-                    message=f"source-convex {args[0]} exited with code {code}",
+                    message=f"source-convex {args[0]} exited with code {run.exit_code}",
                     internal_message=err_tail,
                     failure_type=FailureType.system_error)
             if logger is not None and err_tail.strip():
@@ -114,7 +95,8 @@ class SubprocessSource(Source):
         for message in self._messages(args, files, logger):
             if message.type == type_:
                 found.append(message)
-            elif message.type == Type.TRACE and message.trace and message.trace.type == TraceType.ERROR:
+            elif (message.type == Type.TRACE and message.trace
+                  and message.trace.type == TraceType.ERROR):
                 errors.append(message)
             elif message.type == Type.LOG and message.log:
                 logger.info("connector log (%s): %s", message.log.level.value,
@@ -134,17 +116,17 @@ class SubprocessSource(Source):
         return self._spec  # type: ignore[return-value]
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        message = self._single(["check"], {"--config": dict(config)}, Type.CONNECTION_STATUS,
+        message = self._single(["check"], {"config": dict(config)}, Type.CONNECTION_STATUS,
                                logger)
         return message.connectionStatus  # type: ignore[return-value]
 
     def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
-        message = self._single(["discover"], {"--config": dict(config)}, Type.CATALOG, logger)
+        message = self._single(["discover"], {"config": dict(config)}, Type.CATALOG, logger)
         return message.catalog  # type: ignore[return-value]
 
     def read(self, logger: logging.Logger, config: Mapping[str, Any], catalog: Any,
              state: Any = None) -> Iterable[AirbyteMessage]:
-        files: dict = {"--config": dict(config), "--catalog": catalog}
+        files: dict = {"config": dict(config), "catalog": catalog}
         if state is not None:
-            files["--state"] = state
+            files["state"] = state
         yield from self._messages(["read"], files, logger)

@@ -56,8 +56,8 @@ def test_the_options_table_is_the_spec():
 
 
 def test_allowed_hosts_are_the_ones_the_docs_tell_users_to_use():
-    hosts = re.findall(r'^\s+- "([^"]+)"$', METADATA.split("allowedHosts:")[1].split("releases:")[0],
-                       re.M)
+    allowed = METADATA.split("allowedHosts:")[1].split("releases:")[0]
+    hosts = re.findall(r'^\s+- "([^"]+)"$', allowed, re.M)
     assert hosts == ["*.convex.cloud"], hosts
     assert "convex.cloud" in DOCS
     # A host the docs call a wrong URL is not allowed.
@@ -66,8 +66,7 @@ def test_allowed_hosts_are_the_ones_the_docs_tell_users_to_use():
 
 def test_stream_naming_is_what_discover_does(fixed_emulator):
     run = run_connector(["discover", "--config", IT_DIR / "config.json"])
-    streams = [json.loads(line) for line in run.stdout.decode().splitlines()
-               if '"CATALOG"' in line][0]["catalog"]["streams"]
+    streams = run.of_type("CATALOG")[0]["catalog"]["streams"]
     named = {(s["name"], s.get("namespace")) for s in streams}
     assert ("users", None) in named
     assert ("betterAuth/users", "betterAuth") in named

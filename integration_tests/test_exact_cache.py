@@ -1,30 +1,35 @@
 """Issue 10: after every read the destination is exactly the deployment at the read's end
 position T (the streams' last `delta_cursor`): each live document once, at its latest `_ts`,
-no deleted document live, no `_id` twice.
+no deleted document live, no `_id` twice (the oracle, oracle.py).
 
-- PyAirbyte 0.71.3 end to end (exact_driver.py): seeded random transactions interleaved with
-  `read()`s into one default DuckDB cache per seed, some written while the read runs, a read
-  killed by an injected fault and the read after it; once more into a PostgresCache against a
-  real PostgreSQL server (scripts/postgres.sh).
+- PyAirbyte 0.71.3 end to end (pyairbyte_driver.py `exact`): seeded random transactions
+  interleaved with `read()`s into one default DuckDB cache per seed, some written while the
+  read runs, a read killed by an injected fault and the read after it; once more into a
+  PostgresCache against a real PostgreSQL server (scripts/postgres.sh).
 - At the message level (this file): the binary killed after its k-th STATE, what it delivered
-  applied to a model destination, the read resumed from its last STATEs, and the model
-  compared with the deployment at T.
+  applied to a merging destination (oracle.MergingDestination), the read resumed from its
+  last STATEs, and the destination compared with the deployment at T.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 
-from exactness import (TRUTH_AT_T, cursor_of, diff_rows, report, require_documents_at,
-                       truth)
-from harness import configured_catalog, run_connector, values_match, write_json
-from killed_reads import Attempt, ModelDestination, run_attempt
+from harness import Connector, Run, configured_catalog, strict
+from oracle import (
+    TRUTH_AT_T,
+    MergingDestination,
+    assert_destination_exact,
+    cursor_of,
+    require_documents_at,
+    truth,
+)
 from pyairbyte_run import run_driver
-from random_writes import (EMULATOR_SETTINGS, STREAMS, TABLES, Background, Writer,
-                           connector_started, table_of)
+from random_writes import EMULATOR_SETTINGS, STREAMS, Background, Writer, connector_started
 
 pytestmark = pytest.mark.exact
 
@@ -40,7 +45,7 @@ def run_exact(emulator_factory, tmp_path: Path, seed: int, **params) -> dict:
     emu = emulator_factory(tables=0, docs=0, seed=seed)
     result = run_driver("exact", {"url": emu.url, "access_key": emu.access_key, "seed": seed,
                                   "concurrent": TRUTH_AT_T, **params},
-                        tmp_path, script="exact_driver.py", timeout=300)
+                        tmp_path, timeout=300)
     reads = result["reads"]
     assert len(reads) == 6, reads
     assert result["transactions"] > 40, result
@@ -98,51 +103,64 @@ def test_random_reads_into_postgres_are_exact(emulator_factory, tmp_path, seed,
     run_exact(emulator_factory, tmp_path, seed, cache="postgres", postgres=postgres_server)
 
 
-def _identity(name: str) -> str:
-    return name
+# `_creationTime` and other floats within one ULP: GET /_emulator/documents re-parses the
+# stored JSON with serde_json's default (not correctly rounded) float parser: a
+# `_creationTime` sent as 1770335566781.6519 comes back as 1770335566781.652.
+WITHIN_ONE_ULP = strict(ulps=1)
 
 
-def _strict(expected, got) -> bool:
-    # Exact types; floats within one ULP, because GET /_emulator/documents re-parses the
-    # stored JSON with serde_json's default (not correctly rounded) float parser: a
-    # `_creationTime` sent as 1770335566781.6519 comes back as 1770335566781.652.
-    return values_match(expected, got, ulps=1)
-
-
-def check_model(label: str, emu, model: ModelDestination, final: Attempt,
-                attempts: list) -> None:
-    """The model equals the deployment at each stream's T (the final attempt's last
+def check_destination(label: str, emu, destination: MergingDestination, final: Run,
+                      attempts: list) -> None:
+    """The destination equals the deployment at each stream's T (the final attempt's last
     STATE), and no attempt sent one document twice."""
     states = final.states()
-    problems = {}
     for s in STREAMS:
         assert s in states, f"{label}: the final attempt sent no STATE for {s}"
-        docs = truth(emu.request, *table_of(s), cursor_of(states[s]))
-        problems[s] = diff_rows(s, model.rows(s), docs, column=_identity, equal=_strict)
-    for n, a in enumerate(attempts, 1):
-        for (stream, _id), count in sorted(a.records_per_id().items()):
-            if count > 1:
-                problems.setdefault(stream, []).append(
-                    f"DUPLICATE {stream} _id={_id}: {count} records in attempt {n} of this read")
-    message = report(label, problems)
-    assert message is None, message
+    at_t = {s: truth(emu, s, cursor_of(states[s])) for s in STREAMS}
+    assert_destination_exact(label, destination, at_t, equal=WITHIN_ONE_ULP, runs=attempts)
 
 
-def read_with_kills(emu, writer: Writer, rng: random.Random, tmp: Path, config: Path,
-                    catalog: Path, state, kills: int, label: str, model: ModelDestination):
+def killed_read(connector: Connector, catalog, state, *, kill_after_states: int | None,
+                extra_records: int) -> Run:
+    """`read`; with `kill_after_states`, stops reading after that many STATE lines and
+    `extra_records` further RECORD lines (or fewer, when another kind of line comes first:
+    a change walk's STATEs come together after its records), and kills the process."""
+    with connector.stream("read", catalog=catalog, state=state, timeout=120) as s:
+        states, left = 0, None
+        for raw in s.lines():
+            kind = json.loads(raw)["type"]
+            if left is not None and kind != "RECORD":
+                s.cut(drop_last=True)
+                break
+            if kind == "STATE":
+                states += 1
+                if states == kill_after_states:
+                    left = extra_records
+            elif kind == "RECORD" and left is not None:
+                left -= 1
+            if left is not None and left <= 0:
+                s.cut()
+                break
+    return s.run
+
+
+def read_with_kills(emu, writer: Writer, rng: random.Random, connector: Connector,
+                    catalog: Path, state, kills: int, label: str,
+                    destination: MergingDestination):
     """One read killed `kills` times (after a random k-th STATE, plus up to 3 records),
     resumed from its last STATEs each time, with writes between and during attempts; the
-    model gets what every attempt delivered. Returns the state after the complete attempt."""
+    destination gets what every attempt delivered. Returns the state after the complete
+    attempt."""
     attempts = []
     for n in range(kills + 1):
         last = n == kills
         bg = Background(writer, rng.randrange(10**9), rng.randrange(1, 4), 0.002,
-                        gate=connector_started(emu.request)).start() if TRUTH_AT_T else None
+                        gate=connector_started(emu)).start() if TRUTH_AT_T else None
         try:
             # A sync sends at least one STATE per stream (a snapshot one per page; a change
             # walk one per stream after its changes, more while a large buffer is sent), so a
             # kill after at most len(STREAMS) STATEs always lands inside the attempt.
-            a = run_attempt(tmp, config, catalog, state,
+            a = killed_read(connector, catalog, state,
                             kill_after_states=None if last else rng.randrange(1, len(STREAMS) + 1),
                             extra_records=rng.randrange(0, 4))
         finally:
@@ -150,41 +168,38 @@ def read_with_kills(emu, writer: Writer, rng: random.Random, tmp: Path, config: 
                 bg.join()
         attempts.append(a)
         if last:
-            assert a.returncode == 0 and not a.cut, f"{label}: read failed:\n{a.stderr[-3000:]}"
+            assert a.exit_code == 0 and not a.cut, f"{label}: read failed:\n{a.describe()}"
         else:
             assert a.cut, f"{label}: attempt {n + 1} ended before its kill point"
-        model.apply(a)
+        destination.apply(a)
         state = a.state_input(state)
         if not last:
             writer.steps(rng.randrange(1, 5))
-    check_model(label, emu, model, attempts[-1], attempts)
+    check_destination(label, emu, destination, attempts[-1], attempts)
     return state
 
 
 @pytest.mark.parametrize("seed,api", KILL_SEEDS)
 def test_killed_and_resumed_reads_are_exact(emulator_factory, tmp_path, seed, api):
     emu = emulator_factory(tables=0, docs=0, seed=seed)
-    emu.request("POST", "/_emulator/settings", EMULATOR_SETTINGS)
+    emu.settings(EMULATOR_SETTINGS)
     rng = random.Random(seed)
-    head0 = emu.request("GET", "/_emulator/head")["head"]
-    writer = Writer(emu.request, seed)
+    head0 = emu.head()
+    writer = Writer(emu, seed)
     writer.insert_initial(per_table=rng.randrange(6, 12))
-    for comp, table in TABLES:
-        require_documents_at(emu.request, comp, table, head0)
-    config = write_json(tmp_path / "config.json", {**emu.config(), "api": api})
-    discovered = run_connector(["discover", "--config", config])
-    assert discovered.exit_code == 0, discovered.describe()
-    catalog_msg = next(m for m in discovered.lines if m.get("type") == "CATALOG")
-    catalog = configured_catalog(catalog_msg["catalog"])
+    for s in STREAMS:
+        require_documents_at(emu, s, head0)
+    connector = Connector(tmp_path, {**emu.config(), "api": api})
+    catalog = configured_catalog(connector.discovered())
     assert sorted(s["stream"]["name"] for s in catalog["streams"]) == sorted(STREAMS)
-    catalog_path = write_json(tmp_path / "catalog.json", catalog)
+    catalog_path = connector.file("catalog", catalog)
 
-    model = ModelDestination()
+    destination = MergingDestination()
     # The first read (snapshot and catch-up) killed twice, then two incremental reads
     # killed once each, with many changes before them.
-    state = read_with_kills(emu, writer, rng, tmp_path, config, catalog_path, None, 2,
-                            f"seed {seed} first read", model)
+    state = read_with_kills(emu, writer, rng, connector, catalog_path, None, 2,
+                            f"seed {seed} first read", destination)
     for i in range(2):
         writer.steps(rng.randrange(10, 20))
-        state = read_with_kills(emu, writer, rng, tmp_path, config, catalog_path, state, 1,
-                                f"seed {seed} read {i + 2}", model)
+        state = read_with_kills(emu, writer, rng, connector, catalog_path, state, 1,
+                                f"seed {seed} read {i + 2}", destination)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness import REPO_ROOT, connector_bin, connector_wheel
-from pyairbyte_run import closed_port
+from pyairbyte_run import pyairbyte_env, run_python
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -97,33 +96,15 @@ def wheel_venv(tmp_path_factory) -> Path:
 def user_env(tmp_path: Path, venv: Path) -> dict:
     """The environment of a user whose venv holds the wheel: its bin first on PATH, PyAirbyte
     offline, per-test AIRBYTE_* / Jupyter / matplotlib dirs, no network beyond loopback."""
-    dirs = {name: tmp_path / name.lower() for name in
-            ("AIRBYTE_PROJECT_DIR", "AIRBYTE_CACHE_ROOT", "AIRBYTE_LOGGING_ROOT",
-             "AIRBYTE_TEMP_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR")}
-    for d in dirs.values():
-        d.mkdir()
-    proxy = f"http://127.0.0.1:{closed_port()}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("SOURCE_CONVEX_EXECUTABLE", "VIRTUAL_ENV", "PYTHONPATH")}
-    env.update({k: str(v) for k, v in dirs.items()})
-    env.update({"AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1",
-                "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy,
-                "https_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost",
-                "no_proxy": "127.0.0.1,localhost",
-                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
-    return env
-
-
-def airbyte_logs(env: dict) -> str:
-    root = Path(env["AIRBYTE_LOGGING_ROOT"])
-    return "\n".join(f"--- {p} ---\n{p.read_text(errors='replace')}"
-                     for p in sorted(root.rglob("*")) if p.is_file())
+    return pyairbyte_env(tmp_path, bin_dir=venv / "bin",
+                         extra_dirs=("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"),
+                         drop=("SOURCE_CONVEX_EXECUTABLE", "VIRTUAL_ENV", "PYTHONPATH"))
 
 
 def numeric_users_fields(emu) -> dict:
     """The `users` fields whose export_json values are all numbers: 'int64' when no value has
     a dot or exponent (Convex int64), else 'float64'."""
-    docs = emu.request("GET", "/_emulator/documents?table=users&format=export_json")["documents"]
+    docs = list(emu.documents("", "users").values())
     assert docs
     kinds: dict = {}
     for doc in docs:
@@ -150,13 +131,10 @@ def test_get_source_finds_the_wheel_executable_on_path(emulator_factory, tmp_pat
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"url": emu.url, "access_key": emu.access_key}))
     # A fresh interpreter of this suite's venv (it has airbyte; the wheel's venv has not).
-    proc = subprocess.run([sys.executable, str(driver), str(params)], capture_output=True,
-                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=600,
-                          cwd=tmp_path)
-    output = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n{airbyte_logs(env)}"
-    assert proc.returncode == 0, output[-12000:]
-    result = json.loads([ln for ln in proc.stdout.splitlines()
-                         if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    proc = run_python([driver, params], env, tmp_path)
+    output = proc.output(limit=10**9)
+    assert proc.returncode == 0, proc.output()
+    result = proc.result()
 
     wheel_exe = wheel_venv / "bin" / "source-convex"
     assert result["which"] == str(wheel_exe), result["which"]
@@ -187,11 +165,9 @@ def test_quickstart_notebook_runs(emulator_factory, tmp_path, wheel_venv):
     runner = tmp_path / "run_notebook.py"
     runner.write_text(NOTEBOOK_RUNNER)
     executed = tmp_path / "executed.ipynb"
-    proc = subprocess.run([sys.executable, str(runner), str(NOTEBOOK), str(executed),
-                           str(tmp_path)], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=900, cwd=tmp_path)
+    proc = run_python([runner, NOTEBOOK, executed, tmp_path], env, tmp_path, timeout=900)
     assert proc.returncode == 0, (f"--- stdout ---\n{proc.stdout[-5000:]}\n--- stderr ---\n"
-                                  f"{proc.stderr[-10000:]}\n{airbyte_logs(env)[-5000:]}")
+                                  f"{proc.stderr[-10000:]}\n{proc.logs[-5000:]}")
 
     nb = json.loads(executed.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -244,10 +220,9 @@ def test_the_readme_pyairbyte_snippet_runs_as_written(emulator_factory, tmp_path
     script = tmp_path / "readme_snippet.py"
     script.write_text(snippet.replace(example, emu.url))
     env = {**user_env(tmp_path, wheel_venv), "CONVEX_DEPLOY_KEY": emu.access_key}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=600, cwd=tmp_path)
-    output = f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n{airbyte_logs(env)}"
-    assert proc.returncode == 0, output[-12000:]
+    proc = run_python([script], env, tmp_path)
+    output = proc.output()
+    assert proc.returncode == 0, output
     # It prints the users table's dtypes: int64 columns come out as int64.
     assert "int64" in proc.stdout and "balance" in proc.stdout, output[-6000:]
     assert UNTYPED not in proc.stdout + proc.stderr

@@ -1,9 +1,10 @@
 """PyAirbyte 0.71.3 end to end with `local_executable`: check, discover, select, three reads
 into the default DuckDB cache (the second and third incremental, from the state PyAirbyte
-stored), cache content compared with the emulator's live documents, deletes visible. And the
-pip install path: `pip_url=<the release wheel>` (scripts/build-wheel.sh) installed by PyAirbyte
-into its own venv, version found, one read checked the same way.
-Each scenario runs pyairbyte_driver.py in a fresh interpreter with per-test AIRBYTE_* dirs."""
+stored) and a full refresh, cache content compared with the emulator's live documents by the
+oracle, deletes visible. And the pip install path: `pip_url=<the release wheel>`
+(scripts/build-wheel.sh) installed by PyAirbyte into its own venv, version found, one read
+checked the same way. Each scenario runs pyairbyte_driver.py in a fresh interpreter with
+per-test AIRBYTE_* dirs (pyairbyte_run.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import connector_bin, connector_wheel, crate_version, stream_name, table_list
+from harness import connector_bin, connector_wheel, crate_version
 from pyairbyte_run import run_driver
 
 pytestmark = pytest.mark.pyairbyte
@@ -24,7 +25,7 @@ def test_pyairbyte_full_cycle(emulator_factory, tmp_path, components, column_typ
     """Typed columns (the default; the cache compared with the export_json documents) and,
     once, `column_types: legacy` (compared with the json documents, as before)."""
     emu = emulator_factory(tables=3, docs=25, components=components, seed=13)
-    expected = [stream_name(c, t) for c, t in table_list(emu)]
+    expected = emu.streams()
     params = {"url": emu.url, "access_key": emu.access_key, "expected_streams": expected,
               "changes": 40}
     if column_types == "legacy":
@@ -42,7 +43,7 @@ def test_pyairbyte_check_bad_key_raises(emulator_factory, tmp_path):
 
 def test_pyairbyte_pip_url_installs_the_wheel(emulator_factory, tmp_path):
     emu = emulator_factory(tables=2, docs=30, components=True, seed=21)
-    expected = [stream_name(c, t) for c, t in table_list(emu)]
+    expected = emu.streams()
     wheel = connector_wheel()
     result = run_driver("pip_wheel", {"url": emu.url, "access_key": emu.access_key,
                                       "expected_streams": expected, "wheel": str(wheel),
@@ -51,7 +52,7 @@ def test_pyairbyte_pip_url_installs_the_wheel(emulator_factory, tmp_path):
     assert Path(result["executable"]).resolve() != connector_bin()
     assert result["version"] == crate_version()
     assert result["records"] == 30 * len(expected)
-    assert result["cached"] == {s: 30 for s in expected}
+    assert result["cached"] == dict.fromkeys(expected, 30)
 
 
 def test_pyairbyte_sees_rate_limits_and_convexs_progress(emulator_factory, tmp_path,

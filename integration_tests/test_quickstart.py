@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from harness import REPO_ROOT, connector_wheel
-from pyairbyte_run import pyairbyte_env
+from pyairbyte_run import pyairbyte_env, run_python
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -22,12 +20,9 @@ def test_quickstart_reads_typed_columns(emulator_factory, tmp_path):
     emu = emulator_factory(tables=3, docs=500, components=True, seed=42)
     emulator_file = tmp_path / "emulator.json"
     emulator_file.write_text(json.dumps({"url": emu.url, "access_key": emu.access_key}) + "\n")
-    env, _ = pyairbyte_env(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore", str(REPO_ROOT / "scripts" / "quickstart.py"),
-         "--wheel", str(connector_wheel()), "--emulator", str(emulator_file)],
-        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900,
-        cwd=tmp_path)
+    proc = run_python(["-W", "ignore", REPO_ROOT / "scripts" / "quickstart.py",
+                       "--wheel", connector_wheel(), "--emulator", emulator_file],
+                      pyairbyte_env(tmp_path), tmp_path, timeout=900)
     out = proc.stdout
     assert proc.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
     assert "Could not determine airbyte type" not in out + proc.stderr

@@ -6,7 +6,7 @@ One table holds every Convex value type (written in convex_encoded_json through
 an optional field and a mixed int64|string union. Read through `ab.get_source(...,
 local_executable=...)` on both APIs into the default DuckDB cache and into a PostgresCache:
 each column's SQL type, its pandas dtype, every value exact (against the emulator's
-export_json documents, typed_driver.py), and no `Could not determine airbyte type` but for
+export_json documents, pyairbyte_driver.py), and no `Could not determine airbyte type` but for
 the mixed union. Once with `column_types: legacy` (int64 as text). And a field widened after
 discover: the load succeeds, the cell is NULL, the other rows intact.
 """
@@ -141,8 +141,7 @@ def check_typed(result: dict, built: dict) -> None:
     out = flat(result["_stdout"] + result["_stderr"])
     n = out.count(UNDETERMINED)
     assert n, "PyAirbyte printed nothing for the mixed-union column"
-    assert out.count(flat(result["undetermined_mixed"])) == n, \
-        [ln for ln in out.split(UNDETERMINED)[1:]]
+    assert out.count(flat(result["undetermined_mixed"])) == n, out.split(UNDETERMINED)[1:]
 
 
 @pytest.fixture
@@ -154,9 +153,9 @@ def typed_emulator(emulator_factory):
 @pytest.mark.parametrize("api", ["streaming_export", "data_sync"])
 def test_typed_columns_into_duckdb(typed_emulator, tmp_path, api):
     emu, built = typed_emulator
-    result = run_driver("read", {"url": emu.url, "access_key": emu.access_key, "api": api,
-                                 "cache": "duckdb"},
-                        tmp_path, script="typed_driver.py", output=True)
+    result = run_driver("typed_read", {"url": emu.url, "access_key": emu.access_key,
+                                       "api": api, "cache": "duckdb"},
+                        tmp_path, output=True)
     assert result["records"] == 4  # three test documents and one target
     check_typed(result, built)
 
@@ -164,10 +163,10 @@ def test_typed_columns_into_duckdb(typed_emulator, tmp_path, api):
 @pytest.mark.parametrize("api", ["streaming_export", "data_sync"])
 def test_typed_columns_into_postgres(typed_emulator, tmp_path, api, postgres_server):
     emu, built = typed_emulator
-    result = run_driver("read", {"url": emu.url, "access_key": emu.access_key, "api": api,
-                                 "cache": "postgres", "postgres": postgres_server,
-                                 "schema": f"typed_{api}"},
-                        tmp_path, script="typed_driver.py", output=True)
+    result = run_driver("typed_read", {"url": emu.url, "access_key": emu.access_key,
+                                       "api": api, "cache": "postgres",
+                                       "postgres": postgres_server, "schema": f"typed_{api}"},
+                        tmp_path, output=True)
     assert result["records"] == 4
     check_typed(result, built)
 
@@ -176,10 +175,10 @@ def test_legacy_columns_stay_text(typed_emulator, tmp_path):
     """`column_types: legacy`: int64 declared and cached as text, NaN as "NaN", bytes as
     base64 text, `_ab_cdc_updated_at` a string: the old typing, values as before."""
     emu, built = typed_emulator
-    result = run_driver("read", {"url": emu.url, "access_key": emu.access_key,
-                                 "api": "streaming_export", "cache": "duckdb",
-                                 "column_types": "legacy"},
-                        tmp_path, script="typed_driver.py", output=True)
+    result = run_driver("typed_read", {"url": emu.url, "access_key": emu.access_key,
+                                       "api": "streaming_export", "cache": "duckdb",
+                                       "column_types": "legacy"},
+                        tmp_path, output=True)
     sql = {k: v.upper() for k, v in result["sql_types"].items()}
     assert sql["big"] == "VARCHAR", sql
     assert sql["_ab_cdc_updated_at"] == "VARCHAR", sql
@@ -198,9 +197,9 @@ def test_legacy_columns_stay_text(typed_emulator, tmp_path):
 def test_widened_field_is_nulled_and_the_load_succeeds(typed_emulator, tmp_path, api):
     emu, built = typed_emulator
     widen = built["ids"][1]
-    result = run_driver("widened", {"url": emu.url, "access_key": emu.access_key, "api": api,
-                                    "cache": "duckdb", "widen_id": widen},
-                        tmp_path, script="typed_driver.py")
+    result = run_driver("typed_widened", {"url": emu.url, "access_key": emu.access_key,
+                                          "api": api, "cache": "duckdb", "widen_id": widen},
+                        tmp_path)
     assert result["records"] == [4, 1], result["records"]
     assert result["schema_big"] == {"type": "integer"}
     assert result["sql_types"]["big"].upper() == "BIGINT"

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import os
 import re
 import subprocess
@@ -91,8 +92,10 @@ def strip_comments_and_literals(src: str) -> str:
                     j += 1
             blank(src, i, j, out)
             i = j
-        elif c in "rb" and (m := re.match(r"(?:br|rb|r)(#*)\"", src[i : i + 260])) and (
-            i == 0 or not (src[i - 1].isalnum() or src[i - 1] == "_")
+        elif (
+            c in "rb"
+            and (m := re.match(r"(?:br|rb|r)(#*)\"", src[i : i + 260]))
+            and (i == 0 or not (src[i - 1].isalnum() or src[i - 1] == "_"))
         ):
             close = '"' + m.group(1)
             j = src.find(close, i + len(m.group(0)))
@@ -318,7 +321,9 @@ USE_START = re.compile(r"(?<![A-Za-z0-9_$])use\s")
 TOKEN = re.compile(rf"\s*(::|\{{|\}}|,|\*|;|\$crate|{IDENT})")
 
 
-def parse_use_tree(code: str, pos: int, prefix: list[str], out: list[tuple[list[str], int, str | None]]) -> int:
+def parse_use_tree(
+    code: str, pos: int, prefix: list[str], out: list[tuple[list[str], int, str | None]]
+) -> int:
     """Parses one use tree at `pos`; appends `(path, offset, imported name)` (name `None`
     for a glob) and returns the offset after the tree."""
     segments = list(prefix)
@@ -354,11 +359,11 @@ def parse_use_tree(code: str, pos: int, prefix: list[str], out: list[tuple[list[
         pos = m.end()
         nxt = TOKEN.match(code, pos)
         if nxt and nxt.group(1) == "::":
-            segments = segments + [tok.removeprefix("r#")]
+            segments = [*segments, tok.removeprefix("r#")]
             pos = nxt.end()
             continue
         name = tok.removeprefix("r#")
-        leaf = segments if name == "self" else segments + [name]
+        leaf = segments if name == "self" else [*segments, name]
         imported = segments[-1] if name == "self" and segments else name
         if nxt and nxt.group(1) == "as":
             alias = TOKEN.match(code, nxt.end())
@@ -369,7 +374,9 @@ def parse_use_tree(code: str, pos: int, prefix: list[str], out: list[tuple[list[
         return pos
 
 
-def use_declarations(code: str) -> tuple[list[tuple[list[str], int, str | None]], list[tuple[int, int]]]:
+def use_declarations(
+    code: str,
+) -> tuple[list[tuple[list[str], int, str | None]], list[tuple[int, int]]]:
     """Every leaf path of every `use` declaration, and the spans of the declarations."""
     leaves: list[tuple[list[str], int, str | None]] = []
     spans = []
@@ -432,7 +439,7 @@ def resolve(
         return tuple(base + segments)
     if first in imports:
         return tuple(imports[first] + rest)
-    if here + (first,) in crate.modules:
+    if (*here, first) in crate.modules:
         return here + tuple(segments)
     return None
 
@@ -527,7 +534,9 @@ def strongly_connected(nodes: set[str], succ: dict[str, set[str]]) -> list[list[
     return [c for c in result if len(c) > 1]
 
 
-def shortest_path(start: str, goal: str, succ: dict[str, set[str]], allowed: set[str]) -> list[str] | None:
+def shortest_path(
+    start: str, goal: str, succ: dict[str, set[str]], allowed: set[str]
+) -> list[str] | None:
     previous = {start: None}
     frontier = [start]
     while frontier:
@@ -566,14 +575,14 @@ def find_cycles(edges: dict[Edge, Location]) -> list[tuple[tuple[str, ...], list
                     back = shortest_path(b, a, succ, members) if b != a else [a]
                     if back is None:
                         continue
-                    cycle = [a] + back
+                    cycle = [a, *back]
                     ring = cycle[:-1]
                     k = ring.index(min(ring))
                     canonical = tuple(ring[k:] + ring[:k])
                     if canonical in seen:
                         continue
                     seen.add(canonical)
-                    cycles.append((parent, list(canonical) + [canonical[0]]))
+                    cycles.append((parent, [*list(canonical), canonical[0]]))
     return cycles
 
 
@@ -599,7 +608,11 @@ def workspace_src_dirs(root: Path) -> list[Path]:
     if "package" in data:
         dirs.append(root)
     for pattern in members:
-        matches = sorted(glob.glob(str(root / pattern))) if glob.has_magic(pattern) else [str(root / pattern)]
+        matches = (
+            sorted(glob.glob(str(root / pattern)))
+            if glob.has_magic(pattern)
+            else [str(root / pattern)]
+        )
         for m in matches:
             member = Path(m)
             if (member / "Cargo.toml").is_file() and member.resolve() not in excluded:
@@ -620,7 +633,7 @@ def display(path: Path) -> str:
 
 
 def module_name(parent: tuple[str, ...], child: str) -> str:
-    return "::".join(parent + (child,))
+    return "::".join((*parent, child))
 
 
 def check(src_dirs: list[Path]) -> int:
@@ -647,7 +660,7 @@ def check(src_dirs: list[Path]) -> int:
                     f"{display(label)}: module cycle among the children of {level}: "
                     + " -> ".join(names)
                 )
-                for a, b in zip(cycle, cycle[1:]):
+                for a, b in itertools.pairwise(cycle):
                     loc = edges[Edge(parent, a, b)]
                     print(
                         f"    {module_name(parent, a)} -> {module_name(parent, b)}: "
@@ -672,8 +685,7 @@ SELF_TEST_CRATES = {
         "src/lib.rs": "mod a;\nmod b;\npub use a::A;\n",
         "src/a.rs": "use crate::b::{self, B};\npub struct A;\npub fn f() { b::g(); }\n",
         "src/b.rs": (
-            "pub struct B;\npub fn g() {}\n"
-            "pub fn h() -> usize { cyclic_crate::a::f(); 0 }\n"
+            "pub struct B;\npub fn g() {}\npub fn h() -> usize { cyclic_crate::a::f(); 0 }\n"
         ),
     },
     "acyclic": {
@@ -687,12 +699,14 @@ SELF_TEST_CRATES = {
         ),
         "src/b.rs": (
             "mod inner;\npub struct B;\npub fn g() { inner::h(); crate::c::k(); }\n"
-            "#[cfg(test)]\nmod tests {\n    use crate::a::A;\n    #[test]\n    fn t() { let _ = crate::a::f; }\n}\n"
+            "#[cfg(test)]\nmod tests {\n    use crate::a::A;\n"
+            "    #[test]\n    fn t() { let _ = crate::a::f; }\n}\n"
             "#[cfg(test)]\nmod test_only;\n"
         ),
         "src/b/inner.rs": "use super::*;\npub fn h() { let _ = super::B; }\n",
         "src/b/test_only.rs": "use crate::a::A;\n",
-        "src/c.rs": "pub struct C;\npub fn k() { let _: &str = r#\"crate::a::A\"#; let _ = 'x'; }\n",
+        "src/c.rs": "pub struct C;\n"
+        "pub fn k() { let _: &str = r#\"crate::a::A\"#; let _ = 'x'; }\n",
     },
 }
 
@@ -743,8 +757,12 @@ def self_test() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("src_dirs", nargs="*", type=Path, help="crate source directories")
-    parser.add_argument("--workspace", type=Path, help="Cargo workspace root (default: this repository)")
-    parser.add_argument("--self-test", action="store_true", help="check this script on two small crates")
+    parser.add_argument(
+        "--workspace", type=Path, help="Cargo workspace root (default: this repository)"
+    )
+    parser.add_argument(
+        "--self-test", action="store_true", help="check this script on two small crates"
+    )
     args = parser.parse_args()
     if args.self_test:
         return self_test()

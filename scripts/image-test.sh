@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The commands run in the image are single-quoted on purpose: its shell expands them.
+# shellcheck disable=SC2016
 # Offline image test: build the runtime image of ./Dockerfile without a Docker daemon and run
 # it the way the Airbyte platform does.
 #
@@ -122,8 +124,11 @@ install_tools() {
         fi
     fi
 }
-install_tools && pass "tools installed (buildah $(buildah --version 2>/dev/null | awk '{print $3}'), skopeo, umoci, busybox-static)" \
-    || abort "install tools"
+if install_tools; then
+    pass "tools installed (buildah $(buildah --version 2>/dev/null | awk '{print $3}'), skopeo, umoci, busybox-static)"
+else
+    abort "install tools"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 2. Dockerfile lint and consistency
@@ -258,9 +263,10 @@ fi
 # 5. unpack and check the filesystem
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/oci"
-tar -xf "$OCI_TAR" -C "$WORK/oci" &&
-    umoci unpack --image "$WORK/oci:$VERSION" "$WORK/bundle" > "$WORK/umoci.log" 2>&1 ||
-    { cat "$WORK/umoci.log" >&2; abort "umoci unpack"; }
+if ! { tar -xf "$OCI_TAR" -C "$WORK/oci" &&
+        umoci unpack --image "$WORK/oci:$VERSION" "$WORK/bundle" > "$WORK/umoci.log" 2>&1; }; then
+    cat "$WORK/umoci.log" >&2; abort "umoci unpack"
+fi
 RFS="$WORK/bundle/rootfs"
 
 fs_problems=()
@@ -287,13 +293,10 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 6. run under the platform launcher shape, in a chroot of the image, as uid 1000
 # ---------------------------------------------------------------------------------------------
-"$EMU" --port 0 --tables 3 --docs 200 --components --seed 7 > "$WORK/emulator.out" 2> "$WORK/emulator.err" &
-EMU_PID=$!
-for _ in $(seq 1 100); do
-    [[ -s "$WORK/emulator.out" ]] && break
-    kill -0 "$EMU_PID" 2>/dev/null || break
-    sleep 0.1
-done
+# shellcheck source=scripts/emulator.sh
+source "$ROOT/scripts/emulator.sh"
+start_emulator "$WORK/emulator.out" "$WORK/emulator.err" \
+    "$EMU" --port 0 --tables 3 --docs 200 --components --seed 7
 read -r EMU_URL EMU_KEY < <(python3 -c '
 import json, sys
 d = json.loads(open(sys.argv[1]).readline())

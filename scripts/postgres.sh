@@ -18,7 +18,7 @@ die() { log "$*"; exit 1; }
 
 bindir() {
     local d
-    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    d="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
     if [[ -n "$d" && -x "$d/pg_ctl" && -x "$d/initdb" ]]; then echo "$d"; return 0; fi
     if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
         dirname "$(command -v pg_ctl)"; return 0
@@ -30,9 +30,10 @@ ensure_installed() {
     bindir >/dev/null && return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         log "installing the Debian package postgresql"
-        apt-get update -qq >&2 \
-            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 \
-            || die "apt-get install postgresql failed"
+        if ! { apt-get update -qq >&2 &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2; }; then
+            die "apt-get install postgresql failed"
+        fi
     fi
     bindir >/dev/null || die "PostgreSQL server binaries not found (install the Debian package postgresql, or put pg_ctl and initdb on PATH)"
 }

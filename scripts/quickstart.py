@@ -1,4 +1,4 @@
-"""PyAirbyte walk-through of source-convex against the Convex emulator (run by scripts/quickstart.sh).
+"""PyAirbyte walk-through of source-convex against the Convex emulator (scripts/quickstart.sh).
 
 The Airbyte part is exactly what you would run against a real deployment; only the
 deployment URL/key and the `/_emulator/changes` call (which stands in for your app writing
@@ -28,57 +28,24 @@ import json
 import os
 import sys
 import time
-import urllib.parse
-import urllib.request
+from pathlib import Path
+
+# The emulator's client and the cache-vs-deployment comparison are the test suite's.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration_tests"))
+from cache_values import cache_rows, normalize, same
+from emulator import Control, table_of
+from oracle import diff_rows
 
 
-def emulator_post(url: str, path: str, body: dict) -> object:
-    req = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        raw = resp.read()
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode(errors="replace")
-
-
-def emulator_documents(url: str, stream: str) -> dict[str, int]:
-    """The deployment's live documents of a stream (`_id` -> `_ts`), from the emulator."""
-    component, _, table = stream.rpartition("/")
-    query = urllib.parse.urlencode({"component": component, "table": table})
-    with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/documents?{query}", timeout=30) as r:
-        return {d["_id"]: int(d["_ts"]) for d in json.loads(r.read())["documents"]}
-
-
-def compare_with_deployment(cache, url: str, streams: list[str]) -> list[str]:
-    """What differs between the cache and the deployment: an `_id` twice, a live row that is
-    stale or deleted in Convex, a document missing. Empty when the cache is exact."""
+def compare_with_deployment(cache, emulator: Control, streams: list[str]) -> list[str]:
+    """What differs between the cache and the deployment (the test suite's oracle): an `_id`
+    twice, a live row that is stale or deleted in Convex, a document missing, a value that
+    differs. Empty when the cache is exact. Fields your app added after the first read have no
+    cache column yet (PyAirbyte keeps the catalog it discovered first)."""
     problems = []
     for name in streams:
-        truth = emulator_documents(url, name)
-        try:
-            df = cache[name].to_pandas()
-        except Exception:  # a table that never had a row has no cache table
-            df = None
-        rows = [] if df is None else list(zip(df["_id"], df["_ts"], df["_deleted"].fillna(False)))
-        seen = {}
-        for _id, ts, deleted in rows:
-            if _id in seen:
-                problems.append(f"{name}: _id {_id} is in the cache twice")
-            seen[_id] = (int(ts), bool(deleted))
-        for _id, (ts, deleted) in seen.items():
-            if not deleted and _id not in truth:
-                problems.append(f"{name}: {_id} is live in the cache but deleted in Convex")
-            elif not deleted and truth[_id] != ts:
-                problems.append(f"{name}: {_id} is at _ts {ts} in the cache, {truth[_id]} in Convex")
-        for _id in truth:
-            if _id not in seen or seen[_id][1]:
-                problems.append(f"{name}: {_id} is missing from the cache")
+        problems += diff_rows(name, cache_rows(cache, name), emulator.documents(*table_of(name)),
+                              column=normalize, equal=same, new_fields_ok=True)
     return problems
 
 
@@ -86,13 +53,8 @@ def table_counts(cache, streams: list[str]) -> dict[str, tuple[int, int]]:
     """(rows, rows marked _deleted) per stream in the cache."""
     out = {}
     for name in streams:
-        try:
-            df = cache[name].to_pandas()
-        except Exception:  # a table that never had a row has no cache table
-            out[name] = (0, 0)
-            continue
-        deleted = int(df["_deleted"].fillna(False).astype(bool).sum()) if "_deleted" in df else 0
-        out[name] = (len(df), deleted)
+        rows = cache_rows(cache, name)  # a table that never had a row has no cache table
+        out[name] = (len(rows), sum(1 for r in rows if r["_deleted"] is True))
     return out
 
 
@@ -116,14 +78,18 @@ class _TypeNotes:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wheel", required=True, help="path of the wheel (scripts/build-wheel.sh)")
-    ap.add_argument("--emulator", required=True, help="file holding the emulator's JSON line {url, access_key}")
-    ap.add_argument("--changes", type=int, default=200, help="changes to apply before the second read")
+    ap.add_argument("--emulator", required=True,
+                    help="file holding the emulator's JSON line {url, access_key}")
+    ap.add_argument("--changes", type=int, default=200,
+                    help="changes to apply before the second read")
     args = ap.parse_args()
 
     if os.environ.get("AIRBYTE_OFFLINE_MODE") != "1":
-        print("set AIRBYTE_OFFLINE_MODE=1 before running (scripts/quickstart.sh does)", file=sys.stderr)
+        print("set AIRBYTE_OFFLINE_MODE=1 before running (scripts/quickstart.sh does)",
+              file=sys.stderr)
         return 2
     import airbyte as ab  # after the environment is set: PyAirbyte reads it at import time
     import pandas as pd
@@ -134,8 +100,10 @@ def main() -> int:
     pd.set_option("display.max_columns", 12)
     pd.set_option("display.max_colwidth", 28)
 
-    emu = json.loads(open(args.emulator, encoding="utf-8").readline())
+    with open(args.emulator, encoding="utf-8") as f:
+        emu = json.loads(f.readline())
     config = {"deployment_url": emu["url"], "access_key": emu["access_key"]}
+    emulator = Control(emu["url"])
 
     print("-- ab.get_source(\"source-convex\", pip_url=<the wheel>, install_if_missing=True)")
     source = ab.get_source(
@@ -178,8 +146,9 @@ def main() -> int:
     typed = {c: str(t) for c, t in df.dtypes.items() if not c.startswith("_airbyte")}
     print(f"column dtypes: {', '.join(f'{c}={t}' for c, t in typed.items())}")
 
-    print(f"\n-- your app writes to Convex: the emulator applies {args.changes} inserts/updates/deletes")
-    applied = emulator_post(emu["url"], "/_emulator/changes", {"count": args.changes, "seed": 7})
+    print(f"\n-- your app writes to Convex: the emulator applies {args.changes} "
+          "inserts/updates/deletes")
+    applied = emulator.changes(args.changes, seed=7)
     if applied is not None:
         print(f"  emulator: {json.dumps(applied) if not isinstance(applied, str) else applied}")
 
@@ -196,13 +165,13 @@ def main() -> int:
           "merges on _id, so a deleted document stays in the cache as a row marked deleted.")
 
     print("\n-- the cache against the deployment (the emulator's documents, row by row)")
-    problems = compare_with_deployment(cache, emu["url"], streams)
+    problems = compare_with_deployment(cache, emulator, streams)
     if problems:
         print(f"NOT exact: {len(problems)} differences", file=sys.stderr)
         for p in problems[:20]:
             print(f"  {p}", file=sys.stderr)
         return 1
-    live = sum(len(emulator_documents(emu["url"], n)) for n in streams)
+    live = sum(len(emulator.documents(*table_of(n))) for n in streams)
     print(f"exact: every live document once at its latest _ts ({live} in {len(streams)} "
           "streams), no deleted document live, no _id twice")
 
@@ -210,8 +179,8 @@ def main() -> int:
         print("unexpected: the second read should pick up only the changes", file=sys.stderr)
         return 1
     if notes.seen:
-        print(f"unexpected: PyAirbyte could not type {notes.seen} column(s) and stored them as text",
-              file=sys.stderr)
+        print(f"unexpected: PyAirbyte could not type {notes.seen} column(s) and stored them "
+              "as text", file=sys.stderr)
         return 1
     print("typed: PyAirbyte gave every column its SQL type")
     return 0

@@ -66,14 +66,10 @@ log "using $VENV"
 say "3/4 Starting the Convex emulator with sample data"
 rm -rf "$WORK"
 mkdir -p "$WORK/tmp"
-"$EMULATOR" --port 0 --tables 3 --docs 500 --components --seed 42 \
-    > "$WORK/emulator.json" 2> "$WORK/emulator.log" &
-EMU_PID=$!
-for _ in $(seq 1 100); do
-    [[ -s "$WORK/emulator.json" ]] && break
-    kill -0 "$EMU_PID" 2>/dev/null || break
-    sleep 0.1
-done
+# shellcheck source=scripts/emulator.sh
+source "$ROOT/scripts/emulator.sh"
+start_emulator "$WORK/emulator.json" "$WORK/emulator.log" \
+    "$EMULATOR" --port 0 --tables 3 --docs 500 --components --seed 42
 EMU_URL="$("$VENV/bin/python" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/emulator.json" 2>/dev/null || true)"
 if [[ -z "$EMU_URL" ]]; then
     log "the emulator did not start:"; cat "$WORK/emulator.log" >&2; exit 1

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are for the scripts that source this file
 # Sourced by scripts/build-static.sh and scripts/build-wheel.sh: the one definition of the static
 # release build. Both scripts build with exactly these, so cargo's fingerprints match and the
 # second build reuses the first one's artifacts instead of compiling again.

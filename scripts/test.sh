@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # THE test command of source-convex: everything CI runs, in order.
 #
-#   scripts/test.sh                    # full suite
+#   scripts/test.sh                    # full suite (what CI runs)
 #   scripts/test.sh -- -k pyairbyte    # extra arguments after `--` go to pytest
+#   scripts/test.sh --quick            # the inner loop: fmt, clippy, cargo test, module cycles
+#                                      # and lint; no release build, no pytest
 #
-# Steps: Python venv (scripts/python-env.sh) -> cargo fmt --check -> rust-version vs Cargo.lock
-# (scripts/check-msrv.sh) -> cargo clippy -D warnings
-# -> cargo test --workspace -> release build -> release wheel (scripts/build-wheel.sh, packs the
-# release build's binary) -> pytest integration_tests (checker unit tests, protocol conformance,
-# airbyte-cdk standard tests, PyAirbyte with local_executable and with pip_url=<the wheel>, and
-# the exactness tests of issue 10, whose Postgres-cache case starts a PostgreSQL server with
-# scripts/postgres.sh, installing the Debian package when root and missing)
-# -> scripts/image-test.sh and
-# bench/run.sh --smoke when present. Every step runs even if an earlier one failed (unless it
-# depends on it); the exit code is non-zero if any step failed.
+# Steps of the full suite: Python venv (scripts/python-env.sh: the pinned test venv, which also
+# holds ruff and shellcheck) -> cargo fmt --check -> rust-version vs Cargo.lock
+# (scripts/check-msrv.sh) -> cargo clippy -D warnings -> cargo test --workspace
+# -> module-cycles (scripts/check-module-cycles.py: no Rust module depends on itself through
+# others) -> lint (ruff check over the Python of integration_tests/, scripts/, bench/ as
+# configured in pyproject.toml; shellcheck over every *.sh and .ci/run)
+# -> release build -> release wheel (scripts/build-wheel.sh, packs the release build's binary)
+# -> pytest integration_tests (checker unit tests, protocol smoke tests, airbyte-cdk standard
+# tests, PyAirbyte with local_executable and with pip_url=<the wheel>, the exactness tests of
+# issue 10, whose Postgres-cache case starts a PostgreSQL server with scripts/postgres.sh,
+# installing the Debian package when root and missing) -> scripts/image-test.sh and
+# bench/run.sh --smoke when present. `--quick` runs python-env (for the linters; reused in
+# well under a second once created), fmt, clippy, cargo-test, module-cycles and lint. Every
+# step runs even if an earlier one failed (unless it depends on it); the exit code is
+# non-zero if any step failed.
 #
 # Binaries under test: $SOURCE_CONVEX_BIN / $CONVEX_EMULATOR_BIN, default $RELEASE_DIR/...,
 # where RELEASE_DIR is the output of scripts/build-static.sh (static glibc build,
@@ -22,12 +29,19 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 [[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 
+QUICK=0
 PYTEST_ARGS=()
-if [[ "${1:-}" == "--" ]]; then shift; PYTEST_ARGS=("$@"); fi
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        --) shift; PYTEST_ARGS=("$@"); break ;;
+        *) echo "usage: scripts/test.sh [--quick] [-- PYTEST_ARGS...]" >&2; exit 2 ;;
+    esac
+done
 
 # ---- the release binaries: one place ---------------------------------------------------
 if [[ "${RELEASE_BUILD:-}" != "plain" && -x scripts/build-static.sh ]]; then
@@ -51,7 +65,8 @@ step() {  # step NAME [requires=STEP,...] -- command...
     local requires=""
     if [[ "${1:-}" == requires=* ]]; then requires="${1#requires=}"; shift; fi
     [[ "${1:-}" == "--" ]] && shift
-    local start=$(date +%s) result dep
+    local start result dep
+    start=$(date +%s)
     echo
     echo "=== [$name] $*"
     for dep in ${requires//,/ }; do
@@ -75,6 +90,25 @@ step() {  # step NAME [requires=STEP,...] -- command...
 python_env() {
     VENV="$(scripts/python-env.sh)" || return 1
     export VENV
+}
+
+shell_scripts() {
+    # Every shell script of the repository: *.sh, and .ci/run (no suffix).
+    find . \( -path ./target -o -path ./.git -o -path './.venv*' -o -path ./.tools \
+        -o -path ./bench/out -o -name node_modules \) -prune -o -name '*.sh' -type f -print \
+        | sort
+    [[ -f .ci/run ]] && echo .ci/run
+}
+
+lint() {
+    local rc=0 scripts
+    echo "ruff $("$VENV/bin/ruff" --version | cut -d' ' -f2): ruff check (pyproject.toml [tool.ruff])"
+    "$VENV/bin/ruff" check --no-cache . || rc=1
+    mapfile -t scripts < <(shell_scripts)
+    echo "$("$VENV/bin/shellcheck" --version | sed -n 's/^version: /shellcheck /p'):" \
+        "${#scripts[@]} scripts"
+    "$VENV/bin/shellcheck" -x "${scripts[@]}" || rc=1
+    return $rc
 }
 
 release_build() {
@@ -115,29 +149,37 @@ have_libc_a() {
 
 step python-env -- python_env
 step fmt -- cargo fmt --all -- --check --color never
-step msrv -- scripts/check-msrv.sh
+if [[ $QUICK == 0 ]]; then
+    step msrv -- scripts/check-msrv.sh
+fi
 step clippy -- cargo clippy --workspace --all-targets --locked -- -D warnings
 step cargo-test -- cargo test --workspace --locked
-have_libc_a
-step release-build -- release_build
-step wheel requires=release-build -- build_wheel
-step integration requires=python-env,release-build -- integration
-if [[ -x scripts/image-test.sh ]]; then
-    step image-test requires=release-build -- scripts/image-test.sh
-fi
-if [[ -x bench/run.sh ]]; then
-    step bench-smoke requires=release-build -- bench/run.sh --smoke
+step module-cycles -- python3 scripts/check-module-cycles.py
+step lint requires=python-env -- lint
+if [[ $QUICK == 0 ]]; then
+    have_libc_a
+    step release-build -- release_build
+    step wheel requires=release-build -- build_wheel
+    step integration requires=python-env,release-build -- integration
+    if [[ -x scripts/image-test.sh ]]; then
+        step image-test requires=release-build -- scripts/image-test.sh
+    fi
+    if [[ -x bench/run.sh ]]; then
+        step bench-smoke requires=release-build -- bench/run.sh --smoke
+    fi
 fi
 
 # ---- summary -------------------------------------------------------------------------------
 TOTAL=$(( $(date +%s) - SUITE_START ))
+MODE="test summary"
+[[ $QUICK == 1 ]] && MODE="quick test summary (no release build, no pytest)"
 echo
-echo "================ source-convex test summary ================"
+echo "================ source-convex $MODE ================"
 printf '  %-16s %-28s %6s\n' STEP RESULT SECONDS
 for i in "${!STEP_NAMES[@]}"; do
     printf '  %-16s %-28s %6s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_TIMES[$i]}"
 done
-echo "  binaries: $SOURCE_CONVEX_BIN, $CONVEX_EMULATOR_BIN"
+[[ $QUICK == 0 ]] && echo "  binaries: $SOURCE_CONVEX_BIN, $CONVEX_EMULATOR_BIN"
 if [[ $FAILED -ne 0 ]]; then
     echo "test.sh: FAILED after ${TOTAL}s"
     exit 1
