@@ -10,15 +10,17 @@
 # holds ruff and shellcheck) -> cargo fmt --check -> rust-version vs Cargo.lock
 # (scripts/check-msrv.sh) -> cargo clippy -D warnings -> cargo test --workspace
 # -> module-cycles (scripts/check-module-cycles.py: no Rust module depends on itself through
-# others) -> lint (ruff check over the Python of integration_tests/, scripts/, bench/ as
+# others) -> client-alone (the Convex client crate builds on its own, with no workspace crate
+# among its dependencies) -> lint (ruff check over the Python of integration_tests/, scripts/, bench/ as
 # configured in pyproject.toml; shellcheck over every *.sh and .ci/run)
 # -> release build -> release wheel (scripts/build-wheel.sh, packs the release build's binary)
 # -> pytest integration_tests (checker unit tests, protocol smoke tests, airbyte-cdk standard
-# tests, PyAirbyte with local_executable and with pip_url=<the wheel>, the exactness tests of
-# issue 10, whose Postgres-cache case starts a PostgreSQL server with scripts/postgres.sh,
+# tests, PyAirbyte with local_executable and with pip_url=<the wheel>, the exact-cache
+# tests, whose Postgres-cache case starts a PostgreSQL server with scripts/postgres.sh,
 # installing the Debian package when root and missing) -> scripts/image-test.sh and
 # bench/run.sh --smoke when present. `--quick` runs python-env (for the linters; reused in
-# well under a second once created), fmt, clippy, cargo-test, module-cycles and lint. Every
+# well under a second once created), fmt, clippy, cargo-test, module-cycles, client-alone
+# and lint. Every
 # step runs even if an earlier one failed (unless it depends on it); the exit code is
 # non-zero if any step failed.
 #
@@ -147,6 +149,19 @@ have_libc_a() {
     return 0
 }
 
+client_alone() {
+    # The Convex client builds on its own, and nothing of this workspace is among its normal
+    # dependencies: the compiler, not a text search, keeps the Convex layer free of Airbyte.
+    cargo build -p convex-client --locked || return 1
+    local ours
+    ours="$(cargo tree -p convex-client -e normal --prefix none --locked \
+        | grep -E '^(source-convex|convex-emulator|convex-bench) ' || true)"
+    if [[ -n "$ours" ]]; then
+        echo "convex-client depends on workspace crates: $ours" >&2
+        return 1
+    fi
+}
+
 step python-env -- python_env
 step fmt -- cargo fmt --all -- --check --color never
 if [[ $QUICK == 0 ]]; then
@@ -155,6 +170,7 @@ fi
 step clippy -- cargo clippy --workspace --all-targets --locked -- -D warnings
 step cargo-test -- cargo test --workspace --locked
 step module-cycles -- python3 scripts/check-module-cycles.py
+step client-alone -- client_alone
 step lint requires=python-env -- lint
 if [[ $QUICK == 0 ]]; then
     have_libc_a
