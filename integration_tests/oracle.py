@@ -33,7 +33,7 @@ from harness import Run
 # written between a read's end and the comparison (callers then turn background writes off).
 TRUTH_AT_T = True
 
-# `_ab_cdc_lsn` must be the document's `_ts` exactly (issue 10, item 5: PyAirbyte maps the
+# `_ab_cdc_lsn` must be the document's `_ts` exactly (PyAirbyte maps the
 # declared `number` through float64, 1770335567024386710 -> 1770335567024386816). False checks
 # everything else, for a connector that has the one-revision fix but not yet this one.
 LSN_EXACT = True
@@ -89,7 +89,7 @@ def require_documents_at(control: Control, stream: str, before_first_write: int)
     assert live and not then, (
         f"GET /_emulator/documents?ts={before_first_write} returned {len(then)} documents of "
         f"{stream} that were inserted after that timestamp: this emulator does not "
-        "answer `ts=` (issue 10, item 6). Set oracle.TRUTH_AT_T = False to run without "
+        "answer `ts=`. Set oracle.TRUTH_AT_T = False to run without "
         "writes during reads.")
 
 

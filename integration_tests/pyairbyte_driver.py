@@ -8,7 +8,7 @@ Assertions fail the process (exit 1) with a traceback on stderr. Every cache is 
 the emulator's documents by the oracle (oracle.diff_rows over cache_values.cache_rows).
 
 - test_pyairbyte.py: `full_cycle`, `bad_key`, `pip_wheel`, `rate_limited`.
-- test_exact_cache.py: `exact`, the randomized exactness scenario of issue 10. One seed:
+- test_exact_cache.py: `exact`, the randomized exactness scenario. One seed:
   seeded random transactions (random_writes.py) interleaved with `read()`s of every stream
   into ONE cache (the default DuckDB cache, or a PostgresCache), some written by a background
   thread while a read runs; after every read each cached table must equal the emulator's

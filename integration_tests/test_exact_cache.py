@@ -1,4 +1,4 @@
-"""Issue 10: after every read the destination is exactly the deployment at the read's end
+"""After every read the destination is exactly the deployment at the read's end
 position T (the streams' last `delta_cursor`): each live document once, at its latest `_ts`,
 no deleted document live, no `_id` twice (the oracle, oracle.py).
 
@@ -81,7 +81,7 @@ def test_random_data_sync_reads_into_duckdb_are_exact(emulator_factory, tmp_path
 @pytest.mark.parametrize("seed", (333,))
 def test_switching_a_connection_to_data_sync_continues_exactly(emulator_factory, tmp_path,
                                                                seed):
-    """Issue 13's done-when: reads on the streaming export API, then the same connection
+    """Reads on the streaming export API, then the same connection
     (same cache, same saved state) switched to `api: data_sync`: every read after the switch
     continues where the old API left off, exact, and nothing is read again."""
     result = run_exact(emulator_factory, tmp_path, seed, cache="duckdb",
