@@ -546,6 +546,26 @@ def full_refresh_api_check(b, emu, name, tables, expect):
                        f"so its rows stand for both.")
 
 
+# Ours, sending every revision of a changed document instead of the latest per read.
+EVERY_REVISION = {"config_extra": {"every_revision": True}}
+
+
+def changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, n):
+    """Every program reads the same changes on both APIs (ours also with every_revision), and
+    the peer on the streaming export API: the rows of an incremental scenario."""
+    variants = [("transfer-only", {"api": SE, **se}),
+                ("ours every-revision", {"api": SE, **se, **EVERY_REVISION}),
+                ("ours", {"api": SE, **se}),
+                ("transfer-only", {"api": DS, **ds}),
+                ("ours every-revision", {"api": DS, **ds, **EVERY_REVISION}),
+                ("ours", {"api": DS, **ds})]
+    rows = b.repeat(n, emu, name, variants, tables=tables, mode="incremental")
+    for p in peer:
+        rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
+                             cursors=se["cursors"], timeout=o.peer_timeout))
+    return rows
+
+
 def incremental_checks(b, name, rows, nd):
     """Checks of a change read on each API: transfer-only saw the changes, and the default
     (one revision per document) sent no more records than there were revisions."""
@@ -571,7 +591,6 @@ def scenarios(b, o):
     N = o.repeat
     emu_bin = o.emulator_bin
     seed = 7
-    every = {"config_extra": {"every_revision": True}}
 
     # ---- 1. full refresh 2 x 100k (~400 B), the first sync on both APIs, then incremental
     # scenarios on the same deployment
@@ -640,16 +659,7 @@ def scenarios(b, o):
         nd = 500 if smoke else 10_000
         name = f"incremental, {count_label(nd)} deltas"
         emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 1})
-        variants = [("transfer-only", {"api": SE, **se}),
-                    ("ours every-revision", {"api": SE, **se, **every}),
-                    ("ours", {"api": SE, **se}),
-                    ("transfer-only", {"api": DS, **ds}),
-                    ("ours every-revision", {"api": DS, **ds, **every}),
-                    ("ours", {"api": DS, **ds})]
-        rows = b.repeat(N, emu, name, variants, tables=tables, mode="incremental")
-        for p in peer:
-            rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
-                                 cursors=cursors, timeout=o.peer_timeout))
+        rows = changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, N)
         incremental_checks(b, name, rows, nd)
         r = ratio(rate(rows[(SE, "ours every-revision")]), rate(rows[(SE, "transfer-only")]))
         b.target(f"{name}: ours (every_revision) ≥ 90 % of transfer-only records/s",
@@ -712,16 +722,7 @@ def scenarios(b, o):
         emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 2})
         single = single_walk_pages(emu, tables, min(cursors.values()))
         se, ds = {"cursors": cursors}, {"states": ds_states}
-        variants = [("transfer-only", {"api": SE, **se}),
-                    ("ours every-revision", {"api": SE, **se, **every}),
-                    ("ours", {"api": SE, **se}),
-                    ("transfer-only", {"api": DS, **ds}),
-                    ("ours every-revision", {"api": DS, **ds, **every}),
-                    ("ours", {"api": DS, **ds})]
-        rows = b.repeat(N, emu, name, variants, tables=tables, mode="incremental")
-        for p in peer:
-            rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
-                                 cursors=cursors, timeout=o.peer_timeout))
+        rows = changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, N)
         incremental_checks(b, name, rows, nd)
         deltas = {lb: (r.get("by_endpoint") or {}).get("document_deltas") for (a, lb), r in rows.items() if a == SE}
         read = {lb: (r.get("rows_read") or {}).get("document_deltas") for (a, lb), r in rows.items() if a == SE}
