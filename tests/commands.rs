@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::Harness;
 use convex_emulator::{FaultKind, FaultRule};
 use serde_json::{json, Value};
@@ -350,35 +352,17 @@ fn the_cli_forgives_what_is_unambiguous_and_says_the_fix_otherwise() {
 
     // `read` takes the file `catalog` wrote, and a bare list of its streams.
     let file = h.write("configured.json", &made.stdout);
-    let first = h.run(&[
-        "read",
-        "--config",
-        config,
-        "--catalog",
-        file.to_str().unwrap(),
-    ]);
+    let first = h.bin.read(Path::new(config), &file, None);
     assert_eq!(first.code, 0, "{}", first.stdout);
     assert_eq!(first.records().values().map(Vec::len).sum::<usize>(), 10);
     let bare = h.write("bare.json", &catalog["streams"].to_string());
-    let again = h.run(&[
-        "read",
-        "--config",
-        config,
-        "--catalog",
-        bare.to_str().unwrap(),
-    ]);
+    let again = h.bin.read(Path::new(config), &bare, None);
     assert_eq!(again.code, 0, "{}", again.stdout);
 
     // discover's output is not a configured catalog: the error shows the form and the command.
     let discovered = h.run(&["discover", "--config", config]);
     let wrong = h.write("discovered.json", &discovered.stdout);
-    let refused = h.run(&[
-        "read",
-        "--config",
-        config,
-        "--catalog",
-        wrong.to_str().unwrap(),
-    ]);
+    let refused = h.bin.read(Path::new(config), &wrong, None);
     assert_eq!(refused.code, 1);
     let message = refused.errors()[0]["message"].as_str().unwrap().to_owned();
     assert!(
@@ -387,16 +371,7 @@ fn the_cli_forgives_what_is_unambiguous_and_says_the_fix_otherwise() {
     );
 
     // The whole output of the first read, as it was printed, resumes exactly: nothing new.
-    let state = h.write("read-output.jsonl", &first.stdout);
-    let resumed = h.run(&[
-        "read",
-        "--config",
-        config,
-        "--catalog",
-        file.to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let resumed = h.bin.read(Path::new(config), &file, Some(&first.stdout));
     assert_eq!(resumed.code, 0, "{}", resumed.stdout);
     assert!(
         resumed.records().values().all(Vec::is_empty),

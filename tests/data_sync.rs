@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
@@ -28,14 +29,6 @@ fn by_id(run: &common::Run) -> BTreeMap<String, BTreeMap<String, Value>> {
                 .collect();
             (stream, rows)
         })
-        .collect()
-}
-
-fn logs<'a>(run: &'a common::Run, level: &str) -> Vec<&'a str> {
-    run.messages
-        .iter()
-        .filter(|m| m["log"]["level"] == level)
-        .map(|m| m["log"]["message"].as_str().unwrap())
         .collect()
 }
 
@@ -96,6 +89,35 @@ fn records_are_the_same_on_both_apis_with(legacy_columns: bool) {
     }
 }
 
+/// A first read of every stream through the Data Sync API: its catalog and the read.
+fn synced_once(h: &mut Harness) -> (PathBuf, common::Run) {
+    h.use_data_sync();
+    h.read_all()
+}
+
+/// A first read on the streaming export API, `changes` generated changes (`seed`), then a read from its
+/// saved state once `switch` changed the config's API: it converts each stream's position
+/// once. Returns both reads; the emulator's request counters cover the second only.
+fn switched(
+    h: &mut Harness,
+    catalog: &Path,
+    (changes, seed): (usize, u64),
+    switch: fn(&mut Harness),
+) -> (common::Run, common::Run) {
+    h.use_streaming_export();
+    let first = h.read(catalog, Some("[]"));
+    assert_eq!(first.code, 0);
+    apply_changes(h.dep(), changes, seed).unwrap();
+    switch(h);
+    h.dep().reset_requests();
+    let moved = h.read(catalog, Some(&first.saved_state()));
+    moved.assert_well_formed(h.emu.access_key());
+    assert_eq!(moved.code, 0, "{}", moved.stdout);
+    let conversions = h.dep().requests().by_endpoint["data_sync_cursor_from_deltas"];
+    assert_eq!(conversions, tables(h.dep()).len() as u64);
+    (first, moved)
+}
+
 /// A connection switched to `api: data_sync` continues where the streaming export API left
 /// it (one conversion per stream, no snapshot), exactly; switched back, it continues again.
 #[test]
@@ -104,24 +126,9 @@ fn switching_the_api_continues_exactly_both_ways() {
     // Every column: the changes add fields that a catalog discovered before them would not
     // select (Airbyte's field selection), whatever the API.
     let catalog = h.catalog_all_columns("incremental");
-    h.use_streaming_export();
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
-    apply_changes(h.dep(), 60, 5).unwrap();
-    h.use_data_sync();
-    h.dep().reset_requests();
-    let moved = h.read(&catalog, Some(&first.saved_state()));
-    moved.assert_well_formed(h.emu.access_key());
-    assert_eq!(moved.code, 0, "{}", moved.stdout);
+    let (first, moved) = switched(&mut h, &catalog, (60, 5), Harness::use_data_sync);
     let requests = h.dep().requests();
     let streams = tables(h.dep()).len() as u64;
-    assert_eq!(
-        requests
-            .by_endpoint
-            .get("data_sync_cursor_from_deltas")
-            .copied(),
-        Some(streams)
-    );
     assert_eq!(
         requests.by_endpoint.get("list_snapshot"),
         None,
@@ -155,10 +162,7 @@ fn switching_the_api_continues_exactly_both_ways() {
 #[test]
 fn a_replaced_table_is_read_again_and_the_remedy_is_named() {
     let mut h = Harness::with_tables(2, 50, false);
-    h.use_data_sync();
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
+    let (catalog, first) = synced_once(&mut h);
     let name = "messages";
     h.dep()
         .import_table("", name, (0..7).map(|i| json!({"imported": i})))
@@ -166,7 +170,7 @@ fn a_replaced_table_is_read_again_and_the_remedy_is_named() {
     let second = h.read(&catalog, Some(&first.saved_state()));
     second.assert_well_formed(h.emu.access_key());
     assert_eq!(second.code, 0, "{}", second.stdout);
-    let warn = logs(&second, "WARN");
+    let warn = second.logs("WARN");
     assert_eq!(warn.len(), 1, "{warn:?}");
     assert!(
         warn[0].contains(name)
@@ -197,24 +201,13 @@ fn a_replaced_table_is_read_again_and_the_remedy_is_named() {
 
 #[test]
 fn an_expired_cursor_restarts_the_sync_with_a_warning() {
-    let mut h = Harness::generated(
-        1,
-        40,
-        false,
-        Settings {
-            data_sync_retention_ms: 60_000,
-            ..Settings::default()
-        },
-    );
-    h.use_data_sync();
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
+    let mut h = Harness::with_settings(1, 40, false, |s| s.data_sync_retention_ms = 60_000);
+    let (catalog, first) = synced_once(&mut h);
     h.dep().advance_clock(Duration::from_secs(120));
     let again = h.read(&catalog, Some(&first.saved_state()));
     again.assert_well_formed(h.emu.access_key());
     assert_eq!(again.code, 0, "{}", again.stdout);
-    let warn = logs(&again, "WARN");
+    let warn = again.logs("WARN");
     assert!(
         warn.len() == 1 && warn[0].contains("DataSyncCursorExpired"),
         "{warn:?}"
@@ -226,10 +219,7 @@ fn an_expired_cursor_restarts_the_sync_with_a_warning() {
 #[test]
 fn an_altered_cursor_fails_its_stream_with_what_to_do() {
     let mut h = Harness::with_tables(2, 10, false);
-    h.use_data_sync();
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
+    let (catalog, first) = synced_once(&mut h);
     let mut state: Vec<Value> = serde_json::from_str(&first.saved_state()).unwrap();
     let s = &mut state[0]["stream"]["stream_state"];
     let cursor = s["data_sync_cursor"].as_str().unwrap().to_owned();
@@ -282,15 +272,7 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
     let mut compared = 0;
     let mut stops = 0;
     for seed in 0..3u64 {
-        let mut h = Harness::generated(
-            3,
-            300,
-            true,
-            Settings {
-                data_sync_page_entries: 40,
-                ..Settings::default()
-            },
-        );
+        let mut h = Harness::with_settings(3, 300, true, |s| s.data_sync_page_entries = 40);
         h.use_data_sync();
         h.config_extra_timeout(2);
         let catalog = h.catalog_all_columns("incremental");
@@ -331,7 +313,8 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
             run.assert_well_formed(h.emu.access_key());
             assert_eq!(run.code, 0, "seed {seed} round {round}: {}", run.stdout);
             assert_no_id_twice(&run, &format!("seed {seed} round {round}"));
-            stops += logs(&run, "INFO")
+            stops += run
+                .logs("INFO")
                 .iter()
                 .filter(|l| l.contains("changes came for documents this read had already sent"))
                 .count();
@@ -362,10 +345,7 @@ fn randomized_faults_writes_and_clock_jumps_end_exact() {
 #[test]
 fn a_data_sync_position_ahead_of_the_head_heals_after_a_switch() {
     let mut h = Harness::generated(2, 40, false, Settings::default());
-    h.use_data_sync();
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0, "{}", first.stdout);
+    let (catalog, first) = synced_once(&mut h);
     let mut states: Vec<Value> = serde_json::from_str(&first.saved_state()).unwrap();
     for s in &mut states {
         let st = &mut s["stream"]["stream_state"];
@@ -375,7 +355,7 @@ fn a_data_sync_position_ahead_of_the_head_heals_after_a_switch() {
     let run = h.read(&catalog, Some(&Value::Array(states).to_string()));
     run.assert_well_formed(h.emu.access_key());
     assert_eq!(run.code, 0, "{}", run.stdout);
-    let warn = logs(&run, "WARN");
+    let warn = run.logs("WARN");
     assert_eq!(warn.len(), 2, "{warn:?}");
     assert!(
         warn.iter()
@@ -536,22 +516,8 @@ fn auto_reads_through_data_sync_where_the_deployment_serves_it() {
     // from there: no snapshot.
     let mut h2 = Harness::generated(2, 60, true, Settings::default());
     let catalog2 = h2.catalog_all_columns("incremental");
-    let legacy = h2.read(&catalog2, Some("[]"));
-    assert_eq!(legacy.code, 0);
-    apply_changes(h2.dep(), 20, 4).unwrap();
-    h2.use_auto();
-    h2.dep().reset_requests();
-    let moved = h2.read(&catalog2, Some(&legacy.saved_state()));
-    moved.assert_well_formed(h2.emu.access_key());
-    assert_eq!(moved.code, 0, "{}", moved.stdout);
+    let (legacy, moved) = switched(&mut h2, &catalog2, (20, 4), Harness::use_auto);
     let requests = h2.dep().requests();
-    assert_eq!(
-        requests
-            .by_endpoint
-            .get("data_sync_cursor_from_deltas")
-            .copied(),
-        Some(tables(h2.dep()).len() as u64)
-    );
     assert!(
         requests
             .by_endpoint
@@ -582,7 +548,7 @@ fn auto_falls_back_to_streaming_export_on_a_backend_without_data_sync() {
     let cold = h.read(&catalog, Some("[]"));
     cold.assert_well_formed(h.emu.access_key());
     assert_eq!(cold.code, 0, "{}", cold.stdout);
-    let info = logs(&cold, "INFO");
+    let info = cold.logs("INFO");
     assert_eq!(
         info.iter()
             .filter(|l| l.contains("does not serve Convex's Data Sync API"))
@@ -590,7 +556,7 @@ fn auto_falls_back_to_streaming_export_on_a_backend_without_data_sync() {
         1,
         "{info:?}"
     );
-    let warn = logs(&cold, "WARN");
+    let warn = cold.logs("WARN");
     assert_eq!(warn.len(), 1, "{warn:?}");
     let named: std::collections::BTreeSet<&str> = warn[0]
         .strip_prefix("Streams ")

@@ -1,18 +1,23 @@
 //! The real binary against a small in-process hostile HTTP server (issue 15's campaign, kept):
-//! malformed, endless, echoing, looping, trickling, stalling and truncated answers. Every case
-//! asserts the exact outcome (exit code, failure type, stream status), and every run that
-//! `Run::from` parses asserts the invariants: every stdout line is one JSON message, stdout is
-//! UTF-8, and the access key appears nowhere, in stdout or stderr.
+//! malformed, endless, echoing, looping, trickling, stalling and truncated answers, which the
+//! emulator deliberately never gives (it answers as Convex does, faults aside). Every case
+//! asserts the exact outcome (exit code, failure type, stream status), and every run (through
+//! `common::Binary`, as every test of `tests/` runs the binary) asserts the invariants: every
+//! stdout line is one JSON message, stdout is UTF-8, no panic, and the access key appears
+//! nowhere, in stdout or stderr.
 #![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{wait_bounded, Binary, Run};
 use serde_json::{json, Value};
 
 const KEY: &str = "prod:hostile-test|aG9zdGlsZS1zZWNyZXQtdG9rZW4tMTIzNDU2Nzg5MA";
@@ -66,6 +71,16 @@ impl Reply {
         }
     }
 
+    /// `head_body`, then KiB of `x` after KiB, without pause, until the client goes away.
+    fn endless(status: u16, head_body: &[u8], kib: usize) -> Reply {
+        Reply::Endless {
+            status,
+            head_body: head_body.to_vec(),
+            filler: vec![b'x'; kib * 1024],
+            pause: Duration::ZERO,
+        }
+    }
+
     fn raw(status: u16, body: impl Into<Vec<u8>>) -> Reply {
         Reply::Full {
             status,
@@ -78,9 +93,9 @@ impl Reply {
 type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
 
 struct Hostile {
-    url: String,
+    /// The binary, run the way every test of `tests/` runs it.
+    bin: Binary,
     hits: Arc<Mutex<HashMap<String, usize>>>,
-    dir: tempfile::TempDir,
 }
 
 impl Hostile {
@@ -98,51 +113,29 @@ impl Hostile {
                 std::thread::spawn(move || serve(conn, &*handler, &hits));
             }
         });
-        Hostile {
-            url,
-            hits,
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let mut bin = Binary::new(&url);
+        bin.path = binary();
+        bin.bound = HANG;
+        bin.secrets = vec![KEY.to_owned(), TOKEN.to_owned()];
+        Hostile { bin, hits }
+    }
+
+    fn url(&self) -> &str {
+        &self.bin.url
     }
 
     fn hits(&self, path: &str) -> usize {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
-    fn file(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-
     fn config(&self, extra: Value) -> PathBuf {
-        let mut c = json!({"deployment_url": self.url, "access_key": KEY});
-        for (k, v) in extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        self.file("config.json", &c.to_string())
-    }
-
-    fn spawn(&self, args: &[&str], stdout: Stdio) -> Child {
-        Command::new(binary())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        let child = self.spawn(args, Stdio::piped());
-        let out = wait_or_kill(child);
-        Run::from(out, started.elapsed())
+        self.bin.config(KEY, &extra)
     }
 
     fn check(&self, extra: Value) -> Run {
         let config = self.config(extra);
-        self.run(&["check", "--config", config.to_str().unwrap()])
+        self.bin
+            .run(&["check", "--config", config.to_str().unwrap()])
     }
 
     /// `read` of the full-refresh stream `t`, with an optional state.
@@ -152,23 +145,11 @@ impl Hostile {
 
     /// `read` of stream `t` in `mode`, with an optional state.
     fn read_in(&self, mode: &str, extra: Value, state: Option<&str>) -> Run {
-        let config = self.config(extra);
-        let catalog = self.file(
+        let catalog = self.bin.write(
             "catalog.json",
             &json!({"streams": [{"stream": {"name": "t", "json_schema": {}}, "sync_mode": mode, "destination_sync_mode": "append"}]}).to_string(),
         );
-        let mut args = vec![
-            "read".to_owned(),
-            "--config".into(),
-            config.to_str().unwrap().into(),
-            "--catalog".into(),
-            catalog.to_str().unwrap().into(),
-        ];
-        if let Some(s) = state {
-            args.push("--state".into());
-            args.push(self.file("state.json", s).to_str().unwrap().into());
-        }
-        self.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        self.bin.read(&self.config(extra), &catalog, state)
     }
 }
 
@@ -178,42 +159,6 @@ impl Hostile {
 fn binary() -> String {
     std::env::var("HOSTILE_SOURCE_CONVEX_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_source-convex").to_owned())
-}
-
-fn wait_or_kill(mut child: Child) -> std::process::Output {
-    let started = Instant::now();
-    // Drain the pipes while waiting, so a chatty child never blocks on a full pipe.
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > HANG {
-            child.kill().unwrap();
-            panic!("source-convex hung for {HANG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    std::process::Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
 }
 
 fn serve(mut conn: TcpStream, handler: &Handler, hits: &Mutex<HashMap<String, usize>>) {
@@ -308,108 +253,6 @@ fn serve(mut conn: TcpStream, handler: &Handler, hits: &Mutex<HashMap<String, us
     };
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    messages: Vec<Value>,
-    elapsed: Duration,
-}
-
-impl Run {
-    /// Parses a run, asserting what must hold whatever the server did.
-    fn from(out: std::process::Output, elapsed: Duration) -> Run {
-        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        for text in [&stdout, &stderr] {
-            assert!(
-                !text.contains(TOKEN) && !text.contains(KEY),
-                "the access key leaked:\n{text}"
-            );
-        }
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        let messages = stdout
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("invalid stdout line {l:?}: {e}"));
-                assert!(v["type"].is_string(), "{l}");
-                v
-            })
-            .collect();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout,
-            messages,
-            elapsed,
-        }
-    }
-
-    fn of_type(&self, t: &str) -> Vec<&Value> {
-        self.messages.iter().filter(|m| m["type"] == t).collect()
-    }
-
-    /// The only TRACE ERROR: (failure type, message).
-    fn error(&self) -> (String, String) {
-        let errors: Vec<_> = self
-            .messages
-            .iter()
-            .filter(|m| m["trace"]["type"] == "ERROR")
-            .collect();
-        assert_eq!(errors.len(), 1, "{}", self.stdout);
-        let e = &errors[0]["trace"]["error"];
-        (
-            e["failure_type"].as_str().unwrap().to_owned(),
-            format!("{} | {}", e["message"], e["internal_message"]),
-        )
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        self.messages
-            .iter()
-            .filter(|m| m["trace"]["type"] == "STREAM_STATUS")
-            .map(|m| {
-                m["trace"]["stream_status"]["status"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
-    }
-
-    fn check_status(&self) -> (String, String) {
-        let s = self.of_type("CONNECTION_STATUS");
-        assert_eq!(s.len(), 1, "{}", self.stdout);
-        let cs = &s[0]["connectionStatus"];
-        (
-            cs["status"].as_str().unwrap().to_owned(),
-            cs["message"].as_str().unwrap_or("").to_owned(),
-        )
-    }
-
-    fn warnings(&self) -> Vec<String> {
-        self.of_type("LOG")
-            .into_iter()
-            .filter(|m| m["log"]["level"] == "WARN")
-            .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// A failed read: exit 1, the stream INCOMPLETE, no STATE, one TRACE ERROR of `kind`.
-    fn assert_stream_failed(&self, kind: &str) -> String {
-        assert_eq!(self.code, 1, "{}", self.stdout);
-        assert_eq!(
-            self.statuses().last().map(String::as_str),
-            Some("INCOMPLETE"),
-            "{}",
-            self.stdout
-        );
-        assert!(self.of_type("STATE").is_empty(), "{}", self.stdout);
-        let (failure, message) = self.error();
-        assert_eq!(failure, kind, "{message}");
-        message
-    }
-}
-
 fn schemas() -> Reply {
     Reply::json(200, &json!({"t": {"type": "object", "properties": {}}}))
 }
@@ -437,6 +280,16 @@ fn deployment(snapshot: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Hosti
         ),
         _ => Reply::raw(404, "no"),
     })
+}
+
+/// Asserts that `run` took `seconds` (at least the start, less than the end).
+fn assert_took(run: &Run, seconds: std::ops::Range<u64>) {
+    let took = run.elapsed;
+    let (min, max) = (seconds.start, seconds.end);
+    assert!(
+        took >= Duration::from_secs(min) && took < Duration::from_secs(max),
+        "{took:?}"
+    );
 }
 
 /// The request head as an echoing server or proxy sends it back, `Authorization` included.
@@ -471,9 +324,9 @@ fn an_echoed_key_is_redacted_in_retry_warnings_and_the_trace() {
         body: echo(req).into_bytes(),
     });
     let run = h.read(json!({}), None);
-    let message = run.assert_stream_failed("transient_error");
+    let message = run.assert_failed("t", "transient_error");
     assert!(message.contains("<redacted>"), "{message}");
-    let warnings = run.warnings();
+    let warnings = run.logs("WARN");
     assert_eq!(warnings.len(), 5, "{warnings:?}");
     assert!(
         warnings.iter().all(|w| w.contains("Convex <redacted>")),
@@ -492,13 +345,13 @@ fn an_echoed_key_in_a_200_is_redacted() {
         )
     });
     let run = h.read(json!({}), None);
-    let message = run.assert_stream_failed("system_error");
+    let message = run.assert_failed("t", "system_error");
     assert!(message.contains("Convex <redacted>"), "{message}");
     // Not retried: a wrong body does not become right.
     assert_eq!(h.hits("/api/list_snapshot"), 1);
     // A proxy's HTML page instead of JSON: the same, without the page in the message.
     let h = deployment(|req| Reply::raw(200, format!("<html>{}</html>", echo(req))));
-    let message = h.read(json!({}), None).assert_stream_failed("system_error");
+    let message = h.read(json!({}), None).assert_failed("t", "system_error");
     assert!(message.contains("unexpected '<' at byte 0"), "{message}");
 }
 
@@ -528,7 +381,7 @@ fn a_bad_document_fails_the_stream_before_its_state() {
             pause: Duration::from_millis(50),
         });
         let run = h.read(json!({}), None);
-        let message = run.assert_stream_failed("system_error");
+        let message = run.assert_failed("t", "system_error");
         assert!(
             message.contains("not valid JSON") || message.contains("must be a JSON object"),
             "{message}"
@@ -552,7 +405,7 @@ fn a_pretty_printed_page_becomes_one_line_records() {
             assert_eq!(r["record"]["data"][k], *v);
         }
     }
-    assert_eq!(run.statuses().last().unwrap(), "COMPLETE");
+    assert_eq!(run.statuses("t").last().unwrap(), "COMPLETE");
     assert_eq!(run.of_type("STATE").len(), 1);
     // One line per message: 3 records among them.
     assert_eq!(run.stdout.lines().count(), run.messages.len());
@@ -562,14 +415,17 @@ fn a_pretty_printed_page_becomes_one_line_records() {
 
 #[test]
 fn an_endless_schemas_body_is_cut_at_its_cap() {
-    let h = Hostile::start(|_| Reply::Endless {
-        status: 200,
-        head_body: b"\r\n{\"t\":{\"type\":\"object\",\"description\":\"".to_vec(),
-        filler: vec![b'x'; 256 * 1024],
-        pause: Duration::ZERO,
+    let h = Hostile::start(|_| {
+        Reply::endless(
+            200,
+            b"\r\n{\"t\":{\"type\":\"object\",\"description\":\"",
+            256,
+        )
     });
     let config = h.config(json!({}));
-    let run = h.run(&["discover", "--config", config.to_str().unwrap()]);
+    let run = h
+        .bin
+        .run(&["discover", "--config", config.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     let (kind, message) = run.error();
     assert_eq!(kind, "system_error");
@@ -578,27 +434,17 @@ fn an_endless_schemas_body_is_cut_at_its_cap() {
 
 #[test]
 fn an_endless_document_is_cut_at_its_cap() {
-    let h = deployment(|_| Reply::Endless {
-        status: 200,
-        head_body: b"\r\n{\"values\":[{\"_id\":\"a\",\"pad\":\"".to_vec(),
-        filler: vec![b'x'; 256 * 1024],
-        pause: Duration::ZERO,
-    });
+    let h = deployment(|_| Reply::endless(200, b"\r\n{\"values\":[{\"_id\":\"a\",\"pad\":\"", 256));
     let run = h.read(json!({}), None);
-    let message = run.assert_stream_failed("system_error");
+    let message = run.assert_failed("t", "system_error");
     assert!(message.contains("larger than 16 MiB"), "{message}");
 }
 
 #[test]
 fn an_endless_error_body_is_read_only_to_its_cap() {
-    let h = deployment(|_| Reply::Endless {
-        status: 503,
-        head_body: b"Retry-After: 0\r\n\r\n<html>".to_vec(),
-        filler: vec![b'x'; 64 * 1024],
-        pause: Duration::ZERO,
-    });
+    let h = deployment(|_| Reply::endless(503, b"Retry-After: 0\r\n\r\n<html>", 64));
     let run = h.read(json!({}), None);
-    run.assert_stream_failed("transient_error");
+    run.assert_failed("t", "transient_error");
     assert_eq!(h.hits("/api/list_snapshot"), 6);
 }
 
@@ -623,12 +469,8 @@ fn a_trickling_body_ends_at_the_overall_deadline() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(run.of_type("RECORD").len(), 1);
     assert_eq!(h.hits("/api/list_snapshot"), 2);
-    assert_eq!(run.warnings().len(), 1, "{:?}", run.warnings());
-    assert!(
-        run.elapsed >= Duration::from_secs(5) && run.elapsed < Duration::from_secs(20),
-        "{:?}",
-        run.elapsed
-    );
+    assert_eq!(run.logs("WARN").len(), 1, "{:?}", run.logs("WARN"));
+    assert_took(&run, 5..20);
 }
 
 #[test]
@@ -650,11 +492,7 @@ fn check_does_not_wait_out_a_long_retry_after() {
     assert!(message.contains("BadDeployKey"), "{message}");
     assert_eq!(h.hits("/api/json_schemas"), 2);
     // One wait of at most 5 s, not of two minutes.
-    assert!(
-        run.elapsed >= Duration::from_secs(4) && run.elapsed < Duration::from_secs(15),
-        "{:?}",
-        run.elapsed
-    );
+    assert_took(&run, 4..15);
 }
 
 // ---- defect 9 and redirects
@@ -780,7 +618,7 @@ fn a_bad_page_stops_the_walk_with_at_most_one_page_requested_ahead() {
     let run = h.read(json!({}), None);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert_eq!(
-        run.statuses().last().map(String::as_str),
+        run.statuses("t").last().map(String::as_str),
         Some("INCOMPLETE")
     );
     let (failure, message) = run.error();
@@ -806,18 +644,18 @@ fn config_mistakes_are_config_errors_before_any_request() {
             "use https://murky-swan-635.convex.cloud",
         ),
         (
-            json!({"deployment_url": h.url, "access_key": "prod:x|tökén-with-umlauts"}),
+            json!({"deployment_url": h.url(), "access_key": "prod:x|tökén-with-umlauts"}),
             "non-ASCII",
         ),
         (
-            json!({"deployment_url": h.url, "access_key": format!("prod:x|{}", "k".repeat(5000))}),
+            json!({"deployment_url": h.url(), "access_key": format!("prod:x|{}", "k".repeat(5000))}),
             "longer than any Convex deploy key",
         ),
-        (json!([h.url, KEY]), "must be a JSON object"),
+        (json!([h.url(), KEY]), "must be a JSON object"),
     ];
     for (config, want) in cases {
-        let path = h.file("bad.json", &config.to_string());
-        let run = h.run(&["check", "--config", path.to_str().unwrap()]);
+        let path = h.bin.write("bad.json", &config.to_string());
+        let run = h.bin.run(&["check", "--config", path.to_str().unwrap()]);
         assert_eq!(run.code, 0);
         let (status, message) = run.check_status();
         assert_eq!(status, "FAILED");
@@ -834,17 +672,11 @@ fn a_stream_listed_twice_is_refused() {
     let h = deployment(|_| Reply::json(200, &page(&[doc("a")])));
     let config = h.config(json!({}));
     let stream = json!({"stream": {"name": "t", "json_schema": {}}, "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"});
-    let catalog = h.file(
+    let catalog = h.bin.write(
         "twice.json",
         &json!({"streams": [stream, stream]}).to_string(),
     );
-    let run = h.run(&[
-        "read",
-        "--config",
-        config.to_str().unwrap(),
-        "--catalog",
-        catalog.to_str().unwrap(),
-    ]);
+    let run = h.bin.read(&config, &catalog, None);
     assert_eq!(run.code, 1);
     let (kind, message) = run.error();
     assert_eq!(kind, "config_error");
@@ -859,8 +691,8 @@ fn a_huge_saved_cursor_is_not_sent_retried_or_echoed() {
     let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "t", "namespace": null},
         "stream_state": {"snapshot_cursor": cursor, "snapshot_has_more": true, "delta_cursor": 1_770_000_000_000_000_009i64}}}]);
     let run = h.read(json!({}), Some(&state.to_string()));
-    let message = run.assert_stream_failed("config_error");
-    assert!(message.contains("reset this stream"), "{message}");
+    let message = run.assert_failed("t", "config_error");
+    assert!(message.contains("refresh this stream"), "{message}");
     assert_eq!(h.hits("/api/list_snapshot"), 0);
     assert!(
         run.stdout.len() < 20_000,
@@ -873,14 +705,14 @@ fn a_huge_saved_cursor_is_not_sent_retried_or_echoed() {
 fn a_closed_stdout_is_a_failure_not_a_silent_success() {
     let h = deployment(|_| Reply::json(200, &page(&[doc("a")])));
     let config = h.config(json!({}));
-    let catalog = h.file(
+    let catalog = h.bin.write(
         "catalog.json",
         &json!({"streams": [{"stream": {"name": "t"}, "sync_mode": "full_refresh"}]}).to_string(),
     );
     let out = Command::new("sh")
         .arg("-c")
         .arg("exec \"$0\" read --config \"$1\" --catalog \"$2\" >&-")
-        .arg(binary())
+        .arg(&h.bin.path)
         .arg(&config)
         .arg(&catalog)
         .output()
@@ -894,27 +726,24 @@ fn a_closed_stdout_is_a_failure_not_a_silent_success() {
 fn a_stalled_request_gives_up_once_stdouts_reader_is_gone() {
     let h = deployment(|_| Reply::Stall);
     let config = h.config(json!({"request_timeout_seconds": 1}));
-    let catalog = h.file(
+    let catalog = h.bin.write(
         "catalog.json",
         &json!({"streams": [{"stream": {"name": "t"}, "sync_mode": "full_refresh"}]}).to_string(),
     );
     let started = Instant::now();
-    let mut child = h.spawn(
-        &[
-            "read",
-            "--config",
-            config.to_str().unwrap(),
-            "--catalog",
-            catalog.to_str().unwrap(),
-        ],
-        Stdio::piped(),
-    );
+    let mut child = h.bin.spawn(&[
+        "read",
+        "--config",
+        config.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+    ]);
     // Read the first line, then go away like a crashed platform.
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     stdout.read_exact(&mut first).unwrap();
     drop(stdout);
-    let out = wait_or_kill(child);
+    let out = wait_bounded(child, h.bin.bound);
     assert_ne!(out.status.code(), Some(0));
     // One stalled attempt (1 s), the warning that finds the pipe closed, one backoff; not
     // six attempts with growing waits (15 s and more).
@@ -986,7 +815,7 @@ fn a_data_sync_page_the_next_read_could_not_resume_after_is_refused() {
             sync_page(status.clone(), vec![sync_value("a", false)], &next)
         });
         let run = read_data_sync(&h);
-        let message = run.assert_stream_failed("transient_error");
+        let message = run.assert_failed("t", "transient_error");
         assert!(
             message.contains("could not resume after") && message.contains("Sync again"),
             "{message}"
@@ -1017,7 +846,7 @@ fn a_data_sync_that_never_catches_up_ends_the_read_at_its_last_position() {
         assert_eq!(run.code, 0, "{}", run.stdout);
         let requests = h.hits("/api/v1/data/sync");
         assert!(requests <= 70, "{requests} pages");
-        let warn = run.warnings();
+        let warn = run.logs("WARN");
         assert_eq!(warn.len(), 1, "{warn:?}");
         assert!(
             warn[0].contains("neither walked the table nor moved"),
@@ -1064,9 +893,9 @@ fn held_data_sync_cursors_count_against_the_change_buffer() {
     // 1 MiB of 60 KiB cursors: the read stops after about 17 pages, not at the 64-page bound.
     assert!((15..=20).contains(&pages), "{pages} pages");
     assert!(
-        run.warnings()[0].contains("change buffer (change_buffer_mb = 1)"),
+        run.logs("WARN")[0].contains("change buffer (change_buffer_mb = 1)"),
         "{:?}",
-        run.warnings()
+        run.logs("WARN")
     );
 }
 

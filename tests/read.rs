@@ -6,37 +6,34 @@
 
 mod common;
 
+/// Two tests of each `body(data_sync: bool)`: `streaming` on the streaming export API,
+/// `data_sync` on the Data Sync API.
+macro_rules! on_both_apis {
+    ($($body:ident: $streaming:ident, $data_sync:ident;)*) => {$(
+        #[test]
+        fn $streaming() {
+            $body(false);
+        }
+
+        #[test]
+        fn $data_sync() {
+            $body(true);
+        }
+    )*};
+}
+
+on_both_apis! {
+    resumes_everywhere_on: resumes_from_every_checkpoint_of_an_interrupted_sync, resumes_from_every_checkpoint_of_an_interrupted_data_sync;
+    python_state_continues_on: the_python_connectors_saved_state_continues_exactly, the_python_connectors_saved_state_continues_exactly_on_data_sync;
+    field_selection_on: a_configured_schema_with_fewer_properties_reads_only_those_columns, a_configured_schema_with_fewer_properties_reads_only_those_columns_on_data_sync;
+}
+
 use std::collections::BTreeMap;
 
-use common::{apply, live, tables, without_cdc, Harness};
+use common::oracle::committed;
+use common::{assert_matches_live, assert_no_id_twice, state_after, tables, without_cdc, Harness};
 use convex_emulator::{apply_changes, FaultKind, FaultRule, Settings};
 use serde_json::{json, Value};
-
-/// Image of every table after applying `runs`' records in order, keyed by stream name.
-fn images(runs: &[&common::Run]) -> BTreeMap<String, BTreeMap<String, Value>> {
-    let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for run in runs {
-        for (stream, records) in run.records() {
-            apply(out.entry(stream).or_default(), &records);
-        }
-    }
-    out
-}
-
-fn assert_matches_live(h: &Harness, runs: &[&common::Run]) {
-    let got = images(runs);
-    for (component, table, name) in tables(h.dep()) {
-        let want = live(h.dep(), &component, &table);
-        let have = got.get(&name).cloned().unwrap_or_default();
-        assert_eq!(have.len(), want.len(), "document count of {name}");
-        if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {
-            panic!(
-                "content of {name} differs from the deployment: {id} is {doc}, the records make it {:?}",
-                have.get(id)
-            );
-        }
-    }
-}
 
 #[test]
 fn full_refresh_of_tables_and_components_equals_the_deployment() {
@@ -78,15 +75,7 @@ fn full_refresh_of_tables_and_components_equals_the_deployment() {
 
 #[test]
 fn all_streams_read_at_one_snapshot_even_with_writes_during_the_sync() {
-    let h = Harness::generated(
-        3,
-        300,
-        false,
-        Settings {
-            snapshot_page_limit: 50,
-            ..Settings::default()
-        },
-    );
+    let h = Harness::with_settings(3, 300, false, |s| s.snapshot_page_limit = 50);
     // The writer's changes add columns: let the configured schema know them already, so it
     // asks for every column (a schema with fewer properties is a field selection).
     for seed in 0..3 {
@@ -132,9 +121,7 @@ fn all_streams_read_at_one_snapshot_even_with_writes_during_the_sync() {
 #[test]
 fn incremental_brings_only_changes_with_deletes_and_whole_transactions() {
     let h = Harness::generated(2, 400, true, Settings::default());
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
+    let (_, first) = h.read_all();
     let summary = apply_changes(h.dep(), 600, 42).unwrap();
     assert!(summary.deleted > 0 && summary.updated > 0 && summary.inserted > 0);
     // A multi-document transaction bigger than a deltas page.
@@ -196,57 +183,19 @@ fn resume_everywhere(
     run: &common::Run,
     prior_state: &str,
 ) -> Vec<(common::Run, common::Run)> {
-    let states = run.of_type("STATE");
     let mut out = Vec::new();
-    for k in 0..states.len() {
-        let mut saved: BTreeMap<String, Value> = serde_json::from_str::<Vec<Value>>(prior_state)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s["stream"]["stream_descriptor"].to_string(), s))
-            .collect();
-        for s in &states[..=k] {
-            saved.insert(
-                s["state"]["stream"]["stream_descriptor"].to_string(),
-                s["state"].clone(),
-            );
-        }
-        let upto = run
-            .messages
-            .iter()
-            .position(|m| std::ptr::eq(m, states[k]))
-            .unwrap();
-        // Records after the last STATE of their stream were not checkpointed: drop them.
-        let last_state_of: BTreeMap<&str, usize> = run.messages[..=upto]
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m["type"] == "STATE")
-            .map(|(i, m)| {
-                (
-                    m["state"]["stream"]["stream_descriptor"]["name"]
-                        .as_str()
-                        .unwrap(),
-                    i,
-                )
-            })
-            .collect();
-        let checkpointed = run.messages[..=upto]
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| {
-                m["type"] == "RECORD"
-                    && last_state_of
-                        .get(m["record"]["stream"].as_str().unwrap())
-                        .is_some_and(|l| i < l)
-            })
-            .map(|(_, m)| m.clone())
-            .collect();
+    let states = run.messages.iter().enumerate();
+    for (upto, _) in states.filter(|(_, m)| m["type"] == "STATE") {
+        let delivered = &run.messages[..=upto];
+        // Records after the last STATE of their stream were not checkpointed.
         let prefix = common::Run {
             code: 0,
             stdout: String::new(),
             stderr: String::new(),
-            messages: checkpointed,
+            messages: committed(delivered),
+            elapsed: std::time::Duration::ZERO,
         };
-        let state = Value::Array(saved.into_values().collect()).to_string();
+        let state = state_after(delivered, prior_state);
         let resumed = h.read(catalog, Some(&state));
         resumed.assert_well_formed(h.emu.access_key());
         assert_eq!(resumed.code, 0);
@@ -255,31 +204,14 @@ fn resume_everywhere(
     out
 }
 
-#[test]
-fn resumes_from_every_checkpoint_of_an_interrupted_sync() {
-    resumes_everywhere_on(false);
-}
-
-#[test]
-fn resumes_from_every_checkpoint_of_an_interrupted_data_sync() {
-    resumes_everywhere_on(true);
-}
-
+/// Resumes from every checkpoint of an interrupted sync, snapshot and changes, and ends exact.
 fn resumes_everywhere_on(data_sync: bool) {
-    let mut h = Harness::generated(
-        2,
-        23,
-        false,
-        Settings {
-            snapshot_page_limit: 5,
-            deltas_page_limit: 4,
-            data_sync_page_entries: 5,
-            ..Settings::default()
-        },
-    );
-    if data_sync {
-        h.use_data_sync();
-    }
+    let mut h = Harness::with_settings(2, 23, false, |s| {
+        s.snapshot_page_limit = 5;
+        s.deltas_page_limit = 4;
+        s.data_sync_page_entries = 5;
+    });
+    h.use_data_sync_if(data_sync);
     let catalog = h.catalog_all("incremental");
     let base = h.read(&catalog, Some("[]"));
     let resumes = resume_everywhere(&h, &catalog, &base, "[]");
@@ -307,23 +239,11 @@ fn resumes_everywhere_on(data_sync: bool) {
     }
 }
 
-#[test]
-fn the_python_connectors_saved_state_continues_exactly() {
-    python_state_continues_on(false);
-}
-
-/// Issue 13: the Python connector's saved state, read with `api: data_sync`, is converted by
-/// Convex and continues with the changes since, without a snapshot.
-#[test]
-fn the_python_connectors_saved_state_continues_exactly_on_data_sync() {
-    python_state_continues_on(true);
-}
-
+/// The Python connector's saved state continues exactly; on the Data Sync API (issue 13),
+/// Convex converts it and the read continues with the changes since, without a snapshot.
 fn python_state_continues_on(data_sync: bool) {
     let mut h = Harness::with_tables(1, 50, false);
-    if data_sync {
-        h.use_data_sync();
-    }
+    h.use_data_sync_if(data_sync);
     let head = h.dep().head();
     apply_changes(h.dep(), 20, 3).unwrap();
     let catalog = h.catalog_all("incremental");
@@ -356,80 +276,28 @@ fn python_state_continues_on(data_sync: bool) {
 
 #[test]
 fn injected_failures_mid_sync_still_end_with_exact_content() {
-    let mut h = Harness::generated(
-        2,
-        700,
-        false,
-        Settings {
-            snapshot_page_limit: 100,
-            ..Settings::default()
-        },
-    );
+    let mut h = Harness::with_settings(2, 700, false, |s| s.snapshot_page_limit = 100);
     h.config_extra_timeout(2);
     let catalog = h.catalog_all("incremental");
     let dep = h.dep();
-    dep.add_fault(
-        FaultRule::status("list_snapshot", 503, "Overloaded", "busy")
-            .after(1)
-            .times(2),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule {
-            retry_after_secs: Some(1),
-            ..FaultRule::new("list_snapshot", FaultKind::RateLimit)
-        }
-        .after(4)
-        .times(1),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule::new("list_snapshot", FaultKind::Reset)
-            .after(6)
-            .times(1),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule::new("list_snapshot", FaultKind::Truncate)
-            .after(8)
-            .times(1),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule {
-            status: Some(502),
-            ..FaultRule::new("list_snapshot", FaultKind::Html)
-        }
-        .after(10)
-        .times(1),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule::new("list_snapshot", FaultKind::Stall)
-            .ms(60_000)
-            .after(12)
-            .times(1),
-    )
-    .unwrap();
-    dep.add_fault(
-        FaultRule {
-            after_headers: true,
-            ..FaultRule::new("document_deltas", FaultKind::Stall).ms(60_000)
-        }
-        .times(1),
-    )
-    .unwrap();
+    // The schedule, in the emulator's JSON form of fault rules.
+    for rule in [
+        json!({"endpoint": "list_snapshot", "kind": "status", "status": 503, "code": "Overloaded", "message": "busy", "after": 1, "times": 2}),
+        json!({"endpoint": "list_snapshot", "kind": "rate_limit", "retry_after_secs": 1, "after": 4, "times": 1}),
+        json!({"endpoint": "list_snapshot", "kind": "reset", "after": 6, "times": 1}),
+        json!({"endpoint": "list_snapshot", "kind": "truncate", "after": 8, "times": 1}),
+        json!({"endpoint": "list_snapshot", "kind": "html", "status": 502, "after": 10, "times": 1}),
+        json!({"endpoint": "list_snapshot", "kind": "stall", "ms": 60_000, "after": 12, "times": 1}),
+        json!({"endpoint": "document_deltas", "kind": "stall", "ms": 60_000, "after_headers": true, "times": 1}),
+    ] {
+        dep.add_fault(serde_json::from_value(rule).unwrap())
+            .unwrap();
+    }
     let first = h.read(&catalog, Some("[]"));
     first.assert_well_formed(h.emu.access_key());
     assert_eq!(first.code, 0, "{}", first.stdout);
     // Exactly once, even across resets mid-page.
-    for (name, records) in first.records() {
-        let mut ids: Vec<_> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-        ids.sort();
-        let n = ids.len();
-        ids.dedup();
-        assert_eq!(ids.len(), n, "duplicates in {name}");
-    }
+    assert_no_id_twice(&first, "a read with faults");
     assert_matches_live(&h, &[&first]);
     let warns = first
         .messages
@@ -440,7 +308,8 @@ fn injected_failures_mid_sync_still_end_with_exact_content() {
 }
 
 /// convex-backend #302 ignored `tableName`: walks that name their tables in a `selection`
-/// do not depend on it. (The guard against foreign rows is tested on the engine's fake.)
+/// do not depend on it. (The guard against foreign rows is tested in the engine's tests, on a
+/// client that drops the selection: `src/read/tests/client.rs`.)
 #[test]
 fn a_backend_ignoring_table_name_filters_does_not_mix_tables() {
     let h = Harness::with_tables(2, 10, false);
@@ -460,17 +329,8 @@ fn a_backend_ignoring_table_name_filters_does_not_mix_tables() {
 
 #[test]
 fn an_expired_delta_cursor_heals_with_a_fresh_snapshot() {
-    let h = Harness::generated(
-        1,
-        30,
-        false,
-        Settings {
-            retention_ms: 60_000,
-            ..Settings::default()
-        },
-    );
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
+    let h = Harness::with_settings(1, 30, false, |s| s.retention_ms = 60_000);
+    let (_, first) = h.read_all();
     h.dep().advance_clock(std::time::Duration::from_secs(3600));
     apply_changes(h.dep(), 5, 1).unwrap();
     let catalog = h.catalog_all("incremental");
@@ -491,17 +351,8 @@ fn an_expired_delta_cursor_heals_with_a_fresh_snapshot() {
 
 #[test]
 fn an_expired_snapshot_heals_with_a_fresh_snapshot() {
-    let h = Harness::generated(
-        1,
-        30,
-        false,
-        Settings {
-            snapshot_page_limit: 10,
-            ..Settings::default()
-        },
-    );
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
+    let h = Harness::with_settings(1, 30, false, |s| s.snapshot_page_limit = 10);
+    let (catalog, first) = h.read_all();
     let mid = first.of_type("STATE")[0]["state"].clone();
     assert_eq!(mid["stream"]["stream_state"]["snapshot_has_more"], true);
     h.dep()
@@ -520,14 +371,7 @@ fn a_bad_key_ends_every_stream_incomplete_with_a_config_error() {
     let h = Harness::with_tables(2, 5, false);
     let catalog = h.catalog_all("incremental");
     let secret = "prod:definitely-not-the-key-42";
-    let cfg = h.config_with_key(secret);
-    let run = h.run(&[
-        "read",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--catalog",
-        catalog.to_str().unwrap(),
-    ]);
+    let run = h.bin.read(&h.config_with_key(secret), &catalog, None);
     run.assert_well_formed(secret);
     assert_eq!(run.code, 1);
     for (_, _, name) in tables(h.dep()) {
@@ -571,26 +415,13 @@ fn an_unreadable_state_ends_every_configured_stream_incomplete() {
 fn an_invalid_catalog_is_a_config_error_not_a_crash() {
     let h = Harness::with_tables(1, 1, false);
     let bad = h.write("bad.json", r#"{"streams":[{"stream":{"name":"__AIRBYTE__stream_that_does_not_exist","json_schema":{}},"sync_mode":"INVALID","destination_sync_mode":"INVALID"}]}"#);
-    let cfg = h.config();
-    let run = h.run(&[
-        "read",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--catalog",
-        bad.to_str().unwrap(),
-    ]);
+    let run = h.bin.read(&h.config(), &bad, None);
     assert_eq!(run.code, 1);
     assert_eq!(run.errors().len(), 1);
     assert_eq!(run.errors()[0]["failure_type"], "config_error");
     for garbage in ["", "{", "[5]", "{\"streams\": 5}"] {
         let p = h.write("garbage.json", garbage);
-        let run = h.run(&[
-            "read",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--catalog",
-            p.to_str().unwrap(),
-        ]);
+        let run = h.bin.read(&h.config(), &p, None);
         assert_eq!(run.code, 1, "{garbage:?}");
         assert_eq!(run.errors().len(), 1);
     }
@@ -600,8 +431,7 @@ fn an_invalid_catalog_is_a_config_error_not_a_crash() {
 fn records_validate_against_the_discovered_schemas_deletes_included() {
     let h = Harness::generated(3, 200, true, Settings::default());
     let streams = h.discover();
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
+    let (catalog, first) = h.read_all();
     apply_changes(h.dep(), 300, 5).unwrap();
     let second = h.read(&catalog, Some(&first.saved_state()));
     let validators: BTreeMap<String, jsonschema::Validator> = streams
@@ -640,21 +470,9 @@ fn records_validate_against_the_discovered_schemas_deletes_included() {
 
 /// Airbyte's field selection: a configured schema with fewer properties than discover offers
 /// asks Convex for just those columns (`_id` always), and records still validate.
-#[test]
-fn a_configured_schema_with_fewer_properties_reads_only_those_columns() {
-    field_selection_on(false);
-}
-
-#[test]
-fn a_configured_schema_with_fewer_properties_reads_only_those_columns_on_data_sync() {
-    field_selection_on(true);
-}
-
 fn field_selection_on(data_sync: bool) {
     let mut h = Harness::with_tables(2, 40, true);
-    if data_sync {
-        h.use_data_sync();
-    }
+    h.use_data_sync_if(data_sync);
     let mut streams = h.discover();
     for s in &mut streams {
         let props = s["json_schema"]["properties"].as_object_mut().unwrap();
@@ -720,14 +538,6 @@ fn state_shifted(state: &str, by: i64, mid_snapshot: bool) -> String {
     Value::Array(states).to_string()
 }
 
-fn warnings(run: &common::Run) -> Vec<String> {
-    run.messages
-        .iter()
-        .filter(|m| m["log"]["level"] == "WARN")
-        .map(|m| m["log"]["message"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// A saved position later than anything the deployment has written can never receive the
 /// changes in between: it is not kept (Convex answers its head below it); the stream is read
 /// again from a fresh snapshot with a WARN that names the likely cause, and the next read goes
@@ -736,15 +546,13 @@ fn warnings(run: &common::Run) -> Vec<String> {
 fn a_position_ahead_of_the_deployment_heals_with_a_fresh_snapshot() {
     for mid_snapshot in [false, true] {
         let h = Harness::generated(2, 60, false, Settings::default());
-        let catalog = h.catalog_all("incremental");
-        let first = h.read(&catalog, Some("[]"));
-        assert_eq!(first.code, 0);
+        let (catalog, first) = h.read_all();
         let day = 86_400_000_000_000;
         let ahead = state_shifted(&first.saved_state(), day, mid_snapshot);
         let run = h.read(&catalog, Some(&ahead));
         run.assert_well_formed(h.emu.access_key());
         assert_eq!(run.code, 0, "{}", run.stdout);
-        let w = warnings(&run);
+        let w = run.logs("WARN");
         assert_eq!(w.len(), 2, "{w:?}");
         let cause = if mid_snapshot {
             "SnapshotTooNew"
@@ -766,7 +574,7 @@ fn a_position_ahead_of_the_deployment_heals_with_a_fresh_snapshot() {
         let catalog = h.catalog_all("incremental");
         let next = h.read(&catalog, Some(&run.saved_state()));
         assert_eq!(next.code, 0);
-        assert!(warnings(&next).is_empty());
+        assert!(next.logs("WARN").is_empty());
         assert!(!next.records().is_empty());
         assert_matches_live(&h, &[&run, &next]);
     }
@@ -798,7 +606,7 @@ fn a_state_from_another_deployment_ends_exact_with_a_warning() {
     let run = prod.read(&catalog, Some(&on_dev.saved_state()));
     run.assert_well_formed(prod.emu.access_key());
     assert_eq!(run.code, 0, "{}", run.stdout);
-    assert_eq!(warnings(&run).len(), 2, "{:?}", warnings(&run));
+    assert_eq!(run.logs("WARN").len(), 2, "{:?}", run.logs("WARN"));
     assert_matches_live(&prod, &[&run]);
 }
 
@@ -824,7 +632,7 @@ fn a_deployment_restored_with_older_timestamps_ends_exact_with_a_warning() {
     let catalog = restored.catalog_all("incremental");
     let run = restored.read(&catalog, Some(&synced.saved_state()));
     assert_eq!(run.code, 0, "{}", run.stdout);
-    let w = warnings(&run);
+    let w = run.logs("WARN");
     assert_eq!(w.len(), 2, "{w:?}");
     assert!(
         w.iter().all(|w| w.contains("restored from a backup")),

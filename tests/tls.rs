@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{apply, live, tables, Harness};
+use common::{assert_matches_live, Harness};
 use convex_emulator::{apply_changes, GenerateSpec};
 
 fn generated() -> GenerateSpec {
@@ -47,30 +47,13 @@ fn a_full_sync_over_tls_trusts_the_ca_in_ssl_cert_file() {
     apply_changes(h.dep(), 50, 3).unwrap();
     let second = h.read(&catalog, Some(&first.saved_state()));
     assert_eq!(second.code, 0, "{}", second.stdout);
-    for (component, table, name) in tables(h.dep()) {
-        let mut image = Default::default();
-        for run in [&first, &second] {
-            apply(
-                &mut image,
-                run.records().get(&name).map_or(&[][..], Vec::as_slice),
-            );
-        }
-        let want = live(h.dep(), &component, &table);
-        assert_eq!(image.len(), want.len(), "{name}");
-        for (id, doc) in &want {
-            assert_eq!(
-                image.get(id).map(|d| common::without_cdc(d.clone())),
-                Some(common::without_cdc(doc.clone())),
-                "{name} {id}"
-            );
-        }
-    }
+    assert_matches_live(&h, &[&first, &second]);
 }
 
 #[test]
 fn without_the_ca_the_certificate_is_refused_as_a_config_error() {
     let mut h = Harness::tls(generated());
-    h.env.clear();
+    h.bin.env.clear();
     let config = h.config();
     let check = h.run(&["check", "--config", config.to_str().unwrap()]);
     let status = &check.of_type("CONNECTION_STATUS")[0]["connectionStatus"];

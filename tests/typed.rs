@@ -110,9 +110,7 @@ fn every_convex_type_is_declared_and_carried_as_what_it_is() {
     for data_sync in [false, true] {
         for legacy in [false, true] {
             let mut h = Harness::with_tables(0, 0, false);
-            if data_sync {
-                h.use_data_sync();
-            }
+            h.use_data_sync_if(data_sync);
             if legacy {
                 h.use_legacy_columns();
             }
@@ -234,13 +232,9 @@ fn every_convex_type_is_declared_and_carried_as_what_it_is() {
 fn a_field_that_widened_after_discovery_is_nulled_named_and_told_once() {
     for data_sync in [false, true] {
         let mut h = Harness::with_tables(0, 0, false);
-        if data_sync {
-            h.use_data_sync();
-        }
+        h.use_data_sync_if(data_sync);
         every_type(&h);
-        let catalog = h.catalog_all("incremental");
-        let first = h.read(&catalog, Some("[]"));
-        assert_eq!(first.code, 0, "{}", first.stdout);
+        let (catalog, first) = h.read_all();
         let dep = h.dep();
         let mut ids = Vec::new();
         for i in 0..3 {

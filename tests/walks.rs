@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{assert_no_id_twice, tables, BackgroundWriter, Harness};
-use convex_emulator::{apply_changes, Deployment, FaultKind, FaultRule, Settings};
+use convex_emulator::{apply_changes, Deployment, FaultKind, FaultRule};
 use serde_json::{json, Value};
 
 /// Asserts that applying `runs` in order leaves every stream equal to the deployment at the
@@ -28,9 +28,7 @@ fn log_rows(summary: &convex_emulator::ChangeSummary) -> u64 {
 #[test]
 fn one_change_walk_reads_the_log_once_for_every_table() {
     let h = Harness::with_tables(8, 30, false);
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0, "{}", first.stdout);
+    let (_, first) = h.read_all();
     let summary = apply_changes(h.dep(), 3000, 11).unwrap();
     let catalog = h.catalog_all("incremental");
     h.dep().reset_requests();
@@ -58,17 +56,11 @@ fn one_change_walk_reads_the_log_once_for_every_table() {
 
 #[test]
 fn one_snapshot_walk_builds_one_iterator_for_every_table_even_on_an_aged_snapshot() {
-    let h = Harness::generated(
-        4,
-        2500,
-        false,
-        Settings {
-            snapshot_build_base_ms: 2,
-            snapshot_build_us_per_row: 5,
-            snapshot_read_us_per_doc: 1,
-            ..Settings::default()
-        },
-    );
+    let h = Harness::with_settings(4, 2500, false, |s| {
+        s.snapshot_build_base_ms = 2;
+        s.snapshot_build_us_per_row = 5;
+        s.snapshot_read_us_per_doc = 1;
+    });
     let catalog = h.catalog_all("full_refresh");
     h.dep().reset_requests();
     let run = h.read(&catalog, None);
@@ -166,9 +158,7 @@ fn a_deployment_json_schemas_cannot_describe_is_checked_discovered_and_read() {
 fn an_import_swap_between_a_faulted_attempt_and_its_retry_loses_nothing() {
     let h = Harness::with_tables(2, 10, false);
     let (users, orders) = ("users", "messages");
-    let catalog = h.catalog_all("incremental");
-    let first = h.read(&catalog, Some("[]"));
-    assert_eq!(first.code, 0);
+    let (catalog, first) = h.read_all();
     // The page will start with changes of the table that gets replaced, then other changes.
     let dep = h.dep().clone();
     let ids: Vec<String> = dep
@@ -235,16 +225,10 @@ fn an_import_swap_between_a_faulted_attempt_and_its_retry_loses_nothing() {
 #[test]
 fn randomized_faults_and_writes_never_lose_or_duplicate_anything() {
     for seed in 0..3u64 {
-        let mut h = Harness::generated(
-            3,
-            400,
-            true,
-            Settings {
-                snapshot_page_limit: 60,
-                deltas_page_limit: 40,
-                ..Settings::default()
-            },
-        );
+        let mut h = Harness::with_settings(3, 400, true, |s| {
+            s.snapshot_page_limit = 60;
+            s.deltas_page_limit = 40;
+        });
         h.config_extra_timeout(2);
         let catalog = h.catalog_all_columns("incremental");
         let dep: Deployment = h.dep().clone();

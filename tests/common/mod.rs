@@ -1,5 +1,9 @@
-//! Runs the real `source-convex` binary against the Convex emulator and reads what it printed.
+//! Runs the real `source-convex` binary against a deployment (the Convex emulator here, or
+//! `hostile.rs`'s scripted server) and reads what it printed; `oracle` is the merging
+//! destination every Rust test compares reads with (shared with the engine's tests).
 #![allow(dead_code)] // each test file uses its own subset
+
+pub mod oracle;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -7,30 +11,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use convex_emulator::{
-    apply_changes, Config, Deployment, EmulatorServer, Format, GenerateSpec, Settings,
-};
+use convex_emulator::{apply_changes, Config, Deployment, EmulatorServer, GenerateSpec, Settings};
 use serde_json::{json, Value};
+
+#[allow(unused_imports)] // each test file uses its own subset
+pub use oracle::{documents_at, state_after, without_cdc, MergingDestination};
 
 /// No run of the binary in these tests may take longer: past it, it is a hang, killed, and
 /// the test fails (memory is bounded by the connector itself: its change buffer and pages).
 pub const RUN_BOUND: Duration = Duration::from_secs(300);
 
 /// The child's output once it exits, or a failed test once `bound` has passed (the child is
-/// killed first). Its pipes are drained meanwhile, so a large output cannot block it.
+/// killed first). Its pipes (those still piped) are drained meanwhile, so a large output
+/// cannot block it.
 pub fn wait_bounded(mut child: Child, bound: Duration) -> Output {
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut b);
+            }
+            b
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for source-convex") {
@@ -50,13 +55,93 @@ pub fn wait_bounded(mut child: Child, bound: Duration) -> Output {
     }
 }
 
+/// Runs the binary against one deployment: the files it reads (config, catalog, state) in a
+/// directory of its own, its environment, and what no run may print.
+pub struct Binary {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    /// The executable.
+    pub path: String,
+    /// Extra environment (`SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
+    /// Past this a run is a hang ([`RUN_BOUND`] unless set).
+    pub bound: Duration,
+    /// Strings no run may print, on stdout or stderr: checked on every run.
+    pub secrets: Vec<String>,
+}
+
+impl Binary {
+    pub fn new(url: &str) -> Binary {
+        Binary {
+            url: url.to_owned(),
+            dir: tempfile::tempdir().unwrap(),
+            path: env!("CARGO_BIN_EXE_source-convex").to_owned(),
+            env: Vec::new(),
+            bound: RUN_BOUND,
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// `config.json`: the deployment, `key`, and the properties of `extra`.
+    pub fn config(&self, key: &str, extra: &Value) -> PathBuf {
+        let mut c = json!({"deployment_url": self.url, "access_key": key});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        self.write("config.json", &c.to_string())
+    }
+
+    /// Starts the binary with stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(&self.path)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run source-convex")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = wait_bounded(self.spawn(args), self.bound);
+        // `catalog` prints a configured catalog; every other command Airbyte messages.
+        let messages = args.first() != Some(&"catalog");
+        Run::from(out, started.elapsed(), &self.secrets, messages)
+    }
+
+    /// `read` with this config and catalog, and `state` (written to a file) if any.
+    pub fn read(&self, config: &Path, catalog: &Path, state: Option<&str>) -> Run {
+        let mut args = vec![
+            "read".to_owned(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--catalog".into(),
+            catalog.to_str().unwrap().into(),
+        ];
+        if let Some(s) = state {
+            let p = self.write("state.json", s);
+            args.push("--state".into());
+            args.push(p.to_str().unwrap().into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+}
+
+/// The binary against the emulator.
 pub struct Harness {
     pub emu: EmulatorServer,
-    pub dir: tempfile::TempDir,
+    pub bin: Binary,
     /// Extra config properties (timeouts, concurrency).
     pub config_extra: Value,
-    /// Extra environment of the binary (`SSL_CERT_FILE`).
-    pub env: Vec<(String, String)>,
 }
 
 /// Tests name the API they are about: the streaming export API unless they say otherwise
@@ -65,55 +150,70 @@ fn default_config_extra() -> Value {
     json!({"api": "streaming_export"})
 }
 
+/// What a run printed, parsed.
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
     pub messages: Vec<Value>,
+    pub elapsed: Duration,
+}
+
+impl AsRef<[Value]> for Run {
+    fn as_ref(&self) -> &[Value] {
+        &self.messages
+    }
 }
 
 impl Harness {
     pub fn new(generate: GenerateSpec, settings: Settings) -> Harness {
-        let emu = EmulatorServer::start(Config {
+        Harness::serving(Config {
             seed: 7,
             generate,
             settings,
             ..Config::default()
         })
-        .expect("emulator starts");
+    }
+
+    fn serving(config: Config) -> Harness {
+        let emu = EmulatorServer::start(config).expect("emulator starts");
+        let bin = Binary::new(emu.url());
         Harness {
             emu,
-            dir: tempfile::tempdir().unwrap(),
+            bin,
             config_extra: default_config_extra(),
-            env: Vec::new(),
         }
     }
 
     /// An emulator serving `https` (HTTP/2 by ALPN) with a CA of its own, which the binary
     /// trusts the standard way: `SSL_CERT_FILE`.
     pub fn tls(generate: GenerateSpec) -> Harness {
-        let emu = EmulatorServer::start(Config {
+        let mut h = Harness::serving(Config {
             seed: 7,
             generate,
             tls: true,
             ..Config::default()
-        })
-        .expect("emulator starts with TLS");
-        let ca = emu
-            .ca_file()
-            .expect("a CA file")
-            .to_string_lossy()
-            .into_owned();
-        Harness {
-            emu,
-            dir: tempfile::tempdir().unwrap(),
-            config_extra: default_config_extra(),
-            env: vec![("SSL_CERT_FILE".into(), ca)],
-        }
+        });
+        let ca = h.emu.ca_file().expect("a CA file");
+        let ca = ca.to_string_lossy().into_owned();
+        h.bin.env.push(("SSL_CERT_FILE".into(), ca));
+        h
     }
 
     pub fn with_tables(tables: usize, docs: usize, components: bool) -> Harness {
         Harness::generated(tables, docs, components, Settings::default())
+    }
+
+    /// Generated tables on a deployment whose default settings `f` changes.
+    pub fn with_settings(
+        tables: usize,
+        docs: usize,
+        components: bool,
+        f: impl FnOnce(&mut Settings),
+    ) -> Harness {
+        let mut settings = Settings::default();
+        f(&mut settings);
+        Harness::generated(tables, docs, components, settings)
     }
 
     pub fn generated(tables: usize, docs: usize, components: bool, settings: Settings) -> Harness {
@@ -135,6 +235,15 @@ impl Harness {
     /// Reads through Convex's Data Sync API (`api: data_sync`).
     pub fn use_data_sync(&mut self) {
         self.config_extra["api"] = json!("data_sync");
+    }
+
+    /// Reads through the Data Sync API if `yes`, else the streaming export API.
+    pub fn use_data_sync_if(&mut self, yes: bool) {
+        if yes {
+            self.use_data_sync();
+        } else {
+            self.use_streaming_export();
+        }
     }
 
     /// The Python connector's column types and values (`column_types: legacy`).
@@ -160,17 +269,11 @@ impl Harness {
     }
 
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, content).unwrap();
-        p
+        self.bin.write(name, content)
     }
 
     pub fn config_with_key(&self, key: &str) -> PathBuf {
-        let mut c = json!({"deployment_url": self.emu.url(), "access_key": key});
-        for (k, v) in self.config_extra.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        self.write("config.json", &c.to_string())
+        self.bin.config(key, &self.config_extra)
     }
 
     pub fn config(&self) -> PathBuf {
@@ -178,29 +281,7 @@ impl Harness {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let child = Command::new(env!("CARGO_BIN_EXE_source-convex"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run source-convex");
-        let out = wait_bounded(child, RUN_BOUND);
-        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
-        let messages = stdout
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("non-JSON stdout line {l:?}: {e}"))
-            })
-            .collect();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            messages,
-        }
+        self.bin.run(args)
     }
 
     pub fn discover(&self) -> Vec<Value> {
@@ -244,25 +325,50 @@ impl Harness {
     }
 
     pub fn read(&self, catalog: &Path, state: Option<&str>) -> Run {
-        let config = self.config();
-        let mut args = vec![
-            "read".to_owned(),
-            "--config".into(),
-            config.to_str().unwrap().into(),
-            "--catalog".into(),
-            catalog.to_str().unwrap().into(),
-        ];
-        if let Some(s) = state {
-            let p = self.write("state.json", s);
-            args.push("--state".into());
-            args.push(p.to_str().unwrap().into());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(&args)
+        self.bin.read(&self.config(), catalog, state)
+    }
+
+    /// A first read of every stream, incremental, from the start; it succeeded. Returns its
+    /// catalog and the read.
+    pub fn read_all(&self) -> (PathBuf, Run) {
+        let catalog = self.catalog_all("incremental");
+        let first = self.read(&catalog, Some("[]"));
+        assert_eq!(first.code, 0, "{}", first.stdout);
+        (catalog, first)
     }
 }
 
 impl Run {
+    /// Parses a run, asserting what must hold whatever the deployment did: stdout is UTF-8,
+    /// every line of it one JSON value (an Airbyte message, with `messages`), no `secrets`
+    /// anywhere, no panic.
+    pub fn from(out: Output, elapsed: Duration, secrets: &[String], messages: bool) -> Run {
+        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for text in [&stdout, &stderr] {
+            for secret in secrets {
+                assert!(!text.contains(secret.as_str()), "a secret leaked:\n{text}");
+            }
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let messages = stdout
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("non-JSON stdout line {l:?}: {e}"));
+                assert!(!messages || v["type"].is_string(), "{l}");
+                v
+            })
+            .collect();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            messages,
+            elapsed,
+        }
+    }
+
     pub fn of_type(&self, t: &str) -> Vec<&Value> {
         self.messages.iter().filter(|m| m["type"] == t).collect()
     }
@@ -314,6 +420,53 @@ impl Run {
             .collect()
     }
 
+    /// The LOG messages of `level`.
+    pub fn logs(&self, level: &str) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter(|m| m["log"]["level"] == level)
+            .map(|m| m["log"]["message"].as_str().unwrap())
+            .collect()
+    }
+
+    /// The only TRACE ERROR: (failure type, "message | internal message").
+    pub fn error(&self) -> (String, String) {
+        let errors = self.errors();
+        assert_eq!(errors.len(), 1, "{}", self.stdout);
+        let e = errors[0];
+        (
+            e["failure_type"].as_str().unwrap().to_owned(),
+            format!("{} | {}", e["message"], e["internal_message"]),
+        )
+    }
+
+    /// `check`'s answer: (status, message).
+    pub fn check_status(&self) -> (String, String) {
+        let s = self.of_type("CONNECTION_STATUS");
+        assert_eq!(s.len(), 1, "{}", self.stdout);
+        let cs = &s[0]["connectionStatus"];
+        (
+            cs["status"].as_str().unwrap().to_owned(),
+            cs["message"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    /// A failed read of one stream: exit 1, the stream INCOMPLETE, no STATE, one TRACE ERROR of
+    /// `kind`. Returns the error's text.
+    pub fn assert_failed(&self, stream: &str, kind: &str) -> String {
+        assert_eq!(self.code, 1, "{}", self.stdout);
+        assert_eq!(
+            self.statuses(stream).last().map(String::as_str),
+            Some("INCOMPLETE"),
+            "{}",
+            self.stdout
+        );
+        assert!(self.of_type("STATE").is_empty(), "{}", self.stdout);
+        let (failure, message) = self.error();
+        assert_eq!(failure, kind, "{message}");
+        message
+    }
+
     pub fn errors(&self) -> Vec<&Value> {
         self.messages
             .iter()
@@ -343,10 +496,7 @@ impl Run {
                 }
                 "STATE" => {
                     assert_eq!(m["state"]["type"], "STREAM");
-                    let s = m["state"]["stream"]["stream_descriptor"]["name"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned();
+                    let s = name_of(&m["state"]["stream"]);
                     let count = m["state"]["sourceStats"]["recordCount"].as_f64().unwrap();
                     assert_eq!(
                         count as u64,
@@ -355,10 +505,7 @@ impl Run {
                     );
                 }
                 "TRACE" if m["trace"]["type"] == "STREAM_STATUS" => {
-                    let s = m["trace"]["stream_status"]["stream_descriptor"]["name"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned();
+                    let s = name_of(&m["trace"]["stream_status"]);
                     let status = m["trace"]["stream_status"]["status"].as_str().unwrap();
                     assert!(
                         !terminal.contains_key(&s),
@@ -387,52 +534,23 @@ impl Run {
     }
 }
 
-/// A document as the connector delivered it, minus what the connector added.
-pub fn without_cdc(mut data: Value) -> Value {
-    let o = data.as_object_mut().unwrap();
-    for k in [
-        "_ab_cdc_lsn",
-        "_ab_cdc_updated_at",
-        "_ab_cdc_deleted_at",
-        "_deleted",
-    ] {
-        o.remove(k);
-    }
-    data
-}
-
-/// Applies records in order to a table image keyed by `_id` (upsert, or delete), the way an
-/// `append_dedup` destination does.
-pub fn apply(image: &mut BTreeMap<String, Value>, records: &[Value]) {
-    for r in records {
-        let id = r["_id"].as_str().unwrap().to_owned();
-        if r["_deleted"] == true {
-            image.remove(&id);
-        } else {
-            image.insert(id, without_cdc(r.clone()));
-        }
-    }
+/// The stream name of a STATE's `stream` or a TRACE's `stream_status`.
+fn name_of(v: &Value) -> String {
+    v["stream_descriptor"]["name"].as_str().unwrap().to_owned()
 }
 
 /// The emulator's live documents of a table, keyed by `_id`, as typed columns carry them.
 pub fn live(dep: &Deployment, component: &str, table: &str) -> BTreeMap<String, Value> {
-    dep.live_documents_in(component, table, Format::Export)
-        .into_iter()
-        .map(|d| (d["_id"].as_str().unwrap().to_owned(), typed_value(d)))
-        .collect()
+    documents_at(dep, component, table, dep.head())
 }
 
-/// A value in Convex's `export_json` as typed columns carry it: bytes as their base64 string,
-/// NaN and ±Infinity (which JSON cannot carry as numbers) as null, everything else as is.
-pub fn typed_value(v: Value) -> Value {
-    match v {
-        Value::Object(o) if o.len() == 1 && o.contains_key("$bytes") => o["$bytes"].clone(),
-        Value::Object(o) if o.len() == 1 && o.contains_key("$float") => Value::Null,
-        Value::Object(o) => {
-            Value::Object(o.into_iter().map(|(k, v)| (k, typed_value(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(typed_value).collect()),
-        other => other,
+/// Asserts that `reads`, merged one after another, hold every table of the deployment exactly
+/// as it is now.
+pub fn assert_matches_live<R: AsRef<[Value]>>(h: &Harness, reads: &[R]) {
+    let dest = MergingDestination::of_reads(reads.iter().map(AsRef::as_ref));
+    for (component, table, name) in tables(h.dep()) {
+        let head = h.dep().head();
+        dest.assert_matches(h.dep(), &name, (&component, &table), head, "now");
     }
 }
 
@@ -451,16 +569,11 @@ pub fn tables(dep: &Deployment) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Applies `runs` in order and compares every stream with the deployment at its final
+/// Merges `runs` in order and compares every stream with the deployment at its final
 /// `delta_cursor` (the timestamp its data sync is consistent at). Streams whose sync stopped
 /// in the middle of a snapshot have none yet and are skipped; returns how many were compared.
 pub fn assert_exact_where_consistent(h: &Harness, runs: &[&Run]) -> usize {
-    let mut image: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for run in runs {
-        for (stream, records) in run.records() {
-            apply(image.entry(stream).or_default(), &records);
-        }
-    }
+    let dest = MergingDestination::of_reads(runs.iter().map(|r| r.as_ref()));
     let last = runs.last().unwrap().final_states();
     let mut compared = 0;
     for (component, table, name) in tables(h.dep()) {
@@ -472,22 +585,7 @@ pub fn assert_exact_where_consistent(h: &Harness, runs: &[&Run]) -> usize {
             continue;
         };
         compared += 1;
-        let want: BTreeMap<String, Value> = h
-            .dep()
-            .documents_at_in(&component, &table, t, Format::Export)
-            .into_iter()
-            .map(|d| (d["_id"].as_str().unwrap().to_owned(), typed_value(d)))
-            .collect();
-        let have = image.get(&name).cloned().unwrap_or_default();
-        if let Some((id, doc)) = want.iter().find(|(id, doc)| have.get(*id) != Some(*doc)) {
-            panic!(
-                "{name} at {t}: {id} is {doc}, the destination has {:?}",
-                have.get(id)
-            );
-        }
-        if let Some(id) = have.keys().find(|id| !want.contains_key(*id)) {
-            panic!("{name} at {t}: {id} is live in the destination but not in the deployment");
-        }
+        dest.assert_matches(h.dep(), &name, (&component, &table), t, "consistent");
     }
     compared
 }
@@ -527,11 +625,5 @@ impl BackgroundWriter {
 
 /// Fails if a read sent one `_id` twice in a stream.
 pub fn assert_no_id_twice(run: &Run, what: &str) {
-    for (name, records) in run.records() {
-        let mut ids: Vec<&str> = records.iter().map(|r| r["_id"].as_str().unwrap()).collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n, "{what}: an _id twice in {name}");
-    }
+    MergingDestination::default().merge(&run.messages, what);
 }
