@@ -254,9 +254,14 @@ impl Deployment {
         lock(&self.inner.faults).list()
     }
 
-    /// Counts a request against the fault rules and decides what happens to it.
-    pub(crate) fn decide_fault(&self, endpoint: &str) -> Decision {
-        lock(&self.inner.faults).decide(endpoint)
+    /// Counts a request against the fault rules and decides what happens to it;
+    /// `selects(component, table)`: whether the request selects a table.
+    pub(crate) fn decide_fault(
+        &self,
+        endpoint: &str,
+        selects: &mut dyn FnMut(&str, &str) -> bool,
+    ) -> Decision {
+        lock(&self.inner.faults).decide(endpoint, selects)
     }
 
     // ---- Observability ----

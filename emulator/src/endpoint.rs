@@ -26,7 +26,7 @@ use hyper::Method;
 
 use crate::api_error::ApiError;
 use crate::deployment::Deployment;
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, Rewrites};
 use crate::http::{api_error, bare, no_route, EmuBody, Resp, SocketSlot};
 use crate::requests::RequestRecord;
 use request::Request;
@@ -164,7 +164,13 @@ pub async fn handle(
         })
     };
 
-    let decision = dep.decide_fault(name);
+    let request = Request::new(dep, &parts, &body);
+    let mut asked = None;
+    let decision = dep.decide_fault(name, &mut |component, table| {
+        asked
+            .get_or_insert_with(|| fault::Asked::of(route.endpoint(), &request))
+            .selects(component, table)
+    });
     let settings = dep.settings();
     let delay = decision.delay_ms + settings.latency_ms;
     if delay >= settings.request_timeout_ms {
@@ -194,8 +200,7 @@ pub async fn handle(
         },
     };
 
-    let request = Request::new(dep, &parts, &body);
-    let resp = serve(route, &request)
+    let resp = serve(route, &request, &decision.rewrites)
         .await
         .unwrap_or_else(|e| api_error(&e));
     match mangle {
@@ -213,8 +218,9 @@ pub async fn handle(
     }
 }
 
-/// Answers a request that no fault took over.
-async fn serve(route: Route, req: &Request<'_>) -> Result<Resp, ApiError> {
+/// Answers a request that no fault took over (`rewrites`: what fired `selection_ignored` and
+/// `cursor` rules change in the answer).
+async fn serve(route: Route, req: &Request<'_>, rewrites: &Rewrites) -> Result<Resp, ApiError> {
     req.check_client_version()?;
     let endpoint = match route {
         Route::Unknown => return Ok(no_route()),
@@ -237,9 +243,15 @@ async fn serve(route: Route, req: &Request<'_>) -> Result<Resp, ApiError> {
         Endpoint::GetTableColumnNames => {
             get_table_column_names::serve(dep, get_table_column_names::parse(req)?)
         }
-        Endpoint::ListSnapshot => list_snapshot::serve(dep, list_snapshot::parse(req)?).await,
-        Endpoint::DocumentDeltas => document_deltas::serve(dep, document_deltas::parse(req)?),
-        Endpoint::DataSync => data_sync::serve(dep, data_sync::parse(req)?),
+        Endpoint::ListSnapshot => {
+            list_snapshot::serve(dep, list_snapshot::parse(req)?, rewrites).await
+        }
+        Endpoint::DocumentDeltas => {
+            document_deltas::serve(dep, document_deltas::parse(req)?, rewrites)
+        }
+        Endpoint::DataSync => {
+            data_sync::serve(dep, data_sync::parse(req)?, rewrites.selection_ignored)
+        }
         Endpoint::DataSyncCursorFromDeltas => {
             data_sync_cursor_from_deltas::serve(dep, data_sync_cursor_from_deltas::parse(req)?)
         }

@@ -61,7 +61,13 @@ pub fn parse(req: &Request<'_>) -> Result<Args<Option<String>>, ApiError> {
     })
 }
 
-pub fn serve(dep: &Deployment, a: Args<Option<String>>) -> Result<Resp, ApiError> {
+/// `selection_ignored`: a `selection_ignored` fault fired, and the page is served as if the
+/// request selected everything (once its selection parsed).
+pub fn serve(
+    dep: &Deployment,
+    a: Args<Option<String>>,
+    selection_ignored: bool,
+) -> Result<Resp, ApiError> {
     let state = dep.data_sync();
     // Convex decrypts the cursor before it looks at the selection.
     let received = match &a.cursor {
@@ -74,7 +80,10 @@ pub fn serve(dep: &Deployment, a: Args<Option<String>>) -> Result<Resp, ApiError
             )
         })?),
     };
-    let selection = Selection::from_arg(a.selection.as_ref())?;
+    let mut selection = Selection::from_arg(a.selection.as_ref())?;
+    if selection_ignored {
+        selection = Selection::everything();
+    }
     let limits = sync::limits(&dep.settings());
     let sync_id = if received.is_none() {
         state.new_sync_id(a.client.as_deref())

@@ -1,11 +1,15 @@
 //! `GET|POST /api/document_deltas`: one page of the document log after an integer cursor.
 
+use serde_json::Value as Json;
+
+use super::fault::rewrite_cursor;
 use super::list_args::{CursorType, ListArgs};
 use super::request::{parse_format, Request};
 use super::Endpoint;
 use crate::api_error::ApiError;
 use crate::deployment::Deployment;
 use crate::export::{self, DeltasArgs};
+use crate::faults::Rewrites;
 use crate::http::{json_bytes, Resp};
 use crate::value::Format;
 
@@ -48,9 +52,11 @@ pub fn parse(req: &Request<'_>) -> Result<Args, ApiError> {
     Ok(Args { cursor, list: a })
 }
 
-pub fn serve(dep: &Deployment, a: Args) -> Result<Resp, ApiError> {
+pub fn serve(dep: &Deployment, a: Args, rewrites: &Rewrites) -> Result<Resp, ApiError> {
     let settings = dep.settings();
-    let selection = a.list.effective_selection(&settings);
+    let selection = a
+        .list
+        .effective_selection(&settings, rewrites.selection_ignored);
     let store = dep.store();
     let format = parse_format(a.list.format.as_deref());
     // Validation (cursor range, selection) happens before the format is looked at.
@@ -76,5 +82,6 @@ pub fn serve(dep: &Deployment, a: Args) -> Result<Resp, ApiError> {
     )?;
     dep.counters()
         .count_rows_read(Endpoint::DocumentDeltas.name(), rows_read);
+    let body = rewrite_cursor(body, rewrites.cursor.as_ref(), Some(Json::from(a.cursor)));
     Ok(json_bytes(200, body))
 }

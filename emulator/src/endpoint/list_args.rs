@@ -120,14 +120,14 @@ impl ListArgs {
     }
 
     /// The selection the read uses: every table when the deployment reproduces
-    /// convex-backend issue #302 (table and component filters ignored).
-    pub fn effective_selection(&self, settings: &Settings) -> Selection {
-        if settings.ignore_table_filter
-            && matches!(
-                self.selection,
-                Selection::Table { .. } | Selection::Component(_)
-            )
-        {
+    /// convex-backend issue #302 (table and component filters ignored), or when a
+    /// `selection_ignored` fault fired (`selection_ignored`: any selection ignored).
+    pub fn effective_selection(&self, settings: &Settings, selection_ignored: bool) -> Selection {
+        let filter = matches!(
+            self.selection,
+            Selection::Table { .. } | Selection::Component(_)
+        );
+        if selection_ignored || (settings.ignore_table_filter && filter) {
             Selection::All
         } else {
             self.selection.clone()

@@ -6,12 +6,16 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::Value as Json;
+
+use super::fault::rewrite_cursor;
 use super::list_args::{CursorType, ListArgs};
 use super::request::{parse_format, Request};
 use super::Endpoint;
 use crate::api_error::ApiError;
 use crate::deployment::Deployment;
 use crate::export::{self, SnapshotArgs};
+use crate::faults::Rewrites;
 use crate::http::{bare, json_bytes, Resp};
 use crate::snapshot_cost::{self, IteratorKey};
 use crate::value::Format;
@@ -34,14 +38,14 @@ pub fn parse(req: &Request<'_>) -> Result<ListArgs, ApiError> {
     }
 }
 
-pub async fn serve(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
+pub async fn serve(dep: &Deployment, a: ListArgs, rewrites: &Rewrites) -> Result<Resp, ApiError> {
     let started = Instant::now();
     let settings = dep.settings();
     let max_age = settings.snapshot_max_age_ns();
     let args = SnapshotArgs {
         snapshot: a.snapshot,
         cursor: a.cursor_str.clone(),
-        selection: a.effective_selection(&settings),
+        selection: a.effective_selection(&settings, rewrites.selection_ignored),
         format: Format::Clean,
     };
     let (start, log_rows) = {
@@ -111,5 +115,7 @@ pub async fn serve(dep: &Deployment, a: ListArgs) -> Result<Resp, ApiError> {
             selection: args.selection.clone(),
             position,
         }));
-    Ok(json_bytes(200, page.body))
+    let asked = a.cursor_str.map(Json::String);
+    let body = rewrite_cursor(page.body, rewrites.cursor.as_ref(), asked);
+    Ok(json_bytes(200, body))
 }

@@ -2,21 +2,8 @@
 //! in-process emulator, wrapped to record what the engine asked (`calls`, in the engine's terms:
 //! endpoint, selection, snapshot, cursor; the emulator's own request log has no bodies, where
 //! the selection and cursors travel) and to run the test's choreography before each data sync
-//! page (`before_data_sync`: writes and clock jumps while a sync reads).
-//!
-//! [`Tamper`] is the only scripted part: answers the emulator deliberately never gives, because
-//! Convex does not either; they exist to prove the engine's guards against broken servers:
-//! - `ignore_selection`: every table's rows, whatever the `selection` asked (convex-backend
-//!   #302). The emulator reproduces #302 only for the `tableName` filter
-//!   (`Settings::ignore_table_filter`), never for the `selection` body the connector sends;
-//! - `repeat_snapshot_cursor`: list_snapshot answers its first cursor again and again (a
-//!   server stuck in a loop);
-//! - `deltas_cursor`: document_deltas pages answer this cursor (one that does not advance, or
-//!   is negative).
-//!
-//! Emulator fault kinds that would retire it: a `selection_ignored` fault (pages of every
-//! table, as #302 did for `tableName`) and a `cursor` fault that replaces an answer's cursor
-//! (by a fixed value, or by an earlier answer's).
+//! page (`before_data_sync`: writes and clock jumps while a sync reads). Every answer is the
+//! emulator's: broken servers are its fault rules (`selection_ignored`, `cursor`).
 
 use std::sync::Mutex;
 
@@ -25,17 +12,9 @@ use convex::encoding::ValueFormat;
 use convex::http::{HttpConvex, RetryPolicy};
 use convex::{
     ConvexApi, ConvexError, DeltaCursor, DeltasPageEnd, DeploymentSchemas, PageSink, Selection,
-    SnapshotCursor, SnapshotPageEnd, SnapshotTs, TableRef,
+    SnapshotCursor, SnapshotPageEnd, SnapshotTs,
 };
 use convex_emulator::{Deployment, EmulatorServer};
-
-/// See the module's documentation.
-#[derive(Default, Clone, Copy)]
-pub struct Tamper {
-    pub ignore_selection: bool,
-    pub repeat_snapshot_cursor: bool,
-    pub deltas_cursor: Option<i64>,
-}
 
 /// Runs before each data sync page the engine asks for, with the page's selection.
 pub type Hook = Box<dyn FnMut(&Deployment, &Selection) + Send>;
@@ -44,9 +23,6 @@ pub struct Client {
     inner: HttpConvex,
     dep: Deployment,
     calls: Mutex<Vec<String>>,
-    pub tamper: Mutex<Tamper>,
-    /// The first cursor list_snapshot answered (what `repeat_snapshot_cursor` answers again).
-    first_cursor: Mutex<Option<SnapshotCursor>>,
     before_data_sync: Mutex<Option<Hook>>,
     /// The cursor of the last data sync page answered.
     last_sync_cursor: Mutex<Option<String>>,
@@ -73,8 +49,6 @@ impl Client {
             inner,
             dep: emu.deployment().clone(),
             calls: Mutex::default(),
-            tamper: Mutex::default(),
-            first_cursor: Mutex::default(),
             before_data_sync: Mutex::default(),
             last_sync_cursor: Mutex::default(),
         }
@@ -98,36 +72,6 @@ impl Client {
 
     fn call(&self, text: String) {
         self.calls.lock().unwrap().push(text);
-    }
-
-    fn tamper(&self) -> Tamper {
-        *self.tamper.lock().unwrap()
-    }
-
-    /// The tampering in force, and what the emulator is asked for instead of `selection`.
-    fn asked(&self, selection: &Selection) -> (Tamper, Selection) {
-        let tamper = self.tamper();
-        let asked = if tamper.ignore_selection {
-            self.every_table()
-        } else {
-            selection.clone()
-        };
-        (tamper, asked)
-    }
-
-    /// Every table of the deployment, every column (what #302 answered).
-    fn every_table(&self) -> Selection {
-        let mut all = Selection::new();
-        for t in self.dep.tables() {
-            all.add(
-                TableRef {
-                    component: t.component,
-                    table: t.table,
-                },
-                None,
-            );
-        }
-        all
     }
 
     /// The engine syncs one table per data sync.
@@ -175,20 +119,9 @@ impl ConvexApi for Client {
             snapshot.0,
             cursor.map(|c| c.0.clone())
         ));
-        let (tamper, asked) = self.asked(selection);
-        let mut end = self
-            .inner
-            .list_snapshot(&asked, snapshot, cursor, sink)
-            .await?;
-        if tamper.repeat_snapshot_cursor && end.has_more {
-            let mut first = self.first_cursor.lock().unwrap();
-            end.cursor = Some(
-                first
-                    .get_or_insert_with(|| end.cursor.clone().unwrap())
-                    .clone(),
-            );
-        }
-        Ok(end)
+        self.inner
+            .list_snapshot(selection, snapshot, cursor, sink)
+            .await
     }
 
     async fn document_deltas<S: PageSink>(
@@ -198,12 +131,7 @@ impl ConvexApi for Client {
         sink: &mut S,
     ) -> anyhow::Result<DeltasPageEnd> {
         self.call(format!("document_deltas {selection} {}", cursor.0));
-        let (tamper, asked) = self.asked(selection);
-        let mut end = self.inner.document_deltas(&asked, cursor, sink).await?;
-        if let Some(c) = tamper.deltas_cursor {
-            end.cursor = DeltaCursor(c);
-        }
-        Ok(end)
+        self.inner.document_deltas(selection, cursor, sink).await
     }
 }
 

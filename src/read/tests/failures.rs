@@ -3,34 +3,32 @@
 //! described) ends them all. Servers that break the API's promises (a repeated snapshot
 //! cursor, a deltas cursor that does not advance, rows of tables not asked for) stop their
 //! walk instead of looping or mixing tables, and nothing of a broken walk is checkpointed.
+//! The broken servers are the emulator's fault rules.
+
+use convex_emulator::FaultKind;
 
 use super::*;
-use client::Tamper;
 
-/// A table whose documents Convex cannot send: every list_snapshot page of it fails. Only
-/// the pages of `at` (indexes among list_snapshot requests, the head probe included) fail:
-/// the emulator's faults match an endpoint, not a table.
-fn unreadable(emu: &Emu, at: &[u64]) {
-    for &n in at {
-        emu.fail(
-            FaultRule::status(
-                "list_snapshot",
-                500,
-                "InternalServerError",
-                "injected: table posts cannot be read",
-            )
-            .after(n)
-            .times(1),
-        );
-    }
+/// A table whose documents Convex cannot send: every list_snapshot request that selects it
+/// fails, whatever else it selects and whenever it comes.
+fn unreadable(emu: &Emu, table: &str) {
+    emu.fail(
+        FaultRule::status(
+            "list_snapshot",
+            500,
+            "InternalServerError",
+            &format!("injected: table {table} cannot be read"),
+        )
+        .table(table),
+    );
 }
 
 #[test]
 fn a_failing_stream_ends_incomplete_and_the_others_finish() {
     let emu = Emu::new(&[("users", 2), ("posts", 2), ("tags", 2)]);
-    // The head probe (0), the walk of the three (1: fails), users alone (2), posts alone (3:
-    // fails), tags alone (4).
-    unreadable(&emu, &[1, 3]);
+    // The head probe (selects no table), the walk of the three (fails), users alone, posts
+    // alone (fails), tags alone.
+    unreadable(&emu, "posts");
     let streams = [
         ("users", "full_refresh"),
         ("posts", "full_refresh"),
@@ -86,7 +84,8 @@ fn a_failing_stream_ends_incomplete_and_the_others_finish() {
 #[test]
 fn a_server_that_repeats_a_snapshot_cursor_fails_the_stream_instead_of_looping() {
     let emu = Emu::new(&[("users", 9), ("posts", 1)]);
-    emu.api.tamper.lock().unwrap().repeat_snapshot_cursor = true;
+    // Each page answers the cursor it was asked from (the first page, asked from none, its own).
+    emu.fail(FaultRule::repeated_cursor("list_snapshot"));
     let (ok, messages) = emu.run(&[("users", "full_refresh")], "");
     assert!(!ok);
     assert!(error_text(&messages).contains("already answered"));
@@ -106,10 +105,7 @@ fn a_deltas_cursor_that_does_not_advance_or_goes_negative_is_never_saved() {
             "behind" => h - 10,
             _ => h,
         };
-        *emu.api.tamper.lock().unwrap() = Tamper {
-            deltas_cursor: Some(bad),
-            ..Tamper::default()
-        };
+        emu.fail(FaultRule::fixed_cursor("document_deltas", json!(bad)));
         for i in 0..3 {
             emu.insert("t", json!({ "v": i }));
         }
@@ -129,7 +125,9 @@ fn a_deltas_cursor_that_does_not_advance_or_goes_negative_is_never_saved() {
 fn a_backend_ignoring_the_selection_fails_loudly() {
     let emu = Emu::new(&[("users", 2), ("posts", 2)]);
     let before = emu.docs("users")[0]["_ts"].as_i64().unwrap() - 1;
-    emu.api.tamper.lock().unwrap().ignore_selection = true;
+    // Every request that selects users gets every table's rows (not the head probe, which
+    // selects no table).
+    emu.fail(FaultRule::new("*", FaultKind::SelectionIgnored).table("users"));
     let (ok, messages) = emu.run(&[("users", "full_refresh")], "");
     assert!(!ok);
     assert!(error_text(&messages).contains("#302"));
@@ -146,6 +144,11 @@ fn a_backend_ignoring_the_selection_fails_loudly() {
         records(&messages, "users").is_empty(),
         "nothing of a bad walk is sent"
     );
+    // And a data sync.
+    let (ok, messages) = emu.run_data_sync(&[("users", "full_refresh")], "");
+    assert!(!ok);
+    assert!(error_text(&messages).contains("#302"), "{messages:#?}");
+    assert!(records(&messages, "users").is_empty());
 }
 
 #[test]
