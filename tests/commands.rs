@@ -23,6 +23,7 @@ fn spec_prints_spec_json_and_keeps_the_python_connectors_contract() {
     assert_eq!(*spec, file);
     // The 0.4.51 contract, key by key.
     let cs = &spec["connectionSpecification"];
+    assert_eq!(cs["type"], "object");
     assert_eq!(
         spec["documentationUrl"],
         "https://docs.airbyte.com/integrations/sources/convex"
@@ -52,7 +53,8 @@ fn spec_prints_spec_json_and_keeps_the_python_connectors_contract() {
 #[test]
 fn usage_errors_go_to_stderr_with_exit_2() {
     let h = Harness::with_tables(0, 0, false);
-    for args in [&["bogus"][..], &["check"], &["read", "--config", "x"]] {
+    // No arguments at all, an unknown command, missing options.
+    for args in [&[][..], &["bogus"], &["check"], &["read", "--config", "x"]] {
         let run = h.run(args);
         assert_eq!(run.code, 2, "{args:?}");
         assert!(run.stdout.is_empty());
@@ -245,6 +247,23 @@ fn discovered_streams_are_the_tables(h: &Harness, streams: &[Value], legacy: boo
         deleted_at["type"] = json!(["null", "string"]);
         assert_eq!(schema["properties"]["_ab_cdc_deleted_at"], deleted_at);
         assert_eq!(schema["properties"]["_ts"], json!({"type": "integer"}));
+        for meta in ["_id", "_table", "_component", "_deleted"] {
+            assert!(schema["properties"].get(meta).is_some(), "{meta} in {s}");
+        }
+        if !legacy {
+            // Typed: one type each, no `anyOf`, for the system fields.
+            for field in ["_id", "_ts", "_creationTime"] {
+                let p = &schema["properties"][field];
+                assert!(!p.to_string().contains("anyOf"), "{field}: {p}");
+            }
+        }
+        // Delete records carry only metadata, and every record must satisfy the schema.
+        let required = schema.get("required").and_then(Value::as_array);
+        assert!(
+            required.into_iter().flatten().all(|r| r == "_id"),
+            "required: {}",
+            schema["required"]
+        );
         assert!(!schema
             .to_string()
             .contains("\"additionalProperties\":false"));
@@ -263,6 +282,7 @@ fn discover_with_a_bad_key_is_a_config_error_trace() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0]["failure_type"], "config_error");
     assert!(!run.stdout.contains("nope-nope-nope-nope"));
+    assert!(!run.stderr.contains("nope-nope-nope-nope"));
 }
 
 /// With `api: data_sync`, `check` also proves the deployment serves the Data Sync API to this

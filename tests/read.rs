@@ -289,6 +289,8 @@ fn injected_failures_mid_sync_still_end_with_exact_content() {
         json!({"endpoint": "list_snapshot", "kind": "html", "status": 502, "after": 10, "times": 1}),
         json!({"endpoint": "list_snapshot", "kind": "stall", "ms": 60_000, "after": 12, "times": 1}),
         json!({"endpoint": "document_deltas", "kind": "stall", "ms": 60_000, "after_headers": true, "times": 1}),
+        // The read's own json_schemas (discover's came before): a proxy's HTML page.
+        json!({"endpoint": "json_schemas", "kind": "html", "status": 502, "times": 1}),
     ] {
         dep.add_fault(serde_json::from_value(rule).unwrap())
             .unwrap();
@@ -304,12 +306,24 @@ fn injected_failures_mid_sync_still_end_with_exact_content() {
         .iter()
         .filter(|m| m["log"]["level"] == "WARN")
         .count();
-    assert!(warns >= 6, "each retry is logged");
+    assert!(warns >= 7, "each retry is logged");
+    let schemas: Vec<u16> = h
+        .dep()
+        .request_log()
+        .into_iter()
+        .filter(|r| r.endpoint == "json_schemas")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        schemas,
+        [200, 502, 200],
+        "discover, the read's failed try, its retry"
+    );
 }
 
 /// convex-backend #302 ignored `tableName`: walks that name their tables in a `selection`
-/// do not depend on it. (The guard against foreign rows is tested in the engine's tests, on a
-/// client that drops the selection: `src/read/tests/client.rs`.)
+/// do not depend on it. (The guard against foreign rows is tested in the engine's tests, with
+/// the emulator's `selection_ignored` fault: `src/read/tests/failures.rs`.)
 #[test]
 fn a_backend_ignoring_table_name_filters_does_not_mix_tables() {
     let h = Harness::with_tables(2, 10, false);
@@ -368,15 +382,17 @@ fn an_expired_snapshot_heals_with_a_fresh_snapshot() {
 
 #[test]
 fn a_bad_key_ends_every_stream_incomplete_with_a_config_error() {
-    let h = Harness::with_tables(2, 5, false);
+    let h = Harness::with_tables(2, 5, true);
     let catalog = h.catalog_all("incremental");
     let secret = "prod:definitely-not-the-key-42";
     let run = h.bin.read(&h.config_with_key(secret), &catalog, None);
     run.assert_well_formed(secret);
     assert_eq!(run.code, 1);
+    // Every stream, components' included; no record at all.
     for (_, _, name) in tables(h.dep()) {
         assert_eq!(run.statuses(&name), ["STARTED", "INCOMPLETE"]);
     }
+    assert!(run.of_type("RECORD").is_empty(), "{}", run.stdout);
     let errors = run.errors();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["failure_type"], "config_error");
@@ -425,6 +441,218 @@ fn an_invalid_catalog_is_a_config_error_not_a_crash() {
         assert_eq!(run.code, 1, "{garbage:?}");
         assert_eq!(run.errors().len(), 1);
     }
+}
+
+/// Every form of "no state yet" that callers send starts from scratch: a full snapshot of every
+/// stream. So does a state of a stream the catalog does not have: it resumes nothing.
+#[test]
+fn every_form_of_no_state_starts_from_a_full_snapshot() {
+    let h = Harness::with_tables(2, 15, false);
+    let catalog = h.catalog_all("incremental");
+    let null_state = r#"[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "users", "namespace": null}, "stream_state": null}}]"#;
+    let unknown = r#"[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "nope"}, "stream_state": {"delta_cursor": 5}}, "sourceStats": {"recordCount": 1.0}}]"#;
+    let forms = [
+        None,
+        Some(""),
+        Some(" \n\t\n"),
+        Some("{}"),
+        Some("[]"),
+        Some(null_state),
+        Some(unknown),
+    ];
+    for state in forms {
+        let run = h.read(&catalog, state);
+        run.assert_well_formed(h.emu.access_key());
+        assert_eq!(run.code, 0, "{state:?}: {}", run.stdout);
+        let read: usize = run.records().values().map(Vec::len).sum();
+        assert_eq!(read, 30, "{state:?}: every document");
+        assert_matches_live(&h, &[&run]);
+        // An empty state is nothing to warn about.
+        if state != Some(unknown) {
+            assert!(run.logs("WARN").is_empty(), "{state:?}: {}", run.stdout);
+        }
+    }
+}
+
+/// The state file PyAirbyte 0.71.3 hands to `read` (`to_state_input_file_text`, written to a
+/// `.txt` file) for the last STATE of each stream of `run`: its entries joined by `"\n, "`, each
+/// with the null `global_`, `data`, `destinationStats` and `rejectedRecordCount` its models add.
+/// Spaced, and with `global_` twice, to be harder than PyAirbyte's own compact text.
+fn pyairbyte_state_file(run: &common::Run) -> String {
+    let states: Vec<Value> = serde_json::from_str(&run.saved_state()).unwrap();
+    let lines: Vec<String> = states
+        .iter()
+        .map(|s| {
+            let d = &s["stream"]["stream_descriptor"];
+            format!(
+                r#"{{"type": "STREAM", "stream": {{"stream_descriptor": {{"name": {}, "namespace": {}}}, "stream_state": {}}}, "global_": null, "global_": null, "data": null, "sourceStats": {{"recordCount": 5.0, "rejectedRecordCount": null}}, "destinationStats": null}}"#,
+                d["name"], d["namespace"], s["stream"]["stream_state"]
+            )
+        })
+        .collect();
+    format!("[{}]", lines.join("\n, "))
+}
+
+/// An incremental read resumes from the state file PyAirbyte writes: exactly the changes since,
+/// each in its stream (a component table's in its own).
+#[test]
+fn the_state_file_pyairbyte_writes_resumes_an_incremental_read() {
+    let h = Harness::with_tables(2, 40, true);
+    let (catalog, first) = h.read_all();
+    let ids: Vec<String> = common::live(h.dep(), "", "users").into_keys().collect();
+    let (patched, deleted) = (ids[0].clone(), ids[1].clone());
+    let dep = h.dep();
+    dep.transaction(|tx| {
+        let doc = json!({"name": "new-user", "age": 42.0, "tags": ["a", "b"]});
+        tx.insert("", "users", doc).map(drop)
+    })
+    .unwrap();
+    dep.transaction(|tx| tx.patch("", "users", &patched, json!({"name": "patched"})))
+        .unwrap();
+    dep.transaction(|tx| tx.delete("", "users", &deleted))
+        .unwrap();
+    dep.transaction(|tx| {
+        tx.insert("betterAuth", "users", json!({"name": "component-user"}))
+            .map(drop)
+    })
+    .unwrap();
+    let file = h.write("state.txt", &pyairbyte_state_file(&first));
+    let second = h.bin.read_files(&h.config(), &catalog, Some(&file));
+    second.assert_well_formed(h.emu.access_key());
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    let mut records = second.records();
+    let users = records.remove("users").unwrap_or_default();
+    assert_eq!(users.len(), 3, "{users:?}");
+    assert!(users.iter().any(|r| r["name"] == "new-user"));
+    let of = |id: &str| users.iter().find(|r| r["_id"] == id).unwrap();
+    assert_eq!(
+        (&of(&patched)["name"], &of(&patched)["_deleted"]),
+        (&json!("patched"), &json!(false))
+    );
+    assert_eq!(of(&deleted)["_deleted"], true);
+    assert_eq!(
+        of(&deleted)["_ab_cdc_deleted_at"],
+        of(&deleted)["_ab_cdc_updated_at"]
+    );
+    let component = records.remove("betterAuth/users").unwrap_or_default();
+    let names: Vec<&Value> = component.iter().map(|r| &r["name"]).collect();
+    assert_eq!(names, [&json!("component-user")]);
+    assert!(
+        records.values().all(Vec::is_empty),
+        "nothing else: {records:?}"
+    );
+    for (_, _, name) in tables(h.dep()) {
+        assert_eq!(second.statuses(&name).last().unwrap(), "COMPLETE", "{name}");
+    }
+    assert_matches_live(&h, &[&first, &second]);
+}
+
+/// A full-refresh catalog reads every document again, whatever the state says: here a finished
+/// incremental sync's.
+#[test]
+fn a_full_refresh_catalog_with_a_finished_syncs_state_rereads_everything() {
+    let h = Harness::with_tables(2, 12, false);
+    let (_, first) = h.read_all();
+    let catalog = h.catalog_all("full_refresh");
+    let run = h.read(&catalog, Some(&first.saved_state()));
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let read: usize = run.records().values().map(Vec::len).sum();
+    assert_eq!(read, 24, "every document");
+    assert_matches_live(&h, &[&run]);
+}
+
+/// The catalog the CDK sends (explicit nulls, keys from a newer protocol) of some streams, a
+/// component's among them: those streams are read whole, no other.
+#[test]
+fn a_catalog_with_explicit_nulls_and_unknown_keys_reads_just_its_streams() {
+    let h = Harness::with_tables(3, 10, true);
+    let chosen = ["messages", "betterAuth/users"];
+    let streams: Vec<Value> = h
+        .discover()
+        .into_iter()
+        .filter(|s| chosen.contains(&s["name"].as_str().unwrap()))
+        .map(|s| {
+            json!({"stream": s, "sync_mode": "full_refresh", "destination_sync_mode": "append",
+                "cursor_field": null, "primary_key": null, "generation_id": null,
+                "minimum_generation_id": null, "sync_id": null, "unknown_future_key": {"x": 1}})
+        })
+        .collect();
+    assert_eq!(streams.len(), 2);
+    let catalog = h.write("catalog.json", &json!({ "streams": streams }).to_string());
+    let run = h.read(&catalog, None);
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let read: Vec<String> = run.records().into_keys().collect();
+    assert_eq!(read, ["betterAuth/users", "messages"]);
+    common::assert_streams_match_live(&h, &[&run], &chosen);
+}
+
+/// A configured table the deployment does not have (dropped or renamed since discovery) fails
+/// its stream with a config error that names it; the other streams complete; exit 1.
+#[test]
+fn a_configured_table_the_deployment_lacks_fails_only_its_stream() {
+    let h = Harness::with_tables(2, 4, false);
+    let users = h
+        .discover()
+        .into_iter()
+        .find(|s| s["name"] == "users")
+        .unwrap();
+    let mut ghost = users.clone();
+    ghost["name"] = json!("ghost_table");
+    let streams: Vec<Value> = [users, ghost]
+        .into_iter()
+        .map(
+            |s| json!({"stream": s, "sync_mode": "incremental", "destination_sync_mode": "append"}),
+        )
+        .collect();
+    let catalog = h.write("catalog.json", &json!({ "streams": streams }).to_string());
+    let run = h.read(&catalog, None);
+    run.assert_well_formed(h.emu.access_key());
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(run.statuses("ghost_table").last().unwrap(), "INCOMPLETE");
+    assert_eq!(run.statuses("users").last().unwrap(), "COMPLETE");
+    assert!(!run.records().contains_key("ghost_table"));
+    assert_eq!(run.records()["users"].len(), 4);
+    let (failure, message) = run.error();
+    assert_eq!(failure, "config_error", "{message}");
+    assert!(message.contains("ghost_table"), "{message}");
+}
+
+/// A permanent error of Convex (403) mid-read, after pages were read: the streams it stops end
+/// INCOMPLETE, each with a TRACE ERROR, and the read exits non-zero.
+#[test]
+fn a_permanent_error_mid_read_fails_the_stream_and_the_read() {
+    let h = Harness::with_settings(3, 5, false, |s| s.snapshot_page_limit = 2);
+    let catalog = h.catalog_all("incremental");
+    // The head probe and two pages pass; every list_snapshot after them is refused.
+    h.dep()
+        .add_fault(
+            FaultRule::status("list_snapshot", 403, "OperationNotPermitted", "no access").after(3),
+        )
+        .unwrap();
+    let run = h.read(&catalog, Some("[]"));
+    run.assert_well_formed(h.emu.access_key());
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        !run.of_type("RECORD").is_empty(),
+        "mid-read: {}",
+        run.stdout
+    );
+    let mut incomplete: Vec<String> = tables(h.dep())
+        .into_iter()
+        .map(|(_, _, name)| name)
+        .filter(|name| run.statuses(name).last().unwrap() == "INCOMPLETE")
+        .collect();
+    assert!(!incomplete.is_empty(), "{}", run.stdout);
+    let mut failed: Vec<String> = run
+        .errors()
+        .iter()
+        .map(|e| e["stream_descriptor"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    failed.sort();
+    incomplete.sort();
+    assert_eq!(failed, incomplete, "{}", run.stdout);
 }
 
 #[test]

@@ -119,19 +119,22 @@ impl Binary {
 
     /// `read` with this config and catalog, and `state` (written to a file) if any.
     pub fn read(&self, config: &Path, catalog: &Path, state: Option<&str>) -> Run {
+        let state = state.map(|s| self.write("state.json", s));
+        self.read_files(config, catalog, state.as_deref())
+    }
+
+    /// `read` with this config and catalog, and the state file `state` if any.
+    pub fn read_files(&self, config: &Path, catalog: &Path, state: Option<&Path>) -> Run {
         let mut args = vec![
-            "read".to_owned(),
-            "--config".into(),
-            config.to_str().unwrap().into(),
-            "--catalog".into(),
-            catalog.to_str().unwrap().into(),
+            "read",
+            "--config",
+            config.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
         ];
-        if let Some(s) = state {
-            let p = self.write("state.json", s);
-            args.push("--state".into());
-            args.push(p.to_str().unwrap().into());
+        if let Some(p) = state {
+            args.extend(["--state", p.to_str().unwrap()]);
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&args)
     }
 }
@@ -552,6 +555,25 @@ pub fn assert_matches_live<R: AsRef<[Value]>>(h: &Harness, reads: &[R]) {
         let head = h.dep().head();
         dest.assert_matches(h.dep(), &name, (&component, &table), head, "now");
     }
+}
+
+/// Asserts that `reads`, merged one after another, hold the tables of the streams `only`
+/// names exactly as they are now (each name a table of the deployment).
+pub fn assert_streams_match_live<R: AsRef<[Value]>>(h: &Harness, reads: &[R], only: &[&str]) {
+    let dest = MergingDestination::of_reads(reads.iter().map(AsRef::as_ref));
+    let head = h.dep().head();
+    let mut compared = 0;
+    for (component, table, name) in tables(h.dep()) {
+        if only.contains(&name.as_str()) {
+            dest.assert_matches(h.dep(), &name, (&component, &table), head, "now");
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared,
+        only.len(),
+        "{only:?} are tables of the deployment"
+    );
 }
 
 /// (component, table, stream name) of every user table of the deployment.
