@@ -1,4 +1,4 @@
-//! The real binary against a small in-process hostile HTTP server (issue 15's campaign, kept):
+//! The real binary against a small in-process hostile HTTP server:
 //! malformed, endless, echoing, looping, trickling, stalling and truncated answers, which the
 //! emulator deliberately never gives (it answers as Convex does, faults aside). Every case
 //! asserts the exact outcome (exit code, failure type, stream status), and every run (through
@@ -298,7 +298,7 @@ fn echo(req: &Req) -> String {
     format!("you sent: {}", req.head)
 }
 
-// ---- defect 2: the key echoed back never reaches output
+// ---- the key echoed back never reaches output
 
 #[test]
 fn an_echoed_key_is_redacted_in_check_status() {
@@ -411,7 +411,7 @@ fn a_pretty_printed_page_becomes_one_line_records() {
     assert_eq!(run.stdout.lines().count(), run.messages.len());
 }
 
-// ---- defect 7: endless bodies are cut at their caps
+// ---- endless bodies are cut at their caps
 
 #[test]
 fn an_endless_schemas_body_is_cut_at_its_cap() {
@@ -448,7 +448,7 @@ fn an_endless_error_body_is_read_only_to_its_cap() {
     assert_eq!(h.hits("/api/list_snapshot"), 6);
 }
 
-// ---- defect 8: deadlines
+// ---- deadlines
 
 #[test]
 fn a_trickling_body_ends_at_the_overall_deadline() {
@@ -495,7 +495,7 @@ fn check_does_not_wait_out_a_long_retry_after() {
     assert_took(&run, 4..15);
 }
 
-// ---- defect 9 and redirects
+// ---- redirects, truncated pages and pages requested ahead
 
 #[test]
 fn a_redirect_loop_ends_without_retries() {
@@ -633,7 +633,7 @@ fn a_bad_page_stops_the_walk_with_at_most_one_page_requested_ahead() {
     assert!((2..=3).contains(&h.hits("/api/list_snapshot")));
 }
 
-// ---- defect 10: the smaller list
+// ---- config mistakes, duplicate streams, huge cursors, a closed stdout
 
 #[test]
 fn config_mistakes_are_config_errors_before_any_request() {
@@ -755,7 +755,7 @@ fn a_stalled_request_gives_up_once_stdouts_reader_is_gone() {
     assert!(h.hits("/api/list_snapshot") <= 2);
 }
 
-// ---- the Data Sync API answering out of its own bounds (issue: hostile input on Data Sync)
+// ---- the Data Sync API answering out of its own bounds
 
 /// The deployment's head in these cases.
 const HEAD: i64 = 1_770_000_000_000_000_009;

@@ -239,7 +239,7 @@ fn resumes_everywhere_on(data_sync: bool) {
     }
 }
 
-/// The Python connector's saved state continues exactly; on the Data Sync API (issue 13),
+/// The Python connector's saved state continues exactly; on the Data Sync API,
 /// Convex converts it and the read continues with the changes since, without a snapshot.
 fn python_state_continues_on(data_sync: bool) {
     let mut h = Harness::with_tables(1, 50, false);
