@@ -546,6 +546,24 @@ def full_refresh_api_check(b, emu, name, tables, expect):
                        f"so its rows stand for both.")
 
 
+def generated(b, emu_bin, ntables, docs, seed, label, *extra):
+    """An emulator serving `ntables` generated tables of `docs` documents of ~400 B each."""
+    args = ["--tables", ntables, "--docs", docs, "--doc-size", 400, "--seed", seed, *extra]
+    return Emulator(emu_bin, args, b.work, label)
+
+
+def full_refresh_name(ntables, docs):
+    """The size label (`2x100k`) and the name of a full-refresh scenario."""
+    size = f"{ntables}x{count_label(docs)}"
+    return size, f"full refresh {size}"
+
+
+def full_refresh_rows(b, emu, name, tables, n, expect):
+    """Transfer-only and ours, each reading the tables whole `n` times."""
+    return b.repeat(n, emu, name, [("transfer-only", {}), ("ours", {})],
+                    tables=tables, mode="full_refresh", expect=expect)
+
+
 # Ours, sending every revision of a changed document instead of the latest per read.
 EVERY_REVISION = {"config_extra": {"every_revision": True}}
 
@@ -595,13 +613,11 @@ def scenarios(b, o):
     # ---- 1. full refresh 2 x 100k (~400 B), the first sync on both APIs, then incremental
     # scenarios on the same deployment
     docs = 2000 if smoke else 100_000
-    size = f"2x{count_label(docs)}"
-    name = f"full refresh {size}"
-    emu = Emulator(emu_bin, ["--tables", 2, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "full")
+    size, name = full_refresh_name(2, docs)
+    emu = generated(b, emu_bin, 2, docs, seed, "full")
     try:
         tables = emu.tables[:2]
-        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours", {})],
-                        tables=tables, mode="full_refresh", expect=2 * docs)
+        rows = full_refresh_rows(b, emu, name, tables, N, 2 * docs)
         for p in peer:
             rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="full_refresh",
                                  expect=2 * docs, timeout=o.peer_timeout))
@@ -682,15 +698,13 @@ def scenarios(b, o):
 
     # ---- 4. full refresh 1M documents (memory), and the first sync of 1M on both APIs
     docs = 5000 if smoke else 1_000_000
-    size = f"1x{count_label(docs)}"
-    name = f"full refresh {size}"
-    emu = Emulator(emu_bin, ["--tables", 1, "--docs", docs, "--doc-size", 400, "--seed", seed], b.work, "1m")
+    size, name = full_refresh_name(1, docs)
+    emu = generated(b, emu_bin, 1, docs, seed, "1m")
     try:
         tables = emu.tables[:1]
         # As many runs as the other scenarios (about a second each): one run of each program
         # was a coin toss on this shared machine.
-        rows = b.repeat(N, emu, name, [("transfer-only", {}), ("ours", {})],
-                        tables=tables, mode="full_refresh", expect=docs)
+        rows = full_refresh_rows(b, emu, name, tables, N, docs)
         b.agree(name, rows)
         if not smoke:
             b.notes.append(f"{name}: the peer is not run (at its 6–12k records/s it would take minutes).")
@@ -713,8 +727,7 @@ def scenarios(b, o):
     docs = 50 if smoke else 500
     nd = 800 if smoke else 10_000
     name = f"{ntab} tables, {count_label(nd)} changes spread"
-    emu = Emulator(emu_bin, ["--tables", ntab, "--docs", docs, "--doc-size", 400, "--seed", seed],
-                   b.work, "spread")
+    emu = generated(b, emu_bin, ntab, docs, seed, "spread")
     try:
         tables = emu.tables[:ntab]
         cursors = head_cursors(b, emu, tables, name)
@@ -743,9 +756,9 @@ def scenarios(b, o):
     # and their first sync on both APIs (Data Sync does not use list_snapshot's iterator)
     docs = 1500 if smoke else o.latency_docs
     name = f"8 tables x{docs / 1000:g}k full refresh, snapshot cost model"
-    emu = Emulator(emu_bin, ["--tables", 8, "--docs", docs, "--doc-size", 400, "--seed", seed,
-                             "--snapshot-build-base-ms", 5, "--snapshot-build-us-per-row", 2,
-                             "--system-write-interval-ms", 20], b.work, "costs")
+    emu = generated(b, emu_bin, 8, docs, seed, "costs",
+                    "--snapshot-build-base-ms", 5, "--snapshot-build-us-per-row", 2,
+                    "--system-write-interval-ms", 20)
     try:
         tables = emu.tables[:8]
         rows = b.repeat(N, emu, name, [("transfer-only parallel", {"parallel": True}),
