@@ -485,8 +485,7 @@ fn binary_prints_url_and_shuts_down() {
         ],
     );
     assert_eq!(info["access_key"], "emulator-access-key");
-    let url = info["url"].as_str().unwrap();
-    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let addr = address(&info);
     let auth = "Convex emulator-access-key";
     let r = request(
         addr,

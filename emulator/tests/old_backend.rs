@@ -159,15 +159,8 @@ fn the_cli_flags_set_the_old_backend_and_the_progress_interval() {
             "0",
         ],
     );
-    let addr: std::net::SocketAddr = info["url"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let s = request(addr, "GET", "/_emulator/settings", &[], None)
-        .unwrap()
-        .json();
+    let addr = address(&info);
+    let s = settings_at(addr);
     assert_eq!(s["no_data_sync"], true);
     assert_eq!(s["data_sync_progress_write_interval_ms"], 0);
     let auth = format!("Convex {}", info["access_key"].as_str().unwrap());
@@ -198,15 +191,8 @@ fn the_cli_flags_set_the_old_backend_and_the_progress_interval() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
     let (mut child, info) = spawn_binary(env!("CARGO_BIN_EXE_convex-emulator"), &["--port", "0"]);
-    let addr: std::net::SocketAddr = info["url"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let s = request(addr, "GET", "/_emulator/settings", &[], None)
-        .unwrap()
-        .json();
+    let addr = address(&info);
+    let s = settings_at(addr);
     assert_eq!(s["no_data_sync"], false);
     assert_eq!(
         s["data_sync_progress_write_interval_ms"], 5_000,

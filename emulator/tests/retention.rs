@@ -98,15 +98,8 @@ fn binary_flags_set_retention_costs_and_churn() {
             "0",
         ],
     );
-    let addr: std::net::SocketAddr = info["url"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let s = request(addr, "GET", "/_emulator/settings", &[], None)
-        .unwrap()
-        .json();
+    let addr = address(&info);
+    let s = settings_at(addr);
     assert_eq!(s["retention_ms"], SELF_HOSTED_DOCKER_RETENTION_MS);
     assert_eq!(s["snapshot_build_base_ms"], 3);
     assert_eq!(s["snapshot_build_us_per_row"], 4);

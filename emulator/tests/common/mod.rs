@@ -287,6 +287,23 @@ pub fn all_deltas(emu: &EmulatorServer, mut cursor: i64, query: &str) -> (Vec<Va
     }
 }
 
+/// The address an emulator started by [`spawn_binary`] serves on, from its startup line.
+pub fn address(info: &Value) -> std::net::SocketAddr {
+    info["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap()
+}
+
+/// The emulator's settings, as `GET /_emulator/settings` answers them.
+pub fn settings_at(addr: std::net::SocketAddr) -> Value {
+    request(addr, "GET", "/_emulator/settings", &[], None)
+        .unwrap()
+        .json()
+}
+
 /// Starts the emulator `binary` (`env!("CARGO_BIN_EXE_convex-emulator")`, which only test
 /// crates have) with `args` and reads its startup line (`{"url","access_key"[,"ca_file"]}`);
 /// the caller stops the child.
