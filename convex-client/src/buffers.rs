@@ -25,21 +25,36 @@ struct Classes {
     large: Vec<Vec<u8>>,
 }
 
+impl Classes {
+    fn of(&mut self, capacity: usize) -> &mut Vec<Vec<u8>> {
+        if capacity >= LARGE {
+            &mut self.large
+        } else {
+            &mut self.small
+        }
+    }
+}
+
 impl BufferPool {
-    /// An empty buffer: a kept one of the class `capacity` falls in, or a new one of that
-    /// capacity.
+    /// An empty buffer of at least `capacity`: the smallest kept one of its class that holds
+    /// it, or a new one. (A kept buffer that then had to grow would be copied into fresh
+    /// pages, and one grown past `MAX_CAPACITY` would not come back.)
     pub fn take(&self, capacity: usize) -> Vec<u8> {
         let kept = self.0.lock().ok().and_then(|mut c| {
-            if capacity >= LARGE {
-                c.large.pop()
-            } else {
-                c.small.pop()
-            }
+            let class = c.of(capacity);
+            let fit = class
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= capacity)
+                .min_by_key(|(_, b)| b.capacity())?
+                .0;
+            Some(class.swap_remove(fit))
         });
         kept.unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
-    /// Keeps `buf` for a later `take`, unless its class is full or it is too large.
+    /// Keeps `buf` for a later `take`, unless it is too large or its class is full of
+    /// buffers at least as large.
     pub fn give(&self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
         if capacity == 0 || capacity > MAX_CAPACITY {
@@ -47,13 +62,13 @@ impl BufferPool {
         }
         buf.clear();
         if let Ok(mut c) = self.0.lock() {
-            let class = if capacity >= LARGE {
-                &mut c.large
-            } else {
-                &mut c.small
-            };
+            let class = c.of(capacity);
             if class.len() < KEEP {
                 class.push(buf);
+            } else if let Some(smallest) = class.iter_mut().min_by_key(|b| b.capacity()) {
+                if smallest.capacity() < capacity {
+                    *smallest = buf;
+                }
             }
         }
     }
@@ -95,5 +110,26 @@ mod tests {
         pool.give(Vec::with_capacity(MAX_CAPACITY + 1));
         pool.give(Vec::new());
         assert_eq!(pool.kept(), (KEEP, KEEP));
+    }
+
+    #[test]
+    fn a_buffer_too_small_for_a_request_is_not_handed_out_and_a_full_class_keeps_the_largest() {
+        let pool = BufferPool::default();
+        pool.give(Vec::with_capacity(LARGE));
+        // An output-sized request gets a new buffer, not a network-sized one it would outgrow.
+        assert_eq!(pool.take(MAX_CAPACITY).capacity(), MAX_CAPACITY);
+        assert_eq!(pool.kept(), (0, 1));
+        // A full class trades its smallest buffer for a larger one, never the reverse.
+        for _ in 0..KEEP {
+            pool.give(Vec::with_capacity(LARGE));
+        }
+        pool.give(Vec::with_capacity(MAX_CAPACITY));
+        pool.give(Vec::with_capacity(LARGE));
+        assert_eq!(pool.kept(), (0, KEEP));
+        assert_eq!(pool.take(MAX_CAPACITY).capacity(), MAX_CAPACITY);
+        // The best fit: the smallest kept buffer that holds the request.
+        pool.give(Vec::with_capacity(MAX_CAPACITY));
+        assert_eq!(pool.take(LARGE).capacity(), LARGE);
+        assert_eq!(pool.take(LARGE + 1).capacity(), MAX_CAPACITY);
     }
 }

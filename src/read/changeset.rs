@@ -6,22 +6,20 @@
 //! of the read, keep deleted documents live, or duplicate `_id`s. Keeping only the latest
 //! revision until the walk ends is what makes the destination equal the deployment.
 //!
-//! Memory: the bytes of every revision taken (a superseded one's too, until the set is sent),
-//! their member spans, and per changed document its id plus [`ENTRY_OVERHEAD`]; the walk stops
+//! Memory: the bytes of every revision taken (a superseded one's too, until the set is sent)
+//! and its id, their member spans, and per changed document [`ENTRY_OVERHEAD`]; the walk stops
 //! taking pages once [`ChangeSet::bytes`] reaches its budget (see `changes.rs`). Document
-//! bytes fill 1 MiB chunks (at most one partly empty); member spans grow by doubling.
-
-use std::collections::HashMap;
+//! bytes, ids and member spans fill 2 MiB chunks (at most one partly empty); entries and the
+//! index grow by doubling.
 
 use convex::page::Member;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
-/// Document ids hash with foldhash: a third of SipHash's cost per change, still seeded per
-/// process.
-type Ids = HashMap<Box<str>, Revision, foldhash::fast::RandomState>;
-
-/// Bytes a buffered document costs beyond its own bytes and id: the map slot, the entry and
-/// the id's allocation header (measured on x86-64, rounded up).
-pub const ENTRY_OVERHEAD: usize = 112;
+/// Bytes a held revision costs beyond its own bytes and id: its entry, and a slot in the
+/// index with the control bytes of a table at its fullest (rounded up). A superseded
+/// revision keeps costing until the set is sent.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Revision>() + 32;
 
 /// One revision a walk takes: of which stream and document, when it was committed, where it
 /// came in the walk, and its bytes as Convex sent them.
@@ -38,45 +36,157 @@ pub struct Change<'a> {
     pub members: Option<&'a [Member]>,
 }
 
-/// One buffered revision; its bytes and members live in the set's arenas.
+/// One held revision; its bytes, id and members live in the set's arenas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
+    pub stream: usize,
     pub ts: i64,
     /// Where the revision came in the walk (its commit timestamp, or its page): the order it
     /// is sent in.
     pub seq: i64,
-    pub deleted: bool,
-    /// Its bytes: chunk, then range in it.
-    raw: (usize, std::ops::Range<usize>),
-    members: std::ops::Range<usize>,
     /// When it was taken, among all the set took: orders revisions of one `seq` (a
     /// transaction, or a page) as Convex sent them.
     arrival: u64,
+    /// Its chunk; in it, its bytes from `start`, then its id, then its member spans.
+    chunk: usize,
+    start: usize,
+    raw_len: usize,
+    id_len: usize,
+    members: usize,
+    pub deleted: bool,
+    /// A later revision of its document was taken.
+    superseded: bool,
 }
 
-/// Bytes of one arena chunk (a larger document gets a chunk of its own size): chunks are
-/// never moved, so the arena grows without copying what it holds.
-const CHUNK: usize = 1 << 20;
+/// Where a document's latest revision is, with its key's hash (so growing the index never
+/// reads the arena).
+struct Slot {
+    hash: u64,
+    stream: usize,
+    at: usize,
+}
+
+/// Bytes of one arena chunk, a huge page (a larger document gets a chunk of its own size):
+/// chunks are never moved, so the arena grows without copying what it holds.
+const CHUNK: usize = 2 << 20;
 
 /// The latest revision per (stream, document id).
 ///
-/// Revisions are copied into two arenas (document bytes, member spans) instead of an
-/// allocation each: a change costs one allocation (its id, once per document) instead of
-/// three. A superseded revision's bytes stay in the arena until the set is sent, and count.
-#[derive(Debug, Default)]
+/// A revision is copied whole (its bytes, then its id) into a chunked arena and its member
+/// spans into another. Each stream keeps its revisions' entries in the order they were taken
+/// (a superseded one is marked, not moved), and an index finds a document's latest. So taking
+/// a change allocates nothing of its own and looks its document up once, and the set is
+/// usually in sending order already when the walk ends.
+#[derive(Default)]
 pub struct ChangeSet {
-    /// Per stream (by index): document id → its latest revision. Keyed by id alone so a
-    /// lookup borrows the id instead of allocating a key.
-    latest: Vec<Ids>,
-    /// Every taken revision's bytes, exactly as Convex sent them.
-    docs: Vec<Vec<u8>>,
+    /// Per stream (by index): its revisions, as they were taken.
+    streams: Vec<Vec<Revision>>,
+    index: HashTable<Slot>,
+    hasher: foldhash::fast::RandomState,
+    /// Every taken revision's bytes, exactly as Convex sent them, each followed by its id
+    /// and by where its top-level members are, when the page parser found them (so the
+    /// record writer need not find them again).
+    docs: Vec<Chunk>,
     docs_bytes: usize,
-    /// Where each taken revision's top-level members are, when the page parser found them
-    /// (so the record writer need not find them again).
-    members: Vec<Member>,
-    len: usize,
-    ids_bytes: usize,
     taken: u64,
+}
+
+impl std::fmt::Debug for ChangeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeSet")
+            .field("held", &self.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+/// Its id's bytes, out of the arena.
+fn id_bytes<'a>(docs: &'a [Chunk], rev: &Revision) -> &'a [u8] {
+    let at = rev.start + rev.raw_len;
+    &docs[rev.chunk].bytes()[at..at + rev.id_len]
+}
+
+/// A member span in the arena: four little-endian `u32`s.
+const MEMBER_BYTES: usize = 16;
+
+fn encode(m: &Member) -> [u8; MEMBER_BYTES] {
+    let mut out = [0; MEMBER_BYTES];
+    for (to, n) in out
+        .chunks_exact_mut(4)
+        .zip([m.key.0, m.key.1, m.value.0, m.value.1])
+    {
+        to.copy_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Member {
+    let n = |i: usize| {
+        let mut b = [0; 4];
+        b.copy_from_slice(&bytes[i * 4..i * 4 + 4]);
+        u32::from_le_bytes(b)
+    };
+    Member {
+        key: (n(0), n(1)),
+        value: (n(2), n(3)),
+    }
+}
+
+/// An arena chunk: anonymous memory, which the kernel may back with huge pages (one fault
+/// per 2 MiB instead of one per 4 KiB: faulting the held set in page by page cost as much as
+/// all the rest of holding it). Heap memory where it cannot be mapped.
+struct Chunk {
+    memory: Memory,
+    len: usize,
+}
+
+enum Memory {
+    Mapped(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl Chunk {
+    fn new(capacity: usize) -> Chunk {
+        let memory = match memmap2::MmapMut::map_anon(capacity) {
+            Ok(map) => {
+                // Only advice: without huge pages the chunk works the same.
+                #[cfg(target_os = "linux")]
+                let _ = map.advise(memmap2::Advice::HugePage);
+                Memory::Mapped(map)
+            }
+            Err(_) => Memory::Heap(vec![0; capacity]),
+        };
+        Chunk { memory, len: 0 }
+    }
+
+    fn capacity(&self) -> usize {
+        match &self.memory {
+            Memory::Mapped(map) => map.len(),
+            Memory::Heap(vec) => vec.len(),
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let all: &[u8] = match &self.memory {
+            Memory::Mapped(map) => map,
+            Memory::Heap(vec) => vec,
+        };
+        &all[..self.len]
+    }
+
+    /// Appends `bytes`; the caller made sure there is room.
+    fn push(&mut self, bytes: &[u8]) {
+        let all: &mut [u8] = match &mut self.memory {
+            Memory::Mapped(map) => map,
+            Memory::Heap(vec) => vec,
+        };
+        all[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
 }
 
 impl ChangeSet {
@@ -84,116 +194,148 @@ impl ChangeSet {
         ChangeSet::default()
     }
 
+    fn find(&self, stream: usize, id: &str) -> (u64, Option<&Slot>) {
+        let hash = self.hasher.hash_one((stream, id.as_bytes()));
+        let slot = self.index.find(hash, |slot| {
+            slot.hash == hash
+                && slot.stream == stream
+                && id_bytes(&self.docs, &self.streams[stream][slot.at]) == id.as_bytes()
+        });
+        (hash, slot)
+    }
+
     /// Takes a revision unless a newer one is already held (the log is read in timestamp
     /// order, so older ones only come from a retried page; the same revision again replaces
     /// itself).
     pub fn insert(&mut self, change: &Change<'_>) {
-        let (stream, id, ts, raw) = (change.stream, change.id, change.ts, change.raw);
-        if self.latest.len() <= stream {
-            self.latest.resize_with(stream + 1, Ids::default);
+        let (stream, id, raw) = (change.stream, change.id, change.raw);
+        if self.streams.len() <= stream {
+            self.streams.resize_with(stream + 1, Vec::new);
         }
-        let map = &mut self.latest[stream];
-        let held = map.get_mut(id);
-        if held.as_ref().is_some_and(|h| h.ts > ts) {
+        let (hash, held) = self.find(stream, id);
+        let held = held.map(|slot| slot.at);
+        if held.is_some_and(|at| self.streams[stream][at].ts > change.ts) {
             return;
         }
-        if self
-            .docs
-            .last()
-            .is_none_or(|c| c.capacity() - c.len() < raw.len())
-        {
-            self.docs.push(Vec::with_capacity(CHUNK.max(raw.len())));
+        let members = change.members.unwrap_or_default();
+        let len = raw.len() + id.len() + members.len() * MEMBER_BYTES;
+        if self.docs.last().is_none_or(|c| c.room() < len) {
+            self.docs.push(Chunk::new(CHUNK.max(len)));
         }
         let chunk = self.docs.len() - 1;
-        let docs = &mut self.docs[chunk];
-        let start = docs.len();
-        docs.extend_from_slice(raw);
-        self.docs_bytes += raw.len();
-        let first = self.members.len();
-        self.members
-            .extend_from_slice(change.members.unwrap_or_default());
-        let revision = Revision {
-            ts,
+        let arena = &mut self.docs[chunk];
+        let start = arena.len;
+        arena.push(raw);
+        arena.push(id.as_bytes());
+        for member in members {
+            arena.push(&encode(member));
+        }
+        self.docs_bytes += len;
+        let entries = &mut self.streams[stream];
+        let at = entries.len();
+        entries.push(Revision {
+            stream,
+            ts: change.ts,
             seq: change.seq,
-            deleted: change.deleted,
-            raw: (chunk, start..start + raw.len()),
-            members: first..self.members.len(),
             arrival: self.taken,
-        };
+            chunk,
+            start,
+            raw_len: raw.len(),
+            id_len: id.len(),
+            members: members.len(),
+            deleted: change.deleted,
+            superseded: false,
+        });
         self.taken += 1;
         match held {
-            Some(held) => *held = revision,
+            Some(old) => {
+                entries[old].superseded = true;
+                let docs = &self.docs;
+                let streams = &self.streams;
+                if let Some(slot) = self.index.find_mut(hash, |slot| {
+                    slot.stream == stream
+                        && slot.at == old
+                        && id_bytes(docs, &streams[stream][old]) == id.as_bytes()
+                }) {
+                    slot.at = at;
+                }
+            }
             None => {
-                self.ids_bytes += id.len() + ENTRY_OVERHEAD;
-                self.len += 1;
-                map.insert(id.into(), revision);
+                self.index
+                    .insert_unique(hash, Slot { hash, stream, at }, |slot| slot.hash);
             }
         }
     }
 
     /// Memory held, by the accounting above.
     pub fn bytes(&self) -> usize {
-        self.docs_bytes + std::mem::size_of_val(&self.members[..]) + self.ids_bytes
+        let taken: usize = self.streams.iter().map(Vec::len).sum();
+        self.docs_bytes + taken * ENTRY_OVERHEAD
     }
 
+    /// Documents held.
     pub fn len(&self) -> usize {
-        self.len
+        self.index.len()
     }
 
     /// Whether a revision of this document is held.
     pub fn holds(&self, stream: usize, id: &str) -> bool {
-        self.latest.get(stream).is_some_and(|m| m.contains_key(id))
+        stream < self.streams.len() && self.find(stream, id).1.is_some()
     }
 
-    /// Every held revision with its stream and id, by stream, then by `seq`, then as it
-    /// arrived (the order Convex sent a transaction's or a page's revisions in).
-    ///
-    /// Sorted by a small integer key, then moved into place once: comparing whole entries (and
-    /// ids) made the sort a tenth of an incremental read's instructions.
+    /// Every held revision, by stream, then by `seq`, then as it arrived (the order Convex
+    /// sent a transaction's or a page's revisions in). A walk takes revisions in `seq` order
+    /// but for a retried page's, so a stream's are sorted only when that happened.
     pub fn into_sorted(self) -> Sorted {
-        let mut slots: Vec<Option<(usize, Box<str>, Revision)>> = self
-            .latest
-            .into_iter()
-            .enumerate()
-            .flat_map(|(stream, map)| {
-                map.into_iter()
-                    .map(move |(id, rev)| Some((stream, id, rev)))
-            })
-            .collect();
-        let mut keys: Vec<(usize, i64, u64, usize)> = slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                e.as_ref()
-                    .map(|(stream, _, rev)| (*stream, rev.seq, rev.arrival, i))
-            })
-            .collect();
-        keys.sort_unstable();
-        let entries = keys.iter().filter_map(|k| slots[k.3].take()).collect();
+        let mut entries = Vec::with_capacity(self.index.len());
+        for revisions in self.streams {
+            let first = entries.len();
+            entries.extend(revisions.into_iter().filter(|rev| !rev.superseded));
+            let stream = &mut entries[first..];
+            if !stream.is_sorted_by_key(|rev| (rev.seq, rev.arrival)) {
+                stream.sort_unstable_by_key(|rev| (rev.seq, rev.arrival));
+            }
+        }
         Sorted {
             entries,
             docs: self.docs,
-            members: self.members,
         }
     }
 }
 
 /// A change set in the order it is sent.
 pub struct Sorted {
-    pub entries: Vec<(usize, Box<str>, Revision)>,
-    docs: Vec<Vec<u8>>,
-    members: Vec<Member>,
+    pub entries: Vec<Revision>,
+    docs: Vec<Chunk>,
 }
 
 impl Sorted {
     /// The revision's document, exactly as Convex sent it.
     pub fn raw(&self, rev: &Revision) -> &[u8] {
-        &self.docs[rev.raw.0][rev.raw.1.clone()]
+        &self.docs[rev.chunk].bytes()[rev.start..rev.start + rev.raw_len]
     }
 
-    /// Where its top-level members are, if the page parser found them.
-    pub fn members(&self, rev: &Revision) -> Option<&[Member]> {
-        (!rev.members.is_empty()).then(|| &self.members[rev.members.clone()])
+    /// The revision's document id.
+    pub fn id(&self, rev: &Revision) -> &str {
+        // The arena holds only what `insert` copied there from a `&str`.
+        std::str::from_utf8(id_bytes(&self.docs, rev)).unwrap_or_default()
+    }
+
+    /// Where its top-level members are, if the page parser found them: decoded into
+    /// `scratch`.
+    pub fn members<'a>(
+        &self,
+        rev: &Revision,
+        scratch: &'a mut Vec<Member>,
+    ) -> Option<&'a [Member]> {
+        if rev.members == 0 {
+            return None;
+        }
+        let at = rev.start + rev.raw_len + rev.id_len;
+        let bytes = &self.docs[rev.chunk].bytes()[at..at + rev.members * MEMBER_BYTES];
+        scratch.clear();
+        scratch.extend(bytes.chunks_exact(MEMBER_BYTES).map(decode));
+        Some(scratch)
     }
 }
 
@@ -236,7 +378,7 @@ mod tests {
         let seen: Vec<_> = all
             .entries
             .iter()
-            .map(|(s, id, r)| (*s, &**id, r.ts, r.deleted, all.raw(r)))
+            .map(|r| (r.stream, all.id(r), r.ts, r.deleted, all.raw(r)))
             .collect();
         assert_eq!(
             seen,
@@ -249,15 +391,29 @@ mod tests {
     }
 
     #[test]
+    fn revisions_taken_out_of_walk_order_are_sent_in_it() {
+        let mut set = ChangeSet::new();
+        insert(&mut set, 0, "a", 5, 5, false, b"{}", None);
+        insert(&mut set, 0, "b", 7, 7, false, b"{}", None);
+        // A retried page: its revisions come again, after later ones, with a new document.
+        insert(&mut set, 0, "a", 5, 5, false, b"{}", None);
+        insert(&mut set, 0, "c", 5, 5, false, b"{}", None);
+        assert_eq!(set.len(), 3);
+        let all = set.into_sorted();
+        let seen: Vec<_> = all.entries.iter().map(|r| (all.id(r), r.seq)).collect();
+        assert_eq!(seen, [("a", 5), ("c", 5), ("b", 7)]);
+    }
+
+    #[test]
     fn bytes_follow_what_is_held() {
         let mut set = ChangeSet::new();
         insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 100], None);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
-        // A superseded revision's bytes stay until the set is sent.
+        // A superseded revision's bytes (and id) stay until the set is sent.
         insert(&mut set, 0, "id1", 2, 2, false, &[b'x'; 40], None);
-        assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
+        assert_eq!(set.bytes(), 140 + 6 + 2 * ENTRY_OVERHEAD);
         insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 400], None); // an older revision: ignored
-        assert_eq!(set.bytes(), 140 + 3 + ENTRY_OVERHEAD);
+        assert_eq!(set.bytes(), 140 + 6 + 2 * ENTRY_OVERHEAD);
         let member = Member {
             key: (1, 2),
             value: (3, 4),
@@ -267,12 +423,13 @@ mod tests {
         assert!(set.holds(0, "id2") && !set.holds(1, "id2") && !set.holds(0, "id3"));
         assert_eq!(
             set.bytes(),
-            140 + 2 + std::mem::size_of::<Member>() + 3 + 3 + 2 * ENTRY_OVERHEAD
+            140 + 2 + MEMBER_BYTES + 6 + 3 + 3 * ENTRY_OVERHEAD
         );
         let sorted = set.into_sorted();
-        let (_, id, rev) = &sorted.entries[1];
-        assert_eq!(&**id, "id2");
-        assert_eq!(sorted.members(rev), Some(&[member][..]));
-        assert_eq!(sorted.members(&sorted.entries[0].2), None);
+        let rev = &sorted.entries[1];
+        assert_eq!(sorted.id(rev), "id2");
+        let mut scratch = Vec::new();
+        assert_eq!(sorted.members(rev, &mut scratch), Some(&[member][..]));
+        assert_eq!(sorted.members(&sorted.entries[0], &mut scratch), None);
     }
 }

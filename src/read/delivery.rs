@@ -21,13 +21,19 @@
 //! what the feed keeps per held page, together bounded by `change_buffer_mb`: the walk stops
 //! taking pages once they reach it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use crate::state::Position;
-use convex::ValueMeta;
+use convex::page::Member;
+use convex::{TableRef, ValueMeta};
 
-use super::changeset::{Change, ChangeSet, Revision, Sorted, ENTRY_OVERHEAD};
+use super::changeset::{Change, ChangeSet, Revision, Sorted};
 use super::emit::{Emitter, StreamRun};
+
+/// Bytes an id remembered one by one costs beyond its own: its set slot and its
+/// allocation's header (x86-64, rounded up).
+const REMEMBERED_OVERHEAD: usize = 56;
 
 /// How the values of the next page are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +197,7 @@ impl Delivery {
     }
 
     fn remember(&mut self, stream: usize, id: Box<str>) {
-        self.sent_bytes += id.len() + ENTRY_OVERHEAD / 2;
+        self.sent_bytes += id.len() + REMEMBERED_OVERHEAD;
         self.sent[stream].ids.insert(id);
     }
 
@@ -227,15 +233,17 @@ impl Delivery {
         runs: &mut [StreamRun],
     ) -> anyhow::Result<Vec<usize>> {
         let sorted = std::mem::take(&mut self.set).into_sorted();
+        let tables = tables_of(runs);
+        let mut members = Vec::new();
         let mut streams = Vec::new();
-        for (stream, id, rev) in &sorted.entries {
-            send_one(em, runs, *stream, id, &sorted, rev).await?;
-            if streams.last() != Some(stream) {
-                streams.push(*stream);
+        for rev in &sorted.entries {
+            send_one(em, runs, &tables, &sorted, rev, &mut members).await?;
+            if streams.last() != Some(&rev.stream) {
+                streams.push(rev.stream);
             }
         }
-        for (stream, id, _) in sorted.entries {
-            self.remember(stream, id);
+        for rev in &sorted.entries {
+            self.remember(rev.stream, sorted.id(rev).into());
         }
         Ok(streams)
     }
@@ -253,15 +261,17 @@ impl Delivery {
     ) -> anyhow::Result<Vec<Option<Deferred>>> {
         let sorted = std::mem::take(&mut self.set).into_sorted();
         let deferred = std::mem::take(&mut self.deferred);
+        let tables = tables_of(runs);
+        let mut members = Vec::new();
         let mut since_state = 0;
-        for (i, (stream, id, rev)) in sorted.entries.iter().enumerate() {
-            let stream = *stream;
-            send_one(em, runs, stream, id, &sorted, rev).await?;
+        for (i, rev) in sorted.entries.iter().enumerate() {
+            let stream = rev.stream;
+            send_one(em, runs, &tables, &sorted, rev, &mut members).await?;
             since_state += 1;
             let boundary = sorted
                 .entries
                 .get(i + 1)
-                .is_none_or(|next| next.0 != stream || next.2.seq > rev.seq);
+                .is_none_or(|next| next.stream != stream || next.seq > rev.seq);
             let allowed = deferred[stream].is_none_or(|d| rev.seq < d.first_seq);
             if since_state >= checkpoint_records && boundary && allowed {
                 if let Some(position) = position_at(stream, rev.seq) {
@@ -274,22 +284,28 @@ impl Delivery {
     }
 }
 
+/// Each stream's table, borrowed by the records of a held set while its run is written to.
+fn tables_of(runs: &[StreamRun]) -> Vec<TableRef> {
+    runs.iter().map(|run| run.table.clone()).collect()
+}
+
 async fn send_one(
     em: &mut Emitter,
     runs: &mut [StreamRun],
-    stream: usize,
-    id: &str,
+    tables: &[TableRef],
     sorted: &Sorted,
     rev: &Revision,
+    members: &mut Vec<Member>,
 ) -> anyhow::Result<()> {
-    let table = &runs[stream].table;
+    let stream = rev.stream;
+    let table = &tables[stream];
     let meta = ValueMeta {
-        table: table.table.clone().into(),
-        component: table.component.clone().into(),
-        id: std::borrow::Cow::Borrowed(id),
+        table: Cow::Borrowed(&table.table),
+        component: Cow::Borrowed(&table.component),
+        id: Cow::Borrowed(sorted.id(rev)),
         ts: rev.ts,
         deleted: Some(rev.deleted),
-        members: sorted.members(rev),
+        members: sorted.members(rev, members),
     };
     runs[stream].record(em, sorted.raw(rev), &meta)?;
     em.flush_if_full().await?;
