@@ -49,6 +49,29 @@ pub fn plan(
         .collect()
 }
 
+/// Whether every configured stream continues from a change position: the read is then pages
+/// of changes only (`document_deltas` pages hold 128 rows), no snapshot and no data sync that
+/// still snapshots.
+pub fn changes_only(catalog: &ConfiguredCatalog, state: &InputState) -> bool {
+    !catalog.streams.is_empty()
+        && catalog.streams.iter().all(|s| {
+            s.sync_mode == SyncMode::Incremental
+                && state
+                    .get(&descriptor(s))
+                    .and_then(|v| Position::from_state(v).ok())
+                    .is_some_and(|p| {
+                        matches!(
+                            p,
+                            Position::Deltas(_)
+                                | Position::DataSync {
+                                    consistent_at: Some(_),
+                                    ..
+                                }
+                        )
+                    })
+        })
+}
+
 fn resolve(
     s: &ConfiguredStream,
     desc: &StreamDescriptor,
@@ -157,6 +180,39 @@ pub fn selected_columns(configured: Option<&Value>, discovered: &Value) -> conve
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn catalog(streams: &[(&str, &str)]) -> ConfiguredCatalog {
+        let streams: Vec<Value> = streams
+            .iter()
+            .map(|(name, mode)| {
+                json!({"stream": {"name": name, "json_schema": {}, "supported_sync_modes": [mode]},
+                       "sync_mode": mode, "destination_sync_mode": "append"})
+            })
+            .collect();
+        serde_json::from_value(json!({ "streams": streams })).unwrap()
+    }
+
+    #[test]
+    fn only_streams_that_all_continue_from_changes_make_a_read_of_changes_only() {
+        let state = InputState::parse(
+            r#"{"done": {"snapshot_cursor": null, "snapshot_has_more": false, "delta_cursor": 7},
+                "walking": {"snapshot_cursor": "c", "snapshot_has_more": true, "delta_cursor": 7}}"#,
+        )
+        .unwrap();
+        let incremental = |names: &[&'static str]| {
+            catalog(
+                &names
+                    .iter()
+                    .map(|n| (*n, "incremental"))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert!(changes_only(&incremental(&["done"]), &state));
+        assert!(!changes_only(&incremental(&["done", "walking"]), &state));
+        assert!(!changes_only(&incremental(&["done", "new"]), &state));
+        assert!(!changes_only(&catalog(&[("done", "full_refresh")]), &state));
+        assert!(!changes_only(&incremental(&[]), &state));
+    }
 
     #[test]
     fn fewer_configured_properties_select_those_columns() {
