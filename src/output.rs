@@ -21,12 +21,9 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes queued for the writer before producers wait: bounds memory whatever the record size,
 /// and is the backpressure that slows the network to the speed of stdout.
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
-/// The capacity of a new buffer: a chunk plus room for the records of one network chunk
-/// (buffers fill past `CHUNK_BYTES` until the chunk's end: hyper's chunks reach about 400 KiB,
-/// and a data sync page's records are larger than its bytes). The largest the pool keeps: a
-/// buffer that outgrew it would be copied as it grew, then dropped, and the next one faulted
-/// in afresh.
-const BUFFER_CAPACITY: usize = convex::buffers::MAX_CAPACITY;
+/// The capacity of a new buffer: a chunk plus room for the record that fills it (a buffer is
+/// set aside once it holds a chunk: `Emitter`).
+const BUFFER_CAPACITY: usize = CHUNK_BYTES + 64 * 1024;
 
 #[derive(Clone)]
 pub struct Output {

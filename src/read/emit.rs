@@ -20,6 +20,9 @@ use super::record::RecordWriter;
 pub struct Emitter {
     out: Output,
     buf: Vec<u8>,
+    /// Buffers that reached `CHUNK_BYTES` since the last flush, in order: a network chunk's
+    /// records fill as many as they need, so no buffer grows past a chunk and one record.
+    sealed: Vec<Vec<u8>>,
     /// `emitted_at` of the records being written: refreshed per network chunk, not per record.
     emitted_at: i64,
     pub debug: bool,
@@ -34,6 +37,7 @@ impl Emitter {
     pub fn new(out: Output, debug: bool, progress_every: std::time::Duration) -> Self {
         Emitter {
             buf: out.buffer(),
+            sealed: Vec::new(),
             out,
             emitted_at: now_ms(),
             debug,
@@ -60,17 +64,31 @@ impl Emitter {
         self.line(Message::log(level, text));
     }
 
-    /// Hands a full buffer on; waits while the writer is behind (that bounds memory).
-    pub async fn flush_if_full(&mut self) -> Result<(), OutputClosed> {
-        self.emitted_at = now_ms();
+    /// Sets the buffer aside once it holds a chunk (after a whole record).
+    fn seal_if_full(&mut self) {
         if self.buf.len() >= CHUNK_BYTES {
-            self.flush().await?;
+            let full = std::mem::replace(&mut self.buf, self.out.buffer());
+            self.sealed.push(full);
+        }
+    }
+
+    async fn send_sealed(&mut self) -> Result<(), OutputClosed> {
+        for chunk in std::mem::take(&mut self.sealed) {
+            self.out.send(chunk).await?;
         }
         Ok(())
     }
 
+    /// Hands full buffers on; waits while the writer is behind (that bounds memory).
+    pub async fn flush_if_full(&mut self) -> Result<(), OutputClosed> {
+        self.emitted_at = now_ms();
+        self.seal_if_full();
+        self.send_sealed().await
+    }
+
     /// Hands everything written so far on (after a STATE, so it reaches the caller promptly).
     pub async fn flush(&mut self) -> Result<(), OutputClosed> {
+        self.send_sealed().await?;
         let chunk = std::mem::replace(&mut self.buf, self.out.buffer());
         self.out.send(chunk).await
     }
@@ -148,6 +166,7 @@ impl StreamRun {
         self.counts.since_state += 1;
         self.counts.deletes += u64::from(w.deleted);
         self.counts.bytes += raw.len() as u64;
+        em.seal_if_full();
         Ok(())
     }
 
