@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes queued for the writer before producers wait: bounds memory whatever the record size,
 /// and is the backpressure that slows the network to the speed of stdout.
-const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// The capacity of a new buffer: a chunk plus room for the record that fills it (a buffer is
 /// set aside once it holds a chunk: `Emitter`).
 const BUFFER_CAPACITY: usize = CHUNK_BYTES + 64 * 1024;

@@ -175,7 +175,8 @@ pub async fn walk<F: Feed>(
     for &m in members {
         floors[m] = feed.floor(m);
     }
-    let mut delivery = Delivery::new(runs.len());
+    // Ids of what went out one by one take at most half the buffer (then `Bloom`'s share).
+    let mut delivery = Delivery::new(runs.len(), options.buffer_bytes / 2);
     let mut touched = vec![false; runs.len()];
     let checkpoints_before: Vec<u64> = runs.iter().map(|r| r.counts.pages).collect();
     // A walk of more than one page says where it ended, as well as every `progress_every`.
@@ -244,12 +245,10 @@ pub async fn walk<F: Feed>(
         let held = delivery.bytes() + feed.held_bytes();
         if !options.every_revision && held >= options.buffer_bytes {
             // A walk that deferred a revision can only end where its feed can place the next
-            // read before it (a Data Sync with a consistent copy); until then what is held
-            // goes out now, and the walk goes on, as long as what it remembers fits.
-            if delivery.deferring()
-                && !feed.can_end_deferring()
-                && delivery.remembered_bytes() < options.buffer_bytes / 2
-            {
+            // read before it (a Data Sync with a consistent copy): ended earlier, its position
+            // would go back before documents it sent, and a later delete of one would never
+            // reach the destination. Until then what is held goes out now, and the walk goes on.
+            if delivery.deferring() && !feed.can_end_deferring() {
                 for stream in delivery.send_now(em, runs).await? {
                     touched[stream] = true;
                 }

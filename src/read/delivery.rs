@@ -28,6 +28,7 @@ use crate::state::Position;
 use convex::page::Member;
 use convex::{TableRef, ValueMeta};
 
+use super::bloom::{Bloom, BITS_PER_KEY};
 use super::changeset::{Change, ChangeSet, Revision, Sorted};
 use super::emit::{Emitter, StreamRun};
 
@@ -93,24 +94,36 @@ pub struct Delivery {
     sent: Vec<Sent>,
     /// Bytes of the ids remembered one by one.
     sent_bytes: usize,
+    /// Bytes of exact ids remembered at most; past them, ids go into `maybe_sent`.
+    remember_limit: usize,
+    /// The ids remembered once the exact ones reached `remember_limit`: a "maybe" defers a
+    /// change to the next read, so a walk that has to remember more goes on instead of
+    /// stopping where the next read would not see what happened to what it sent.
+    maybe_sent: Option<Bloom>,
     /// Per stream: the revisions of documents sent before, which this read does not send.
     /// Only where they start is kept: the next read reads the log from there.
     deferred: Vec<Option<Deferred>>,
     /// The current page still walks by `_id` (for `Intake::ById`).
     by_id_page: bool,
-    /// The values the current page sent at once, in order: (stream, id).
-    page_sent: Vec<(usize, Box<str>)>,
+    /// The values the current page sent at once, in order: (stream, where its id is in
+    /// `page_ids`). One buffer for the ids of a page, not an allocation per value.
+    page_sent: Vec<(usize, std::ops::Range<usize>)>,
+    page_ids: String,
 }
 
 impl Delivery {
-    pub fn new(streams: usize) -> Self {
+    /// `remember_limit`: bytes of ids remembered exactly (see `maybe_sent`).
+    pub fn new(streams: usize, remember_limit: usize) -> Self {
         Delivery {
             set: ChangeSet::new(),
             sent: (0..streams).map(|_| Sent::default()).collect(),
             sent_bytes: 0,
+            remember_limit,
+            maybe_sent: None,
             deferred: vec![None; streams],
             by_id_page: true,
             page_sent: Vec::new(),
+            page_ids: String::new(),
         }
     }
 
@@ -118,6 +131,12 @@ impl Delivery {
     pub fn page_start(&mut self) {
         self.by_id_page = true;
         self.page_sent.clear();
+        self.page_ids.clear();
+    }
+
+    /// The id of a value the current page sent at once.
+    fn page_id(&self, at: &std::ops::Range<usize>) -> &str {
+        &self.page_ids[at.clone()]
     }
 
     /// Takes one value of `stream`; returns whether it goes out now (the caller sends it)
@@ -128,29 +147,36 @@ impl Delivery {
             Intake::Direct => true,
             Intake::Hold => false,
             Intake::ById => {
-                let past_page = self.page_sent.last().is_none_or(|(_, last)| id > &**last);
+                let past_page = self
+                    .page_sent
+                    .last()
+                    .is_none_or(|(_, last)| id > self.page_id(last));
                 let sent = &self.sent[stream];
-                let past_sent =
-                    sent.hi.as_deref().is_none_or(|hi| id > hi) && !sent.ids.contains(id);
+                let past_sent = sent.hi.as_deref().is_none_or(|hi| id > hi)
+                    && !sent.ids.contains(id)
+                    && !self.maybe_sent(stream, id);
+                let was = self.by_id_page;
                 self.by_id_page &= !change.deleted
                     && past_page
                     && past_sent
                     && (self.set.len() == 0 || !self.set.holds(stream, id));
+                if was && !self.by_id_page {
+                    // The page stopped walking by `_id`: what it sent so far is remembered
+                    // one by one (its range proves nothing), before this value is looked up.
+                    self.remember_page();
+                }
                 self.by_id_page
             }
         };
         if direct {
             if intake == Intake::ById {
-                self.page_sent.push((stream, id.into()));
+                let start = self.page_ids.len();
+                self.page_ids.push_str(id);
+                self.page_sent.push((stream, start..self.page_ids.len()));
             }
             return true;
         }
-        let sent_before = self.sent[stream].contains(id)
-            || self
-                .page_sent
-                .iter()
-                .any(|(s, sent)| *s == stream && **sent == *id);
-        if sent_before {
+        if self.sent[stream].contains(id) || self.maybe_sent(stream, id) {
             let d = self.deferred[stream].get_or_insert(Deferred {
                 changes: 0,
                 first_ts: change.ts,
@@ -182,28 +208,57 @@ impl Delivery {
     /// went out at once, in order).
     pub fn page_end(&mut self) -> bool {
         let by_id = self.by_id_page && !self.page_sent.is_empty();
-        let sent = std::mem::take(&mut self.page_sent);
         if by_id {
-            let (first, last) = (&sent[0], &sent[sent.len() - 1]);
+            let (first, last) = (
+                &self.page_sent[0],
+                &self.page_sent[self.page_sent.len() - 1],
+            );
             if first.0 == last.0 {
-                self.sent[first.0].cover(&first.1, &last.1);
+                let (stream, first, last) = (first.0, first.1.clone(), last.1.clone());
+                let (first, last) = (&self.page_ids[first], &self.page_ids[last]);
+                self.sent[stream].cover(first, last);
+                self.page_sent.clear();
+                self.page_ids.clear();
                 return true;
             }
         }
-        for (stream, id) in sent {
-            self.remember(stream, id);
-        }
+        self.remember_page();
         false
     }
 
+    /// Remembers one by one what the current page has sent at once so far.
+    fn remember_page(&mut self) {
+        let sent = std::mem::take(&mut self.page_sent);
+        for (stream, at) in sent {
+            let id: Box<str> = self.page_ids[at].into();
+            self.remember(stream, id);
+        }
+        self.page_ids.clear();
+    }
+
     fn remember(&mut self, stream: usize, id: Box<str>) {
-        self.sent_bytes += id.len() + REMEMBERED_OVERHEAD;
-        self.sent[stream].ids.insert(id);
+        let cost = id.len() + REMEMBERED_OVERHEAD;
+        if self.sent_bytes + cost <= self.remember_limit {
+            self.sent_bytes += cost;
+            self.sent[stream].ids.insert(id);
+            return;
+        }
+        // Sized for as many ids again as the exact ones, at about 1 % of "maybe" for others.
+        let keys = self.remember_limit / (32 + REMEMBERED_OVERHEAD) + 1;
+        self.maybe_sent
+            .get_or_insert_with(|| Bloom::with_bytes(keys * BITS_PER_KEY / 8))
+            .insert(stream, &id);
+    }
+
+    fn maybe_sent(&self, stream: usize, id: &str) -> bool {
+        self.maybe_sent
+            .as_ref()
+            .is_some_and(|b| b.may_contain(stream, id))
     }
 
     /// Bytes of held revisions and remembered ids.
     pub fn bytes(&self) -> usize {
-        self.set.bytes() + self.sent_bytes
+        self.set.bytes() + self.sent_bytes + self.maybe_sent.as_ref().map_or(0, Bloom::bytes)
     }
 
     pub fn held(&self) -> usize {
@@ -218,11 +273,6 @@ impl Delivery {
     /// Whether some revision was deferred to the next read.
     pub fn deferring(&self) -> bool {
         self.deferred.iter().any(Option::is_some)
-    }
-
-    /// Bytes of the ids remembered one by one.
-    pub fn remembered_bytes(&self) -> usize {
-        self.sent_bytes
     }
 
     /// Sends the held set before the walk ends, remembering what went out (a later revision
@@ -340,7 +390,7 @@ mod tests {
 
     #[test]
     fn by_id_values_go_out_until_one_breaks_the_order() {
-        let mut d = Delivery::new(1);
+        let mut d = Delivery::new(1, usize::MAX);
         assert_eq!(
             page(&mut d, Intake::ById, &[("b", false), ("c", false)], 1),
             [true, true]
@@ -349,7 +399,7 @@ mod tests {
         // At or below what went out: a document sent before, deferred (not held).
         assert_eq!(page(&mut d, Intake::ById, &[("c", false)], 2), [false]);
         assert!(d.is_empty() && d.deferring());
-        let mut d = Delivery::new(1);
+        let mut d = Delivery::new(1, usize::MAX);
         // Not ascending: this and the rest of the page are held; a tombstone is held.
         assert_eq!(
             page(

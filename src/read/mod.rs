@@ -20,6 +20,7 @@
 //! Per stream: STARTED → (RUNNING at the first record) → RECORDs and STATEs → COMPLETE, or
 //! INCOMPLETE + TRACE ERROR; one stream's failure does not stop the others.
 
+pub mod bloom;
 pub mod cdc_time;
 pub mod changes;
 pub mod changeset;

@@ -67,6 +67,23 @@ impl Delivered {
         self.index = Some(set);
     }
 
+    /// The same, empty, keeping the allocations of its key buffers (up to a bound) for the
+    /// next page.
+    pub(super) fn emptied(mut self) -> Delivered {
+        /// Bytes of keys kept between pages: a full data sync page's (16,384 values).
+        const KEEP_BYTES: usize = 2 * 1024 * 1024;
+        if self.keys.capacity() > KEEP_BYTES {
+            return Delivered::default();
+        }
+        self.keys.clear();
+        self.ends.clear();
+        Delivered {
+            keys: self.keys,
+            ends: self.ends,
+            ..Delivered::default()
+        }
+    }
+
     pub(super) fn count(&self) -> usize {
         self.ends.len()
     }

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 
+use delivered::Delivered;
 use errors::{cancelled, network, refusal, snippet, AttemptError, BodyError};
 use read_ahead::Ahead;
 
@@ -67,6 +68,9 @@ pub struct HttpConvex {
     buffers: BufferPool,
     /// The encoding walks and data syncs hand values out in.
     format: ValueFormat,
+    /// The last page's record of what it delivered, emptied, for the next page (`page`): a
+    /// data sync page's keys take a megabyte, faulted in afresh on every page otherwise.
+    delivered: Mutex<Delivered>,
 }
 
 impl Drop for HttpConvex {
@@ -137,6 +141,7 @@ impl HttpConvex {
             ahead: Arc::default(),
             buffers: BufferPool::default(),
             format: ValueFormat::Json,
+            delivered: Mutex::default(),
         })
     }
 

@@ -151,19 +151,45 @@ impl HttpConvex {
         sink: &mut S,
     ) -> anyhow::Result<PageDone> {
         let url = self.url(endpoint, &[]);
-        let mut delivered = Delivered::default();
+        let mut delivered = self
+            .delivered
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
+        let result = self
+            .page_with(
+                kind,
+                endpoint,
+                what,
+                &url,
+                &body,
+                next,
+                sink,
+                &mut delivered,
+            )
+            .await;
+        if let Ok(mut kept) = self.delivered.lock() {
+            *kept = delivered.emptied();
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn page_with<S: PageSink>(
+        &self,
+        kind: Elements,
+        endpoint: &'static str,
+        what: &str,
+        url: &str,
+        body: &str,
+        next: Option<NextPage>,
+        sink: &mut S,
+        delivered: &mut Delivered,
+    ) -> anyhow::Result<PageDone> {
         let mut attempt = 1;
         loop {
             let result = self
-                .attempt_page(
-                    kind,
-                    endpoint,
-                    &url,
-                    &body,
-                    next.as_ref(),
-                    sink,
-                    &mut delivered,
-                )
+                .attempt_page(kind, endpoint, url, body, next.as_ref(), sink, delivered)
                 .await;
             match result {
                 Ok(fields) => {

@@ -145,6 +145,7 @@ impl HttpConvex {
             ahead: Arc::default(),
             buffers: self.buffers.clone(),
             format: self.format,
+            delivered: Mutex::default(),
         }
     }
 

@@ -198,6 +198,63 @@ fn a_busy_first_data_sync_finishes_in_one_read_and_never_sends_a_document_twice(
     assert!(deferred > 0, "the churn never made a read defer a document");
 }
 
+/// A busy first sync whose change buffer fills while it defers changes (here: a buffer of
+/// 2,000 bytes, which the ids of what it sent one by one outgrow) goes on to a consistent
+/// copy: ended before it, its position would go back before documents it sent, and a later
+/// delete of one would never reach the destination. Read after read nothing is sent twice in
+/// one read, and once the writes stop the copy is exact.
+#[test]
+fn a_busy_first_data_sync_whose_buffer_fills_while_deferring_loses_no_delete() {
+    let mut deferring_reads = 0;
+    for seed in 0..10 {
+        let emu = Emu::new(&[("t", 90)]);
+        emu.api.set_before_data_sync(Some(churn(seed, 1)));
+        let mut state = String::new();
+        let mut dest = MergingDestination::default();
+        let mut exact = false;
+        for read in 0..40 {
+            if read == 12 {
+                emu.api.set_before_data_sync(None);
+            }
+            let mut options = data_sync_options();
+            options.changes.buffer_bytes = 2_000;
+            let catalog = catalog_of(&[("t", "incremental")], json!({}));
+            let (ok, m) = emu.run_with(catalog, &state, options);
+            assert!(ok);
+            let what = format!("seed {seed} read {read}");
+            dest.merge(&m, &what);
+            let deferring = logs(&m, "INFO")
+                .iter()
+                .any(|l| l.contains("changes came for documents this read had already sent"));
+            if deferring {
+                // Where the walk ended: its last progress line says what the sync had reached.
+                deferring_reads += 1;
+                let phase = logs(&m, "INFO")
+                    .into_iter()
+                    .rfind(|l| l.contains("Data Sync"))
+                    .unwrap_or_default();
+                assert!(
+                    !phase.contains("snapshotting"),
+                    "{what}: deferred changes, then ended while snapshotting: {phase}"
+                );
+            }
+            state = state_after(&m, &state);
+            if read >= 12 && assert_consistent(&emu, &dest, &m, &["t"], &what) > 0 {
+                exact = true;
+                break;
+            }
+        }
+        assert!(
+            exact,
+            "seed {seed}: the reads after the writes never caught up"
+        );
+    }
+    assert!(
+        deferring_reads > 0,
+        "the churn never made a read defer a document"
+    );
+}
+
 #[test]
 fn every_revision_on_data_sync_sends_each_revision_with_a_state_per_page() {
     let emu = Emu::new(&[("t", 2)]);
