@@ -61,7 +61,7 @@ pub struct HttpConvex {
     deadline: Duration,
     retry: RetryPolicy,
     listener: Option<Arc<dyn Listener>>,
-    /// The next page of a snapshot walk or data sync, requested ahead (see [`Ahead`]).
+    /// The next page of a walk or a data sync, requested ahead (see [`Ahead`]).
     ahead: Arc<Mutex<Option<Ahead>>>,
     /// Chunk buffers the parser is done with, for the page readers (see `read_page`); the
     /// process's one pool when the embedder shares it (`with_buffer_pool`).

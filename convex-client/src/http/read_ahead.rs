@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::errors::AttemptError;
-use super::{snapshot_body, HttpConvex};
+use super::{snapshot_body, walk_body, HttpConvex};
 use crate::data_sync::{self, DataSyncCursor};
 use crate::encoding::ValueFormat;
 use crate::page::{leading_fields, trailing_fields};
@@ -47,8 +47,9 @@ pub(super) enum Item {
 /// One page request, sent and read by its own task into a queue bounded in bytes.
 ///
 /// Pipelining: the connector is CPU bound on a full refresh while Convex computes each page,
-/// so the next page of a snapshot walk or a data sync is requested as soon as the body of the
-/// page being processed has arrived (its cursor is then in the body's last bytes, see
+/// so the next page of a snapshot walk, a deltas walk or a data sync is requested as soon as
+/// the body of the page being processed has arrived (its cursor is then in the body's last
+/// bytes, see
 /// [`NextPage::body_after`]), while that page's values are still being handed out. It is used
 /// only for exactly the request the walk then makes; otherwise it is dropped (its task
 /// aborted). At most one page is requested ahead of the one being processed: the next is
@@ -79,6 +80,12 @@ pub(super) enum NextPage {
     /// A data sync goes on after every page but an `upToDate` one, where its caller stops
     /// (and a page costs the server).
     DataSync { selection: Selection },
+    /// A `document_deltas` walk goes on while a page says `hasMore`: its pages are small (128
+    /// log rows), so without this each one would cost a round trip the engine waits through.
+    Deltas {
+        selection: Selection,
+        format: ValueFormat,
+    },
 }
 
 impl NextPage {
@@ -98,6 +105,13 @@ impl NextPage {
                 }
                 let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
                 Some(snapshot_body(selection, *snapshot, Some(&cursor), *format).to_string())
+            }
+            NextPage::Deltas { selection, format } => {
+                if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
+                    return None;
+                }
+                let cursor: i64 = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
+                Some(walk_body(selection, &[("cursor", cursor.into())], *format).to_string())
             }
             NextPage::DataSync { selection } => {
                 #[derive(Deserialize)]
@@ -293,6 +307,28 @@ impl HttpConvex {
 mod tests {
     use super::*;
     use crate::TableRef;
+
+    #[test]
+    fn a_deltas_page_is_requested_ahead_while_it_says_there_is_more() {
+        let selection = Selection::one(TableRef::root("users"), None);
+        let next = NextPage::Deltas {
+            selection: selection.clone(),
+            format: ValueFormat::ExportJson,
+        };
+        let want = walk_body(
+            &selection,
+            &[("cursor", 17.into())],
+            ValueFormat::ExportJson,
+        );
+        let page = |more: bool| format!(r#"{{"values":[],"cursor":17,"hasMore":{more}}}"#);
+        let body = page(true);
+        assert_eq!(
+            next.body_after(body.as_bytes(), body.as_bytes()),
+            Some(want.to_string())
+        );
+        let body = page(false);
+        assert_eq!(next.body_after(body.as_bytes(), body.as_bytes()), None);
+    }
 
     #[test]
     fn a_data_sync_page_is_requested_ahead_unless_it_is_up_to_date() {

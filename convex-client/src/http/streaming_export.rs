@@ -104,13 +104,17 @@ impl ConvexApi for HttpConvex {
             self.format,
         );
         let what = format!("document_deltas of {selection}");
+        let next = NextPage::Deltas {
+            selection: selection.clone(),
+            format: self.format,
+        };
         let PageDone { fields, values, .. } = self
             .page(
                 Elements::Documents,
                 DOCUMENT_DELTAS,
                 &what,
                 body.to_string(),
-                None,
+                Some(next),
                 sink,
             )
             .await?;

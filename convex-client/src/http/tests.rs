@@ -1,5 +1,5 @@
-//! The client against the emulator, as its callers use it: a data sync's pages streamed,
-//! each next one read ahead, and failed ones retried. The tests of each part on its own are
+//! The client against the emulator, as its callers use it: a data sync's and a deltas walk's
+//! pages streamed, each next one read ahead, and failed ones retried. The tests of each part on its own are
 //! in that part's file.
 
 use std::future::Future;
@@ -54,12 +54,16 @@ impl PageSink for Values {
     }
 }
 
-fn data_sync_requests(dep: &convex_emulator::Deployment) -> u64 {
+fn requests(dep: &convex_emulator::Deployment, endpoint: &str) -> u64 {
     dep.requests()
         .by_endpoint
-        .get("data_sync")
+        .get(endpoint)
         .copied()
         .unwrap_or(0)
+}
+
+fn data_sync_requests(dep: &convex_emulator::Deployment) -> u64 {
+    requests(dep, "data_sync")
 }
 
 /// Against the emulator: a sync's pages stream to the sink, each next page is requested
@@ -160,4 +164,58 @@ async fn a_data_sync_streams_reads_ahead_and_retries_against_the_emulator() {
     );
     assert_eq!(heard[2], "retrying true Some(7s) Some(429)");
     assert!(heard[3].starts_with("recovered"), "{heard:?}");
+}
+
+/// Against the emulator: each next `document_deltas` page (128 log rows) is requested while
+/// the one before is still being handed out, and none after the page without more.
+#[tokio::test]
+async fn a_deltas_walk_reads_each_next_page_ahead_until_the_log_ends() {
+    use crate::{ConvexApi, DeltaCursor};
+    use convex_emulator::EmulatorServer;
+    let emu = EmulatorServer::start(convex_emulator::Config::default()).unwrap();
+    let dep = emu.deployment().clone();
+    let config = crate::settings::tests::settings_for(emu.url(), emu.access_key());
+    let client = HttpConvex::new(&config, None).unwrap();
+    let start = client.head().await.unwrap();
+    // One transaction per document: 300 log rows, three pages.
+    for i in 0..300 {
+        dep.transaction(|tx| {
+            tx.insert("", "users", serde_json::json!({ "n": i }))
+                .map(drop)
+        })
+        .unwrap();
+    }
+    let selection = Selection::one(TableRef::root("users"), None);
+    let mut sink = Values(Vec::new());
+    let mut cursor = DeltaCursor(start.0);
+    let mut pages = 0;
+    loop {
+        let end = client
+            .document_deltas(&selection, cursor, &mut sink)
+            .await
+            .unwrap();
+        pages += 1;
+        if !end.has_more {
+            break;
+        }
+        cursor = end.cursor;
+        let mut waited = 0;
+        while requests(&dep, "document_deltas") < pages + 1 && waited < 300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(
+            requests(&dep, "document_deltas"),
+            pages + 1,
+            "page {pages}: no request ahead"
+        );
+        assert!(pages < 10);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        requests(&dep, "document_deltas"),
+        pages,
+        "nothing after the last page"
+    );
+    assert_eq!((pages, sink.0.len()), (3, 300));
 }
