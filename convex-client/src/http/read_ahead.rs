@@ -49,10 +49,9 @@ pub(super) enum Item {
 /// Pipelining: the connector is CPU bound on a full refresh while Convex computes each page,
 /// so the next page of a snapshot walk, a deltas walk or a data sync is requested as soon as
 /// the body of the page being processed has arrived (its cursor is then in the body's last
-/// bytes, see
-/// [`NextPage::body_after`]), while that page's values are still being handed out. It is used
-/// only for exactly the request the walk then makes; otherwise it is dropped (its task
-/// aborted). At most one page is requested ahead of the one being processed: the next is
+/// bytes, see [`NextPage::body_after`]), while that page's values are still being handed out.
+/// It is used only for exactly the request the walk then makes; otherwise it is dropped (its
+/// task aborted). At most one page is requested ahead of the one being processed: the next is
 /// requested only once this one is `taken`.
 pub(super) struct Ahead {
     endpoint: &'static str,
