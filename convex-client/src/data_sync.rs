@@ -17,7 +17,7 @@
 //! Memory per page, whatever its size (Convex aims at 16,384 values / 64 MiB, more for one
 //! large transaction): the page parser's bound (one network chunk, one value of at most
 //! [`MAX_VALUE_BYTES`], the members other than `values` together at most as much again), one
-//! converted value ([`Converter`]), the body read ahead of the parser (4 MiB, see `http`), and,
+//! converted value ([`Converter`]), the body read ahead of the parser (3 MiB, see `http`), and,
 //! for the retry's dedup, the identity (component, table, `_id`, `_ts`: some 40 bytes) of each
 //! value delivered, about 700 KiB for a full page.
 //!
@@ -29,11 +29,11 @@
 //! by-id page, and a retried cold start (no cursor) starts another sync. Values the failed
 //! attempt delivered would then be documents the completed answer neither sends nor captures:
 //! one deleted before the walk reaches it again is never reported, and stays in the
-//! destination. So the HTTP client holds a page's values until its body has ended or 3 MiB of
+//! destination. So the HTTP client holds a page's values until its body has ended or 2 MiB of
 //! it have arrived: a page that fails before that delivered nothing. The guarantee: every value
 //! of the answer that completed reaches the sink exactly once, in its order (values identical
 //! to ones an earlier attempt delivered are skipped by identity: a revision is immutable); a
-//! page of at most 3 MiB delivers nothing else; a larger page that fails midway may have
+//! page of at most 2 MiB delivers nothing else; a larger page that fails midway may have
 //! delivered values the completed answer does not hold, and those of documents it does not
 //! send at all are listed in [`SyncPageEnd::unrepeated`] (each a real revision, at or before
 //! the cursor's position) for the caller to account for.

@@ -20,7 +20,7 @@ use crate::{Selection, SnapshotTs};
 /// A page's body is read ahead of the parser, up to this many bytes: so the whole body of a
 /// usual page (1,024 documents of a few hundred bytes) has arrived while its first documents
 /// are being turned into records, and the next page can be asked for then.
-const AHEAD_BYTES: usize = 4 * 1024 * 1024;
+const AHEAD_BYTES: usize = 3 * 1024 * 1024;
 /// The most of the budget one chunk takes (network chunks are far smaller).
 const CHUNK_PERMITS: usize = 1024 * 1024;
 /// A data sync page's values wait until its body has ended or this much of it has arrived:
