@@ -229,25 +229,27 @@ impl Delivery {
     /// Remembers one by one what the current page has sent at once so far.
     fn remember_page(&mut self) {
         let sent = std::mem::take(&mut self.page_sent);
+        let ids = std::mem::take(&mut self.page_ids);
         for (stream, at) in sent {
-            let id: Box<str> = self.page_ids[at].into();
-            self.remember(stream, id);
+            self.remember(stream, &ids[at]);
         }
+        self.page_ids = ids;
         self.page_ids.clear();
     }
 
-    fn remember(&mut self, stream: usize, id: Box<str>) {
+    /// An id is allocated only where it is remembered exactly.
+    fn remember(&mut self, stream: usize, id: &str) {
         let cost = id.len() + REMEMBERED_OVERHEAD;
         if self.sent_bytes + cost <= self.remember_limit {
             self.sent_bytes += cost;
-            self.sent[stream].ids.insert(id);
+            self.sent[stream].ids.insert(id.into());
             return;
         }
         // Sized for as many ids again as the exact ones, at about 1 % of "maybe" for others.
         let keys = self.remember_limit / (32 + REMEMBERED_OVERHEAD) + 1;
         self.maybe_sent
             .get_or_insert_with(|| Bloom::with_bytes(keys * BITS_PER_KEY / 8))
-            .insert(stream, &id);
+            .insert(stream, id);
     }
 
     fn maybe_sent(&self, stream: usize, id: &str) -> bool {
@@ -293,7 +295,7 @@ impl Delivery {
             }
         }
         for rev in &sorted.entries {
-            self.remember(rev.stream, sorted.id(rev).into());
+            self.remember(rev.stream, sorted.id(rev));
         }
         Ok(streams)
     }
