@@ -36,10 +36,12 @@ pub struct Change<'a> {
     pub members: Option<&'a [Member]>,
 }
 
-/// One held revision; its bytes, id and members live in the set's arenas.
+/// One held revision; its bytes, id and members live in the set's arenas. Offsets are `u32`:
+/// a chunk is 2 MiB or one value, and the page parser refuses values over
+/// `convex::page::MAX_VALUE_BYTES` (16 MiB). Small, so that a held set of many short
+/// documents costs little beyond their bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
-    pub stream: usize,
     pub ts: i64,
     /// Where the revision came in the walk (its commit timestamp, or its page): the order it
     /// is sent in.
@@ -47,23 +49,39 @@ pub struct Revision {
     /// When it was taken, among all the set took: orders revisions of one `seq` (a
     /// transaction, or a page) as Convex sent them.
     arrival: u64,
+    stream: u32,
     /// Its chunk; in it, its bytes from `start`, then its id, then its member spans.
-    chunk: usize,
-    start: usize,
-    raw_len: usize,
-    id_len: usize,
-    members: usize,
+    chunk: u32,
+    start: u32,
+    raw_len: u32,
+    id_len: u32,
+    members: u32,
     pub deleted: bool,
     /// A later revision of its document was taken.
     superseded: bool,
+}
+
+impl Revision {
+    pub fn stream(&self) -> usize {
+        self.stream as usize
+    }
+
+    fn at(&self) -> usize {
+        self.start as usize
+    }
+}
+
+/// An offset within a chunk, or a count of what one value holds: both fit (see [`Revision`]).
+fn small(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Where a document's latest revision is, with its key's hash (so growing the index never
 /// reads the arena).
 struct Slot {
     hash: u64,
-    stream: usize,
-    at: usize,
+    stream: u32,
+    at: u32,
 }
 
 /// Bytes of one arena chunk, a huge page (a larger document gets a chunk of its own size):
@@ -102,8 +120,8 @@ impl std::fmt::Debug for ChangeSet {
 
 /// Its id's bytes, out of the arena.
 fn id_bytes<'a>(docs: &'a [Chunk], rev: &Revision) -> &'a [u8] {
-    let at = rev.start + rev.raw_len;
-    &docs[rev.chunk].bytes()[at..at + rev.id_len]
+    let at = rev.at() + rev.raw_len as usize;
+    &docs[rev.chunk as usize].bytes()[at..at + rev.id_len as usize]
 }
 
 /// A member span in the arena: four little-endian `u32`s.
@@ -198,8 +216,8 @@ impl ChangeSet {
         let hash = self.hasher.hash_one((stream, id.as_bytes()));
         let slot = self.index.find(hash, |slot| {
             slot.hash == hash
-                && slot.stream == stream
-                && id_bytes(&self.docs, &self.streams[stream][slot.at]) == id.as_bytes()
+                && slot.stream as usize == stream
+                && id_bytes(&self.docs, &self.streams[stream][slot.at as usize]) == id.as_bytes()
         });
         (hash, slot)
     }
@@ -213,7 +231,7 @@ impl ChangeSet {
             self.streams.resize_with(stream + 1, Vec::new);
         }
         let (hash, held) = self.find(stream, id);
-        let held = held.map(|slot| slot.at);
+        let held = held.map(|slot| slot.at as usize);
         if held.is_some_and(|at| self.streams[stream][at].ts > change.ts) {
             return;
         }
@@ -234,15 +252,15 @@ impl ChangeSet {
         let entries = &mut self.streams[stream];
         let at = entries.len();
         entries.push(Revision {
-            stream,
             ts: change.ts,
             seq: change.seq,
             arrival: self.taken,
-            chunk,
-            start,
-            raw_len: raw.len(),
-            id_len: id.len(),
-            members: members.len(),
+            stream: small(stream),
+            chunk: small(chunk),
+            start: small(start),
+            raw_len: small(raw.len()),
+            id_len: small(id.len()),
+            members: small(members.len()),
             deleted: change.deleted,
             superseded: false,
         });
@@ -253,16 +271,20 @@ impl ChangeSet {
                 let docs = &self.docs;
                 let streams = &self.streams;
                 if let Some(slot) = self.index.find_mut(hash, |slot| {
-                    slot.stream == stream
-                        && slot.at == old
+                    slot.stream as usize == stream
+                        && slot.at as usize == old
                         && id_bytes(docs, &streams[stream][old]) == id.as_bytes()
                 }) {
-                    slot.at = at;
+                    slot.at = small(at);
                 }
             }
             None => {
-                self.index
-                    .insert_unique(hash, Slot { hash, stream, at }, |slot| slot.hash);
+                let slot = Slot {
+                    hash,
+                    stream: small(stream),
+                    at: small(at),
+                };
+                self.index.insert_unique(hash, slot, |slot| slot.hash);
             }
         }
     }
@@ -285,19 +307,18 @@ impl ChangeSet {
 
     /// Every held revision, by stream, then by `seq`, then as it arrived (the order Convex
     /// sent a transaction's or a page's revisions in). A walk takes revisions in `seq` order
-    /// but for a retried page's, so a stream's are sorted only when that happened.
+    /// but for a retried page's, so a stream's are sorted only when that happened. In place:
+    /// nothing held is copied.
     pub fn into_sorted(self) -> Sorted {
-        let mut entries = Vec::with_capacity(self.index.len());
-        for revisions in self.streams {
-            let first = entries.len();
-            entries.extend(revisions.into_iter().filter(|rev| !rev.superseded));
-            let stream = &mut entries[first..];
-            if !stream.is_sorted_by_key(|rev| (rev.seq, rev.arrival)) {
-                stream.sort_unstable_by_key(|rev| (rev.seq, rev.arrival));
+        let mut streams = self.streams;
+        for revisions in &mut streams {
+            revisions.retain(|rev| !rev.superseded);
+            if !revisions.is_sorted_by_key(|rev| (rev.seq, rev.arrival)) {
+                revisions.sort_unstable_by_key(|rev| (rev.seq, rev.arrival));
             }
         }
         Sorted {
-            entries,
+            streams,
             docs: self.docs,
         }
     }
@@ -305,14 +326,20 @@ impl ChangeSet {
 
 /// A change set in the order it is sent.
 pub struct Sorted {
-    pub entries: Vec<Revision>,
+    /// Per stream, its latest revisions in sending order.
+    streams: Vec<Vec<Revision>>,
     docs: Vec<Chunk>,
 }
 
 impl Sorted {
+    /// Every revision, in sending order.
+    pub fn entries(&self) -> impl Iterator<Item = &Revision> {
+        self.streams.iter().flatten()
+    }
+
     /// The revision's document, exactly as Convex sent it.
     pub fn raw(&self, rev: &Revision) -> &[u8] {
-        &self.docs[rev.chunk].bytes()[rev.start..rev.start + rev.raw_len]
+        &self.docs[rev.chunk as usize].bytes()[rev.at()..rev.at() + rev.raw_len as usize]
     }
 
     /// The revision's document id.
@@ -331,8 +358,9 @@ impl Sorted {
         if rev.members == 0 {
             return None;
         }
-        let at = rev.start + rev.raw_len + rev.id_len;
-        let bytes = &self.docs[rev.chunk].bytes()[at..at + rev.members * MEMBER_BYTES];
+        let at = rev.at() + rev.raw_len as usize + rev.id_len as usize;
+        let len = rev.members as usize * MEMBER_BYTES;
+        let bytes = &self.docs[rev.chunk as usize].bytes()[at..at + len];
         scratch.clear();
         scratch.extend(bytes.chunks_exact(MEMBER_BYTES).map(decode));
         Some(scratch)
@@ -376,9 +404,8 @@ mod tests {
         insert(&mut set, 1, "a", 5, 5, false, b"{\"other\":1}", None); // same id, other stream
         let all = set.into_sorted();
         let seen: Vec<_> = all
-            .entries
-            .iter()
-            .map(|r| (r.stream, all.id(r), r.ts, r.deleted, all.raw(r)))
+            .entries()
+            .map(|r| (r.stream(), all.id(r), r.ts, r.deleted, all.raw(r)))
             .collect();
         assert_eq!(
             seen,
@@ -400,7 +427,7 @@ mod tests {
         insert(&mut set, 0, "c", 5, 5, false, b"{}", None);
         assert_eq!(set.len(), 3);
         let all = set.into_sorted();
-        let seen: Vec<_> = all.entries.iter().map(|r| (all.id(r), r.seq)).collect();
+        let seen: Vec<_> = all.entries().map(|r| (all.id(r), r.seq)).collect();
         assert_eq!(seen, [("a", 5), ("c", 5), ("b", 7)]);
     }
 
@@ -426,10 +453,10 @@ mod tests {
             140 + 2 + MEMBER_BYTES + 6 + 3 + 3 * ENTRY_OVERHEAD
         );
         let sorted = set.into_sorted();
-        let rev = &sorted.entries[1];
-        assert_eq!(sorted.id(rev), "id2");
+        let revs: Vec<_> = sorted.entries().collect();
+        assert_eq!(sorted.id(revs[1]), "id2");
         let mut scratch = Vec::new();
-        assert_eq!(sorted.members(rev, &mut scratch), Some(&[member][..]));
-        assert_eq!(sorted.members(&sorted.entries[0], &mut scratch), None);
+        assert_eq!(sorted.members(revs[1], &mut scratch), Some(&[member][..]));
+        assert_eq!(sorted.members(revs[0], &mut scratch), None);
     }
 }

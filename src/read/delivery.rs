@@ -288,14 +288,14 @@ impl Delivery {
         let tables = tables_of(runs);
         let mut members = Vec::new();
         let mut streams = Vec::new();
-        for rev in &sorted.entries {
+        for rev in sorted.entries() {
             send_one(em, runs, &tables, &sorted, rev, &mut members).await?;
-            if streams.last() != Some(&rev.stream) {
-                streams.push(rev.stream);
+            if streams.last() != Some(&rev.stream()) {
+                streams.push(rev.stream());
             }
         }
-        for rev in &sorted.entries {
-            self.remember(rev.stream, sorted.id(rev));
+        for rev in sorted.entries() {
+            self.remember(rev.stream(), sorted.id(rev));
         }
         Ok(streams)
     }
@@ -316,14 +316,14 @@ impl Delivery {
         let tables = tables_of(runs);
         let mut members = Vec::new();
         let mut since_state = 0;
-        for (i, rev) in sorted.entries.iter().enumerate() {
-            let stream = rev.stream;
+        let mut entries = sorted.entries().peekable();
+        while let Some(rev) = entries.next() {
+            let stream = rev.stream();
             send_one(em, runs, &tables, &sorted, rev, &mut members).await?;
             since_state += 1;
-            let boundary = sorted
-                .entries
-                .get(i + 1)
-                .is_none_or(|next| next.stream != stream || next.seq > rev.seq);
+            let boundary = entries
+                .peek()
+                .is_none_or(|next| next.stream() != stream || next.seq > rev.seq);
             let allowed = deferred[stream].is_none_or(|d| rev.seq < d.first_seq);
             if since_state >= checkpoint_records && boundary && allowed {
                 if let Some(position) = position_at(stream, rev.seq) {
@@ -349,7 +349,7 @@ async fn send_one(
     rev: &Revision,
     members: &mut Vec<Member>,
 ) -> anyhow::Result<()> {
-    let stream = rev.stream;
+    let stream = rev.stream();
     let table = &tables[stream];
     let meta = ValueMeta {
         table: Cow::Borrowed(&table.table),
