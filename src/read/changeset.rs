@@ -9,8 +9,8 @@
 //! Memory: the bytes of every revision taken (a superseded one's too, until the set is sent)
 //! and its id, their member spans, and per changed document [`ENTRY_OVERHEAD`]; the walk stops
 //! taking pages once [`ChangeSet::bytes`] reaches its budget (see `changes.rs`). Document
-//! bytes, ids and member spans fill 2 MiB chunks (at most one partly empty); entries and the
-//! index grow by doubling.
+//! bytes and member spans fill 2 MiB chunks, ids 64 KiB pieces (at most one of each partly
+//! empty); entries and the index grow by doubling.
 
 use convex::page::Member;
 use hashbrown::HashTable;
@@ -47,15 +47,19 @@ pub struct Revision {
     /// is sent in.
     pub seq: i64,
     /// When it was taken, among all the set took: orders revisions of one `seq` (a
-    /// transaction, or a page) as Convex sent them.
-    arrival: u64,
+    /// transaction, or a page) as Convex sent them. (A set holds far fewer than 2^32: each
+    /// revision costs [`ENTRY_OVERHEAD`] of a budget of at most 64 GiB.)
+    arrival: u32,
     stream: u32,
-    /// Its chunk; in it, its bytes from `start`, then its id, then its member spans.
+    /// Its chunk; in it, its bytes from `start`, then its member spans.
     chunk: u32,
     start: u32,
     raw_len: u32,
-    id_len: u32,
     members: u32,
+    /// Its id: in `ids[id_piece]`, from `id_start`.
+    id_piece: u32,
+    id_start: u32,
+    id_len: u32,
     pub deleted: bool,
     /// A later revision of its document was taken.
     superseded: bool,
@@ -90,8 +94,8 @@ const CHUNK: usize = 2 << 20;
 
 /// The latest revision per (stream, document id).
 ///
-/// A revision is copied whole (its bytes, then its id) into a chunked arena and its member
-/// spans into another. Each stream keeps its revisions' entries in the order they were taken
+/// A revision's bytes are copied whole, then its member spans, into a chunked arena, and its
+/// id into pieces of their own. Each stream keeps its revisions' entries in the order they were taken
 /// (a superseded one is marked, not moved), and an index finds a document's latest. So taking
 /// a change allocates nothing of its own and looks its document up once, and the set is
 /// usually in sending order already when the walk ends.
@@ -101,12 +105,15 @@ pub struct ChangeSet {
     streams: Vec<Vec<Revision>>,
     index: HashTable<Slot>,
     hasher: foldhash::fast::RandomState,
-    /// Every taken revision's bytes, exactly as Convex sent them, each followed by its id
-    /// and by where its top-level members are, when the page parser found them (so the
-    /// record writer need not find them again).
+    /// Every taken revision's bytes, exactly as Convex sent them, each followed by where its
+    /// top-level members are, when the page parser found them (so the record writer need not
+    /// find them again).
     docs: Vec<Chunk>,
+    /// Every taken revision's id, in pieces that are never grown past their capacity (so no
+    /// id moves).
+    ids: Vec<String>,
     docs_bytes: usize,
-    taken: u64,
+    taken: usize,
 }
 
 impl std::fmt::Debug for ChangeSet {
@@ -118,11 +125,17 @@ impl std::fmt::Debug for ChangeSet {
     }
 }
 
-/// Its id's bytes, out of the arena.
-fn id_bytes<'a>(docs: &'a [Chunk], rev: &Revision) -> &'a [u8] {
-    let at = rev.at() + rev.raw_len as usize;
-    &docs[rev.chunk as usize].bytes()[at..at + rev.id_len as usize]
+/// Its id, out of the id pieces.
+fn id_of<'a>(ids: &'a [String], rev: &Revision) -> &'a str {
+    let at = rev.id_start as usize;
+    ids[rev.id_piece as usize]
+        .get(at..at + rev.id_len as usize)
+        .unwrap_or_default()
 }
+
+/// Bytes of one piece of ids: ids apart from the documents, so that looking one up or
+/// sending it reads a few dense pieces, not a line of each document.
+const ID_PIECE: usize = 64 << 10;
 
 /// A member span in the arena: four little-endian `u32`s.
 const MEMBER_BYTES: usize = 16;
@@ -217,7 +230,7 @@ impl ChangeSet {
         let slot = self.index.find(hash, |slot| {
             slot.hash == hash
                 && slot.stream as usize == stream
-                && id_bytes(&self.docs, &self.streams[stream][slot.at as usize]) == id.as_bytes()
+                && id_of(&self.ids, &self.streams[stream][slot.at as usize]) == id
         });
         (hash, slot)
     }
@@ -236,7 +249,7 @@ impl ChangeSet {
             return;
         }
         let members = change.members.unwrap_or_default();
-        let len = raw.len() + id.len() + members.len() * MEMBER_BYTES;
+        let len = raw.len() + members.len() * MEMBER_BYTES;
         if self.docs.last().is_none_or(|c| c.room() < len) {
             self.docs.push(Chunk::new(CHUNK.max(len)));
         }
@@ -244,23 +257,34 @@ impl ChangeSet {
         let arena = &mut self.docs[chunk];
         let start = arena.len;
         arena.push(raw);
-        arena.push(id.as_bytes());
         for member in members {
             arena.push(&encode(member));
         }
-        self.docs_bytes += len;
+        if self
+            .ids
+            .last()
+            .is_none_or(|p| p.capacity() - p.len() < id.len())
+        {
+            self.ids.push(String::with_capacity(ID_PIECE.max(id.len())));
+        }
+        let id_piece = self.ids.len() - 1;
+        let id_start = self.ids[id_piece].len();
+        self.ids[id_piece].push_str(id);
+        self.docs_bytes += len + id.len();
         let entries = &mut self.streams[stream];
         let at = entries.len();
         entries.push(Revision {
             ts: change.ts,
             seq: change.seq,
-            arrival: self.taken,
+            arrival: small(self.taken),
             stream: small(stream),
             chunk: small(chunk),
             start: small(start),
             raw_len: small(raw.len()),
-            id_len: small(id.len()),
             members: small(members.len()),
+            id_piece: small(id_piece),
+            id_start: small(id_start),
+            id_len: small(id.len()),
             deleted: change.deleted,
             superseded: false,
         });
@@ -268,12 +292,12 @@ impl ChangeSet {
         match held {
             Some(old) => {
                 entries[old].superseded = true;
-                let docs = &self.docs;
+                let ids = &self.ids;
                 let streams = &self.streams;
                 if let Some(slot) = self.index.find_mut(hash, |slot| {
                     slot.stream as usize == stream
                         && slot.at as usize == old
-                        && id_bytes(docs, &streams[stream][old]) == id.as_bytes()
+                        && id_of(ids, &streams[stream][old]) == id
                 }) {
                     slot.at = small(at);
                 }
@@ -320,6 +344,7 @@ impl ChangeSet {
         Sorted {
             streams,
             docs: self.docs,
+            ids: self.ids,
         }
     }
 }
@@ -329,6 +354,7 @@ pub struct Sorted {
     /// Per stream, its latest revisions in sending order.
     streams: Vec<Vec<Revision>>,
     docs: Vec<Chunk>,
+    ids: Vec<String>,
 }
 
 impl Sorted {
@@ -344,8 +370,7 @@ impl Sorted {
 
     /// The revision's document id.
     pub fn id(&self, rev: &Revision) -> &str {
-        // The arena holds only what `insert` copied there from a `&str`.
-        std::str::from_utf8(id_bytes(&self.docs, rev)).unwrap_or_default()
+        id_of(&self.ids, rev)
     }
 
     /// Where its top-level members are, if the page parser found them: decoded into
@@ -358,7 +383,7 @@ impl Sorted {
         if rev.members == 0 {
             return None;
         }
-        let at = rev.at() + rev.raw_len as usize + rev.id_len as usize;
+        let at = rev.at() + rev.raw_len as usize;
         let len = rev.members as usize * MEMBER_BYTES;
         let bytes = &self.docs[rev.chunk as usize].bytes()[at..at + len];
         scratch.clear();
