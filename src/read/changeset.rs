@@ -457,6 +457,27 @@ mod tests {
     }
 
     #[test]
+    fn ids_spread_over_many_pieces_stay_whole() {
+        let mut set = ChangeSet::new();
+        // Ids of varying length, more than several pieces of them: some land at a piece's end.
+        let ids: Vec<String> = (0..20_000)
+            .map(|i| format!("k{}{i}", "x".repeat(i % 37)))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            insert(&mut set, i % 3, id, i as i64, i as i64, false, b"{}", None);
+        }
+        assert!(set.ids.len() > 4, "{} pieces", set.ids.len());
+        assert!(ids.iter().enumerate().all(|(i, id)| set.holds(i % 3, id)));
+        assert!(!set.holds(1, &ids[0]));
+        let sorted = set.into_sorted();
+        let mut seen: Vec<&str> = sorted.entries().map(|r| sorted.id(r)).collect();
+        seen.sort_unstable();
+        let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
     fn bytes_follow_what_is_held() {
         let mut set = ChangeSet::new();
         insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 100], None);
