@@ -479,6 +479,8 @@ mod tests {
 
     #[test]
     fn bytes_follow_what_is_held() {
+        // docs/convex.md states what a held change costs beyond its bytes.
+        assert_eq!(ENTRY_OVERHEAD, 88);
         let mut set = ChangeSet::new();
         insert(&mut set, 0, "id1", 1, 1, false, &[b'x'; 100], None);
         assert_eq!(set.bytes(), 100 + 3 + ENTRY_OVERHEAD);
