@@ -95,10 +95,10 @@ const CHUNK: usize = 2 << 20;
 /// The latest revision per (stream, document id).
 ///
 /// A revision's bytes are copied whole, then its member spans, into a chunked arena, and its
-/// id into pieces of their own. Each stream keeps its revisions' entries in the order they were taken
-/// (a superseded one is marked, not moved), and an index finds a document's latest. So taking
-/// a change allocates nothing of its own and looks its document up once, and the set is
-/// usually in sending order already when the walk ends.
+/// id into pieces of their own. Each stream keeps its revisions' entries in the order they
+/// were taken (a superseded one is marked, not moved), and an index finds a document's latest.
+/// So taking a change allocates nothing of its own and looks its document up once, and the set
+/// is usually in sending order already when the walk ends.
 #[derive(Default)]
 pub struct ChangeSet {
     /// Per stream (by index): its revisions, as they were taken.
