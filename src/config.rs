@@ -13,6 +13,10 @@ use convex::settings::{AccessKey, DeploymentUrl};
 use crate::error::UserError;
 use crate::messages;
 
+mod check;
+
+use check::Violation;
+
 /// The SPEC payload, verbatim. Existing Airbyte connections were created against the Python
 /// connector's spec; this one keeps its keys, types, secret flag and examples and only adds
 /// optional properties whose defaults keep the old behaviour.
@@ -154,12 +158,10 @@ fn spec_value() -> Value {
 /// every command, then builds the typed config.
 pub fn parse_config(config: &Value) -> Result<Config, UserError> {
     let spec = spec_value();
-    let validator = jsonschema::draft7::new(&spec["connectionSpecification"])
-        .expect("spec.json's connectionSpecification is a valid draft-07 schema");
-    if let Some(err) = validator.iter_errors(config).next() {
+    if let Some(violation) = check::first_violation(&spec["connectionSpecification"], config) {
         return Err(UserError::config(format!(
             "Config validation error: {}",
-            describe_validation_error(&err, &spec)
+            describe_violation(&violation)
         )));
     }
     let raw: RawConfig = serde_json::from_value(whole_numbers_as_integers(config))
@@ -231,28 +233,14 @@ fn choice<T: Copy>(name: &str, value: Option<&str>, options: &[(&str, T)]) -> Re
 /// Messages in the words Airbyte users know from the Python connector
 /// (`'access_key' is a required property`); never echoes the offending value, which could be
 /// the key itself.
-fn describe_validation_error(err: &jsonschema::ValidationError<'_>, spec: &Value) -> String {
-    use jsonschema::error::ValidationErrorKind as K;
-    let at = err.instance_path().to_string();
-    let field = at.trim_start_matches('/');
-    match err.kind() {
-        K::Required { property } => {
-            format!(
-                "'{}' is a required property",
-                property.as_str().unwrap_or("?")
-            )
-        }
-        K::Type { .. } if field.is_empty() => messages::CONFIG_NOT_AN_OBJECT.to_owned(),
-        K::Type { .. } => {
-            let expected = spec["connectionSpecification"]["properties"][field]["type"]
-                .as_str()
-                .unwrap_or("another type");
-            format!("'{field}' is not of type '{expected}'")
-        }
-        K::Minimum { limit } => format!("'{field}' must be at least {limit}"),
-        K::Maximum { limit } => format!("'{field}' must be at most {limit}"),
-        K::Enum { options } => format!("'{field}' must be one of {options}"),
-        _ => format!("'{field}' is invalid"),
+fn describe_violation(violation: &Violation<'_>) -> String {
+    match violation {
+        Violation::NotAnObject => messages::CONFIG_NOT_AN_OBJECT.to_owned(),
+        Violation::Required(property) => format!("'{property}' is a required property"),
+        Violation::Type { field, expected } => format!("'{field}' is not of type '{expected}'"),
+        Violation::Minimum { field, limit } => format!("'{field}' must be at least {limit}"),
+        Violation::Maximum { field, limit } => format!("'{field}' must be at most {limit}"),
+        Violation::Enum { field, options } => format!("'{field}' must be one of {options}"),
     }
 }
 

@@ -3,16 +3,18 @@
 //! `_table`; a value of a table the walk did not ask for means the deployment ignored the
 //! selection, and stops the walk instead of mixing tables.
 
-use std::collections::HashMap;
-
 use crate::error::UserError;
 use convex::{Selection, ValueMeta};
 
 use super::emit::StreamRun;
 
+/// Looked up for every value a walk takes: foldhash, not the standard library's SipHash. It
+/// holds only the read's own table names; what the server sends is looked up, never added.
+type Map<V> = foldhash::HashMap<String, V>;
+
 pub struct Routes {
     /// Component → table → index of the stream in the read.
-    by_table: HashMap<String, HashMap<String, usize>>,
+    by_table: Map<Map<usize>>,
     /// What the walk asks Convex for: the members' tables, with their columns.
     pub selection: Selection,
 }
@@ -20,7 +22,7 @@ pub struct Routes {
 impl Routes {
     /// The routes and selection of a walk over the streams `members` (indexes into `runs`).
     pub fn of(runs: &[StreamRun], members: &[usize]) -> Self {
-        let mut by_table: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut by_table: Map<Map<usize>> = Map::default();
         let mut selection = Selection::new();
         for &m in members {
             let run = &runs[m];
