@@ -357,10 +357,37 @@ pub struct Sorted {
     ids: Vec<String>,
 }
 
+/// Asks the CPU to start loading `bytes` into its caches; only a hint.
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (0..bytes.len())
+        .step_by(64)
+        .chain(bytes.len().checked_sub(1))
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and writes nothing; the address is in `bytes`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes[at..].as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// How many revisions ahead of the one being sent [`Sorted::entries`] asks for the bytes of.
+const PREFETCH_AHEAD: usize = 8;
+
 impl Sorted {
-    /// Every revision, in sending order.
+    /// Every revision, in sending order. A held set is usually larger than the CPU's caches
+    /// and sending reads each revision once, so the bytes of the revision [`PREFETCH_AHEAD`]
+    /// places on are asked for early: their loads overlap the sending of those before them
+    /// instead of stalling it one after another.
     pub fn entries(&self) -> impl Iterator<Item = &Revision> {
-        self.streams.iter().flatten()
+        let mut ahead = self.streams.iter().flatten().skip(PREFETCH_AHEAD);
+        self.streams.iter().flatten().inspect(move |_| {
+            if let Some(rev) = ahead.next() {
+                let len = rev.raw_len as usize + rev.members as usize * MEMBER_BYTES;
+                prefetch(&self.docs[rev.chunk as usize].bytes()[rev.at()..rev.at() + len]);
+            }
+        })
     }
 
     /// The revision's document, exactly as Convex sent it.
