@@ -360,7 +360,7 @@ async fn send_one(
         members: sorted.members(rev, members),
     };
     runs[stream].record(em, sorted.raw(rev), &meta)?;
-    em.flush_if_full().await?;
+    em.flush_if_sealed().await?;
     Ok(())
 }
 

@@ -86,6 +86,17 @@ impl Emitter {
         self.send_sealed().await
     }
 
+    /// Hands full buffers on, if a record filled one; for a held set's records, which are
+    /// written one after another without waiting on the network: the clock is read once per
+    /// full buffer, not per record.
+    pub async fn flush_if_sealed(&mut self) -> Result<(), OutputClosed> {
+        if self.sealed.is_empty() {
+            return Ok(());
+        }
+        self.emitted_at = now_ms();
+        self.send_sealed().await
+    }
+
     /// Hands everything written so far on (after a STATE, so it reaches the caller promptly).
     pub async fn flush(&mut self) -> Result<(), OutputClosed> {
         self.send_sealed().await?;
