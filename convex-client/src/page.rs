@@ -640,12 +640,23 @@ impl PageParser {
         let mut piece = 4096;
         // The buffer holds only a value still being scanned, if any.
         while !self.buf.is_empty() && !rest.is_empty() {
-            let (part, tail) = rest.split_at(piece.min(rest.len()));
-            rest = tail;
+            let split = self.buf.len();
+            let part = &rest[..piece.min(rest.len())];
             piece = piece.saturating_mul(2);
             let mut buf = std::mem::take(&mut self.buf);
             buf.extend_from_slice(part);
             let result = self.run(&buf, &mut on_value);
+            let keep_from = self.keep_from();
+            if result.is_ok() && keep_from >= split {
+                // The split value is complete: what follows it is scanned in the chunk itself
+                // (`keep_from` in the buffer is `keep_from - split` in the chunk), not copied.
+                rest = &rest[keep_from - split..];
+                buf.clear();
+                self.buf = buf;
+                self.rebase(keep_from);
+                break;
+            }
+            rest = &rest[part.len()..];
             self.buf = buf;
             self.compact();
             result?;
@@ -1424,6 +1435,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A chunk that begins by completing a value split at the previous boundary: only that
+    /// value goes through the buffer, the rest of the chunk is scanned where it is.
+    #[test]
+    fn only_the_split_value_is_copied() {
+        let value = format!(
+            r#"{{"_table":"t","_ts":1,"_id":"a","s":"{}"}}"#,
+            "x".repeat(80)
+        );
+        let values = vec![value.as_str(); 20_000];
+        let body = format!(
+            r#"{{"values":[{}],"cursor":"c","hasMore":false}}"#,
+            values.join(",")
+        );
+        let cut = body.find(&value).unwrap() + 30;
+        let mut p = PageParser::new();
+        let mut seen = 0;
+        for part in [&body.as_bytes()[..cut], &body.as_bytes()[cut..]] {
+            p.feed(part, |v, _| {
+                assert_eq!(v, value.as_bytes());
+                seen += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(seen, 20_000);
+        assert!(
+            p.buf.capacity() <= 8192,
+            "{} bytes buffered",
+            p.buf.capacity()
+        );
+        p.finish().unwrap();
     }
 
     /// Large chunks, as the network brings them, cut anywhere: a value split by a boundary is
