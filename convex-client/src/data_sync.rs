@@ -448,9 +448,11 @@ impl Converter {
         &'a mut self,
         raw: RawMeta<'a>,
     ) -> Result<(&'a [u8], ValueMeta<'a>), String> {
+        // Names the parser proved plain (no escapes) are borrowed as they are.
+        let plain = raw.plain_names;
         let name = |json: Option<&'a str>, what: &str| -> Result<Cow<'a, str>, String> {
-            raw_string(json.ok_or_else(|| format!("a value has no `{what}`"))?)
-                .map_err(|e| format!("a value's `{what}`: {e}"))
+            let json = json.ok_or_else(|| format!("a value has no `{what}`"))?;
+            plain_string(json, plain).map_err(|e| format!("a value's `{what}`: {e}"))
         };
         let component = name(raw.component, "component")?;
         let table = name(raw.table, "table")?;
@@ -480,14 +482,14 @@ impl Converter {
             .then_some(raw.members)
             .flatten()
             .map(|_| &mut self.members);
-        let mut member = |out: &mut Vec<u8>, key: &[u8], write: &dyn Fn(&mut Vec<u8>)| {
+        let mut member = |out: &mut Vec<u8>, key: &[u8], value: &[u8]| {
             out.push(if out.is_empty() { b'{' } else { b',' });
             out.push(b'"');
             let k = out.len() as u32;
             out.extend_from_slice(key);
             out.extend_from_slice(b"\":");
             let v = out.len() as u32;
-            write(out);
+            out.extend_from_slice(value);
             if let Some(m) = members.as_deref_mut() {
                 m.push(Member {
                     key: (k, k + key.len() as u32),
@@ -498,18 +500,15 @@ impl Converter {
         out.reserve(value.len() + 96 + table.len() + component.len());
         // The names as Convex wrote them (valid JSON strings: the parser checked them).
         let (raw_component, raw_table) = (raw.component.unwrap_or_default(), raw.table);
-        member(out, b"_component", &|o| {
-            o.extend_from_slice(raw_component.trim_ascii().as_bytes())
-        });
-        member(out, b"_table", &|o| {
-            o.extend_from_slice(raw_table.unwrap_or_default().trim_ascii().as_bytes())
-        });
-        member(out, b"_ts", &|o| {
-            o.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes())
-        });
-        member(out, b"_deleted", &|o| {
-            o.extend_from_slice(if deleted { b"true" } else { b"false" })
-        });
+        member(out, b"_component", raw_component.trim_ascii().as_bytes());
+        member(
+            out,
+            b"_table",
+            raw_table.unwrap_or_default().trim_ascii().as_bytes(),
+        );
+        member(out, b"_ts", itoa::Buffer::new().format(ts).as_bytes());
+        let deleted_json: &[u8] = if deleted { b"true" } else { b"false" };
+        member(out, b"_deleted", deleted_json);
         // The document follows the metadata; its `{` then becomes the `,` that joins its
         // members to them (or goes, if it has none).
         let start = out.len();
@@ -521,7 +520,7 @@ impl Converter {
                 if !id.starts_with('"') {
                     return Err(format!("{} has no `_id` string", at()));
                 }
-                raw_string(id).map_err(|e| format!("{}: `_id`: {e}", at()))?
+                plain_string(id, plain).map_err(|e| format!("{}: `_id`: {e}", at()))?
             }
             None => {
                 let found = transcode(value.as_bytes(), self.target, &[], out)
@@ -560,6 +559,16 @@ impl Converter {
             members,
         };
         Ok((&self.out[..], meta))
+    }
+}
+
+/// The text of a JSON string; when the parser proved it has no escape (`plain`), borrowed
+/// between its quotes without a second look.
+fn plain_string(json: &str, plain: bool) -> Result<Cow<'_, str>, String> {
+    let json = json.trim_ascii();
+    match json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+        Some(inner) if plain => Ok(Cow::Borrowed(inner)),
+        _ => raw_string(json),
     }
 }
 
