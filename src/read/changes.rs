@@ -120,12 +120,7 @@ struct WalkSink<'a> {
 impl PageSink for WalkSink<'_> {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
         let stream = match self.last {
-            Some(s)
-                if self.runs[s].table.table == meta.table
-                    && self.runs[s].table.component == meta.component =>
-            {
-                s
-            }
+            Some(s) if self.runs[s].is_of(meta) => s,
             _ => self.routes.stream(meta, "a change")?,
         };
         self.last = Some(stream);

@@ -15,6 +15,7 @@ use crate::state::Position;
 use convex::{Columns, TableRef, ValueMeta};
 
 use super::record::RecordWriter;
+use crate::typed::declared::same_bytes;
 
 /// The read's output buffer.
 pub struct Emitter {
@@ -153,6 +154,14 @@ impl StreamRun {
             failed: false,
             started: Instant::now(),
         }
+    }
+
+    /// Whether `meta`'s value is of this stream's table. Asked for every value, of names a
+    /// few bytes long: compared word by word, as `memcmp`'s set-up costs more than that
+    /// (profiled at 7 % of a first sync's CPU when it did the comparing).
+    pub fn is_of(&self, meta: &ValueMeta<'_>) -> bool {
+        same_bytes(meta.table.as_bytes(), self.table.table.as_bytes())
+            && same_bytes(meta.component.as_bytes(), self.table.component.as_bytes())
     }
 
     /// Appends one RECORD (and RUNNING before the first).

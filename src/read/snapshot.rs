@@ -39,8 +39,7 @@ struct SnapshotSink<'a> {
 impl PageSink for SnapshotSink<'_> {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
         if let Some(stream) = self.last {
-            let table = &self.runs[stream].table;
-            if table.table == meta.table && table.component == meta.component {
+            if self.runs[stream].is_of(meta) {
                 self.touched[stream] = true;
                 return self.runs[stream].record(self.em, raw, meta);
             }
