@@ -10,7 +10,8 @@
 //! and its id, their member spans, and per changed document [`ENTRY_OVERHEAD`]; the walk stops
 //! taking pages once [`ChangeSet::bytes`] reaches its budget (see `changes.rs`). Document
 //! bytes and member spans fill 2 MiB chunks, ids 64 KiB pieces (at most one of each partly
-//! empty); entries and the index grow by doubling.
+//! empty); entries grow by doubling, and so does the index from room for [`INDEX_START`]
+//! documents (256 KiB of slots, written as they fill, and 16 KiB of control bytes).
 
 use convex::page::Member;
 use hashbrown::HashTable;
@@ -87,6 +88,9 @@ struct Slot {
     stream: u32,
     at: u32,
 }
+
+/// Documents the index first has room for, once a change is held: it then has 16,384 slots.
+const INDEX_START: usize = 8192;
 
 /// Bytes of one arena chunk, a huge page (a larger document gets a chunk of its own size):
 /// chunks are never moved, so the arena grows without copying what it holds.
@@ -303,6 +307,11 @@ impl ChangeSet {
                 }
             }
             None => {
+                if self.index.capacity() == 0 {
+                    // Growing by doubling from nothing rehashes into fresh memory at every
+                    // step; the slots of a table this size are only touched as they fill.
+                    self.index.reserve(INDEX_START, |slot| slot.hash);
+                }
                 let slot = Slot {
                     hash,
                     stream: small(stream),
