@@ -46,10 +46,10 @@ use std::future::Future;
 use serde::Deserialize;
 
 use super::encoding::{transcode, Target, ValueFormat};
-use super::page::{Member, RawMeta};
+use super::page::RawMeta;
 use super::{
-    json_i64, raw_string, ConvexError, DeltaCursor, PageSink, Selection, SnapshotTs, TableRef,
-    ValueMeta,
+    join_head, json_i64, raw_string, ConvexError, DeltaCursor, ExportHead, PageSink, Selection,
+    SnapshotTs, TableRef, ValueMeta,
 };
 
 pub const DATA_SYNC: &str = "/api/v1/data/sync";
@@ -276,6 +276,7 @@ pub trait DataSyncApi: Send + Sync + 'static {
                     ts: v.ts,
                     deleted: Some(v.deleted),
                     members: None,
+                    bare: false,
                 };
                 sink.value(&v.raw, &meta)?;
             }
@@ -423,11 +424,12 @@ pub fn page_end(fields: &[(String, Vec<u8>)], values: usize) -> Result<SyncPageE
 }
 
 /// Turns each envelope the page parser finds ([`RawMeta`] of a Data Sync page) into the value
-/// `document_deltas` would send, in one buffer reused from value to value.
+/// `document_deltas` would send: the document itself, bare (see [`ValueMeta::bare`]), where
+/// the parser proved it compact and found its `_id` and the format keeps it as it is;
+/// otherwise rewritten whole into one buffer reused from value to value.
 pub struct Converter {
     target: Target,
     out: Vec<u8>,
-    members: Vec<Member>,
 }
 
 impl Converter {
@@ -438,12 +440,11 @@ impl Converter {
                 ValueFormat::ExportJson => Target::Unchanged,
             },
             out: Vec::new(),
-            members: Vec::new(),
         }
     }
 
     /// The value and its metadata, or what is wrong with the envelope. The members come with
-    /// it when the parser found the document's (and the document is copied as it is).
+    /// it when the parser found the document's (and the document goes out as it is).
     pub fn convert<'a>(
         &'a mut self,
         raw: RawMeta<'a>,
@@ -472,91 +473,46 @@ impl Converter {
             .map(str::trim_ascii)
             .filter(|v| v.starts_with('{'))
             .ok_or_else(|| format!("{} has no object `value`", at()))?;
-
+        if let Some(id) = raw.id.filter(|_| self.target == Target::Unchanged) {
+            // Proven compact and valid by the parser, `_id` found: the document as it is.
+            let id = id.trim_ascii();
+            if !id.starts_with('"') {
+                return Err(format!("{} has no `_id` string", at()));
+            }
+            let id = plain_string(id, plain).map_err(|e| format!("{}: `_id`: {e}", at()))?;
+            let meta = ValueMeta {
+                table,
+                component,
+                id,
+                ts,
+                deleted: Some(deleted),
+                members: raw.members,
+                bare: true,
+            };
+            return Ok((value.as_bytes(), meta));
+        }
         let out = &mut self.out;
         out.clear();
-        self.members.clear();
-        // The members are offsets into what is handed out: kept only where the document is
-        // copied as it is (the parser collects them only for `export_json` clients).
-        let mut members = (self.target == Target::Unchanged)
-            .then_some(raw.members)
-            .flatten()
-            .map(|_| &mut self.members);
-        let mut member = |out: &mut Vec<u8>, key: &[u8], value: &[u8]| {
-            out.push(if out.is_empty() { b'{' } else { b',' });
-            out.push(b'"');
-            let k = out.len() as u32;
-            out.extend_from_slice(key);
-            out.extend_from_slice(b"\":");
-            let v = out.len() as u32;
-            out.extend_from_slice(value);
-            if let Some(m) = members.as_deref_mut() {
-                m.push(Member {
-                    key: (k, k + key.len() as u32),
-                    value: (v, out.len() as u32),
-                });
-            }
+        let names = TableRef {
+            component: component.to_string(),
+            table: table.to_string(),
         };
-        out.reserve(value.len() + 96 + table.len() + component.len());
-        // The names as Convex wrote them (valid JSON strings: the parser checked them).
-        let (raw_component, raw_table) = (raw.component.unwrap_or_default(), raw.table);
-        member(out, b"_component", raw_component.trim_ascii().as_bytes());
-        member(
-            out,
-            b"_table",
-            raw_table.unwrap_or_default().trim_ascii().as_bytes(),
-        );
-        member(out, b"_ts", itoa::Buffer::new().format(ts).as_bytes());
-        let deleted_json: &[u8] = if deleted { b"true" } else { b"false" };
-        member(out, b"_deleted", deleted_json);
-        // The document follows the metadata; its `{` then becomes the `,` that joins its
-        // members to them (or goes, if it has none).
+        ExportHead::new(&names).write(out, ts, deleted);
         let start = out.len();
-        let id = match raw.id.filter(|_| self.target == Target::Unchanged) {
-            // Proven compact and valid by the parser, `_id` found: copied as it is.
-            Some(id) => {
-                out.extend_from_slice(value.as_bytes());
-                let id = id.trim_ascii();
-                if !id.starts_with('"') {
-                    return Err(format!("{} has no `_id` string", at()));
-                }
-                plain_string(id, plain).map_err(|e| format!("{}: `_id`: {e}", at()))?
-            }
-            None => {
-                let found = transcode(value.as_bytes(), self.target, &[], out)
-                    .map_err(|e| format!("{}: {e}", at()))?;
-                Cow::Owned(
-                    found
-                        .id
-                        .ok_or_else(|| format!("{} has no `_id` string", at()))?,
-                )
-            }
-        };
-        let body = out.get(start + 1..out.len() - 1).unwrap_or_default();
-        if body.iter().all(u8::is_ascii_whitespace) {
-            out.truncate(start);
-            out.push(b'}');
-        } else {
-            out[start] = b',';
-        }
-        let members = match (members, raw.members) {
-            (Some(m), Some(document)) => {
-                let shift = start as u32;
-                m.extend(document.iter().map(|d| Member {
-                    key: (d.key.0 + shift, d.key.1 + shift),
-                    value: (d.value.0 + shift, d.value.1 + shift),
-                }));
-                Some(&m[..])
-            }
-            _ => None,
-        };
+        let found = transcode(value.as_bytes(), self.target, &[], out)
+            .map_err(|e| format!("{}: {e}", at()))?;
+        let id = found
+            .id
+            .ok_or_else(|| format!("{} has no `_id` string", at()))?;
+        join_head(out, start);
         let meta = ValueMeta {
             table,
             component,
-            id,
+            id: Cow::Owned(id),
             ts,
             deleted: Some(deleted),
-            members,
+            members: None,
+            bare: false,
         };
         Ok((&self.out[..], meta))
     }
@@ -601,7 +557,27 @@ impl SyncPageParser {
         self.parser
             .feed(chunk, |_, raw| {
                 let (bytes, meta) = converter.convert(raw)?;
-                on_value(bytes, &meta);
+                if !meta.bare {
+                    on_value(bytes, &meta);
+                } else {
+                    // As `document_deltas` sends it, members and all.
+                    let whole = meta.whole(bytes);
+                    let shift = u32::try_from(whole.len().saturating_sub(bytes.len())).unwrap();
+                    let members: Option<Vec<crate::page::Member>> = meta.members.map(|m| {
+                        m.iter()
+                            .map(|m| crate::page::Member {
+                                key: (m.key.0 + shift, m.key.1 + shift),
+                                value: (m.value.0 + shift, m.value.1 + shift),
+                            })
+                            .collect()
+                    });
+                    let meta = ValueMeta {
+                        members: members.as_deref(),
+                        bare: false,
+                        ..meta.clone()
+                    };
+                    on_value(&whole, &meta);
+                }
                 *values += 1;
                 Ok::<(), String>(())
             })
@@ -796,14 +772,15 @@ mod tests {
     }
 
     #[test]
-    fn export_json_is_kept_with_the_metadata_and_members_in_front() {
+    fn export_json_is_kept_with_the_metadata_in_front() {
         let v = convert(EVERY_TYPE, ValueFormat::ExportJson);
         let want = format!(
             r#"{{"_component":"","_table":"users","_ts":1770335566197682922,"_deleted":false,{}"#,
             &EVERY_TYPE[1..]
         );
         assert_eq!(v.raw, want);
-        // The members are where a full walk of the value finds them.
+        // The document's members are where a full walk of the value finds them (the
+        // metadata's are not given: what reads members skips `_` fields).
         let mut walked = Vec::new();
         crate::page::fast::prove(&v.raw, Some(&mut walked)).unwrap();
         let text = |(a, b): (u32, u32)| v.raw[a as usize..b as usize].to_owned();
@@ -811,7 +788,7 @@ mod tests {
             .iter()
             .map(|m| (text(m.key), text(m.value)))
             .collect();
-        assert_eq!(v.members.as_ref(), Some(&walked));
+        assert_eq!(v.members.as_deref(), Some(&walked[4..]));
         assert_eq!(walked[0], ("_component".into(), "\"\"".into()));
         assert_eq!(walked[2], ("_ts".into(), "1770335566197682922".into()));
         assert_eq!(walked[5], ("_id".into(), "\"jd7a\"".into()));

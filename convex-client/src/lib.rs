@@ -136,9 +136,75 @@ pub struct ValueMeta<'a> {
     /// Where the document's top-level members are, when the page parser found them (so
     /// consumers that look at every column need not walk the document again).
     pub members: Option<&'a [page::Member]>,
+    /// The value is the document alone, as a Data Sync envelope holds it: the members a
+    /// `document_deltas` value starts with (`_component`, `_table`, `_ts`, `_deleted`) are
+    /// this metadata, and whoever writes the value out writes them first ([`ExportHead`],
+    /// [`ValueMeta::whole`]), so the document is not copied to put them in front.
+    pub bare: bool,
+}
+
+/// The members a `document_deltas` value starts with, for one table: built once, then written
+/// before each of its bare values' documents (see [`ValueMeta::bare`]).
+#[derive(Debug, Clone)]
+pub struct ExportHead(Vec<u8>);
+
+impl ExportHead {
+    pub fn new(table: &TableRef) -> Self {
+        let mut head = br#"{"_component":"#.to_vec();
+        serde_json::to_writer(&mut head, &table.component).expect("a string serialises");
+        head.extend_from_slice(br#","_table":"#);
+        serde_json::to_writer(&mut head, &table.table).expect("a string serialises");
+        head.extend_from_slice(br#","_ts":"#);
+        ExportHead(head)
+    }
+
+    /// Appends `{"_component":…,"_table":…,"_ts":…,"_deleted":…` (open: the document's
+    /// members follow, see [`join_head`]).
+    pub fn write(&self, out: &mut Vec<u8>, ts: i64, deleted: bool) {
+        out.extend_from_slice(&self.0);
+        out.extend_from_slice(itoa::Buffer::new().format(ts).as_bytes());
+        out.extend_from_slice(if deleted {
+            br#","_deleted":true"#
+        } else {
+            br#","_deleted":false"#
+        });
+    }
+}
+
+/// Joins the document written to `out` from `doc_start` (a JSON object) to the head written
+/// before it: its `{` becomes the `,` before its members, or, when it has none, it is
+/// replaced by the head's closing `}`.
+pub fn join_head(out: &mut Vec<u8>, doc_start: usize) {
+    let body = out
+        .get(doc_start + 1..out.len().saturating_sub(1))
+        .unwrap_or_default();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        out.truncate(doc_start);
+        out.push(b'}');
+    } else {
+        out[doc_start] = b',';
+    }
 }
 
 impl<'a> ValueMeta<'a> {
+    /// The value as `document_deltas` sends it: `raw` itself, or, for a bare one, the
+    /// members of its metadata followed by the document's own.
+    pub fn whole<'r>(&self, raw: &'r [u8]) -> Cow<'r, [u8]> {
+        if !self.bare {
+            return Cow::Borrowed(raw);
+        }
+        let table = TableRef {
+            component: self.component.to_string(),
+            table: self.table.to_string(),
+        };
+        let mut out = Vec::with_capacity(raw.len() + 96);
+        ExportHead::new(&table).write(&mut out, self.ts, self.deleted.unwrap_or(false));
+        let start = out.len();
+        out.extend_from_slice(raw);
+        join_head(&mut out, start);
+        Cow::Owned(out)
+    }
+
     /// From the raw field values the page parser located.
     pub fn from_raw(raw: RawMeta<'a>) -> Result<Self, String> {
         let ts = raw.ts.ok_or("a value has no `_ts`")?;
@@ -165,6 +231,7 @@ impl<'a> ValueMeta<'a> {
             ts,
             deleted,
             members: raw.members,
+            bare: false,
         })
     }
 
@@ -191,6 +258,7 @@ impl<'a> ValueMeta<'a> {
             ts: m.ts,
             deleted: m.deleted,
             members: None,
+            bare: false,
         })
     }
 }

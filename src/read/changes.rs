@@ -143,6 +143,7 @@ impl PageSink for WalkSink<'_> {
             deleted,
             raw,
             members: meta.members,
+            bare: meta.bare,
         };
         if self.delivery.take(self.intake, &change) {
             self.runs[stream].record(self.em, raw, meta)?;

@@ -35,6 +35,8 @@ pub struct Change<'a> {
     pub raw: &'a [u8],
     /// Where its top-level members are, when the page parser found them.
     pub members: Option<&'a [Member]>,
+    /// `raw` is the document alone (see `convex::ValueMeta::bare`).
+    pub bare: bool,
 }
 
 /// One held revision; its bytes, id and members live in the set's arenas. Offsets are `u32`:
@@ -62,6 +64,8 @@ pub struct Revision {
     id_start: u32,
     id_len: u32,
     pub deleted: bool,
+    /// Its bytes are the document alone (see `convex::ValueMeta::bare`).
+    pub bare: bool,
     /// A later revision of its document was taken.
     superseded: bool,
 }
@@ -290,6 +294,7 @@ impl ChangeSet {
             id_start: small(id_start),
             id_len: small(id.len()),
             deleted: change.deleted,
+            bare: change.bare,
             superseded: false,
         });
         self.taken += 1;
@@ -451,6 +456,7 @@ mod tests {
             deleted,
             raw,
             members,
+            bare: false,
         });
     }
 

@@ -358,6 +358,7 @@ async fn send_one(
         ts: rev.ts,
         deleted: Some(rev.deleted),
         members: sorted.members(rev, members),
+        bare: rev.bare,
     };
     runs[stream].record(em, sorted.raw(rev), &meta)?;
     em.flush_if_sealed().await?;
@@ -377,6 +378,7 @@ mod tests {
             deleted,
             raw: b"{}",
             members: None,
+            bare: false,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::protocol::{LogLevel, StreamDescriptor};
 use crate::typed::declared::{same_bytes, Declared, Misfit};
 use convex::encoding::{plain_bytes_only, transcode, unescape, Target};
 use convex::page::{self, Member};
-use convex::{TableRef, ValueMeta};
+use convex::{ExportHead, TableRef, ValueMeta};
 
 /// What one written record was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub struct RecordWriter {
     /// `{"type":"RECORD","record":{"stream":…[,"namespace":…],"data":`
     prefix: Vec<u8>,
     table: TableRef,
+    /// The metadata members written before a bare value's document.
+    export_head: ExportHead,
     stream: String,
     updated_at: super::cdc_time::UpdatedAt,
     /// The end of a live record for the `emitted_at` of the last one written.
@@ -112,6 +114,7 @@ impl RecordWriter {
         prefix.extend_from_slice(br#","data":"#);
         RecordWriter {
             prefix,
+            export_head: ExportHead::new(&table),
             table,
             stream: stream.to_string(),
             updated_at: Default::default(),
@@ -155,6 +158,11 @@ impl RecordWriter {
         out.reserve(self.prefix.len() + raw.len() + 256);
         out.extend_from_slice(&self.prefix);
         let body_start = out.len();
+        if meta.bare {
+            let deleted = meta.deleted.unwrap_or(false);
+            self.export_head.write(out, meta.ts, deleted);
+        }
+        let doc_start = out.len();
         let nulled = match &mut self.typed {
             None => {
                 out.extend_from_slice(raw);
@@ -168,6 +176,16 @@ impl RecordWriter {
                 }
             },
         };
+        if meta.bare {
+            if out.get(doc_start) != Some(&b'{') {
+                out.truncate(line_start);
+                return Err(UserError::system(format!(
+                    "Convex sent a value of {} that is not a JSON object",
+                    self.table
+                )));
+            }
+            convex::join_head(out, doc_start);
+        }
         // The page parser found it as a complete element; it must be an object.
         let written = &out[body_start..];
         let Some(close) = written

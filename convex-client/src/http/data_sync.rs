@@ -149,7 +149,7 @@ impl PageSink for Collect {
             id: meta.id.to_string(),
             ts: meta.ts,
             deleted: meta.deleted.unwrap_or(false),
-            raw: raw.to_vec(),
+            raw: meta.whole(raw).into_owned(),
         });
         Ok(())
     }

@@ -152,6 +152,7 @@ pub(super) fn plain_meta<'a>(raw: &RawMeta<'a>) -> Option<ValueMeta<'a>> {
             Some(_) => return None,
         },
         members: raw.members,
+        bare: false,
     })
 }
 
@@ -256,6 +257,7 @@ mod tests {
             ts,
             deleted: Some(false),
             members: None,
+            bare: false,
         };
         let mut d = Delivered::default();
         for (id, ts) in [("a", 1), ("b", 1), ("c", 1), ("d", 1)] {

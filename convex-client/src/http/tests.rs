@@ -39,7 +39,7 @@ struct Values(Vec<(String, String, i64, Option<bool>, bool)>);
 
 impl PageSink for Values {
     fn value(&mut self, raw: &[u8], meta: &ValueMeta<'_>) -> anyhow::Result<()> {
-        let raw = String::from_utf8(raw.to_vec())?;
+        let raw = String::from_utf8(meta.whole(raw).into_owned())?;
         self.0.push((
             meta.id.to_string(),
             raw,
