@@ -12,12 +12,14 @@
 //! (`{"component","table","ts","deleted","value"}`). Each is handed to the sink as it is parsed
 //! from the network, in the shape `document_deltas` gives in the client's value format (the
 //! `_component`, `_table`, `_ts`, `_deleted` members first, then the document in `json` or
-//! `export_json`), so streams and records are the same on both APIs.
+//! `export_json`), so streams and records are the same on both APIs. An `export_json`
+//! document the parser proved goes to the sink as it is, bare ([`ValueMeta::bare`]): whoever
+//! writes it out writes those members first, and the document is not copied to make room.
 //!
 //! Memory per page, whatever its size (Convex aims at 16,384 values / 64 MiB, more for one
 //! large transaction): the page parser's bound (one network chunk, one value of at most
 //! [`MAX_VALUE_BYTES`], the members other than `values` together at most as much again), one
-//! converted value ([`Converter`]), the body read ahead of the parser (3 MiB, see `http`), and,
+//! rewritten value ([`Converter`], for `json` or a document the parser could not prove), the body read ahead of the parser (3 MiB, see `http`), and,
 //! for the retry's dedup, the identity (component, table, `_id`, `_ts`: some 40 bytes) of each
 //! value delivered, about 700 KiB for a full page.
 //!

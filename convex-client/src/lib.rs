@@ -7,7 +7,8 @@
 //!   `json_schemas`, …), pages of values handed to a [`PageSink`] as they arrive.
 //! - [`data_sync::DataSyncApi`]: the Data Sync API (`POST /api/v1/data/sync`,
 //!   `list_active_syncs`), whose values reach a [`PageSink`] in the shape `document_deltas`
-//!   gives them.
+//!   gives them (or bare, the document alone, with that shape's metadata members to write
+//!   first: [`ValueMeta::bare`]).
 //! - [`http::HttpConvex`] implements both over one HTTP client built from [`Settings`].
 
 pub mod buffers;
