@@ -541,6 +541,79 @@ mod tests {
         (String::from_utf8(out).unwrap(), notices)
     }
 
+    /// A bare document (a Data Sync value, see `convex::ValueMeta::bare`) gives the record of
+    /// its whole value, byte for byte: typed or not, with or without members, empty, deleted,
+    /// with a value that does not fit its column or with `$bytes`.
+    #[test]
+    fn bare_documents_give_the_records_of_their_whole_values() {
+        let docs = [
+            r#"{}"#,
+            r#"{"_id":"j0","n":5,"s":"x"}"#,
+            r#"{"_id":"j0","n":"five"}"#,
+            r#"{"_id":"j0","b":{"$bytes":"AAEC"},"n":1}"#,
+        ];
+        let writers = || {
+            [
+                users(),
+                typed_users(json!({"properties": {"n": {"type": "integer"}}})),
+            ]
+        };
+        for doc in docs {
+            for deleted in [false, true] {
+                for with_members in [false, true] {
+                    let mut members = Vec::new();
+                    let proven =
+                        with_members && convex::page::prove(doc, Some(&mut members)).is_some();
+                    let meta = ValueMeta {
+                        table: "users".into(),
+                        component: "".into(),
+                        id: "j0".into(),
+                        ts: 1700000000000000123,
+                        deleted: Some(deleted),
+                        members: proven.then_some(&members[..]),
+                        bare: true,
+                    };
+                    let whole = meta.whole(doc.as_bytes()).into_owned();
+                    let whole_meta = ValueMeta {
+                        bare: false,
+                        members: None,
+                        ..meta.clone()
+                    };
+                    for (mut bare_w, mut whole_w) in writers().into_iter().zip(writers()) {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        let (mut na, mut nb) = (Vec::new(), Vec::new());
+                        bare_w
+                            .write(doc.as_bytes(), &meta, 7, &mut a, &mut na)
+                            .unwrap();
+                        whole_w
+                            .write(&whole, &whole_meta, 7, &mut b, &mut nb)
+                            .unwrap();
+                        assert_eq!(String::from_utf8(a), String::from_utf8(b), "{doc}");
+                        assert_eq!(na, nb, "{doc}");
+                    }
+                }
+            }
+        }
+        // The whole value is the deltas shape: metadata first.
+        let meta = ValueMeta {
+            table: "users".into(),
+            component: "".into(),
+            id: "j0".into(),
+            ts: 9,
+            deleted: Some(true),
+            members: None,
+            bare: true,
+        };
+        assert_eq!(
+            &*meta.whole(br#"{"_id":"j0"}"#),
+            br#"{"_component":"","_table":"users","_ts":9,"_deleted":true,"_id":"j0"}"#
+        );
+        assert_eq!(
+            &*meta.whole(b"{}"),
+            br#"{"_component":"","_table":"users","_ts":9,"_deleted":true}"#
+        );
+    }
+
     #[test]
     fn typed_values_that_fit_pass_through_byte_for_byte() {
         let mut w = typed_users(
