@@ -19,9 +19,10 @@
 //! Memory per page, whatever its size (Convex aims at 16,384 values / 64 MiB, more for one
 //! large transaction): the page parser's bound (one network chunk, one value of at most
 //! [`MAX_VALUE_BYTES`], the members other than `values` together at most as much again), one
-//! rewritten value ([`Converter`], for `json` or a document the parser could not prove), the body read ahead of the parser (3 MiB, see `http`), and,
-//! for the retry's dedup, the identity (component, table, `_id`, `_ts`: some 40 bytes) of each
-//! value delivered, about 700 KiB for a full page.
+//! rewritten value ([`Converter`], for `json` or a document the parser could not prove), the
+//! body read ahead of the parser (3 MiB, see `http`), and, for the retry's dedup, the identity
+//! (component, table, `_id`, `_ts`: some 40 bytes) of each value delivered, about 700 KiB for
+//! a full page.
 //!
 //! Retries: a failed page is asked again with the same cursor, and Convex recomputes the page
 //! from it at that later time (nothing was consumed by the first request), so the answer may
