@@ -5,8 +5,8 @@
 //! each of one `type`, some bounded by `minimum` and `maximum` or listed in an `enum`. The
 //! rules are read from the spec itself, not restated here; a unit test fails if the spec uses a
 //! keyword this does not enforce, and another compares every verdict with a full JSON Schema
-//! validator's. (Compiling such a validator took about 0.8 ms of every command: a fifth of a
-//! read that finds nothing new.)
+//! validator's. (Compiling such a validator cost every command about 1.6 ms of CPU: a read
+//! of nothing new took 4.25 ms with it and 2.63 ms without, measured on the static binary.)
 
 use serde_json::{Number, Value};
 
