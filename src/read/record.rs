@@ -176,30 +176,29 @@ impl RecordWriter {
                 }
             },
         };
-        if meta.bare {
-            if out.get(doc_start) != Some(&b'{') {
-                out.truncate(line_start);
-                return Err(UserError::system(format!(
-                    "Convex sent a value of {} that is not a JSON object",
-                    self.table
-                )));
-            }
-            convex::join_head(out, doc_start);
-        }
         // The page parser found it as a complete element; it must be an object.
-        let written = &out[body_start..];
-        let Some(close) = written
-            .iter()
-            .rposition(|&b| b == b'}')
-            .filter(|_| written.first() == Some(&b'{'))
-        else {
+        let document = &out[doc_start..];
+        let is_object =
+            document.first() == Some(&b'{') && document.iter().rposition(|&b| b == b'}').is_some();
+        if !is_object {
             out.truncate(line_start);
             return Err(UserError::system(format!(
                 "Convex sent a value of {} that is not a JSON object",
                 self.table
             )));
-        };
-        let has_members = written[1..close].iter().any(|b| !b.is_ascii_whitespace());
+        }
+        if meta.bare {
+            convex::join_head(out, doc_start);
+        }
+        // Its closing brace (the head's, for a bare document with no members of its own).
+        let written = &out[body_start..];
+        let close = written
+            .iter()
+            .rposition(|&b| b == b'}')
+            .unwrap_or(written.len());
+        let has_members = written
+            .get(1..close)
+            .is_some_and(|m| m.iter().any(|b| !b.is_ascii_whitespace()));
         out.truncate(body_start + close);
         if has_members {
             out.push(b',');
