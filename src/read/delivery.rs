@@ -361,7 +361,7 @@ async fn send_one(
         bare: rev.bare,
     };
     runs[stream].record(em, sorted.raw(rev), &meta)?;
-    em.flush_if_sealed().await?;
+    em.flush_held().await?;
     Ok(())
 }
 

@@ -31,6 +31,14 @@ pub struct Emitter {
     progress_every: std::time::Duration,
 }
 
+/// A held set's records go out in buffers of this much, not [`CHUNK_BYTES`]. They are
+/// written in one burst, and the writer hands each buffer back to the pool as the next one
+/// fills, so the burst cycles through a few buffers: filled to a quarter, they touch a
+/// quarter of the fresh memory. A page fault costs about 2 µs in a VM, and 10k held changes
+/// took 440 fewer of them (about 7 % less CPU), against a little more system time for the
+/// smaller writes (`output::CHUNK_BYTES`).
+pub const HELD_CHUNK_BYTES: usize = 256 * 1024;
+
 /// A long read says how it is doing at least this often.
 pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -87,10 +95,14 @@ impl Emitter {
         self.send_sealed().await
     }
 
-    /// Hands full buffers on, if a record filled one; for a held set's records, which are
-    /// written one after another without waiting on the network: the clock is read once per
-    /// full buffer, not per record.
-    pub async fn flush_if_sealed(&mut self) -> Result<(), OutputClosed> {
+    /// Hands the buffer on once it holds [`HELD_CHUNK_BYTES`] (and full buffers, if a record
+    /// filled one); for a held set's records, which are written one after another without
+    /// waiting on the network: the clock is read once per buffer handed on, not per record.
+    pub async fn flush_held(&mut self) -> Result<(), OutputClosed> {
+        if self.buf.len() >= HELD_CHUNK_BYTES {
+            let part = std::mem::replace(&mut self.buf, self.out.buffer());
+            self.sealed.push(part);
+        }
         if self.sealed.is_empty() {
             return Ok(());
         }
