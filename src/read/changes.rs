@@ -225,7 +225,7 @@ pub async fn walk<F: Feed>(
                     }
                 }
             }
-            em.flush().await?;
+            em.flush_page().await?;
         }
         if em.progress_due() {
             let text = feed.progress(delivery.held()).await;
