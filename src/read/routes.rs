@@ -7,14 +7,24 @@ use crate::error::UserError;
 use convex::{Selection, ValueMeta};
 
 use super::emit::StreamRun;
+use crate::typed::declared::same_bytes;
 
 /// Looked up for every value a walk takes: foldhash, not the standard library's SipHash. It
 /// holds only the read's own table names; what the server sends is looked up, never added.
 type Map<V> = foldhash::HashMap<String, V>;
 
+/// Walks of at most this many tables find a value's stream by comparing names one stream
+/// after another: a change walk interleaves its tables, so most of its values are looked up,
+/// and a few word-by-word comparisons cost less than hashing two names and comparing them
+/// with `memcmp`.
+const COMPARED_ONE_BY_ONE: usize = 8;
+
 pub struct Routes {
     /// Component → table → index of the stream in the read.
     by_table: Map<Map<usize>>,
+    /// (component, table, index of the stream), when the walk has at most
+    /// [`COMPARED_ONE_BY_ONE`] tables.
+    few: Vec<(String, String, usize)>,
     /// What the walk asks Convex for: the members' tables, with their columns.
     pub selection: Selection,
 }
@@ -32,8 +42,20 @@ impl Routes {
                 .insert(run.table.table.clone(), m);
             selection.add(run.table.clone(), run.columns.clone());
         }
+        let few = if members.len() <= COMPARED_ONE_BY_ONE {
+            members
+                .iter()
+                .map(|&m| {
+                    let t = &runs[m].table;
+                    (t.component.clone(), t.table.clone(), m)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Routes {
             by_table,
+            few,
             selection,
         }
     }
@@ -41,17 +63,102 @@ impl Routes {
     /// The stream `meta`'s value belongs to. `what` names the value in the error ("a
     /// document", "a change").
     pub fn stream(&self, meta: &ValueMeta<'_>, what: &str) -> Result<usize, UserError> {
-        self.by_table
-            .get(&*meta.component)
-            .and_then(|t| t.get(&*meta.table))
-            .copied()
-            .ok_or_else(|| {
-                UserError::system(crate::messages::table_selection_ignored(
-                    what,
-                    &meta.table,
-                    &meta.component,
-                    &self.selection,
-                ))
+        let found = if self.few.is_empty() {
+            self.by_table
+                .get(&*meta.component)
+                .and_then(|t| t.get(&*meta.table))
+                .copied()
+        } else {
+            self.few
+                .iter()
+                .find(|(component, table, _)| {
+                    same_bytes(meta.table.as_bytes(), table.as_bytes())
+                        && same_bytes(meta.component.as_bytes(), component.as_bytes())
+                })
+                .map(|&(_, _, stream)| stream)
+        };
+        found.ok_or_else(|| {
+            UserError::system(crate::messages::table_selection_ignored(
+                what,
+                &meta.table,
+                &meta.component,
+                &self.selection,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{StreamDescriptor, SyncMode};
+    use crate::read::record::Columns;
+    use crate::state::Position;
+    use convex::TableRef;
+    use std::borrow::Cow;
+
+    fn runs(tables: &[(&str, &str)]) -> Vec<StreamRun> {
+        tables
+            .iter()
+            .map(|&(component, table)| {
+                let desc = StreamDescriptor {
+                    name: table.into(),
+                    namespace: None,
+                };
+                let table = TableRef {
+                    component: component.into(),
+                    table: table.into(),
+                };
+                StreamRun::new(
+                    desc,
+                    table,
+                    SyncMode::Incremental,
+                    Position::Fresh,
+                    Columns::Typed(None),
+                )
             })
+            .collect()
+    }
+
+    fn meta<'a>(component: &'a str, table: &'a str) -> ValueMeta<'a> {
+        ValueMeta {
+            table: Cow::Borrowed(table),
+            component: Cow::Borrowed(component),
+            id: Cow::Borrowed("id"),
+            ts: 1,
+            deleted: Some(false),
+            members: None,
+            bare: false,
+        }
+    }
+
+    /// Few tables are compared one by one, many are hashed: both route every table of the
+    /// walk to its stream, tell components apart, and refuse a table the walk did not ask for.
+    #[test]
+    fn few_and_many_tables_route_the_same() {
+        let mut tables = vec![("", "a"), ("", "messages"), ("waitlist", "messages")];
+        let long = "a_table_name_longer_than_sixteen_bytes_".repeat(2);
+        tables.push(("", &long));
+        let many: Vec<String> = (0..COMPARED_ONE_BY_ONE).map(|i| format!("t{i}")).collect();
+        for count in [tables.len(), tables.len() + many.len()] {
+            let mut all = tables.clone();
+            all.extend(many.iter().map(|t| ("", t.as_str())));
+            all.truncate(count);
+            let runs = runs(&all);
+            let members: Vec<usize> = (0..runs.len()).collect();
+            let routes = Routes::of(&runs, &members);
+            assert_eq!(routes.few.is_empty(), count > COMPARED_ONE_BY_ONE);
+            for (i, &(component, table)) in all.iter().enumerate() {
+                assert_eq!(
+                    routes.stream(&meta(component, table), "a change").ok(),
+                    Some(i)
+                );
+            }
+            for (component, table) in [("", "b"), ("other", "a"), ("", "message"), ("", "")] {
+                assert!(routes.stream(&meta(component, table), "a change").is_err());
+            }
+            let near = format!("{}x", &long[..long.len() - 1]);
+            assert!(routes.stream(&meta("", &near), "a change").is_err());
+        }
     }
 }
