@@ -20,7 +20,8 @@ type Map<V> = foldhash::HashMap<String, V>;
 const COMPARED_ONE_BY_ONE: usize = 8;
 
 pub struct Routes {
-    /// Component → table → index of the stream in the read.
+    /// Component → table → index of the stream in the read, when the walk has more than
+    /// [`COMPARED_ONE_BY_ONE`] tables.
     by_table: Map<Map<usize>>,
     /// (component, table, index of the stream), when the walk has at most
     /// [`COMPARED_ONE_BY_ONE`] tables.
@@ -32,27 +33,20 @@ pub struct Routes {
 impl Routes {
     /// The routes and selection of a walk over the streams `members` (indexes into `runs`).
     pub fn of(runs: &[StreamRun], members: &[usize]) -> Self {
+        let few_tables = members.len() <= COMPARED_ONE_BY_ONE;
         let mut by_table: Map<Map<usize>> = Map::default();
+        let mut few = Vec::new();
         let mut selection = Selection::new();
         for &m in members {
             let run = &runs[m];
-            by_table
-                .entry(run.table.component.clone())
-                .or_default()
-                .insert(run.table.table.clone(), m);
+            let (component, table) = (run.table.component.clone(), run.table.table.clone());
+            if few_tables {
+                few.push((component, table, m));
+            } else {
+                by_table.entry(component).or_default().insert(table, m);
+            }
             selection.add(run.table.clone(), run.columns.clone());
         }
-        let few = if members.len() <= COMPARED_ONE_BY_ONE {
-            members
-                .iter()
-                .map(|&m| {
-                    let t = &runs[m].table;
-                    (t.component.clone(), t.table.clone(), m)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
         Routes {
             by_table,
             few,
