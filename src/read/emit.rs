@@ -82,7 +82,12 @@ impl Emitter {
 
     /// Sets the buffer aside once it holds a chunk (after a whole record).
     fn seal_if_full(&mut self) {
-        if self.buf.len() >= CHUNK_BYTES {
+        self.seal_at(CHUNK_BYTES);
+    }
+
+    /// Sets the buffer aside once it holds `bytes`.
+    fn seal_at(&mut self, bytes: usize) {
+        if self.buf.len() >= bytes {
             let full = std::mem::replace(&mut self.buf, self.out.buffer());
             self.sealed.push(full);
         }
@@ -106,10 +111,7 @@ impl Emitter {
     /// filled one); for a held set's records, which are written one after another without
     /// waiting on the network: the clock is read once per buffer handed on, not per record.
     pub async fn flush_held(&mut self) -> Result<(), OutputClosed> {
-        if self.buf.len() >= PART_BYTES {
-            let part = std::mem::replace(&mut self.buf, self.out.buffer());
-            self.sealed.push(part);
-        }
+        self.seal_at(PART_BYTES);
         if self.sealed.is_empty() {
             return Ok(());
         }
@@ -168,6 +170,14 @@ pub struct StreamRun {
     started: Instant,
 }
 
+/// Whether `meta`'s value is of `table`. Asked for every value, of names a few bytes long:
+/// compared word by word, as `memcmp`'s set-up costs more than that (profiled at 7 % of a
+/// first sync's CPU when it did the comparing).
+pub fn is_of_table(meta: &ValueMeta<'_>, table: &TableRef) -> bool {
+    same_bytes(meta.table.as_bytes(), table.table.as_bytes())
+        && same_bytes(meta.component.as_bytes(), table.component.as_bytes())
+}
+
 impl StreamRun {
     pub fn new(
         desc: StreamDescriptor,
@@ -191,12 +201,9 @@ impl StreamRun {
         }
     }
 
-    /// Whether `meta`'s value is of this stream's table. Asked for every value, of names a
-    /// few bytes long: compared word by word, as `memcmp`'s set-up costs more than that
-    /// (profiled at 7 % of a first sync's CPU when it did the comparing).
+    /// Whether `meta`'s value is of this stream's table (see [`is_of_table`]).
     pub fn is_of(&self, meta: &ValueMeta<'_>) -> bool {
-        same_bytes(meta.table.as_bytes(), self.table.table.as_bytes())
-            && same_bytes(meta.component.as_bytes(), self.table.component.as_bytes())
+        is_of_table(meta, &self.table)
     }
 
     /// Appends one RECORD (and RUNNING before the first).

@@ -6,8 +6,8 @@
 use crate::error::UserError;
 use convex::{Selection, ValueMeta};
 
-use super::emit::StreamRun;
-use crate::typed::declared::same_bytes;
+use super::emit::{is_of_table, StreamRun};
+use convex::TableRef;
 
 /// Looked up for every value a walk takes: foldhash, not the standard library's SipHash. It
 /// holds only the read's own table names; what the server sends is looked up, never added.
@@ -23,9 +23,9 @@ pub struct Routes {
     /// Component → table → index of the stream in the read, when the walk has more than
     /// [`COMPARED_ONE_BY_ONE`] tables.
     by_table: Map<Map<usize>>,
-    /// (component, table, index of the stream), when the walk has at most
+    /// Each table with the index of its stream, when the walk has at most
     /// [`COMPARED_ONE_BY_ONE`] tables.
-    few: Vec<(String, String, usize)>,
+    few: Vec<(TableRef, usize)>,
     /// What the walk asks Convex for: the members' tables, with their columns.
     pub selection: Selection,
 }
@@ -39,11 +39,13 @@ impl Routes {
         let mut selection = Selection::new();
         for &m in members {
             let run = &runs[m];
-            let (component, table) = (run.table.component.clone(), run.table.table.clone());
             if few_tables {
-                few.push((component, table, m));
+                few.push((run.table.clone(), m));
             } else {
-                by_table.entry(component).or_default().insert(table, m);
+                by_table
+                    .entry(run.table.component.clone())
+                    .or_default()
+                    .insert(run.table.table.clone(), m);
             }
             selection.add(run.table.clone(), run.columns.clone());
         }
@@ -65,11 +67,8 @@ impl Routes {
         } else {
             self.few
                 .iter()
-                .find(|(component, table, _)| {
-                    same_bytes(meta.table.as_bytes(), table.as_bytes())
-                        && same_bytes(meta.component.as_bytes(), component.as_bytes())
-                })
-                .map(|&(_, _, stream)| stream)
+                .find(|(table, _)| is_of_table(meta, table))
+                .map(|&(_, stream)| stream)
         };
         found.ok_or_else(|| {
             UserError::system(crate::messages::table_selection_ignored(
@@ -88,7 +87,6 @@ mod tests {
     use crate::protocol::{StreamDescriptor, SyncMode};
     use crate::read::record::Columns;
     use crate::state::Position;
-    use convex::TableRef;
     use std::borrow::Cow;
 
     fn runs(tables: &[(&str, &str)]) -> Vec<StreamRun> {
