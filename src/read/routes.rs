@@ -20,55 +20,59 @@ type Map<V> = foldhash::HashMap<String, V>;
 const COMPARED_ONE_BY_ONE: usize = 8;
 
 pub struct Routes {
-    /// Component → table → index of the stream in the read, when the walk has more than
-    /// [`COMPARED_ONE_BY_ONE`] tables.
-    by_table: Map<Map<usize>>,
-    /// Each table with the index of its stream, when the walk has at most
-    /// [`COMPARED_ONE_BY_ONE`] tables.
-    few: Vec<(TableRef, usize)>,
+    lookup: Lookup,
     /// What the walk asks Convex for: the members' tables, with their columns.
     pub selection: Selection,
+}
+
+/// How a value's table is found among the walk's.
+enum Lookup {
+    /// Each table with the index of its stream, compared one by one.
+    Few(Vec<(TableRef, usize)>),
+    /// Component → table → index of the stream in the read.
+    Many(Map<Map<usize>>),
 }
 
 impl Routes {
     /// The routes and selection of a walk over the streams `members` (indexes into `runs`).
     pub fn of(runs: &[StreamRun], members: &[usize]) -> Self {
-        let few_tables = members.len() <= COMPARED_ONE_BY_ONE;
-        let mut by_table: Map<Map<usize>> = Map::default();
-        let mut few = Vec::new();
         let mut selection = Selection::new();
         for &m in members {
-            let run = &runs[m];
-            if few_tables {
-                few.push((run.table.clone(), m));
-            } else {
+            selection.add(runs[m].table.clone(), runs[m].columns.clone());
+        }
+        let lookup = if members.len() <= COMPARED_ONE_BY_ONE {
+            Lookup::Few(
+                members
+                    .iter()
+                    .map(|&m| (runs[m].table.clone(), m))
+                    .collect(),
+            )
+        } else {
+            let mut by_table: Map<Map<usize>> = Map::default();
+            for &m in members {
+                let table = &runs[m].table;
                 by_table
-                    .entry(run.table.component.clone())
+                    .entry(table.component.clone())
                     .or_default()
-                    .insert(run.table.table.clone(), m);
+                    .insert(table.table.clone(), m);
             }
-            selection.add(run.table.clone(), run.columns.clone());
-        }
-        Routes {
-            by_table,
-            few,
-            selection,
-        }
+            Lookup::Many(by_table)
+        };
+        Routes { lookup, selection }
     }
 
     /// The stream `meta`'s value belongs to. `what` names the value in the error ("a
     /// document", "a change").
     pub fn stream(&self, meta: &ValueMeta<'_>, what: &str) -> Result<usize, UserError> {
-        let found = if self.few.is_empty() {
-            self.by_table
-                .get(&*meta.component)
-                .and_then(|t| t.get(&*meta.table))
-                .copied()
-        } else {
-            self.few
+        let found = match &self.lookup {
+            Lookup::Few(tables) => tables
                 .iter()
                 .find(|(table, _)| is_of_table(meta, table))
-                .map(|&(_, stream)| stream)
+                .map(|&(_, stream)| stream),
+            Lookup::Many(by_table) => by_table
+                .get(&*meta.component)
+                .and_then(|t| t.get(&*meta.table))
+                .copied(),
         };
         found.ok_or_else(|| {
             UserError::system(crate::messages::table_selection_ignored(
@@ -139,7 +143,10 @@ mod tests {
             let runs = runs(&all);
             let members: Vec<usize> = (0..runs.len()).collect();
             let routes = Routes::of(&runs, &members);
-            assert_eq!(routes.few.is_empty(), count > COMPARED_ONE_BY_ONE);
+            assert_eq!(
+                matches!(routes.lookup, Lookup::Many(_)),
+                count > COMPARED_ONE_BY_ONE
+            );
             for (i, &(component, table)) in all.iter().enumerate() {
                 assert_eq!(
                     routes.stream(&meta(component, table), "a change").ok(),
