@@ -315,13 +315,20 @@ pub trait DataSyncApi: Send + Sync + 'static {
 }
 
 /// The request body of a page.
+/// Written as text around the selection's rendered JSON, as `walk_body` is.
 pub fn sync_body(selection: &Selection, cursor: Option<&DataSyncCursor>) -> String {
-    let mut body = serde_json::Map::new();
+    let selection = selection.json_text();
+    let mut body = String::with_capacity(selection.len() + 64);
+    body.push('{');
     if let Some(c) = cursor {
-        body.insert("cursor".into(), c.0.clone().into());
+        body.push_str(r#""cursor":"#);
+        body.push_str(&serde_json::Value::from(c.0.as_str()).to_string());
+        body.push(',');
     }
-    body.insert("selection".into(), selection.to_json());
-    serde_json::Value::Object(body).to_string()
+    body.push_str(r#""selection":"#);
+    body.push_str(selection);
+    body.push('}');
+    body
 }
 
 /// The request body of a conversion.

@@ -4,6 +4,7 @@
 //! rows of every table whatever the filter, so per-table walks read the log once per table.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
@@ -14,10 +15,23 @@ pub type Columns = Option<Vec<String>>;
 
 /// Tables (with their columns) that one walk reads. Built by the engine; never empty in a walk
 /// that returns values (an empty selection reads nothing, which is how the head is probed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Selection {
     tables: BTreeMap<TableRef, Columns>,
+    /// [`Selection::to_json`] as text, rendered once: every page of a walk sends it, and a
+    /// walk of `document_deltas` asks for a page per 128 log rows.
+    text: OnceLock<String>,
 }
+
+/// Two selections are equal when they read the same (whether either was rendered yet does
+/// not matter).
+impl PartialEq for Selection {
+    fn eq(&self, other: &Self) -> bool {
+        self.tables == other.tables
+    }
+}
+
+impl Eq for Selection {}
 
 impl Selection {
     pub fn new() -> Self {
@@ -33,6 +47,7 @@ impl Selection {
     /// Adds a table. `_id` is always read (Convex rejects a column selection without it, and
     /// every record needs it); a table added twice reads the union of both column sets.
     pub fn add(&mut self, table: TableRef, columns: Columns) {
+        self.text = OnceLock::new();
         let columns = columns.map(|mut c| {
             if !c.iter().any(|n| n == "_id") {
                 c.push("_id".to_owned());
@@ -97,6 +112,11 @@ impl Selection {
         }
         Value::Object(top)
     }
+
+    /// [`Selection::to_json`] as compact JSON text.
+    pub fn json_text(&self) -> &str {
+        self.text.get_or_init(|| self.to_json().to_string())
+    }
 }
 
 impl std::fmt::Display for Selection {
@@ -153,5 +173,20 @@ mod tests {
         );
         s.add(TableRef::root("t"), None);
         assert_eq!(s.to_json()[""]["t"], json!({"_other":"included"}));
+    }
+
+    #[test]
+    fn the_rendered_text_follows_every_table_added() {
+        let mut s = Selection::one(TableRef::root("a"), None);
+        let first = s.json_text().to_owned();
+        assert_eq!(first, s.to_json().to_string());
+        let copy = s.clone();
+        s.add(TableRef::root("b"), Some(vec!["x".into()]));
+        assert_eq!(s.json_text(), s.to_json().to_string());
+        assert_ne!(s.json_text(), first);
+        // A copy keeps its own text, and equality ignores whether a text was rendered.
+        assert_eq!(copy.json_text(), first);
+        assert_eq!(copy, Selection::one(TableRef::root("a"), None));
+        assert_ne!(copy, s);
     }
 }

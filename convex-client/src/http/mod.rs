@@ -434,7 +434,7 @@ fn snapshot_body(
     snapshot: SnapshotTs,
     cursor: Option<&str>,
     format: ValueFormat,
-) -> serde_json::Value {
+) -> String {
     let mut position = vec![("snapshot", serde_json::Value::from(snapshot.0))];
     if let Some(c) = cursor {
         position.push(("cursor", serde_json::Value::from(c)));
@@ -442,17 +442,26 @@ fn snapshot_body(
     walk_body(selection, &position, format)
 }
 
-/// A walk request's JSON body: the selection, the position, and the value format.
+/// A walk request's JSON body: the selection, the position, and the value format. Written as
+/// text around the selection's rendered JSON (a walk sends the same selection with every
+/// page): the same bytes as serialising the object with its members in this order.
 fn walk_body(
     selection: &Selection,
     position: &[(&str, serde_json::Value)],
     format: ValueFormat,
-) -> serde_json::Value {
-    let mut body = serde_json::Map::new();
-    body.insert("selection".into(), selection.to_json());
+) -> String {
+    let selection = selection.json_text();
+    let mut body = String::with_capacity(selection.len() + 64);
+    body.push_str(r#"{"selection":"#);
+    body.push_str(selection);
     for (k, v) in position {
-        body.insert((*k).into(), v.clone());
+        body.push(',');
+        body.push_str(&serde_json::Value::from(*k).to_string());
+        body.push(':');
+        body.push_str(&v.to_string());
     }
-    body.insert("format".into(), format.as_str().into());
-    serde_json::Value::Object(body)
+    body.push_str(r#","format":"#);
+    body.push_str(&serde_json::Value::from(format.as_str()).to_string());
+    body.push('}');
+    body
 }

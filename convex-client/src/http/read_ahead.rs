@@ -103,14 +103,14 @@ impl NextPage {
                     return None;
                 }
                 let cursor: String = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
-                Some(snapshot_body(selection, *snapshot, Some(&cursor), *format).to_string())
+                Some(snapshot_body(selection, *snapshot, Some(&cursor), *format))
             }
             NextPage::Deltas { selection, format } => {
                 if !serde_json::from_slice::<bool>(find(br#""hasMore""#)?).ok()? {
                     return None;
                 }
                 let cursor: i64 = serde_json::from_slice(find(br#""cursor""#)?).ok()?;
-                Some(walk_body(selection, &[("cursor", cursor.into())], *format).to_string())
+                Some(walk_body(selection, &[("cursor", cursor.into())], *format))
             }
             NextPage::DataSync { selection } => {
                 #[derive(Deserialize)]
@@ -307,6 +307,64 @@ mod tests {
     use super::*;
     use crate::TableRef;
 
+    /// Bodies are written as text; they are exactly the JSON of their members in order,
+    /// names and cursors that need escaping included.
+    #[test]
+    fn a_walk_body_is_the_json_object_of_its_members() {
+        let mut selection = Selection::one(TableRef::root("users"), None);
+        selection.add(
+            TableRef {
+                component: "comp\"onent".into(),
+                table: "t\u{e9}ble".into(),
+            },
+            Some(vec!["col\\umn".into(), "\n".into()]),
+        );
+        let object = |members: serde_json::Value| {
+            let mut o = serde_json::Map::new();
+            o.insert("selection".into(), selection.to_json());
+            for (k, v) in members.as_object().unwrap() {
+                o.insert(k.clone(), v.clone());
+            }
+            o.insert("format".into(), "export_json".into());
+            serde_json::Value::Object(o).to_string()
+        };
+        assert_eq!(
+            walk_body(&selection, &[], ValueFormat::ExportJson),
+            object(serde_json::json!({}))
+        );
+        assert_eq!(
+            snapshot_body(
+                &selection,
+                SnapshotTs(1770335566197682922),
+                Some("a\"b\\c\u{1}"),
+                ValueFormat::ExportJson
+            ),
+            object(
+                serde_json::json!({"snapshot": 1770335566197682922_i64, "cursor": "a\"b\\c\u{1}"})
+            )
+        );
+        assert_eq!(
+            walk_body(
+                &selection,
+                &[("cursor", (-5).into())],
+                ValueFormat::ExportJson
+            ),
+            object(serde_json::json!({"cursor": -5}))
+        );
+        let cursor = DataSyncCursor("01\"ab".into());
+        let mut o = serde_json::Map::new();
+        o.insert("cursor".into(), cursor.0.clone().into());
+        o.insert("selection".into(), selection.to_json());
+        assert_eq!(
+            data_sync::sync_body(&selection, Some(&cursor)),
+            serde_json::Value::Object(o).to_string()
+        );
+        assert_eq!(
+            data_sync::sync_body(&selection, None),
+            serde_json::json!({"selection": selection.to_json()}).to_string()
+        );
+    }
+
     #[test]
     fn a_deltas_page_is_requested_ahead_while_it_says_there_is_more() {
         let selection = Selection::one(TableRef::root("users"), None);
@@ -323,7 +381,7 @@ mod tests {
         let body = page(true);
         assert_eq!(
             next.body_after(body.as_bytes(), body.as_bytes()),
-            Some(want.to_string())
+            Some(want)
         );
         let body = page(false);
         assert_eq!(next.body_after(body.as_bytes(), body.as_bytes()), None);

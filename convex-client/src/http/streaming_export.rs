@@ -47,7 +47,7 @@ impl ConvexApi for HttpConvex {
                 Elements::Documents,
                 LIST_SNAPSHOT,
                 "reading the head timestamp",
-                body.to_string(),
+                body,
                 None,
                 &mut sink,
             )
@@ -79,7 +79,7 @@ impl ConvexApi for HttpConvex {
                 Elements::Documents,
                 LIST_SNAPSHOT,
                 &what,
-                body.to_string(),
+                body,
                 Some(next),
                 sink,
             )
@@ -113,7 +113,7 @@ impl ConvexApi for HttpConvex {
                 Elements::Documents,
                 DOCUMENT_DELTAS,
                 &what,
-                body.to_string(),
+                body,
                 Some(next),
                 sink,
             )
