@@ -568,24 +568,15 @@ def full_refresh_rows(b, emu, name, tables, n, expect):
 EVERY_REVISION = {"config_extra": {"every_revision": True}}
 
 
-# A full refresh of ours read between the change reads of a scenario: the baseline of a
-# per-record ratio, measured in the same window as the reads it divides.
-FULL_BASELINE = "ours full-refresh"
-
-
-def changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, n, baseline=False):
+def changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, n):
     """Every program reads the same changes on both APIs (ours also with every_revision), and
-    the peer on the streaming export API: the rows of an incremental scenario. With
-    `baseline`, ours' full refresh of the same tables is read between them too; its row is
-    keyed (FR, FULL_BASELINE), and is not one of the scenario's change rows."""
+    the peer on the streaming export API: the rows of an incremental scenario."""
     variants = [("transfer-only", {"api": SE, **se}),
                 ("ours every-revision", {"api": SE, **se, **EVERY_REVISION}),
                 ("ours", {"api": SE, **se}),
                 ("transfer-only", {"api": DS, **ds}),
                 ("ours every-revision", {"api": DS, **ds, **EVERY_REVISION}),
                 ("ours", {"api": DS, **ds})]
-    if baseline:
-        variants.append((FULL_BASELINE, {"mode": "full_refresh"}))
     rows = b.repeat(n, emu, name, variants, tables=tables, mode="incremental")
     for p in peer:
         rows.update(b.repeat(1, emu, name, [(p, {"api": SE})], tables=tables, mode="incremental",
@@ -688,28 +679,17 @@ def scenarios(b, o):
         # its median is the noisiest of the CPU targets (with 3 reads, two slow ones once made
         # a median of 37 ms for a read that usually takes about 22), and 6 more reads of each
         # program cost a few seconds.
-        rows = changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, max(N, 9), baseline=True)
-        full_now = rows.pop((FR, FULL_BASELINE))
+        rows = changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, max(N, 9))
         incremental_checks(b, name, rows, nd)
         r = ratio(rate(rows[(SE, "ours every-revision")]), rate(rows[(SE, "transfer-only")]))
         b.target(f"{name}: ours (every_revision) ≥ 90 % of transfer-only records/s",
                  r is not None and r >= 0.9, f"{r:.2f}×" if r else "n/a", "≥ 0.90×")
-        # The machine's speed drifts between scenarios (the same full refresh, written to a
-        # file, took 210 and 240 ms of CPU in two windows half an hour apart), so the target
-        # divides by the full refresh read between these change reads; the ratio to scenario
-        # 1's is noted beside it.
-        full_cpu_now = cpu_us(full_now)
         for api in (SE, DS):
             c = cpu_us(rows[(api, "ours")])
-            r = ratio(c, full_cpu_now)
+            r = ratio(c, full_cpu)
             b.target(f"incremental {count_label(nd)} deltas: ours CPU per record ≤ 1.5× full refresh "
-                     f"{size}'s, read between them ({API_NAME[api]})", r is not None and r <= 1.5,
-                     f"{c:.2f} vs {full_cpu_now:.2f} µs ({r:.2f}×)" if r else "n/a", "≤ 1.50×")
-            r0 = ratio(c, full_cpu)
-            b.notes.append(f"{name} ({API_NAME[api]}): ours' CPU per record is {r:.2f}× that of the full "
-                           f"refresh read between the change reads ({full_cpu_now:.2f} µs), and "
-                           f"{r0:.2f}× that of scenario 1's ({full_cpu:.2f} µs)." if r and r0 else
-                           f"{name} ({API_NAME[api]}): a ratio to a full refresh could not be computed")
+                     f"{size}'s ({API_NAME[api]})", r is not None and r <= 1.5,
+                     f"{c:.2f} vs {full_cpu:.2f} µs ({r:.2f}×)" if r else "n/a", "≤ 1.50×")
             ro, rt = rows[(api, "ours")], rows[(api, "transfer-only")]
             w = ratio(ro["wall"], rt["wall"]) if not (ro["problem"] or rt["problem"]) else None
             b.notes.append(f"{name} ({API_NAME[api]}): the default (one revision per document) sent "
@@ -1025,9 +1005,7 @@ def report(b, o, started, elapsed):
                  "`list_snapshot` on either API (checked each run: a full refresh with "
                  "`api: data_sync` makes no Data Sync request), so full-refresh rows are measured "
                  "once, API \"either\"; each full-refresh scenario has a *first sync* twin measured "
-                 "on both APIs. The change scenario with a CPU target also reads ours' full "
-                 "refresh between its change reads (program *ours full-refresh*): the target "
-                 "divides by that read, measured in the same window.\n")
+                 "on both APIs.\n")
     parts.append("Columns: wall = median wall-clock seconds of the child; CPU µs/rec = user+sys of "
                  "the child (wait4) per record; peak RSS = ru_maxrss of the child (max over runs); "
                  "requests = emulator `GET /_emulator/requests` total for the run; rows read = the "
