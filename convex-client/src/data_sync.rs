@@ -315,20 +315,14 @@ pub trait DataSyncApi: Send + Sync + 'static {
 }
 
 /// The request body of a page.
-/// Written as text around the selection's rendered JSON, as `walk_body` is.
 pub fn sync_body(selection: &Selection, cursor: Option<&DataSyncCursor>) -> String {
-    let selection = selection.json_text();
-    let mut body = String::with_capacity(selection.len() + 64);
-    body.push('{');
-    if let Some(c) = cursor {
-        body.push_str(r#""cursor":"#);
-        body.push_str(&serde_json::Value::from(c.0.as_str()).to_string());
-        body.push(',');
+    match cursor {
+        Some(c) => {
+            let cursor = serde_json::Value::from(c.0.as_str()).to_string();
+            selection.request_body(&[("cursor", &cursor)], &[])
+        }
+        None => selection.request_body(&[], &[]),
     }
-    body.push_str(r#""selection":"#);
-    body.push_str(selection);
-    body.push('}');
-    body
 }
 
 /// The request body of a conversion.

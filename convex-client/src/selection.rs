@@ -117,6 +117,31 @@ impl Selection {
     pub fn json_text(&self) -> &str {
         self.text.get_or_init(|| self.to_json().to_string())
     }
+
+    /// A request's JSON body: the members `before`, then `selection` (this selection), then
+    /// the members `after`, each value given as JSON text and each name a plain identifier (the
+    /// names are this crate's own literals: written between quotes, not escaped). Written as
+    /// text around the rendered selection: the same bytes as serialising that object with its
+    /// members in this order.
+    pub fn request_body(&self, before: &[(&str, &str)], after: &[(&str, &str)]) -> String {
+        let selection = self.json_text();
+        let own = [("selection", selection)];
+        let members = before.iter().chain(&own).chain(after);
+        let mut body = String::with_capacity(selection.len() + 64);
+        body.push('{');
+        for (i, (name, value)) in members.enumerate() {
+            debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            if i > 0 {
+                body.push(',');
+            }
+            body.push('"');
+            body.push_str(name);
+            body.push_str("\":");
+            body.push_str(value);
+        }
+        body.push('}');
+        body
+    }
 }
 
 impl std::fmt::Display for Selection {

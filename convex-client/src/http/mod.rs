@@ -442,26 +442,19 @@ fn snapshot_body(
     walk_body(selection, &position, format)
 }
 
-/// A walk request's JSON body: the selection, the position, and the value format. Written as
-/// text around the selection's rendered JSON (a walk sends the same selection with every
-/// page): the same bytes as serialising the object with its members in this order.
+/// A walk request's JSON body: the selection, the position, and the value format.
 fn walk_body(
     selection: &Selection,
     position: &[(&str, serde_json::Value)],
     format: ValueFormat,
 ) -> String {
-    let selection = selection.json_text();
-    let mut body = String::with_capacity(selection.len() + 64);
-    body.push_str(r#"{"selection":"#);
-    body.push_str(selection);
-    for (k, v) in position {
-        body.push(',');
-        body.push_str(&serde_json::Value::from(*k).to_string());
-        body.push(':');
-        body.push_str(&v.to_string());
-    }
-    body.push_str(r#","format":"#);
-    body.push_str(&serde_json::Value::from(format.as_str()).to_string());
-    body.push('}');
-    body
+    let values: Vec<String> = position.iter().map(|(_, v)| v.to_string()).collect();
+    let format = serde_json::Value::from(format.as_str()).to_string();
+    let after: Vec<(&str, &str)> = position
+        .iter()
+        .zip(&values)
+        .map(|((k, _), v)| (*k, v.as_str()))
+        .chain(std::iter::once(("format", format.as_str())))
+        .collect();
+    selection.request_body(&[], &after)
 }
