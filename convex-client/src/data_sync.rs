@@ -327,7 +327,7 @@ pub fn sync_body(selection: &Selection, cursor: Option<&DataSyncCursor>) -> Stri
 
 /// The request body of a conversion.
 pub fn from_deltas_body(selection: &Selection, cursor: DeltaCursor) -> String {
-    serde_json::json!({"cursor": cursor.0, "selection": selection.to_json()}).to_string()
+    selection.request_body(&[("cursor", &cursor.0.to_string())], &[])
 }
 
 /// Parses `{"cursor": "<data sync cursor>"}`.
@@ -1173,9 +1173,14 @@ mod tests {
         let c = DataSyncCursor("01ff".into());
         let b: Value = serde_json::from_str(&sync_body(&s, Some(&c))).unwrap();
         assert_eq!(b["cursor"], "01ff");
-        let b: Value =
-            serde_json::from_str(&from_deltas_body(&s, DeltaCursor(1770335566197682922))).unwrap();
+        let text = from_deltas_body(&s, DeltaCursor(1770335566197682922));
+        let b: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(b["cursor"].as_i64(), Some(1770335566197682922));
+        // Written as text: the bytes of the serialised object, members in this order.
+        assert_eq!(
+            text,
+            json!({"cursor": 1770335566197682922_i64, "selection": s.to_json()}).to_string()
+        );
     }
 
     /// `list_active_syncs` answers as the API documents them (doc §7), with members this
