@@ -92,7 +92,15 @@ def main() -> int:
               file=sys.stderr)
         return 2
     import airbyte as ab  # after the environment is set: PyAirbyte reads it at import time
+    import airbyte.progress
     import pandas as pd
+
+    # PyAirbyte takes any stdout that is not a terminal for a notebook when IPython can be
+    # imported (this venv has it for the notebook test), and then prints
+    # "<IPython.core.display.Markdown object>" at every progress update of a piped or logged
+    # run. Outside a notebook its plain progress lines are what a log should show.
+    if not sys.stdout.isatty() and "ipykernel" not in sys.modules:
+        airbyte.progress.IS_NOTEBOOK = False
 
     notes = _TypeNotes(sys.stdout)
     sys.stdout = notes
