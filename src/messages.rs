@@ -354,6 +354,14 @@ pub fn data_sync_stalled(stream: impl Display, pages: u32) -> String {
     )
 }
 
+/// The same while the stream deferred changes and its sync was still snapshotting: the
+/// stream's `transient_error`.
+pub fn data_sync_stalled_while_deferring(stream: impl Display, pages: u32) -> String {
+    format!(
+        "Stream {stream}: Convex's Data Sync answered {pages} pages in a row that neither walked the table nor moved its consistent timestamp, while this read was still snapshotting the table and had changes to leave to the next read. A read ending here would have to resume before documents it sent, and a later delete of one of them would never reach the destination, so it fails instead: Sync again, and it continues from its last checkpoint. If this repeats, report it to Convex support."
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fall back to streaming export
 // ---------------------------------------------------------------------------------------------

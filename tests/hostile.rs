@@ -870,6 +870,75 @@ fn a_data_sync_that_never_catches_up_ends_the_read_at_its_last_position() {
     }
 }
 
+/// The same stall while the sync still snapshots and a change was deferred: the read cannot
+/// end at a position before the deferred change (it sent documents after it, which the next
+/// read would not capture: a later delete of one would never reach the destination), and it
+/// cannot go on. It fails as a retryable error, with no STATE after what it sent since its
+/// last checkpoint.
+#[test]
+fn a_data_sync_that_stalls_while_it_defers_and_snapshots_fails_the_stream() {
+    let h = data_sync_deployment(|req| {
+        let snapshotting = json!({"type": "snapshotting"});
+        match req.nth {
+            // A page by `_id`, then `a` again at a newer revision (deferred: it went out),
+            // then new documents by `_id` (sent at once), then pages without progress.
+            0 => sync_page(
+                snapshotting,
+                vec![sync_value("a", false), sync_value("b", false)],
+                "c1",
+            ),
+            1 => {
+                let mut again = sync_value("a", false);
+                again["ts"] = json!(HEAD - 2);
+                sync_page(snapshotting, vec![again], "c2")
+            }
+            2 => sync_page(
+                snapshotting,
+                vec![sync_value("c", false), sync_value("d", false)],
+                "c3",
+            ),
+            n => sync_page(snapshotting, vec![], &format!("c{}", n + 1)),
+        }
+    });
+    let run = read_data_sync(&h);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        run.statuses("t").last().map(String::as_str),
+        Some("INCOMPLETE"),
+        "{}",
+        run.stdout
+    );
+    let (failure, message) = run.error();
+    assert_eq!(failure, "transient_error", "{message}");
+    assert!(
+        message.contains("neither walked the table nor moved")
+            && message.contains("continues from its last checkpoint"),
+        "{message}"
+    );
+    assert!(run.logs("WARN").is_empty(), "{:?}", run.logs("WARN"));
+    // Records a, b, then STATE c1; c and d went out after it, and no STATE follows them.
+    let kinds: Vec<String> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m["type"].as_str() {
+            Some("RECORD") => Some(
+                m["record"]["data"]["_id"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+            ),
+            Some("STATE") => Some(format!(
+                "STATE {}",
+                m["state"]["stream"]["stream_state"]["data_sync_cursor"]
+                    .as_str()
+                    .unwrap_or("?")
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["a", "b", "STATE c1", "c", "d"], "{}", run.stdout);
+}
+
 /// Held pages keep their cursors until the read delivers them: those count against
 /// `change_buffer_mb` with the documents, so huge cursors cannot grow memory without bound.
 #[test]

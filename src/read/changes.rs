@@ -44,14 +44,24 @@ pub const CHECKPOINT_RECORDS: usize = 10_000;
 pub struct PageEnd {
     /// No page follows: the walk has caught up.
     pub last: bool,
-    /// End the walk after this page, with this WARN (a server that stopped making progress).
-    pub stop: Option<String>,
+    /// End the walk after this page (a server that stopped making progress).
+    pub stop: Option<Stop>,
     /// What to tell about the page, in order.
     pub notes: Vec<Note>,
     /// Revisions (stream, commit timestamp) that went out from an attempt at this page that
     /// failed, which the attempt that completed did not repeat: the document may have changed
     /// or gone since, so the read ends where the next one reads the log from before them.
     pub unsettled: Vec<(usize, i64)>,
+}
+
+/// Why a walk ends after a page although more would follow, told two ways.
+#[derive(Debug)]
+pub struct Stop {
+    /// The WARN of a walk that ends here.
+    pub warn: String,
+    /// The stream's failure when the walk cannot end here: it deferred revisions and the feed
+    /// cannot place the next read before them.
+    pub refusal: String,
 }
 
 /// Something a page tells the people running the sync.
@@ -234,8 +244,14 @@ pub async fn walk<F: Feed>(
         if end.last {
             break;
         }
-        if let Some(why) = end.stop {
-            em.log(LogLevel::Warn, &why);
+        if let Some(stop) = end.stop {
+            // Ended here, a walk that deferred revisions would go back before documents it
+            // sent (see the buffer's case below), and it cannot go on: it fails instead, and
+            // the next read resumes from its last STATE, as after a read killed here.
+            if delivery.deferring() && !feed.can_end_deferring() {
+                return Err(UserError::transient(stop.refusal).into());
+            }
+            em.log(LogLevel::Warn, &stop.warn);
             break;
         }
         let held = delivery.bytes() + feed.held_bytes();

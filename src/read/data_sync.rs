@@ -20,7 +20,9 @@
 //! Bounds on a server that misbehaves: a page whose position a later read could not resume
 //! from is refused (a `transient_error`); [`MAX_PAGES_WITHOUT_PROGRESS`] pages in a row that
 //! neither walk the table nor move the consistent timestamp end the read at its last position,
-//! with a WARN; a page without values emits no STATE of its own.
+//! with a WARN (or fail the stream as a `transient_error` when it deferred changes while
+//! snapshotting: no position before them would keep what it sent); a page without values
+//! emits no STATE of its own.
 
 use crate::error::UserError;
 use crate::protocol::{LogLevel, StreamDescriptor};
@@ -28,7 +30,7 @@ use crate::state::Position;
 use convex::data_sync::{codes, DataSyncApi, DataSyncCursor, SyncPageEnd, SyncStatus};
 use convex::{ConvexError, DeltaCursor, PageSink, Selection, SnapshotTs, TableRef};
 
-use super::changes::{Feed, Note, PageEnd};
+use super::changes::{Feed, Note, PageEnd, Stop};
 use super::delivery::{Deferred, Intake};
 use super::emit::{Emitter, StreamRun};
 use crate::messages;
@@ -324,8 +326,10 @@ impl<D: DataSyncApi> Feed for DataSyncFeed<'_, D> {
         }
         self.last = Some(position);
         self.cursor = Some(end.next);
-        let stop = (self.stalled >= MAX_PAGES_WITHOUT_PROGRESS)
-            .then(|| messages::data_sync_stalled(&self.desc, self.stalled));
+        let stop = (self.stalled >= MAX_PAGES_WITHOUT_PROGRESS).then(|| Stop {
+            warn: messages::data_sync_stalled(&self.desc, self.stalled),
+            refusal: messages::data_sync_stalled_while_deferring(&self.desc, self.stalled),
+        });
         let unsettled = end
             .unrepeated
             .iter()
