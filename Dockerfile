@@ -1,9 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# Airbyte source connector for Convex: airbyte/source-convex:1.1.5
+# Airbyte source connector for Convex: airbyte/source-convex:1.1.6
 #
-#   docker build -t airbyte/source-convex:1.1.5 .
-#   docker run --rm airbyte/source-convex:1.1.5 spec
+#   docker build -t airbyte/source-convex:1.1.6 .
+#   docker run --rm airbyte/source-convex:1.1.6 spec
 #
 # Stages:
 #   builder  compiles a fully static source-convex (glibc, +crt-static) with scripts/build-static.sh
@@ -49,10 +49,10 @@ COPY --from=builder /out/source-convex /usr/local/bin/source-convex
 ENV PATH=/usr/local/bin:/bin \
     AIRBYTE_ENTRYPOINT=/usr/local/bin/source-convex
 LABEL io.airbyte.name=airbyte/source-convex \
-      io.airbyte.version=1.1.5 \
+      io.airbyte.version=1.1.6 \
       org.opencontainers.image.title=source-convex \
       org.opencontainers.image.description="Airbyte source connector for Convex (streaming export)" \
-      org.opencontainers.image.version=1.1.5 \
+      org.opencontainers.image.version=1.1.6 \
       org.opencontainers.image.licenses=MIT
 WORKDIR /airbyte
 USER airbyte

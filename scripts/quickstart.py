@@ -7,7 +7,7 @@ data) come from the emulator:
     import airbyte as ab
     source = ab.get_source(
         "source-convex",
-        pip_url="/abs/path/to/airbyte_source_convex-1.1.5-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        pip_url="/abs/path/to/airbyte_source_convex-1.1.6-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
         install_if_missing=True,        # PyAirbyte pip-installs the wheel into its own venv
         config={"deployment_url": "https://<name>.convex.cloud", "access_key": "<deploy key>"},
     )
