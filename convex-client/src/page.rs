@@ -911,6 +911,33 @@ impl PageParser {
 mod tests {
     use super::*;
 
+    /// Up to two random edits of `bytes`: a byte flipped, a piece of `pool` inserted, a byte
+    /// removed, (with `duplicate`) a run of up to 19 bytes repeated, or the rest cut off.
+    fn mutate(bytes: &mut Vec<u8>, rng: &mut fastrand::Rng, pool: &[&[u8]], duplicate: bool) {
+        for _ in 0..rng.usize(0..3) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.usize(..bytes.len());
+            match (rng.u8(0..4 + u8::from(duplicate)), duplicate) {
+                (0, _) => bytes[at] = rng.u8(..),
+                (1, _) => {
+                    let ins = pool[rng.usize(..pool.len())];
+                    bytes.splice(at..at, ins.iter().copied());
+                }
+                (2, _) => {
+                    bytes.remove(at);
+                }
+                (3, true) => {
+                    let end = (at + rng.usize(1..20)).min(bytes.len());
+                    let dup = bytes[at..end].to_vec();
+                    bytes.splice(at..at, dup);
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+    }
+
     /// (values, other fields) of a parsed page, as strings.
     type Parsed = (Vec<String>, Vec<(String, String)>);
 
@@ -1228,28 +1255,7 @@ mod tests {
             } else {
                 serde_json::to_vec(&page).unwrap()
             };
-            for _ in 0..rng.usize(0..3) {
-                if body.is_empty() {
-                    break;
-                }
-                let at = rng.usize(..body.len());
-                match rng.u8(0..5) {
-                    0 => body[at] = rng.u8(..),
-                    1 => {
-                        let ins = pool[rng.usize(..pool.len())];
-                        body.splice(at..at, ins.iter().copied());
-                    }
-                    2 => {
-                        body.remove(at);
-                    }
-                    3 => {
-                        let end = (at + rng.usize(1..20)).min(body.len());
-                        let dup = body[at..end].to_vec();
-                        body.splice(at..at, dup);
-                    }
-                    _ => body.truncate(at),
-                }
-            }
+            mutate(&mut body, &mut rng, &pool, true);
             let mut p = PageParser::new();
             let mut got = Vec::new();
             let mut rest = &body[..];
@@ -1354,23 +1360,7 @@ mod tests {
                 doc = json!({"d": doc, "_ts": doc.clone()});
             }
             let mut bytes = serde_json::to_vec(&doc).unwrap();
-            for _ in 0..rng.usize(0..3) {
-                if bytes.is_empty() {
-                    break;
-                }
-                let at = rng.usize(..bytes.len());
-                match rng.u8(0..4) {
-                    0 => bytes[at] = rng.u8(..),
-                    1 => {
-                        let ins = pool[rng.usize(..pool.len())];
-                        bytes.splice(at..at, ins.iter().copied());
-                    }
-                    2 => {
-                        bytes.remove(at);
-                    }
-                    _ => bytes.truncate(at),
-                }
-            }
+            mutate(&mut bytes, &mut rng, &pool, false);
             // What follows the element in the buffer, if anything.
             let tails: [&[u8]; 5] = [b"", b",", b"]", b",{\"a\":1}]", b"x"];
             bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
@@ -1747,23 +1737,7 @@ mod tests {
                 json!({"value": doc, "deleted": false, "extra": {"table": "no"}, "ts": 1, "table": "t\"", "component": "a/b"})
             };
             let mut bytes = serde_json::to_vec(&env).unwrap();
-            for _ in 0..rng.usize(0..3) {
-                if bytes.is_empty() {
-                    break;
-                }
-                let at = rng.usize(..bytes.len());
-                match rng.u8(0..4) {
-                    0 => bytes[at] = rng.u8(..),
-                    1 => {
-                        let ins = pool[rng.usize(..pool.len())];
-                        bytes.splice(at..at, ins.iter().copied());
-                    }
-                    2 => {
-                        bytes.remove(at);
-                    }
-                    _ => bytes.truncate(at),
-                }
-            }
+            mutate(&mut bytes, &mut rng, &pool, false);
             let tails: [&[u8]; 3] = [b"", b",", b"]"];
             bytes.extend_from_slice(tails[rng.usize(..tails.len())]);
             let text = fast::valid_prefix(&bytes);
