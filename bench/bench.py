@@ -24,7 +24,6 @@ Standard library only (Python >= 3.8; Linux: os.wait4).
 """
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -33,9 +32,9 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Which API a row read through: a full refresh reads list_snapshot on either API (the
@@ -46,6 +45,9 @@ FR, SE, DS = "list_snapshot", "streaming_export", "data_sync"
 API_NAME = {FR: "either (list_snapshot)", SE: "streaming export", DS: "Data Sync"}
 ROOT = os.path.dirname(HERE)
 MIB = 1024 * 1024
+
+sys.path.insert(0, os.path.join(ROOT, "integration_tests"))
+from emulator import Emulator as EmulatorProcess  # noqa: E402  (the one Python client of the emulator)
 
 
 class Failure(Exception):
@@ -59,76 +61,22 @@ def log(*a):
 # --------------------------------------------------------------------------- emulator
 
 
-class Emulator:
-    def __init__(self, binary, args, workdir, name):
-        self.args = [binary, "--port", "0"] + [str(a) for a in args]
-        self.name = name
-        self.stderr = open(os.path.join(workdir, f"emulator-{name}.stderr"), "wb")  # noqa: SIM115  (closed by stop)
-        log("starting", " ".join(self.args[1:]))
+class Emulator(EmulatorProcess):
+    """A generated deployment of one scenario, started and logged the benchmark's way, its
+    stderr in the run's work folder; `table_names`: its root tables, in order."""
+
+    def __init__(self, binary, workdir, label, *, tables, docs, doc_size, seed, extra=()):
+        log("starting", f"--tables {tables} --docs {docs} --doc-size {doc_size} --seed {seed}",
+            *extra)
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.stderr)
-        line = self._first_line(timeout=900)
-        info = json.loads(line)
-        self.url = info["url"].rstrip("/")
-        self.key = info.get("access_key") or ""
-        self.startup_s = time.perf_counter() - t0
-        log(f"emulator {name} up at {self.url} in {self.startup_s:.1f}s")
-        self.tables = self._tables()
-
-    def _first_line(self, timeout):
-        box = {}
-
-        def rd():
-            box["line"] = self.proc.stdout.readline()
-
-        t = threading.Thread(target=rd, daemon=True)
-        t.start()
-        t.join(timeout)
-        line = box.get("line")
-        if not line:
-            self.proc.kill()
-            raise Failure(f"emulator {self.name} did not print its URL (see emulator-{self.name}.stderr)")
-        return line
-
-    def call(self, method, path, body=None, timeout=600):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-        return json.loads(raw) if raw.strip() else None
-
-    def _tables(self):
-        t = self.call("GET", "/_emulator/tables")
-        # Accept a list of names, a list of objects with "name", or {"tables": [...]}.
-        if isinstance(t, dict) and "tables" in t:
-            t = t["tables"]
-        if isinstance(t, dict):
-            return list(t.keys())
-        names = []
-        for x in t:
-            if isinstance(x, str):
-                names.append(x)
-            elif isinstance(x, dict) and (x.get("table") or x.get("name")) and x.get("component") in (None, ""):
-                names.append(x.get("table") or x.get("name"))
-        return names
-
-    def reset_requests(self):
-        self.call("POST", "/_emulator/requests/reset", {})
-
-    def requests(self):
-        return self.call("GET", "/_emulator/requests")
-
-    def stop(self):
-        with contextlib.suppress(Exception):
-            self.call("POST", "/_emulator/shutdown", {}, timeout=10)
         try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
+            super().__init__(Path(binary), tables=tables, docs=docs, doc_size=doc_size, seed=seed,
+                             extra_args=[str(a) for a in extra], log_dir=Path(workdir),
+                             startup_timeout=900)
+        except (OSError, RuntimeError, TimeoutError, ValueError) as e:
+            raise Failure(f"emulator {label} did not start: {e}") from e
+        log(f"emulator {label} up at {self.url} in {time.perf_counter() - t0:.1f}s")
+        self.table_names = [t for c, t in self.tables() if not c]
 
 
 # --------------------------------------------------------------------------- measuring
@@ -229,7 +177,7 @@ class Bench:
         return p
 
     def config(self, emu, extra=None):
-        return self.write_json("config.json", {"deployment_url": emu.url, "access_key": emu.key,
+        return self.write_json("config.json", {"deployment_url": emu.url, "access_key": emu.access_key,
                                                **(extra or {})})
 
     def catalog(self, tables, mode, name="catalog.json"):
@@ -286,7 +234,7 @@ class Bench:
         out = os.path.join(self.work, tag + ".stdout")
         err = os.path.join(self.work, tag + ".stderr")
         if program == "transfer-only":
-            cmd = [self.o.transfer_bin, "--url", emu.url, "--key", emu.key,
+            cmd = [self.o.transfer_bin, "--url", emu.url, "--key", emu.access_key,
                    "--tables", ",".join(tables)]
             if api == DS:
                 cmd += ["--api", "data_sync"]
@@ -314,7 +262,7 @@ class Bench:
                 cmd += ["--state", self.saved_state(states)]
         emu.reset_requests()
         m = run_measured(self.o.runner_bin, cmd, out, err, timeout or self.o.timeout)
-        reqs = emu.requests()
+        reqs = emu.requests_made()
         row = {"scenario": scenario, "program": program, "api": api or FR, "tables": list(tables), **m,
                "requests": reqs.get("total") if isinstance(reqs, dict) else None,
                "by_endpoint": reqs.get("by_endpoint") if isinstance(reqs, dict) else None,
@@ -472,7 +420,7 @@ def single_walk_pages(emu, tables, cursor):
                                      data=json.dumps({"cursor": cursor, "selection": selection,
                                                       "format": "json"}).encode())
         req.add_header("Content-Type", "application/json")
-        req.add_header("Authorization", f"Convex {emu.key}")
+        req.add_header("Authorization", f"Convex {emu.access_key}")
         with urllib.request.urlopen(req, timeout=120) as r:
             page = json.loads(r.read())
         pages += 1
@@ -548,8 +496,8 @@ def full_refresh_api_check(b, emu, name, tables, expect):
 
 def generated(b, emu_bin, ntables, docs, seed, label, *extra):
     """An emulator serving `ntables` generated tables of `docs` documents of ~400 B each."""
-    args = ["--tables", ntables, "--docs", docs, "--doc-size", 400, "--seed", seed, *extra]
-    return Emulator(emu_bin, args, b.work, label)
+    return Emulator(emu_bin, b.work, label, tables=ntables, docs=docs, doc_size=400, seed=seed,
+                    extra=extra)
 
 
 def full_refresh_name(ntables, docs):
@@ -616,7 +564,7 @@ def scenarios(b, o):
     size, name = full_refresh_name(2, docs)
     emu = generated(b, emu_bin, 2, docs, seed, "full")
     try:
-        tables = emu.tables[:2]
+        tables = emu.table_names[:2]
         rows = full_refresh_rows(b, emu, name, tables, N, 2 * docs)
         for p in peer:
             rows.update(b.repeat(1, emu, name, [(p, {})], tables=tables, mode="full_refresh",
@@ -674,7 +622,7 @@ def scenarios(b, o):
         # taken; every program on both APIs reads the same ones)
         nd = 500 if smoke else 10_000
         name = f"incremental, {count_label(nd)} deltas"
-        emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 1})
+        emu.request("POST", "/_emulator/changes", {"count": nd, "seed": seed + 1}, timeout=600)
         # At least 9 reads each: a read of 10k changes takes tens of milliseconds of CPU, so
         # its median is the noisiest of the CPU targets (with 3 reads, two slow ones once made
         # a median of 37 ms for a read that usually takes about 22), and 6 more reads of each
@@ -705,7 +653,7 @@ def scenarios(b, o):
     size, name = full_refresh_name(1, docs)
     emu = generated(b, emu_bin, 1, docs, seed, "1m")
     try:
-        tables = emu.tables[:1]
+        tables = emu.table_names[:1]
         # As many runs as the other scenarios (about a second each): one run of each program
         # was a coin toss on this shared machine.
         rows = full_refresh_rows(b, emu, name, tables, N, docs)
@@ -733,10 +681,10 @@ def scenarios(b, o):
     name = f"{ntab} tables, {count_label(nd)} changes spread"
     emu = generated(b, emu_bin, ntab, docs, seed, "spread")
     try:
-        tables = emu.tables[:ntab]
+        tables = emu.table_names[:ntab]
         cursors = head_cursors(b, emu, tables, name)
         ds_states = data_sync_states(b, emu, tables, name)
-        emu.call("POST", "/_emulator/changes", {"count": nd, "seed": seed + 2})
+        emu.request("POST", "/_emulator/changes", {"count": nd, "seed": seed + 2}, timeout=600)
         single = single_walk_pages(emu, tables, min(cursors.values()))
         se, ds = {"cursors": cursors}, {"states": ds_states}
         rows = changes_on_both_apis(b, emu, name, tables, se, ds, peer, o, N)
@@ -764,7 +712,7 @@ def scenarios(b, o):
                     "--snapshot-build-base-ms", 5, "--snapshot-build-us-per-row", 2,
                     "--system-write-interval-ms", 20)
     try:
-        tables = emu.tables[:8]
+        tables = emu.table_names[:8]
         rows = b.repeat(N, emu, name, [("transfer-only parallel", {"parallel": True}),
                                        ("transfer-only", {}), ("ours", {})],
                         tables=tables, mode="full_refresh")
@@ -797,10 +745,9 @@ def scenarios(b, o):
     rss = {}
     for docs in (small, big):
         name = f"~1 MiB docs x{docs}"
-        emu = Emulator(emu_bin, ["--tables", 1, "--docs", docs, "--doc-size", size, "--seed", seed],
-                       b.work, f"big{docs}")
+        emu = Emulator(emu_bin, b.work, f"big{docs}", tables=1, docs=docs, doc_size=size, seed=seed)
         try:
-            tables = emu.tables[:1]
+            tables = emu.table_names[:1]
             rows = b.repeat(1, emu, name, [("transfer-only", {}), ("ours", {})],
                             tables=tables, mode="full_refresh", expect=docs)
             if peer and docs == small:

@@ -26,16 +26,16 @@ command -v valgrind >/dev/null || { echo "valgrind not installed (apt-get instal
 EMU_PID=$!
 trap 'kill $EMU_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [[ -s emu.json ]] && break; sleep 0.1; done
-python3 - "$OUT" "${COLUMN_TYPES:-typed}" <<'PY'
-import json, sys, urllib.request
-out, column_types = sys.argv[1], sys.argv[2]
+python3 - "$OUT" "${COLUMN_TYPES:-typed}" "$ROOT" <<'PY'
+import json, sys
+out, column_types, root = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.path.insert(0, f"{root}/integration_tests")
+from emulator import Control  # the one Python client of the emulator
 e = json.load(open(f"{out}/emu.json"))
 url, key = e["url"], e["access_key"]
-t = json.load(urllib.request.urlopen(url + "/_emulator/tables"))[0]["table"]
-def get(p):
-    r = urllib.request.Request(url + p, headers={"Authorization": "Convex " + key})
-    return json.load(urllib.request.urlopen(r))
-head = get("/api/list_snapshot?tableName=__no_such_table__&format=json")["snapshot"]
+emu = Control(url)
+t = next(t for c, t in emu.tables() if not c)
+head = emu.head()
 json.dump({"deployment_url": url, "access_key": key, "column_types": column_types},
           open(f"{out}/config.json", "w"))
 def cat(mode):

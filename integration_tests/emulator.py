@@ -3,7 +3,8 @@ API under `/_emulator/` (`Control`): writes, generated changes, documents (live 
 timestamp, in either column encoding), tables, faults, settings, request counts.
 
 Everything that talks to an emulator goes through here: the pytest process, the PyAirbyte
-drivers in their own interpreters (`Control(url)`) and scripts/quickstart.py.
+drivers in their own interpreters (`Control(url)`), scripts/quickstart.py and the benchmark
+(bench/bench.py, bench/profile.sh).
 """
 
 from __future__ import annotations
@@ -146,12 +147,18 @@ class Control:
 class Emulator(Control):
     """A `convex-emulator` process (use as a context manager or call stop())."""
 
-    def __init__(self, binary: Path, *, tables: int = 2, docs: int = 20, deltas: int = 0,
-                 components: bool = False, seed: int = 1, port: int = 0,
+    def __init__(self, binary: Path, *, tables: int = 2, docs: int = 20, doc_size: int = 0,
+                 deltas: int = 0, components: bool = False, seed: int = 1, port: int = 0,
                  access_key: str | None = None, faults: Sequence[dict] = (),
-                 extra_args: Sequence[str] = (), log_dir: Path | None = None):
+                 extra_args: Sequence[str] = (), log_dir: Path | None = None,
+                 startup_timeout: float = 30):
+        """`doc_size`: about how many bytes each generated document takes (0: the emulator's
+        default). `startup_timeout`: seconds to generate the data and announce itself (a
+        million documents take minutes)."""
         args = [str(binary), "--port", str(port), "--tables", str(tables),
                 "--docs", str(docs), "--seed", str(seed)]
+        if doc_size:
+            args += ["--doc-size", str(doc_size)]
         if deltas:
             args += ["--deltas", str(deltas)]
         if components:
@@ -168,7 +175,7 @@ class Emulator(Control):
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._stderr)
         try:
-            info = json.loads(self._read_line(timeout=30))
+            info = json.loads(self._read_line(timeout=startup_timeout))
             super().__init__(info["url"])
             self.access_key: str = info["access_key"]
         except Exception:
