@@ -26,7 +26,7 @@ def test_quickstart_reads_typed_columns(emulator_factory, tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, f"{out[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
     assert "Could not determine airbyte type" not in out + proc.stderr
-    # Piped, as here: PyAirbyte's plain progress lines, not a notebook's display objects.
+    # Piped, as here: PyAirbyte's terminal progress (its summary), not a notebook's display objects.
     assert "IPython.core.display" not in out, out[:3000]
     assert "typed: PyAirbyte gave every column its SQL type" in out
     assert "exact: every live document once" in out

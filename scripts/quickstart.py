@@ -98,7 +98,8 @@ def main() -> int:
     # PyAirbyte takes any stdout that is not a terminal for a notebook when IPython can be
     # imported (this venv has it for the notebook test), and then prints
     # "<IPython.core.display.Markdown object>" at every progress update of a piped or logged
-    # run. Outside a notebook its plain progress lines are what a log should show.
+    # run. Outside a notebook, its terminal progress (a summary when piped) is what a log
+    # should show.
     if not sys.stdout.isatty() and "ipykernel" not in sys.modules:
         airbyte.progress.IS_NOTEBOOK = False
 
